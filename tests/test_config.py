@@ -1,0 +1,115 @@
+"""Tests for xmppd.config: defaults, path resolution and one-line errors."""
+
+from pathlib import Path
+
+from twisted.trial import unittest
+
+from xmppd.config import DEFAULT_CONFIG_PATH, ConfigError, config_from_dict, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class DefaultsTests(unittest.TestCase):
+    """The embedded default is the example config."""
+
+    def test_embedded_default_is_the_example_config(self):
+        self.assertEqual(
+            DEFAULT_CONFIG_PATH.read_bytes(), (REPO / "conf" / "xmppd.toml").read_bytes()
+        )
+
+    def test_defaults(self):
+        config = load_config(None)
+        self.assertEqual(config.domain, "localhost")
+        self.assertEqual(config.muc.domain, "conference.localhost")
+        self.assertEqual(config.c2s.listen, "tcp:5222")
+        self.assertEqual(config.c2s.direct_tls_listen, "tcp:5223")
+        self.assertTrue(config.c2s.require_encryption)
+        self.assertFalse(config.registration_enabled)
+        self.assertEqual(config.served_domains, ("localhost", "conference.localhost"))
+        self.assertEqual(config.data_dir, (Path.cwd() / "data").resolve())
+
+    def test_relative_paths_follow_the_config_file(self):
+        folder = Path(self.mktemp())
+        folder.mkdir()
+        path = folder / "x.toml"
+        path.write_text(
+            '[server]\ndata_dir = "state"\n[tls]\ncertificate = "c.pem"\nkey = "k.pem"\n'
+        )
+        config = load_config(path)
+        self.assertEqual(config.data_dir, (folder / "state").resolve())
+        self.assertEqual(config.database_path, (folder / "state" / "xmppd.sqlite").resolve())
+        self.assertEqual(config.tls.certificate, (folder / "c.pem").resolve())
+        self.assertEqual(config.tls.key, (folder / "k.pem").resolve())
+
+    def test_domains_are_normalised(self):
+        config = config_from_dict({"server": {"domain": "Example.ORG"},
+                                   "muc": {"domain": "MUC.example.org"}}, Path("."))
+        self.assertEqual(config.domain, "example.org")
+        self.assertEqual(config.muc.domain, "muc.example.org")
+
+    def test_muc_can_be_disabled(self):
+        config = config_from_dict({"muc": {"domain": ""}}, Path("."))
+        self.assertIsNone(config.muc.domain)
+        self.assertEqual(config.served_domains, ("localhost",))
+
+
+class ErrorTests(unittest.TestCase):
+    """A bad config names the file and the key in one line."""
+
+    def error_for(self, text):
+        path = Path(self.mktemp())
+        path.write_text(text)
+        with self.assertRaises(ConfigError) as caught:
+            load_config(path)
+        message = str(caught.exception)
+        self.assertNotIn("\n", message)
+        self.assertTrue(message.startswith(str(path) + ": "), message)
+        return message
+
+    def test_unknown_key(self):
+        self.assertIn("c2s.prot: unknown key", self.error_for("[c2s]\nprot = 1\n"))
+
+    def test_unknown_section(self):
+        self.assertIn("s2s: unknown section", self.error_for("[s2s]\nport = 1\n"))
+
+    def test_wrong_type(self):
+        self.assertIn("c2s.listen: must be a string", self.error_for("[c2s]\nlisten = 5222\n"))
+
+    def test_int_is_not_bool(self):
+        self.assertIn("registration.enabled: must be true or false",
+                      self.error_for("[registration]\nenabled = 1\n"))
+
+    def test_bad_endpoint(self):
+        self.assertIn("c2s.listen:", self.error_for('[c2s]\nlisten = "nonsense:1"\n'))
+
+    def test_bad_domain(self):
+        self.assertIn("server.domain:", self.error_for('[server]\ndomain = "a@b"\n'))
+
+    def test_bad_choice(self):
+        self.assertIn("muc.create_rooms: must be one of",
+                      self.error_for('[muc]\ncreate_rooms = "everybody"\n'))
+
+    def test_certificate_without_key(self):
+        self.assertIn("tls.key:", self.error_for('[tls]\ncertificate = "c.pem"\n'))
+
+    def test_muc_domain_equal_to_host(self):
+        self.assertIn("muc.domain:", self.error_for('[muc]\ndomain = "localhost"\n'))
+
+    def test_admins_must_be_bare_jids(self):
+        self.assertIn("server.admins:", self.error_for('[server]\nadmins = ["a@b/c"]\n'))
+
+    def test_component_secret(self):
+        self.assertIn("components.secrets.gw.localhost:",
+                      self.error_for('[components]\nsecrets = { "gw.localhost" = "" }\n'))
+
+    def test_log_level(self):
+        self.assertIn("log.level:", self.error_for('[log]\nlevel = "loud"\n'))
+
+    def test_invalid_toml(self):
+        self.assertIn("invalid TOML", self.error_for("[server\n"))
+
+    def test_missing_file(self):
+        path = Path(self.mktemp())
+        with self.assertRaises(ConfigError) as caught:
+            load_config(path)
+        self.assertEqual(str(caught.exception), f"{path}: file not found")

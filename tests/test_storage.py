@@ -1,0 +1,132 @@
+"""Tests for the SQLite database, its migrations and the account store."""
+
+import sqlite3
+from pathlib import Path
+
+import scramp
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from xmppd.storage import schema
+from xmppd.storage.accounts import (
+    AccountExists,
+    AccountStore,
+    InvalidPassword,
+    InvalidUsername,
+    NoSuchAccount,
+    prepare_username,
+)
+from xmppd.storage.database import Database, SchemaTooNewError, migrate_file
+
+
+class DatabaseTests(unittest.TestCase):
+    """Schema versioning and connection settings."""
+
+    def test_migrate_file_sets_version_and_wal(self):
+        path = Path(self.mktemp())
+        self.assertEqual(migrate_file(path), len(schema.MIGRATIONS))
+        connection = sqlite3.connect(path)
+        self.addCleanup(connection.close)
+        self.assertEqual(connection.execute("PRAGMA user_version").fetchone()[0],
+                         len(schema.MIGRATIONS))
+        self.assertEqual(connection.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+        # Running it again changes nothing.
+        self.assertEqual(migrate_file(path), len(schema.MIGRATIONS))
+
+    def test_newer_schema_is_refused(self):
+        path = Path(self.mktemp())
+        connection = sqlite3.connect(path)
+        connection.execute(f"PRAGMA user_version = {len(schema.MIGRATIONS) + 1}")
+        connection.close()
+        self.assertRaises(SchemaTooNewError, migrate_file, path)
+
+    @defer.inlineCallbacks
+    def test_open_migrates_through_the_pool(self):
+        db = Database(self.mktemp())
+        self.addCleanup(db.close)
+        version = yield db.open()
+        self.assertEqual(version, len(schema.MIGRATIONS))
+        rows = yield db.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+        self.assertIn(("accounts",), rows)
+
+
+class AccountStoreTests(unittest.TestCase):
+    """Accounts are kept as SCRAM keys and checked against them."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.db = Database(self.mktemp())
+        self.addCleanup(self.db.close)
+        yield self.db.open()
+        self.accounts = AccountStore(self.db)
+
+    @defer.inlineCallbacks
+    def test_create_and_check(self):
+        yield self.accounts.create("Romeo", "s3cret")
+        self.assertEqual((yield self.accounts.usernames()), ["romeo"])
+        self.assertTrue((yield self.accounts.exists("romeo")))
+        self.assertTrue((yield self.accounts.check_password("romeo", "s3cret")))
+        self.assertTrue((yield self.accounts.check_password("ROMEO", "s3cret")))
+        self.assertFalse((yield self.accounts.check_password("romeo", "S3cret")))
+        self.assertFalse((yield self.accounts.check_password("nobody", "s3cret")))
+
+    @defer.inlineCallbacks
+    def test_password_is_not_stored(self):
+        yield self.accounts.create("romeo", "very-distinctive-password")
+        yield self.db.execute("PRAGMA wal_checkpoint(FULL)")
+        raw = Path(self.db.path).read_bytes()
+        self.assertNotIn(b"very-distinctive-password", raw)
+
+    @defer.inlineCallbacks
+    def test_duplicate(self):
+        yield self.accounts.create("romeo", "a")
+        yield self.assertFailure(self.accounts.create("ROMEO", "b"), AccountExists)
+
+    @defer.inlineCallbacks
+    def test_set_password(self):
+        yield self.accounts.create("romeo", "old")
+        yield self.accounts.set_password("romeo", "new")
+        self.assertFalse((yield self.accounts.check_password("romeo", "old")))
+        self.assertTrue((yield self.accounts.check_password("romeo", "new")))
+        yield self.assertFailure(self.accounts.set_password("juliet", "x"), NoSuchAccount)
+
+    @defer.inlineCallbacks
+    def test_delete_cascades(self):
+        yield self.accounts.create("romeo", "pw")
+        yield self.db.execute(
+            "INSERT INTO offline_messages (username, stamp, stanza) VALUES ('romeo', 'x', '<m/>')")
+        yield self.accounts.delete("romeo")
+        self.assertFalse((yield self.accounts.exists("romeo")))
+        rows = yield self.db.query("SELECT COUNT(*) FROM offline_messages")
+        self.assertEqual(rows[0][0], 0)
+        rows = yield self.db.query("SELECT COUNT(*) FROM scram_keys")
+        self.assertEqual(rows[0][0], 0)
+        yield self.assertFailure(self.accounts.delete("romeo"), NoSuchAccount)
+
+    @defer.inlineCallbacks
+    def test_invalid_input(self):
+        yield self.assertFailure(self.accounts.create("a b", "pw"), InvalidUsername)
+        yield self.assertFailure(self.accounts.create("a@b", "pw"), InvalidUsername)
+        yield self.assertFailure(self.accounts.create("", "pw"), InvalidUsername)
+        yield self.assertFailure(self.accounts.create("romeo", ""), InvalidPassword)
+        yield self.assertFailure(self.accounts.create("romeo", "x" * 2000), InvalidPassword)
+        self.assertEqual((yield self.accounts.usernames()), [])
+
+    def test_prepare_username(self):
+        self.assertEqual(prepare_username("RoMeO"), "romeo")
+        self.assertRaises(InvalidUsername, prepare_username, "x" * 1024)
+
+    @defer.inlineCallbacks
+    def test_scram_exchange_with_stored_keys(self):
+        """A real SCRAM client authenticates against the stored keys, per mechanism."""
+        yield self.accounts.create("romeo", "pässword")
+        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-1"):
+            keys = yield self.accounts.scram_keys("romeo", mechanism)
+            server = scramp.ScramMechanism(mechanism).make_server(
+                lambda username, keys=keys: keys.as_auth_info())
+            client = scramp.ScramClient([mechanism], "romeo", "pässword")
+            server.set_client_first(client.get_client_first())
+            client.set_server_first(server.get_server_first())
+            server.set_client_final(client.get_client_final())
+            client.set_server_final(server.get_server_final())  # raises if wrong
+        self.assertIsNone((yield self.accounts.scram_keys("juliet", "SCRAM-SHA-1")))

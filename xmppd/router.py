@@ -1,0 +1,149 @@
+"""The router: one per process, it delivers every stanza by destination domain.
+
+Destinations are objects with a ``send(stanza)`` method:
+
+* the local host's session manager and, through wokkel's
+  ``InternalComponent``, the MUC service;
+* external components (XEP-0114), whose streams wokkel's component server
+  factory registers with :meth:`Router.addRoute`;
+* later, other servers (S2S) as the default route (key ``None``).
+
+A stanza for a domain nobody serves is answered with
+``remote-server-not-found``. Stanzas pass through as ``domish.Element``
+objects: nothing is serialised or re-parsed on the way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import error, jid
+from twisted.words.xish import domish
+from wokkel import component
+
+log = Logger()
+
+
+def stanza_domain(address: str) -> str:
+    """The domain part of a JID string, without normalisation (fast path)."""
+    bare = address.split("/", 1)[0]
+    return bare.rpartition("@")[2]
+
+
+def normalised_domain(address: str) -> str | None:
+    """The nameprep-normalised domain of a JID string, or None if invalid."""
+    try:
+        return jid.JID(address).host
+    except (jid.InvalidFormat, UnicodeError, ValueError):
+        return None
+
+
+def must_not_answer(stanza: domish.Element) -> bool:
+    """True for stanzas that must never get an error reply (RFC 6120 8.3.1)."""
+    kind = stanza.getAttribute("type")
+    if kind == "error":
+        return True
+    return stanza.name == "iq" and kind == "result"
+
+
+def bounce(
+    stanza: domish.Element, condition: str, text: str | None = None
+) -> domish.Element | None:
+    """The error reply to a stanza, or None where no reply is allowed."""
+    if must_not_answer(stanza) or not stanza.getAttribute("from"):
+        return None
+    reply = error.StanzaError(condition, text=text).toResponse(stanza)
+    if reply.getAttribute("from") is None and stanza.getAttribute("to"):
+        reply["from"] = stanza["to"]
+    return reply
+
+
+class Router(component.Router):
+    """Routes stanzas between the server's parts by the domain of 'to'.
+
+    Keeps wokkel's ``addRoute``/``removeRoute`` protocol so that wokkel's
+    ``InternalComponent`` and component server factory plug in unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._observers: dict[int, Callable[[domish.Element], None]] = {}
+
+    def register(self, domain: str, destination: Any) -> None:
+        """Serve a domain with an object that has ``send(stanza)``."""
+        self.routes[domain] = destination
+
+    def unregister(self, domain: str, destination: Any) -> None:
+        """Stop serving a domain with that destination (no-op otherwise)."""
+        if self.routes.get(domain) is destination:
+            del self.routes[domain]
+
+    def serves(self, domain: str) -> bool:
+        """True if a destination is registered for exactly that domain."""
+        return domain in self.routes
+
+    def addRoute(self, destination: str, xs: Any) -> None:
+        """Register a component stream; stanzas it sends are routed onward.
+
+        A component may only send from its own domain (or subdomains of it):
+        a stanza with a foreign 'from' closes the stream with ``invalid-from``.
+        """
+
+        def from_component(stanza: domish.Element) -> None:
+            sender = stanza.getAttribute("from")
+            domain = normalised_domain(sender) if sender else None
+            if domain != destination and not (domain or "").endswith("." + destination):
+                log.warn(
+                    "component {component} sent a stanza from {sender!r}: closing it",
+                    component=destination,
+                    sender=sender,
+                )
+                send_error = getattr(xs, "sendStreamError", None)
+                if send_error is not None:
+                    send_error(error.StreamError("invalid-from"))
+                return
+            self.route(stanza)
+
+        self.routes[destination] = xs
+        self._observers[id(xs)] = from_component
+        xs.addObserver("/*", from_component)
+
+    def removeRoute(self, destination: str, xs: Any) -> None:
+        """Unregister a component stream (on disconnect)."""
+        observer = self._observers.pop(id(xs), None)
+        if observer is not None:
+            xs.removeObserver("/*", observer)
+        if self.routes.get(destination) is xs:
+            del self.routes[destination]
+
+    def route(self, stanza: domish.Element) -> None:
+        """Deliver a stanza to the destination serving its 'to' domain.
+
+        A stanza without 'to' is for the sender's own account and goes to
+        the sender's domain (RFC 6120 10.3).
+        """
+        address = stanza.getAttribute("to") or stanza.getAttribute("from")
+        if not address:
+            log.warn("dropping a stanza with neither 'to' nor 'from': {xml}", xml=stanza.toXml())
+            return
+        routes = self.routes
+        destination = routes.get(stanza_domain(address))
+        if destination is None:
+            domain = normalised_domain(address)
+            if domain is None:
+                self._answer(stanza, "jid-malformed")
+                return
+            destination = routes.get(domain) or routes.get(None)
+            if destination is None:
+                self._answer(stanza, "remote-server-not-found")
+                return
+        destination.send(stanza)
+
+    def _answer(self, stanza: domish.Element, condition: str) -> None:
+        reply = bounce(stanza, condition)
+        if reply is not None:
+            if reply.getAttribute("from") and normalised_domain(reply["from"]) is None:
+                del reply.attributes["from"]
+            self.route(reply)

@@ -1,0 +1,22 @@
+"""Writing stanzas into a stream, whatever stream they were read from.
+
+A stanza parsed from a client stream carries the ``jabber:client``
+namespace, one from a component stream ``jabber:component:accept``, one
+built by the server often none at all. In every stream the stanza
+namespace is the stream's default namespace, so a stanza is written
+without declaring its own: it takes the namespace of the stream it goes
+into (RFC 6120 4.8.3, XEP-0114).
+"""
+
+from twisted.words.xish import domish
+
+STANZA_NAMESPACES = frozenset(
+    {None, "", "jabber:client", "jabber:server", "jabber:component:accept"}
+)
+
+
+def serialize(stanza: domish.Element) -> str:
+    """The stanza as XML text in whatever default namespace the stream has."""
+    if stanza.uri in STANZA_NAMESPACES:
+        return stanza.toXml(defaultUri=stanza.uri or "")
+    return stanza.toXml()

@@ -1,0 +1,1 @@
+"""Persistent storage: the SQLite database and the stores built on it."""

@@ -1,0 +1,111 @@
+"""The SQLite database, used through twisted.enterprise.adbapi.
+
+One connection in one pool thread: SQLite serialises writers anyway, and a
+single connection keeps transactions simple. WAL journal mode lets readers
+(the admin CLI, a backup) work while the server writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.enterprise import adbapi
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from xmppd.storage.schema import MIGRATIONS
+
+log = Logger()
+
+
+def _configure_connection(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA foreign_keys = ON")
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = NORMAL")
+    connection.execute("PRAGMA busy_timeout = 5000")
+
+
+class SchemaTooNewError(sqlite3.DatabaseError):
+    """The database was written by a newer xmppd than this one."""
+
+
+class Database:
+    """An SQLite file with the xmppd schema, accessed off the reactor thread."""
+
+    def __init__(self, path: Path | str, reactor: Any = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {}
+        if reactor is not None:
+            kwargs["cp_reactor"] = reactor
+        self.pool = adbapi.ConnectionPool(
+            "sqlite3",
+            str(self.path),
+            check_same_thread=False,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=_configure_connection,
+            cp_noisy=False,
+            **kwargs,
+        )
+
+    @defer.inlineCallbacks
+    def open(self):
+        """Apply pending migrations; fires when the database is ready."""
+        version = yield self.pool.runInteraction(_migrate)
+        log.info("database {path} at schema version {version}", path=self.path, version=version)
+        return version
+
+    def close(self) -> None:
+        """Close the connection (pending work finishes first)."""
+        self.pool.close()
+
+    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
+        """Run function(cursor, *args) in a transaction in the pool thread."""
+        return self.pool.runInteraction(function, *args, **kwargs)
+
+    def query(self, sql: str, *params: Any) -> defer.Deferred:
+        """Run a SELECT; fires with the list of rows."""
+        return self.pool.runQuery(sql, params)
+
+    def execute(self, sql: str, *params: Any) -> defer.Deferred:
+        """Run a statement that returns no rows, in its own transaction."""
+        return self.pool.runOperation(sql, params)
+
+
+def _migrate(cursor: sqlite3.Cursor) -> int:
+    (version,) = cursor.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise SchemaTooNewError(
+            f"database schema version {version} is newer than this xmppd "
+            f"knows ({len(MIGRATIONS)}); upgrade xmppd"
+        )
+    if version < len(MIGRATIONS) and not cursor.connection.in_transaction:
+        cursor.execute("BEGIN")  # all pending migrations commit together, or none
+    for number in range(version, len(MIGRATIONS)):
+        for statement in MIGRATIONS[number].split(";"):
+            if statement.strip():
+                cursor.execute(statement)
+        cursor.execute(f"PRAGMA user_version = {number + 1}")
+        log.info("database migrated to schema version {v}", v=number + 1)
+    return len(MIGRATIONS)
+
+
+def migrate_file(path: Path | str) -> int:
+    """Create or upgrade the database file synchronously (start-up, admin CLI).
+
+    Returns the schema version. Raises sqlite3.Error or SchemaTooNewError.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(str(path))
+    try:
+        _configure_connection(connection)
+        version = _migrate(connection.cursor())
+        connection.commit()
+    finally:
+        connection.close()
+    return version

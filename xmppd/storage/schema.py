@@ -1,0 +1,49 @@
+"""The database schema as an ordered list of migrations.
+
+``PRAGMA user_version`` records how many of :data:`MIGRATIONS` a database
+has had applied; :func:`xmppd.storage.database.Database.open` applies the
+rest at start-up, each in its own transaction. Never edit a migration that
+has been released: append a new one.
+"""
+
+MIGRATIONS: list[str] = [
+    # 1: accounts, rosters, pending subscription requests, offline messages.
+    """
+    CREATE TABLE accounts (
+        username TEXT PRIMARY KEY,
+        created REAL NOT NULL
+    );
+    CREATE TABLE scram_keys (
+        username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+        mechanism TEXT NOT NULL,
+        salt BLOB NOT NULL,
+        iterations INTEGER NOT NULL,
+        stored_key BLOB NOT NULL,
+        server_key BLOB NOT NULL,
+        PRIMARY KEY (username, mechanism)
+    );
+    CREATE TABLE roster_items (
+        username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+        contact TEXT NOT NULL,
+        name TEXT,
+        subscription TEXT NOT NULL DEFAULT 'none',
+        ask INTEGER NOT NULL DEFAULT 0,
+        approved INTEGER NOT NULL DEFAULT 0,
+        groups TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (username, contact)
+    );
+    CREATE TABLE pending_subscriptions (
+        username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+        contact TEXT NOT NULL,
+        stanza TEXT NOT NULL,
+        PRIMARY KEY (username, contact)
+    );
+    CREATE TABLE offline_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+        stamp TEXT NOT NULL,
+        stanza TEXT NOT NULL
+    );
+    CREATE INDEX offline_messages_user ON offline_messages(username, id);
+    """,
+]
