@@ -1,0 +1,783 @@
+"""Client-to-server XML streams (RFC 6120): negotiation, then stanzas.
+
+The pieces, from the socket up:
+
+* :class:`C2SStream` — a ``twisted.words`` ``XmlStream`` with a restricted,
+  bounded parser (:mod:`xmppd.c2s.xmlparser`). It turns every parse error
+  into a stream error the client actually receives, processes one element
+  at a time (elements arriving while an asynchronous step runs are queued),
+  and never lets an exception escape: unexpected ones are logged and close
+  that stream with ``internal-server-error``.
+* :class:`C2SAuthenticator` — our ``ListenAuthenticator``: stream header
+  checks, stream features, STARTTLS, SASL (:mod:`xmppd.c2s.sasl`), pre-auth
+  registration (:mod:`xmppd.c2s.registration`) and resource binding
+  (:mod:`xmppd.c2s.bind`).
+* :class:`ClientSession` — what the session manager sees of a bound
+  resource (``jid``, ``send``, ``close``); it also stamps and checks the
+  stanzas the client sends before handing them to the router.
+* :class:`C2SFactory` — the server factory, holding configuration and limits.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import secrets
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python import failure
+from twisted.words.protocols.jabber import error, jid, xmlstream
+from twisted.words.xish import domish
+
+from xmppd.c2s import bind as bind_mod
+from xmppd.c2s import sasl
+from xmppd.c2s.registration import (
+    NS_REGISTER_FEATURE,
+    PreAuthRegistration,
+    is_register_request,
+)
+from xmppd.c2s.xmlparser import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_STANZA_SIZE,
+    RestrictedElementStream,
+    StreamParseError,
+)
+
+NS_CLIENT = "jabber:client"
+NS_STREAMS = xmlstream.NS_STREAMS
+NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+NS_XML = "http://www.w3.org/XML/1998/namespace"
+
+STANZA_NAMES = ("message", "presence", "iq")
+IQ_TYPES = ("get", "set", "result", "error")
+# Stanzas built by other parts (S2S, components) may carry these namespaces;
+# on a client stream they are written as jabber:client.
+FOREIGN_STANZA_NAMESPACES = ("jabber:server", "jabber:component:accept")
+
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
+
+log = Logger()
+
+
+class _StopParsing(Exception):
+    """Raised inside parser callbacks to stop parsing a closing stream."""
+
+
+def _new_stream_id() -> str:
+    return secrets.token_hex(16)
+
+
+@functools.lru_cache(maxsize=4096)
+def normalise_jid(address: str) -> str:
+    """The stringprep-normalised form of a JID string (cached).
+
+    Raises ``jid.InvalidFormat`` (or ``UnicodeError``/``ValueError``) for
+    strings that are not JIDs; those are not cached.
+    """
+    return jid.JID(address).full()
+
+
+def _ignore(*args: object) -> None:
+    """Event sink for the parser of a stream that has been restarted."""
+
+
+class ClientSession:
+    """One bound resource on a client stream, as the session manager sees it.
+
+    Public contract: ``jid`` (the bound full JID), ``send(element)`` and
+    ``close(condition, text=None)``.
+    """
+
+    def __init__(self, stream: C2SStream, username: str):
+        self.stream = stream
+        self.username = username
+        self.jid: jid.JID | None = None
+        self._full: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<ClientSession {self.jid.full() if self.jid else self.username}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream is closing or gone (sends are dropped)."""
+        return self.stream.closing
+
+    def send(self, element: domish.Element) -> None:
+        """Write a stanza to the client (the element is not modified)."""
+        self.stream.send_stanza(element)
+
+    def close(self, condition: str, text: str | None = None) -> None:
+        """Send a stream error (e.g. ``conflict``) and close the stream."""
+        self.stream.stream_error(condition, text)
+
+    def receive(self, stanza: domish.Element) -> None:
+        """Stamp 'from', check the stanza, then route it (or answer an error)."""
+        kind = stanza.getAttribute("type")
+        if self._full is None:
+            self._full = self.jid.full()
+        stanza["from"] = self._full
+        to = stanza.getAttribute("to")
+        if to is not None:
+            try:
+                stanza["to"] = normalise_jid(to)
+            except (jid.InvalidFormat, UnicodeError, ValueError):
+                if kind != "error" and not (stanza.name == "iq" and kind == "result"):
+                    reply = bind_mod.error_reply(stanza, "jid-malformed")
+                    reply["from"] = self.stream.factory.domain
+                    self.send(reply)
+                return
+        if stanza.name == "iq":
+            if not stanza.getAttribute("id") or kind not in IQ_TYPES:
+                if kind != "error":
+                    self._reply_error(stanza, "bad-request", "iq needs an id and a valid type")
+                return
+            if kind in ("get", "set"):
+                if len(list(stanza.elements())) != 1:
+                    self._reply_error(stanza, "bad-request", "iq get/set needs one payload")
+                    return
+                if bind_mod.is_bind_request(stanza):
+                    self._reply_error(stanza, "not-allowed", "a resource is already bound")
+                    return
+                if bind_mod.is_session_request(stanza):
+                    self.send(bind_mod.empty_result(stanza))
+                    return
+        self.stream.factory.router.route(stanza)
+
+    def _reply_error(self, stanza: domish.Element, condition: str, text: str) -> None:
+        self.send(bind_mod.error_reply(stanza, condition, text))
+
+
+class C2SAuthenticator(xmlstream.ListenAuthenticator):
+    """Negotiates a client stream: header, features, STARTTLS, SASL, bind."""
+
+    namespace = NS_CLIENT
+
+    def __init__(self, factory: C2SFactory):
+        super().__init__()
+        self.factory = factory
+        self.tls_active = False
+        self.username: str | None = None
+        self.session: ClientSession | None = None
+        self.exchange: Any = None
+        self.mechanism: str | None = None
+        self.sasl_failures = 0
+        self.registration = (
+            PreAuthRegistration(factory.accounts) if factory.registration_enabled else None
+        )
+        self._unbound = False
+
+    # -- stream start ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Start TLS at once on a direct-TLS (XEP-0368) port."""
+        if self.factory.direct_tls:
+            self.xmlstream.transport.startTLS(self.factory.tls_options)
+            self.tls_active = True
+
+    def streamStarted(self, rootElement: domish.Element) -> None:
+        """Check the client's stream header, answer with ours and the features."""
+        xs = self.xmlstream
+        lang = rootElement.getAttribute((NS_XML, "lang"))
+        xs.lang = lang if lang and _LANGUAGE_TAG.match(lang) else "en"
+        xs.peer = None
+        sender = rootElement.getAttribute("from")
+        if sender:
+            try:
+                xs.peer = jid.JID(sender).full()
+            except (jid.InvalidFormat, UnicodeError, ValueError):
+                xs.peer = None
+
+        if rootElement.uri != NS_STREAMS:
+            xs.stream_error("invalid-namespace", "the stream namespace must be " + NS_STREAMS)
+            return
+        if rootElement.name != "stream":
+            xs.stream_error("bad-format", "the root element must be <stream:stream/>")
+            return
+        if rootElement.defaultUri != NS_CLIENT:
+            xs.stream_error("invalid-namespace", "the default namespace must be jabber:client")
+            return
+        if not self._serves(rootElement.getAttribute("to")):
+            xs.stream_error("host-unknown", "this server does not serve that host")
+            return
+        if not self._version_ok(rootElement.getAttribute("version")):
+            xs.stream_error("unsupported-version", "XMPP 1.0 is required")
+            return
+        xs.version = (1, 0)
+        xs.sendHeader()
+        xs.send(self.features())
+
+    def _serves(self, to: str | None) -> bool:
+        if not to:
+            return False
+        try:
+            address = jid.JID(to)
+        except (jid.InvalidFormat, UnicodeError, ValueError):
+            return False
+        return (
+            address.user is None
+            and address.resource is None
+            and (address.host == self.factory.domain)
+        )
+
+    @staticmethod
+    def _version_ok(version: str | None) -> bool:
+        if not version:
+            return False
+        major, _, minor = version.partition(".")
+        if not (major.isdigit() and minor.isdigit()):
+            return False
+        return int(major) == 1
+
+    def features(self) -> domish.Element:
+        """The stream features for the stream's current state."""
+        factory = self.factory
+        features = domish.Element((NS_STREAMS, "features"))
+        if self.username is None:
+            if not self.tls_active and factory.tls_options is not None:
+                starttls = features.addElement((NS_TLS, "starttls"))
+                if factory.require_encryption:
+                    starttls.addElement("required")
+            if self.tls_active or not factory.require_encryption:
+                mechanisms = features.addElement((sasl.NS_SASL, "mechanisms"))
+                for name in factory.sasl.offered(self.tls_active):
+                    mechanisms.addElement("mechanism", content=name)
+                if self.registration is not None:
+                    features.addElement((NS_REGISTER_FEATURE, "register"))
+        else:
+            features.addElement((bind_mod.NS_BIND, "bind"))
+            features.addElement((bind_mod.NS_SESSION, "session")).addElement("optional")
+        return features
+
+    # -- elements ------------------------------------------------------------
+
+    def handle_element(self, element: domish.Element) -> defer.Deferred | None:
+        """Process one top-level element; may return a Deferred (async step)."""
+        uri, name = element.uri, element.name
+        if uri == NS_CLIENT and name in STANZA_NAMES:
+            if self.session is not None:
+                return self.session.receive(element)
+            return self._early_stanza(element)
+        if uri == NS_TLS and name == "starttls":
+            return self._starttls()
+        if uri == sasl.NS_SASL and name in ("auth", "response", "abort"):
+            return self._sasl(element)
+        if uri == NS_STREAMS and name == "error":
+            log.info("client sent a stream error; closing")
+            self.xmlstream.close_stream()
+            return None
+        self.xmlstream.stream_error("unsupported-stanza-type")
+        return None
+
+    def _starttls(self) -> None:
+        xs = self.xmlstream
+        tls_options = self.factory.tls_options
+        if self.tls_active or self.username is not None or tls_options is None:
+            xs.send(domish.Element((NS_TLS, "failure")))
+            xs.close_stream()
+            return
+        xs.send(domish.Element((NS_TLS, "proceed")))
+        xs.transport.startTLS(tls_options)
+        self.tls_active = True
+        xs.reset()
+
+    # -- SASL ----------------------------------------------------------------
+
+    def _sasl(self, element: domish.Element) -> defer.Deferred | None:
+        xs = self.xmlstream
+        if self.username is not None:
+            xs.stream_error("policy-violation", "already authenticated")
+            return None
+        if element.name == "abort":
+            self.exchange = None
+            self._sasl_failed(sasl.SASLFailure("aborted"))
+            return None
+        if element.name == "auth":
+            if self.exchange is not None:
+                self.exchange = None
+                self._sasl_failed(sasl.SASLFailure("malformed-request", "exchange in progress"))
+                return None
+            if self.factory.require_encryption and not self.tls_active:
+                self._sasl_failed(sasl.SASLFailure("encryption-required"))
+                return None
+            try:
+                mechanism = element.getAttribute("mechanism") or ""
+                exchange = self.factory.sasl.start(mechanism, self.tls_active)
+                data = sasl.decode_payload(str(element))
+            except sasl.SASLFailure as f:
+                self._sasl_failed(f)
+                return None
+            self.exchange = exchange
+            self.mechanism = mechanism
+        else:
+            if self.exchange is None:
+                self._sasl_failed(sasl.SASLFailure("malformed-request", "no exchange to continue"))
+                return None
+            try:
+                data = sasl.decode_payload(str(element))
+            except sasl.SASLFailure as f:
+                self.exchange = None
+                self._sasl_failed(f)
+                return None
+        d = self.exchange.step(data)
+        d.addCallbacks(self._sasl_step_done, self._sasl_step_failed)
+        return d
+
+    def _sasl_step_done(self, result: sasl.Challenge | sasl.Success) -> None:
+        xs = self.xmlstream
+        if xs.closing:
+            return
+        if isinstance(result, sasl.Challenge):
+            challenge = domish.Element((sasl.NS_SASL, "challenge"))
+            challenge.addContent(sasl.encode_payload(result.data))
+            xs.send(challenge)
+            return
+        self.exchange = None
+        self.username = result.username
+        success = domish.Element((sasl.NS_SASL, "success"))
+        if result.data is not None:
+            success.addContent(sasl.encode_payload(result.data))
+        xs.send(success)
+        log.info(
+            "{username} authenticated with {mechanism} from {peer}",
+            username=result.username,
+            mechanism=self.mechanism,
+            peer=xs.peer_address,
+        )
+        xs.reset()
+
+    def _sasl_step_failed(self, reason: failure.Failure) -> None:
+        self.exchange = None
+        if reason.check(sasl.SASLFailure):
+            self._sasl_failed(reason.value)
+        else:
+            log.failure("SASL exchange failed unexpectedly", reason)
+            self._sasl_failed(sasl.SASLFailure("temporary-auth-failure"))
+
+    def _sasl_failed(self, reason: sasl.SASLFailure) -> None:
+        xs = self.xmlstream
+        if xs.closing:
+            return
+        self.sasl_failures += 1
+        element = domish.Element((sasl.NS_SASL, "failure"))
+        element.addElement(reason.condition)
+        if reason.text:
+            element.addElement("text", content=reason.text)
+        xs.send(element)
+        log.info(
+            "SASL failure ({condition}) from {peer}",
+            condition=reason.condition,
+            peer=xs.peer_address,
+        )
+        if self.sasl_failures >= self.factory.max_auth_attempts:
+            xs.stream_error("policy-violation", "too many failed authentication attempts")
+
+    # -- stanzas before bind -------------------------------------------------
+
+    def _early_stanza(self, stanza: domish.Element) -> defer.Deferred | None:
+        xs = self.xmlstream
+        factory = self.factory
+        if self.username is None:
+            if stanza.name == "iq" and is_register_request(stanza):
+                if self.registration is None:
+                    reply = bind_mod.error_reply(stanza, "service-unavailable")
+                    xs.send(reply)
+                    return None
+                if factory.require_encryption and not self.tls_active:
+                    xs.stream_error("not-authorized", "negotiate TLS first")
+                    return None
+                d = self.registration.handle(stanza)
+                d.addCallback(xs.send_stanza)
+                return d
+            xs.stream_error("not-authorized", "authenticate first")
+            return None
+        if stanza.name == "iq" and bind_mod.is_bind_request(stanza):
+            return self._bind(stanza)
+        if (
+            stanza.name == "iq"
+            and stanza.getAttribute("type") == "set"
+            and bind_mod.is_session_request(stanza)
+        ):
+            xs.send(bind_mod.empty_result(stanza))
+            return None
+        xs.stream_error("not-authorized", "bind a resource first")
+        return None
+
+    def _bind(self, iq: domish.Element) -> defer.Deferred | None:
+        try:
+            resource = bind_mod.requested_resource(iq)
+        except bind_mod.BindError as e:
+            self.xmlstream.send(bind_mod.error_reply(iq, e.condition, e.text))
+            return None
+        session = ClientSession(self.xmlstream, self.username)
+        d = defer.maybeDeferred(self.factory.session_manager.bind, session, self.username, resource)
+        d.addCallbacks(
+            self._bound, self._bind_failed, callbackArgs=(iq, session), errbackArgs=(iq,)
+        )
+        return d
+
+    def _bound(self, full_jid: Any, iq: domish.Element, session: ClientSession) -> None:
+        xs = self.xmlstream
+        if not isinstance(full_jid, jid.JID):
+            full_jid = jid.JID(full_jid)
+        session.jid = full_jid
+        self.session = session
+        if xs.closing:
+            # The stream ended while the session manager was binding: the
+            # session is unbound now, or at connectionLost if still open.
+            if xs.lost:
+                self.unbind()
+            return
+        xs.send(bind_mod.bind_result(iq, full_jid.full()))
+        xs.bound(session)
+
+    def _bind_failed(self, reason: failure.Failure, iq: domish.Element) -> None:
+        if reason.check(error.StanzaError):
+            condition = reason.value.condition
+        else:
+            log.failure("session manager failed to bind a resource", reason)
+            condition = "internal-server-error"
+        self.xmlstream.send(bind_mod.error_reply(iq, condition))
+
+    # -- end -----------------------------------------------------------------
+
+    def unbind(self) -> None:
+        """Tell the session manager the bound session is gone (once)."""
+        if self.session is None or self._unbound:
+            return
+        self._unbound = True
+        try:
+            self.factory.session_manager.unbind(self.session)
+        except Exception:
+            log.failure("session manager failed to unbind {session}", session=self.session)
+
+
+class C2SStream(xmlstream.XmlStream):
+    """One client connection: parsing, limits, error handling, closing."""
+
+    namespace = NS_CLIENT
+
+    def __init__(self, authenticator: C2SAuthenticator, factory: C2SFactory):
+        self.factory = factory
+        self.closing = False
+        self.lost = False
+        self.session: ClientSession | None = None
+        self.lang = "en"
+        self.peer: str | None = None
+        self._queue: list[domish.Element] = []
+        self._busy = False
+        self._negotiation_timer: Any = None
+        self._abort_timer: Any = None
+        self._footer_sent = False
+        super().__init__(authenticator)
+
+    # -- connection ------------------------------------------------------------
+
+    @property
+    def peer_address(self) -> str:
+        """The client's address, for log messages."""
+        try:
+            peer = self.transport.getPeer()
+            return f"{peer.host}:{peer.port}"
+        except Exception:
+            return "?"
+
+    def connectionMade(self) -> None:
+        """Set up the parser, start the negotiation timer."""
+        self.factory.streams.add(self)
+        timeout = self.factory.negotiation_timeout
+        if timeout:
+            self._negotiation_timer = self.factory.reactor.callLater(
+                timeout, self._negotiation_timed_out
+            )
+        self._guard(super().connectionMade)
+
+    def connectionLost(self, reason: failure.Failure) -> None:
+        """Cancel timers and tell the session manager (once) if bound."""
+        self.closing = True
+        self.lost = True
+        self.factory.streams.discard(self)
+        for timer in (self._negotiation_timer, self._abort_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._queue = []
+        try:
+            super().connectionLost(reason)
+        except Exception:
+            log.failure("error in a stream-end observer")
+        self.authenticator.unbind()
+
+    def _negotiation_timed_out(self) -> None:
+        self._negotiation_timer = None
+        self.stream_error("connection-timeout", "stream negotiation took too long")
+
+    def bound(self, session: ClientSession) -> None:
+        """The stream has a bound resource: stanzas now go to the session."""
+        self.session = session
+        if self._negotiation_timer is not None and self._negotiation_timer.active():
+            self._negotiation_timer.cancel()
+        self._negotiation_timer = None
+        self.dispatch(self, xmlstream.STREAM_AUTHD_EVENT)
+
+    # -- parsing -----------------------------------------------------------------
+
+    def _initializeStream(self) -> None:
+        old = self.stream
+        if old is not None:
+            old.DocumentStartEvent = old.ElementEvent = old.DocumentEndEvent = _ignore
+        self._queue = []
+        self.stream = RestrictedElementStream(
+            max_stanza_size=self.factory.max_stanza_size, max_depth=self.factory.max_depth
+        )
+        self.stream.DocumentStartEvent = self.onDocumentStart
+        self.stream.ElementEvent = self.onElement
+        self.stream.DocumentEndEvent = self.onDocumentEnd
+
+    def dataReceived(self, data: bytes) -> None:
+        """Parse bytes; any problem becomes a stream error sent to the client."""
+        if self.closing or self.stream is None:
+            return
+        parser = self.stream
+        try:
+            if self.rawDataInFn:
+                self.rawDataInFn(data)
+            parser.parse(data)
+        except _StopParsing:
+            pass
+        except StreamParseError as e:
+            if parser is self.stream:
+                self.stream_error(e.condition, e.text)
+        except Exception:
+            log.failure("unexpected error while parsing a client stream")
+            self.stream_error("internal-server-error")
+
+    def onDocumentStart(self, rootElement: domish.Element) -> None:
+        """The client's stream header: let the authenticator check it."""
+        try:
+            self.dispatch(self, xmlstream.STREAM_START_EVENT)
+            self.authenticator.streamStarted(rootElement)
+        except Exception:
+            log.failure("unexpected error handling a stream header")
+            self.stream_error("internal-server-error")
+        if self.closing:
+            raise _StopParsing()
+
+    def onElement(self, element: domish.Element) -> None:
+        """A top-level element: process it now, or queue it behind a busy step."""
+        if self.closing:
+            raise _StopParsing()
+        if self._busy:
+            if len(self._queue) >= self.factory.max_pending:
+                self.stream_error("policy-violation", "too many stanzas sent ahead")
+                raise _StopParsing()
+            self._queue.append(element)
+            return
+        self._process(element)
+        if self.closing:
+            raise _StopParsing()
+
+    def onDocumentEnd(self) -> None:
+        """The client closed its stream: close ours."""
+        self.close_stream()
+        raise _StopParsing()
+
+    def _process(self, element: domish.Element) -> None:
+        try:
+            result = self.authenticator.handle_element(element)
+        except Exception:
+            log.failure("unexpected error handling a client element")
+            self.stream_error("internal-server-error")
+            return
+        if isinstance(result, defer.Deferred):
+            self._busy = True
+            result.addErrback(self._unexpected)
+            result.addBoth(self._step_finished)
+
+    def _unexpected(self, reason: failure.Failure) -> None:
+        log.failure("unexpected error in an asynchronous stream step", reason)
+        self.stream_error("internal-server-error")
+
+    def _step_finished(self, _: object) -> None:
+        self._busy = False
+        while self._queue and not self._busy and not self.closing:
+            self._process(self._queue.pop(0))
+
+    def _guard(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.failure("unexpected error in a client stream")
+            self.stream_error("internal-server-error")
+
+    # -- output ----------------------------------------------------------------
+
+    def send(self, obj: Any) -> None:
+        """Write to the client; nothing goes out after our closing tag."""
+        if self._footer_sent:
+            return
+        super().send(obj)
+
+    def sendFooter(self) -> None:
+        """Send our closing tag (once)."""
+        if not self._footer_sent:
+            super().sendFooter()
+            self._footer_sent = True
+
+    def sendHeader(self) -> None:
+        """Send our stream header with a fresh stream id."""
+        self.sid = _new_stream_id()
+        attributes = [
+            ("xmlns", NS_CLIENT),
+            ("xmlns:stream", NS_STREAMS),
+            ("id", self.sid),
+            ("from", self.factory.domain),
+        ]
+        if self.peer:
+            attributes.append(("to", self.peer))
+        attributes += [("version", "1.0"), ("xml:lang", self.lang)]
+        header = "".join(f" {k}='{domish.escapeToXml(v, 1)}'" for k, v in attributes)
+        self.send(f"<?xml version='1.0'?><stream:stream{header}>")
+        self._headerSent = True
+
+    def send_stanza(self, element: domish.Element) -> None:
+        """Serialise a stanza for this client (without modifying it)."""
+        if self.closing:
+            return
+        default = element.defaultUri
+        if default not in FOREIGN_STANZA_NAMESPACES:
+            default = self.namespace
+        self.send(
+            element.toXml(
+                prefixes=self.prefixes,
+                defaultUri=default,
+                prefixesInScope=list(self.prefixes.values()),
+            )
+        )
+
+    def stream_error(self, condition: str, text: str | None = None) -> None:
+        """Send a stream error and close (no-op if already closing)."""
+        if self.closing:
+            return
+        self.closing = True
+        log.info(
+            "closing client stream from {peer}: {condition}",
+            peer=self.peer_address,
+            condition=condition,
+        )
+        if not self._headerSent:
+            self.sendHeader()
+        self.send(error.StreamError(condition, text).getElement())
+        self.sendFooter()
+        self._shutdown()
+
+    def sendStreamError(self, streamError: error.StreamError) -> None:
+        """Twisted's API for stream errors, routed through :meth:`stream_error`."""
+        self.stream_error(streamError.condition, streamError.text)
+
+    def close_stream(self) -> None:
+        """Close the stream cleanly (our closing tag, then the connection)."""
+        if self.closing:
+            return
+        self.closing = True
+        if not self._headerSent:
+            self.sendHeader()
+        self.sendFooter()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._queue = []
+        self.transport.loseConnection()
+        if self.factory.close_timeout and not self.lost:
+            self._abort_timer = self.factory.reactor.callLater(
+                self.factory.close_timeout, self._abort
+            )
+
+    def _abort(self) -> None:
+        self._abort_timer = None
+        if not self.lost:
+            self.transport.abortConnection()
+
+
+class C2SFactory(xmlstream.XmlStreamServerFactory):
+    """Server factory for client streams.
+
+    ``router`` defaults to ``session_manager.router``. Limits:
+    ``max_stanza_size`` (bytes of one stanza), ``max_depth`` (element
+    nesting), ``max_auth_attempts`` (failed SASL attempts before the stream
+    is closed with ``policy-violation``), ``max_pending`` (stanzas queued
+    behind an unfinished asynchronous step), ``negotiation_timeout`` (seconds
+    to get a resource bound), ``close_timeout`` (seconds a closing stream may
+    linger). ``allow_plain_without_tls`` offers PLAIN before TLS when
+    encryption is not required (else PLAIN there gets ``mechanism-too-weak``).
+    """
+
+    protocol = C2SStream
+
+    def __init__(
+        self,
+        *,
+        domain: str,
+        session_manager: Any,
+        accounts: Any,
+        portal: Any,
+        tls_options: Any,
+        require_encryption: bool,
+        direct_tls: bool = False,
+        registration_enabled: bool = False,
+        reactor: Any = None,
+        router: Any = None,
+        allow_plain_without_tls: bool = True,
+        max_stanza_size: int = DEFAULT_MAX_STANZA_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        max_auth_attempts: int = 5,
+        max_pending: int = 32,
+        negotiation_timeout: float = 60.0,
+        close_timeout: float = 10.0,
+    ):
+        super().__init__(lambda: C2SAuthenticator(self))
+        if direct_tls and tls_options is None:
+            raise ValueError("direct TLS needs tls_options")
+        if reactor is None:
+            from twisted.internet import reactor
+        self.domain = jid.JID(domain).host
+        self.session_manager = session_manager
+        self.accounts = accounts
+        self.portal = portal
+        self.tls_options = tls_options
+        self.require_encryption = require_encryption
+        self.direct_tls = direct_tls
+        self.registration_enabled = registration_enabled
+        self.reactor = reactor
+        self._router = router
+        self.max_stanza_size = max_stanza_size
+        self.max_depth = max_depth
+        self.max_auth_attempts = max_auth_attempts
+        self.max_pending = max_pending
+        self.negotiation_timeout = negotiation_timeout
+        self.close_timeout = close_timeout
+        self.sasl = sasl.SASLServer(
+            accounts=accounts,
+            portal=portal,
+            domain=self.domain,
+            allow_plain_without_tls=allow_plain_without_tls,
+        )
+        self.streams: set[C2SStream] = set()
+
+    @property
+    def router(self) -> Any:
+        """Where stanzas from bound clients go."""
+        if self._router is not None:
+            return self._router
+        return self.session_manager.router
+
+    def buildProtocol(self, addr: Any) -> C2SStream:
+        """A new client stream with its own authenticator."""
+        xs = self.protocol(self.authenticatorFactory(), self)
+        self.installBootstraps(xs)
+        return xs
+
+    def close_all(self, condition: str = "system-shutdown", text: str | None = None) -> None:
+        """Close every open client stream with a stream error."""
+        for xs in list(self.streams):
+            xs.stream_error(condition, text)

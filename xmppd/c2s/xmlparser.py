@@ -1,0 +1,177 @@
+"""A restricted, bounded XML element stream for XMPP (RFC 6120 section 11).
+
+:class:`RestrictedElementStream` is a drop-in replacement for Twisted's
+``domish.ExpatElementStream`` (the same three event attributes,
+``DocumentStartEvent``, ``ElementEvent`` and ``DocumentEndEvent``, and the
+same ``parse(data)`` method) that also enforces what XMPP forbids and what a
+server must bound:
+
+* comments, processing instructions, DOCTYPE / DTD subsets, entity
+  declarations and references to undefined entities raise
+  :class:`StreamParseError` with ``restricted-xml``;
+* malformed XML and invalid UTF-8 raise ``not-well-formed``; an XML
+  declaration naming an encoding other than UTF-8 raises
+  ``unsupported-encoding``;
+* a top-level stanza larger than ``max_stanza_size`` bytes of unparsed input
+  (counted from its first byte, including bytes expat is still buffering)
+  or nested deeper than ``max_depth`` raises ``policy-violation``.
+
+Each stream restart (after STARTTLS or SASL) needs a fresh parser: create a
+new instance.
+"""
+
+from __future__ import annotations
+
+import pyexpat
+from collections.abc import Callable
+
+from twisted.words.xish import domish
+
+DEFAULT_MAX_STANZA_SIZE = 256 * 1024
+DEFAULT_MAX_DEPTH = 64
+
+_UNDEFINED_ENTITY = pyexpat.errors.codes[pyexpat.errors.XML_ERROR_UNDEFINED_ENTITY]
+
+
+class StreamParseError(Exception):
+    """The input violates XML or XMPP rules; ``condition`` names the stream error."""
+
+    def __init__(self, condition: str, text: str | None = None):
+        super().__init__(condition, text)
+        self.condition = condition
+        self.text = text
+
+
+def _restricted(what: str) -> Callable[..., None]:
+    def handler(*args: object) -> None:
+        raise StreamParseError("restricted-xml", f"{what} are not allowed in XMPP")
+
+    return handler
+
+
+class RestrictedElementStream:
+    """Parses one XML stream into a root element event and top-level elements."""
+
+    def __init__(
+        self,
+        max_stanza_size: int = DEFAULT_MAX_STANZA_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ):
+        self.DocumentStartEvent: Callable[[domish.Element], None] | None = None
+        self.ElementEvent: Callable[[domish.Element], None] | None = None
+        self.DocumentEndEvent: Callable[[], None] | None = None
+        self.max_stanza_size = max_stanza_size
+        self.max_depth = max_depth
+
+        parser = pyexpat.ParserCreate("UTF-8", " ")
+        parser.StartElementHandler = self._on_start_element
+        parser.EndElementHandler = self._on_end_element
+        parser.CharacterDataHandler = self._on_cdata
+        parser.StartNamespaceDeclHandler = self._on_start_namespace
+        parser.EndNamespaceDeclHandler = self._on_end_namespace
+        parser.XmlDeclHandler = self._on_xml_decl
+        parser.CommentHandler = _restricted("comments")
+        parser.ProcessingInstructionHandler = _restricted("processing instructions")
+        parser.StartDoctypeDeclHandler = _restricted("document type declarations")
+        parser.EntityDeclHandler = _restricted("entity declarations")
+        parser.UnparsedEntityDeclHandler = _restricted("entity declarations")
+        parser.NotationDeclHandler = _restricted("notation declarations")
+        parser.ElementDeclHandler = _restricted("element declarations")
+        parser.AttlistDeclHandler = _restricted("attribute list declarations")
+        parser.ExternalEntityRefHandler = _restricted("external entities")
+        parser.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
+        self.parser = parser
+
+        self.current: domish.Element | None = None
+        self.depth = 0  # 0: before the root, 1: inside the root, 2+: inside a stanza
+        self.default_ns_stack: list[str] = [""]
+        self.local_prefixes: dict[str, str] = {}
+        self.fed = 0  # bytes given to the parser so far
+        self.mark = 0  # first byte not yet accounted to a finished event
+        self.ended = False
+
+    def parse(self, data: bytes) -> None:
+        """Feed bytes; raise StreamParseError on any violation."""
+        self.fed += len(data)
+        try:
+            self.parser.Parse(data)
+        except pyexpat.ExpatError as e:
+            if e.code == _UNDEFINED_ENTITY:
+                raise StreamParseError(
+                    "restricted-xml", "entity references are not allowed"
+                ) from None
+            raise StreamParseError("not-well-formed", pyexpat.errors.messages[e.code]) from None
+        if self.fed - self.mark > self.max_stanza_size:
+            raise StreamParseError("policy-violation", "stanza size limit exceeded")
+
+    # -- expat handlers -------------------------------------------------
+
+    def _on_xml_decl(self, version: str, encoding: str | None, standalone: int) -> None:
+        if encoding is not None and encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+            raise StreamParseError("unsupported-encoding", "only UTF-8 is supported")
+
+    def _on_start_element(self, name: str, attrs: dict) -> None:
+        qname = name.rsplit(" ", 1)
+        if len(qname) == 1:
+            qname = ["", name]
+        attributes: dict = {}
+        for key, value in attrs.items():
+            if " " in key:
+                uri, local = key.rsplit(" ", 1)
+                attributes[(uri, local)] = value
+            else:
+                attributes[key] = value
+        element = domish.Element(
+            (qname[0], qname[1]), self.default_ns_stack[-1], attributes, self.local_prefixes
+        )
+        self.local_prefixes = {}
+
+        if self.depth == 0:
+            self.depth = 1
+            self.mark = self.parser.CurrentByteIndex
+            self.DocumentStartEvent(element)
+            return
+
+        if self.depth >= self.max_depth:
+            raise StreamParseError("policy-violation", "element nesting too deep")
+        if self.depth == 1:
+            self.mark = self.parser.CurrentByteIndex
+        else:
+            self.current.children.append(element)
+            element.parent = self.current
+        self.current = element
+        self.depth += 1
+
+    def _on_end_element(self, name: str) -> None:
+        if self.depth == 1:
+            self.depth = 0
+            self.ended = True
+            self.DocumentEndEvent()
+            return
+        self.depth -= 1
+        element = self.current
+        self.current = element.parent
+        if self.depth == 1:
+            position = self.parser.CurrentByteIndex
+            if position - self.mark > self.max_stanza_size:
+                raise StreamParseError("policy-violation", "stanza size limit exceeded")
+            self.mark = position
+            element.parent = None
+            self.ElementEvent(element)
+
+    def _on_cdata(self, data: str) -> None:
+        if self.depth >= 2:
+            self.current.addContent(data)
+        elif self.depth == 1:
+            # Character data between stanzas (whitespace keepalives): dropped.
+            self.mark = self.parser.CurrentByteIndex + len(data.encode("utf-8"))
+
+    def _on_start_namespace(self, prefix: str | None, uri: str | None) -> None:
+        if prefix is None:
+            self.default_ns_stack.append(uri or "")
+        else:
+            self.local_prefixes[prefix] = uri or ""
+
+    def _on_end_namespace(self, prefix: str | None) -> None:
+        if prefix is None:
+            self.default_ns_stack.pop()
