@@ -46,4 +46,26 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX offline_messages_user ON offline_messages(username, id);
     """,
+    # 2: persistent MUC rooms and their affiliations (xmppd.storage.rooms).
+    """
+    CREATE TABLE muc_rooms (
+        service TEXT NOT NULL,
+        name TEXT NOT NULL,
+        config TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        subject_from TEXT,
+        updated REAL NOT NULL,
+        PRIMARY KEY (service, name)
+    );
+    CREATE TABLE muc_affiliations (
+        service TEXT NOT NULL,
+        room TEXT NOT NULL,
+        jid TEXT NOT NULL,
+        affiliation TEXT NOT NULL,
+        reason TEXT,
+        nick TEXT,
+        PRIMARY KEY (service, room, jid),
+        FOREIGN KEY (service, room) REFERENCES muc_rooms(service, name) ON DELETE CASCADE
+    );
+    """,
 ]

@@ -1,0 +1,692 @@
+"""Room behaviour through the router: lifecycle, configuration, joining, messaging."""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+
+from tests.muc_fakes import (
+    MUC,
+    NS_MUC,
+    NS_MUC_OWNER,
+    NS_MUC_USER,
+    NS_X_DATA,
+    MUCHarness,
+    error_condition,
+    item_of,
+    muc_user_x,
+    parse,
+    status_codes,
+)
+
+ROOM = f"room@{MUC}"
+ROMEO = "romeo@localhost/r"
+JULIET = "juliet@localhost/j"
+NURSE = "nurse@localhost/n"
+NS_DELAY = "urn:xmpp:delay"
+
+
+def names(stanzas):
+    return [(s.name, s.getAttribute("from"), s.getAttribute("type")) for s in stanzas]
+
+
+def subject_text(stanza):
+    for element in stanza.elements():
+        if element.name == "subject":
+            return str(element)
+    return None
+
+
+def body_text(stanza):
+    for element in stanza.elements():
+        if element.name == "body":
+            return str(element)
+    return None
+
+
+def form_values(form):
+    values = {}
+    for field in form.elements(NS_X_DATA, "field"):
+        values[field.getAttribute("var")] = [str(v) for v in field.elements(NS_X_DATA, "value")]
+    return values
+
+
+class LifecycleTests(unittest.TestCase):
+    """Creation, locking, instant/reserved rooms, cancel, destruction."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+
+    def test_creation_self_presence_is_exact(self):
+        stanzas = self.h.join(ROMEO, "Romeo")
+        self.assertEqual(
+            names(stanzas), [("presence", f"{ROOM}/Romeo", None), ("message", ROOM, "groupchat")]
+        )
+        x = muc_user_x(stanzas[0])
+        children = [(c.name, dict(c.attributes)) for c in x.elements()]
+        self.assertEqual(
+            children,
+            [
+                ("status", {"code": "201"}),
+                ("item", {"jid": ROMEO, "affiliation": "owner", "role": "moderator"}),
+                ("status", {"code": "110"}),
+            ],
+        )
+        self.assertEqual(subject_text(stanzas[1]), "")
+
+    def test_locked_room_refuses_others(self):
+        self.h.join(ROMEO, "Romeo")
+        stanzas = self.h.join(JULIET, "Juliet")
+        self.assertEqual(len(stanzas), 1)
+        self.assertEqual(stanzas[0]["type"], "error")
+        self.assertEqual(error_condition(stanzas[0]), "item-not-found")
+        self.assertEqual(self.h.take(ROMEO), [])
+
+    def test_instant_room(self):
+        self.h.join(ROMEO, "Romeo")
+        stanzas = self.h.configure(ROMEO)
+        # nothing changed: only the result
+        self.assertEqual(names(stanzas), [("iq", ROOM, "result")])
+        stanzas = self.h.join(JULIET, "Juliet")
+        self.assertEqual(
+            [s.getAttribute("from") for s in stanzas],
+            [f"{ROOM}/Romeo", f"{ROOM}/Juliet", ROOM],
+        )
+        self.assertEqual(status_codes(stanzas[1]), ["110"])
+        self.assertNotIn("jid", item_of(stanzas[0]).attributes)  # semi-anonymous
+        romeo = self.h.take(ROMEO)
+        self.assertEqual(names(romeo), [("presence", f"{ROOM}/Juliet", None)])
+        self.assertEqual(item_of(romeo[0])["jid"], JULIET)  # moderators see JIDs
+
+    def test_reserved_room_form(self):
+        self.h.join(ROMEO, "Romeo")
+        self.h.send(
+            ROMEO, f"<iq type='get' id='g' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'/></iq>"
+        )
+        (reply,) = self.h.take(ROMEO)
+        self.assertEqual(reply["type"], "result")
+        form = next(reply.query.elements(NS_X_DATA, "x"))
+        self.assertEqual(form["type"], "form")
+        values = form_values(form)
+        self.assertEqual(values["FORM_TYPE"], ["http://jabber.org/protocol/muc#roomconfig"])
+        for var in (
+            "roomname",
+            "roomdesc",
+            "lang",
+            "persistentroom",
+            "publicroom",
+            "membersonly",
+            "moderatedroom",
+            "passwordprotectedroom",
+            "roomsecret",
+            "whois",
+            "maxusers",
+            "changesubject",
+            "allowinvites",
+            "allowpm",
+            "presencebroadcast",
+            "historylength",
+            "enablelogging",
+        ):
+            self.assertIn("muc#roomconfig_" + var, values)
+        self.assertEqual(values["muc#roomconfig_whois"], ["moderators"])
+        self.assertEqual(values["muc#roomconfig_historylength"], ["20"])
+        self.assertEqual(values["muc#roomconfig_publicroom"], ["true"])
+
+    def test_form_shows_current_values(self):
+        self.h.create(
+            ROMEO,
+            "Romeo",
+            fields={"muc#roomconfig_roomname": "Balcony", "muc#roomconfig_roomsecret": "s3"},
+        )
+        self.h.send(
+            ROMEO, f"<iq type='get' id='g' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'/></iq>"
+        )
+        (reply,) = self.h.take(ROMEO)
+        values = form_values(next(reply.query.elements(NS_X_DATA, "x")))
+        self.assertEqual(values["muc#roomconfig_roomname"], ["Balcony"])
+        self.assertEqual(values["muc#roomconfig_passwordprotectedroom"], ["true"])
+        self.assertEqual(values["muc#roomconfig_roomsecret"], ["s3"])
+
+    def test_non_owner_cannot_configure(self):
+        self.h.create(ROMEO, "Romeo")
+        self.h.join(JULIET, "Juliet")
+        self.h.send(
+            JULIET, f"<iq type='get' id='g' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'/></iq>"
+        )
+        (reply,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(reply), "forbidden")
+        stanzas = self.h.configure(JULIET, fields={"muc#roomconfig_roomname": "x"})
+        self.assertEqual(error_condition(stanzas[0]), "forbidden")
+
+    def test_bad_values(self):
+        self.h.create(ROMEO, "Romeo")
+        for fields in (
+            {"muc#roomconfig_persistentroom": "maybe"},
+            {"muc#roomconfig_whois": "everybody"},
+            {"muc#roomconfig_maxusers": "many"},
+            {"muc#roomconfig_historylength": "-3"},
+            {"muc#roomconfig_allowpm": "all"},
+            {"muc#roomconfig_passwordprotectedroom": "1"},
+        ):
+            (reply,) = self.h.configure(ROMEO, fields=fields)
+            self.assertEqual(reply["type"], "error", fields)
+            self.assertEqual(error_condition(reply), "not-acceptable", fields)
+        self.h.send(
+            ROMEO,
+            f"<iq type='set' id='b' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'>"
+            f"<x xmlns='{NS_X_DATA}' type='submit'><field var='FORM_TYPE'>"
+            "<value>urn:other</value></field></x></query></iq>",
+        )
+        (reply,) = self.h.take(ROMEO)
+        self.assertEqual(error_condition(reply), "bad-request")
+        self.h.send(
+            ROMEO, f"<iq type='set' id='b' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'/></iq>"
+        )
+        (reply,) = self.h.take(ROMEO)
+        self.assertEqual(error_condition(reply), "bad-request")
+
+    def test_cancel_destroys_locked_room(self):
+        self.h.join(ROMEO, "Romeo")
+        self.h.send(
+            ROMEO,
+            f"<iq type='set' id='c' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'>"
+            f"<x xmlns='{NS_X_DATA}' type='cancel'/></query></iq>",
+        )
+        stanzas = self.h.take(ROMEO)
+        self.assertEqual(
+            names(stanzas), [("iq", ROOM, "result"), ("presence", f"{ROOM}/Romeo", "unavailable")]
+        )
+        self.assertNotIn("room", self.h.service.rooms)
+        stanzas = self.h.join(JULIET, "Juliet")
+        self.assertEqual(status_codes(stanzas[0])[0], "201")
+
+    def test_status_codes_for_anonymity_and_logging(self):
+        self.h.create(ROMEO, "Romeo")
+        stanzas = self.h.configure(
+            ROMEO, fields={"muc#roomconfig_whois": "anyone", "muc#roomconfig_enablelogging": "1"}
+        )
+        self.assertEqual(status_codes(stanzas[1]), ["104", "170", "172"])
+        stanzas = self.h.configure(ROMEO, fields={"muc#roomconfig_whois": "moderators"})
+        self.assertEqual(status_codes(stanzas[1]), ["104", "173"])
+        stanzas = self.h.configure(ROMEO, fields={"muc#roomconfig_whois": "moderators"})
+        self.assertEqual(len(stanzas), 1)  # no change, no announcement
+
+    def test_password_protection(self):
+        self.h.create(ROMEO, "Romeo", fields={"muc#roomconfig_roomsecret": "pw"})
+        (error,) = self.h.join(JULIET, "Juliet", password="wrong")
+        self.assertEqual(error["type"], "error")
+        self.assertEqual(error["from"], f"{ROOM}/Juliet")
+        err = error.firstChildElement()
+        self.assertEqual(dict(err.attributes), {"type": "auth", "code": "401", "by": ROOM})
+        self.assertEqual(error_condition(error), "not-authorized")
+        self.assertNotIn("pw", error.toXml())
+        stanzas = self.h.configure(ROMEO, fields={"muc#roomconfig_passwordprotectedroom": "0"})
+        self.assertEqual(status_codes(stanzas[1]), ["104"])
+        stanzas = self.h.join(JULIET, "Juliet")
+        self.assertEqual(stanzas[-1].name, "message")
+
+    def test_destroy(self):
+        self.h.create(ROMEO, "Romeo")
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+        self.h.send(
+            ROMEO,
+            f"<iq type='set' id='d' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'>"
+            f"<destroy jid='other@{MUC}'><reason>Macbeth doth come</reason></destroy>"
+            "</query></iq>",
+        )
+        romeo = self.h.take(ROMEO)
+        self.assertEqual(romeo[0].name, "iq")
+        juliet = self.h.take(JULIET)
+        self.assertEqual(names(juliet), [("presence", f"{ROOM}/Juliet", "unavailable")])
+        destroy = next(muc_user_x(juliet[0]).elements(NS_MUC_USER, "destroy"))
+        self.assertEqual(destroy["jid"], f"other@{MUC}")
+        self.assertEqual(str(next(destroy.elements(NS_MUC_USER, "reason"))), "Macbeth doth come")
+        self.assertNotIn("room", self.h.service.rooms)
+
+    def test_temporary_room_vanishes(self):
+        self.h.create(ROMEO, "Romeo")
+        self.h.send(ROMEO, f"<presence type='unavailable' to='{ROOM}/Romeo'/>")
+        (presence,) = self.h.take(ROMEO)
+        self.assertEqual(status_codes(presence), ["110"])
+        self.assertNotIn("room", self.h.service.rooms)
+
+    def test_persistent_room_stays(self):
+        self.h.create(ROMEO, "Romeo", fields={"muc#roomconfig_persistentroom": "1"})
+        self.h.send(ROMEO, f"<presence type='unavailable' to='{ROOM}'/>")
+        self.assertIn("room", self.h.service.rooms)
+        # and it is not locked when joined again
+        stanzas = self.h.join(JULIET, "Juliet")
+        self.assertEqual(status_codes(stanzas[0]), ["110"])
+
+    def test_create_policy(self):
+        h = MUCHarness(self, create_rooms="admins", admins=("boss@localhost",))
+        (error,) = h.join(ROMEO, "Romeo")
+        self.assertEqual(error_condition(error), "not-allowed")
+        stanzas = h.join("boss@localhost/b", "Boss")
+        self.assertEqual(status_codes(stanzas[0])[0], "201")
+
+    def test_create_policy_local(self):
+        from tests.muc_fakes import FakeDestination
+
+        h = MUCHarness(self, create_rooms="local")
+        remote = FakeDestination()
+        h.router.register("remote.example", remote)
+        h.send(
+            "eve@remote.example/e", f"<presence to='{ROOM}/Eve'><x xmlns='{NS_MUC}'/></presence>"
+        )
+        self.assertEqual(error_condition(remote.log[0]), "not-allowed")
+        stanzas = h.join(ROMEO, "Romeo")
+        self.assertEqual(status_codes(stanzas[0])[0], "201")
+
+
+class JoinTests(unittest.TestCase):
+    """Joining details: history, conflicts, limits, multiple resources, nick changes."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+        self.h.create(ROMEO, "Romeo")
+
+    def say(self, who, text):
+        self.h.send(who, f"<message type='groupchat' to='{ROOM}'><body>{text}</body></message>")
+
+    def test_history_default_and_delay(self):
+        for i in range(25):
+            self.say(ROMEO, f"m{i}")
+            self.h.clock.advance(1)
+        stanzas = self.h.join(JULIET, "Juliet")
+        history = [s for s in stanzas if s.name == "message" and body_text(s)]
+        self.assertEqual(len(history), 20)
+        self.assertEqual(body_text(history[0]), "m5")
+        delay = next(history[0].elements(NS_DELAY, "delay"))
+        self.assertEqual(delay["from"], ROOM)
+        self.assertTrue(delay["stamp"].endswith("Z"))
+        self.assertEqual(history[0]["from"], f"{ROOM}/Romeo")
+        # order: occupants, self, history, subject
+        self.assertEqual(stanzas[1]["from"], f"{ROOM}/Juliet")
+        self.assertIsNotNone(subject_text(stanzas[-1]))
+
+    def test_history_limits(self):
+        for i in range(5):
+            self.say(ROMEO, f"m{i}")
+            self.h.clock.advance(10)
+        got = self.h.join(JULIET, "Juliet", extra="<history maxstanzas='2'/>")
+        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m3", "m4"])
+        got = self.h.join(NURSE, "Nurse", extra="<history maxchars='0'/>")
+        self.assertEqual([body_text(s) for s in got if body_text(s)], [])
+        got = self.h.join("a@localhost/a", "A", extra="<history seconds='25'/>")
+        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m3", "m4"])
+        stamp = "2001-09-09T01:46:50Z"  # 1_000_000_010 + 0: after m0 and m1? m1 at ..010
+        got = self.h.join("b@localhost/b", "B", extra=f"<history since='{stamp}'/>")
+        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m2", "m3", "m4"])
+        got = self.h.join("c@localhost/c", "C", extra="<history maxchars='bogus'/>")
+        self.assertEqual(len([s for s in got if body_text(s)]), 5)
+
+    def test_history_length_config(self):
+        self.h.configure(ROMEO, fields={"muc#roomconfig_historylength": "2"})
+        for i in range(5):
+            self.say(ROMEO, f"m{i}")
+        got = self.h.join(JULIET, "Juliet")
+        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m3", "m4"])
+
+    def test_nick_conflict(self):
+        (error,) = self.h.join(JULIET, "Romeo")
+        self.assertEqual(error_condition(error), "conflict")
+        self.assertEqual(error.error["code"], "409")
+
+    def test_missing_nick(self):
+        self.h.send(JULIET, f"<presence to='{ROOM}'><x xmlns='{NS_MUC}'/></presence>")
+        (error,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(error), "jid-malformed")
+        self.h.send(JULIET, f"<presence to='{ROOM}/ '><x xmlns='{NS_MUC}'/></presence>")
+        (error,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(error), "jid-malformed")
+
+    def test_max_users(self):
+        self.h.configure(ROMEO, fields={"muc#roomconfig_maxusers": "2"})
+        self.h.join(JULIET, "Juliet")
+        (error,) = self.h.join(NURSE, "Nurse")
+        self.assertEqual(error_condition(error), "service-unavailable")
+        self.assertEqual(error.error["code"], "503")
+
+    def test_presence_update_broadcast(self):
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+        self.h.send(JULIET, f"<presence to='{ROOM}/Juliet'><show>away</show></presence>")
+        romeo = self.h.take(ROMEO)
+        self.assertEqual(names(romeo), [("presence", f"{ROOM}/Juliet", None)])
+        self.assertEqual(str(romeo[0].show), "away")
+        juliet = self.h.take(JULIET)
+        self.assertEqual(status_codes(juliet[0]), ["110"])
+
+    def test_two_resources_one_nick(self):
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+        second = "juliet@localhost/phone"
+        stanzas = self.h.join(second, "Juliet")
+        self.assertEqual([s["from"] for s in stanzas], [f"{ROOM}/Romeo", f"{ROOM}/Juliet", ROOM])
+        self.assertEqual(len(self.h.service.rooms["room"].occupants), 2)
+        # messages reach both resources
+        self.h.clear()
+        self.say(ROMEO, "hi")
+        self.assertEqual(len(self.h.take(JULIET)), 1)
+        self.assertEqual(len(self.h.take(second)), 1)
+        # one leaves: only it gets the unavailable self-presence
+        self.h.clear()
+        self.h.send(second, f"<presence type='unavailable' to='{ROOM}/Juliet'/>")
+        (gone,) = self.h.take(second)
+        self.assertEqual(gone["type"], "unavailable")
+        self.assertIn("110", status_codes(gone))
+        romeo = self.h.take(ROMEO)
+        self.assertEqual(romeo[0].getAttribute("type"), None)
+        self.assertIn("Juliet", self.h.service.rooms["room"].occupants)
+
+    def test_other_user_same_nick_conflict(self):
+        self.h.join(JULIET, "Juliet")
+        (error,) = self.h.join("juliet2@localhost/x", "Juliet")
+        self.assertEqual(error_condition(error), "conflict")
+
+    def test_nick_change(self):
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+        self.h.send(JULIET, f"<presence to='{ROOM}/Jules'/>")
+        romeo = self.h.take(ROMEO)
+        self.assertEqual(
+            names(romeo),
+            [("presence", f"{ROOM}/Juliet", "unavailable"), ("presence", f"{ROOM}/Jules", None)],
+        )
+        self.assertEqual(status_codes(romeo[0]), ["303"])
+        self.assertEqual(item_of(romeo[0])["nick"], "Jules")
+        juliet = self.h.take(JULIET)
+        self.assertEqual(status_codes(juliet[0]), ["303", "110"])
+        self.assertEqual(status_codes(juliet[1]), ["110"])
+        self.h.send(JULIET, f"<presence to='{ROOM}/Romeo'/>")
+        (error,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(error), "conflict")
+
+    def test_leave_forwards_status(self):
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+        self.h.send(
+            JULIET,
+            f"<presence type='unavailable' to='{ROOM}/Juliet'><status>bye</status></presence>",
+        )
+        (romeo,) = self.h.take(ROMEO)
+        self.assertEqual(str(romeo.status), "bye")
+        self.assertEqual(item_of(romeo)["role"], "none")
+        (juliet,) = self.h.take(JULIET)
+        self.assertEqual(status_codes(juliet), ["110"])
+
+    def test_non_anonymous_and_logged_codes(self):
+        self.h.configure(
+            ROMEO, fields={"muc#roomconfig_whois": "anyone", "muc#roomconfig_enablelogging": "1"}
+        )
+        stanzas = self.h.join(JULIET, "Juliet")
+        self.assertEqual(status_codes(stanzas[1]), ["100", "170", "110"])
+        self.assertEqual(item_of(stanzas[0])["jid"], ROMEO)
+
+    def test_presence_probe(self):
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+        self.h.send(JULIET, f"<presence type='probe' to='{ROOM}/Romeo'/>")
+        (presence,) = self.h.take(JULIET)
+        self.assertEqual(presence["from"], f"{ROOM}/Romeo")
+        self.assertEqual(item_of(presence)["role"], "moderator")
+
+    def test_presence_broadcast_option(self):
+        self.h.configure(
+            ROMEO,
+            fields={
+                "muc#roomconfig_moderatedroom": "1",
+                "muc#roomconfig_presencebroadcast": ["moderator", "participant"],
+            },
+        )
+        self.h.clear()
+        self.h.join(JULIET, "Juliet")  # a visitor
+        self.assertEqual(self.h.take(ROMEO), [])
+
+
+class MessagingTests(unittest.TestCase):
+    """Groupchat, subject, private messages, invitations, voice requests."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+        self.h.create(ROMEO, "Romeo")
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+
+    def test_groupchat_broadcast(self):
+        self.h.send(
+            JULIET, f"<message type='groupchat' id='m1' to='{ROOM}'><body>hello</body></message>"
+        )
+        for who in (ROMEO, JULIET):
+            (message,) = self.h.take(who)
+            self.assertEqual(message["from"], f"{ROOM}/Juliet")
+            self.assertEqual(message["id"], "m1")
+            self.assertEqual(body_text(message), "hello")
+
+    def test_non_occupant_not_acceptable(self):
+        self.h.send(NURSE, f"<message type='groupchat' to='{ROOM}'><body>x</body></message>")
+        (error,) = self.h.take(NURSE)
+        self.assertEqual(error_condition(error), "not-acceptable")
+        self.assertEqual(self.h.take(ROMEO), [])
+
+    def test_visitor_cannot_speak_in_moderated_room(self):
+        self.h.configure(ROMEO, fields={"muc#roomconfig_moderatedroom": "1"})
+        self.h.join(NURSE, "Nurse")
+        self.h.clear()
+        self.h.send(NURSE, f"<message type='groupchat' to='{ROOM}'><body>x</body></message>")
+        (error,) = self.h.take(NURSE)
+        self.assertEqual(error_condition(error), "forbidden")
+
+    def test_subject_change_rules(self):
+        self.h.send(JULIET, f"<message type='groupchat' to='{ROOM}'><subject>S</subject></message>")
+        (error,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(error), "forbidden")
+        self.h.send(
+            ROMEO, f"<message type='groupchat' to='{ROOM}'><subject>Love</subject></message>"
+        )
+        (message,) = self.h.take(JULIET)
+        self.assertEqual(subject_text(message), "Love")
+        self.assertEqual(self.h.service.rooms["room"].subject, "Love")
+        # subject and body: a normal message, the subject does not change
+        self.h.clear()
+        self.h.send(
+            ROMEO,
+            f"<message type='groupchat' to='{ROOM}'><subject>X</subject><body>b</body></message>",
+        )
+        self.assertEqual(self.h.service.rooms["room"].subject, "Love")
+        self.assertEqual(len(self.h.take(JULIET)), 1)
+        # a joiner gets the subject from the setter's nick
+        stanzas = self.h.join(NURSE, "Nurse")
+        self.assertEqual(subject_text(stanzas[-1]), "Love")
+        self.assertEqual(stanzas[-1]["from"], f"{ROOM}/Romeo")
+        # with changesubject, participants may
+        self.h.configure(ROMEO, fields={"muc#roomconfig_changesubject": "1"})
+        self.h.clear()
+        self.h.send(JULIET, f"<message type='groupchat' to='{ROOM}'><subject>J</subject></message>")
+        self.assertEqual(self.h.service.rooms["room"].subject, "J")
+
+    def test_private_messages(self):
+        self.h.send(JULIET, f"<message type='chat' to='{ROOM}/Romeo'><body>psst</body></message>")
+        (message,) = self.h.take(ROMEO)
+        self.assertEqual(message["from"], f"{ROOM}/Juliet")
+        self.assertEqual(body_text(message), "psst")
+        self.assertIsNotNone(muc_user_x(message))
+        self.h.send(JULIET, f"<message type='chat' to='{ROOM}/Nobody'><body>x</body></message>")
+        (error,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(error), "item-not-found")
+        self.h.send(NURSE, f"<message type='chat' to='{ROOM}/Romeo'><body>x</body></message>")
+        (error,) = self.h.take(NURSE)
+        self.assertEqual(error_condition(error), "not-acceptable")
+        self.h.configure(ROMEO, fields={"muc#roomconfig_allowpm": "moderators"})
+        self.h.clear()
+        self.h.send(JULIET, f"<message type='chat' to='{ROOM}/Romeo'><body>x</body></message>")
+        (error,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(error), "forbidden")
+        self.h.send(ROMEO, f"<message type='chat' to='{ROOM}/Juliet'><body>ok</body></message>")
+        self.assertEqual(body_text(self.h.take(JULIET)[0]), "ok")
+
+    def test_invitation(self):
+        self.h.configure(ROMEO, fields={"muc#roomconfig_roomsecret": "pw"})
+        self.h.clear()
+        self.h.send(
+            JULIET,
+            f"<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'>"
+            "<invite to='nurse@localhost'><reason>come</reason></invite></x></message>",
+        )
+        (invite,) = self.h.take("nurse@localhost")
+        self.assertEqual(invite["from"], ROOM)
+        x = muc_user_x(invite)
+        element = next(x.elements(NS_MUC_USER, "invite"))
+        self.assertEqual(element["from"], JULIET)
+        self.assertEqual(str(next(element.elements(NS_MUC_USER, "reason"))), "come")
+        self.assertEqual(str(next(x.elements(NS_MUC_USER, "password"))), "pw")
+        legacy = next(invite.elements("jabber:x:conference", "x"))
+        self.assertEqual(legacy["jid"], ROOM)
+        self.assertEqual(legacy["password"], "pw")
+
+    def test_decline(self):
+        self.h.send(
+            NURSE,
+            f"<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'>"
+            f"<decline to='{JULIET}'><reason>busy</reason></decline></x></message>",
+        )
+        (decline,) = self.h.take(JULIET)
+        element = next(muc_user_x(decline).elements(NS_MUC_USER, "decline"))
+        self.assertEqual(element["from"], "nurse@localhost")
+
+    def test_members_only_invite_makes_member(self):
+        self.h.configure(ROMEO, fields={"muc#roomconfig_membersonly": "1"})
+        self.h.clear()
+        self.h.send(
+            ROMEO,
+            f"<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'><invite to='nurse@localhost'/>"
+            "</x></message>",
+        )
+        self.assertEqual(len(self.h.take("nurse@localhost")), 1)
+        stanzas = self.h.join(NURSE, "Nurse")
+        self.assertEqual(stanzas[-1].name, "message")
+
+    def test_voice_request(self):
+        self.h.configure(ROMEO, fields={"muc#roomconfig_moderatedroom": "1"})
+        self.h.join(NURSE, "Nurse")
+        self.h.clear()
+        self.h.send(
+            NURSE,
+            f"<message to='{ROOM}'><x xmlns='{NS_X_DATA}' type='submit'>"
+            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>"
+            "<field var='muc#role'><value>participant</value></field></x></message>",
+        )
+        (request,) = self.h.take(ROMEO)
+        values = form_values(next(request.elements(NS_X_DATA, "x")))
+        self.assertEqual(values["muc#roomnick"], ["Nurse"])
+        self.assertEqual(self.h.take(JULIET), [])
+        self.h.send(
+            ROMEO,
+            f"<message to='{ROOM}'><x xmlns='{NS_X_DATA}' type='submit'>"
+            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>"
+            "<field var='muc#role'><value>participant</value></field>"
+            "<field var='muc#roomnick'><value>Nurse</value></field>"
+            "<field var='muc#request_allow'><value>true</value></field></x></message>",
+        )
+        nurse = self.h.take(NURSE)
+        self.assertEqual(item_of(nurse[0])["role"], "participant")
+
+    def test_bounced_groupchat_removes_occupant(self):
+        self.h.send(
+            JULIET,
+            f"<message type='error' to='{ROOM}'><error type='cancel'>"
+            "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        )
+        (presence,) = self.h.take(ROMEO)
+        self.assertEqual(presence["type"], "unavailable")
+        self.assertEqual(status_codes(presence), ["333"])
+        # a bounce addressed to the nick the message came from counts too
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+        self.h.send(
+            JULIET,
+            f"<message type='error' to='{ROOM}/Romeo'><error type='cancel'>"
+            "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        )
+        (presence,) = self.h.take(ROMEO)
+        self.assertEqual(status_codes(presence), ["333"])
+        self.assertEqual(str(presence.status), "Kicked: service unavailable")
+
+    def test_unexpected_exception_answers_internal_server_error(self):
+        room = self.h.service.rooms["room"]
+
+        def boom(*args):
+            raise RuntimeError("boom")
+
+        room.handle_message = boom
+        self.h.send(JULIET, f"<message type='groupchat' to='{ROOM}'><body>x</body></message>")
+        (error,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(error), "internal-server-error")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class OccupantIqTests(unittest.TestCase):
+    """Requests to occupant JIDs: forwarding (vCard) and XEP-0410 self-ping."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+        self.h.create(ROMEO, "Romeo")
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+
+    def test_self_ping(self):
+        self.h.send(
+            JULIET, f"<iq type='get' id='p' to='{ROOM}/Juliet'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+        (reply,) = self.h.take(JULIET)
+        self.assertEqual((reply["type"], reply["id"]), ("result", "p"))
+        self.h.send(
+            NURSE, f"<iq type='get' id='p' to='{ROOM}/Juliet'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+        (reply,) = self.h.take(NURSE)
+        self.assertEqual(error_condition(reply), "not-acceptable")
+
+    def test_vcard_forwarding(self):
+        self.h.send(
+            JULIET, f"<iq type='get' id='v1' to='{ROOM}/Romeo'><vCard xmlns='vcard-temp'/></iq>"
+        )
+        (forwarded,) = self.h.take(ROMEO)
+        self.assertEqual(forwarded["from"], f"{ROOM}/Juliet")
+        self.assertNotEqual(forwarded["id"], "v1")
+        self.h.send(
+            ROMEO,
+            f"<iq type='result' id='{forwarded['id']}' to='{ROOM}/Juliet'>"
+            "<vCard xmlns='vcard-temp'><FN>Romeo</FN></vCard></iq>",
+        )
+        (reply,) = self.h.take(JULIET)
+        self.assertEqual(
+            (reply["type"], reply["id"], reply["from"]), ("result", "v1", f"{ROOM}/Romeo")
+        )
+        # a forged answer is dropped
+        self.h.send(ROMEO, f"<iq type='result' id='{forwarded['id']}' to='{ROOM}/Juliet'/>")
+        self.assertEqual(self.h.take(JULIET), [])
+
+    def test_invalid_to_gets_jid_malformed(self):
+        stanza = parse("<message type='groupchat'><body>x</body></message>")
+        stanza["from"] = JULIET
+        stanza["to"] = f"bad\u0000room@{MUC}"
+        self.h.service.receive(stanza)
+        (reply,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(reply), "jid-malformed")
+        self.assertEqual(reply["from"], MUC)
+
+
+class RejoinTests(unittest.TestCase):
+    def test_join_again_resends_state(self):
+        h = MUCHarness(self)
+        h.create(ROMEO, "Romeo")
+        h.join(JULIET, "Juliet")
+        h.send(ROMEO, f"<message type='groupchat' to='{ROOM}'><body>hi</body></message>")
+        h.clear()
+        stanzas = h.join(JULIET, "Juliet")
+        self.assertEqual(
+            [s["from"] for s in stanzas], [f"{ROOM}/Romeo", f"{ROOM}/Juliet", f"{ROOM}/Romeo", ROOM]
+        )
+        self.assertEqual(len(h.service.rooms["room"].occupants), 2)

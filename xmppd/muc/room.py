@@ -1,0 +1,1170 @@
+"""A chat room: occupants, roles and affiliations, configuration, messages.
+
+A :class:`Room` receives the stanzas the service routes to it (already
+parsed into sender JID and target nick) and answers through the service's
+``send``. Room code raises :class:`~xmppd.muc.errors.MUCError` for a bad
+request; the service turns that into the error reply.
+
+Broadcasts build each stanza once per variant (with or without real JIDs,
+self-presence) and send shallow copies that differ only in 'to'.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+from wokkel import data_form, disco
+
+from xmppd.muc import affiliations as aff
+from xmppd.muc.affiliations import (
+    ADMIN,
+    MEMBER,
+    MODERATOR,
+    NONE,
+    OUTCAST,
+    OWNER,
+    PARTICIPANT,
+    VISITOR,
+    Affiliations,
+)
+from xmppd.muc.config import (
+    RoomConfig,
+    config_form,
+    parse_config_form,
+    status_codes_for_change,
+)
+from xmppd.muc.errors import MUCError
+from xmppd.muc.history import History, HistoryRequest
+from xmppd.muc.occupant import Occupant
+
+if TYPE_CHECKING:
+    from xmppd.muc.service import MUCService
+
+log = Logger()
+
+NS_CLIENT = "jabber:client"
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = NS_MUC + "#user"
+NS_MUC_ADMIN = NS_MUC + "#admin"
+NS_MUC_OWNER = NS_MUC + "#owner"
+NS_MUC_REQUEST = NS_MUC + "#request"
+NS_MUC_ROOMINFO = NS_MUC + "#roominfo"
+NS_MUC_REGISTER = NS_MUC + "#register"
+NS_CONFERENCE = "jabber:x:conference"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+NS_REGISTER = "jabber:iq:register"
+NS_X_DATA = "jabber:x:data"
+NS_PING = "urn:xmpp:ping"
+NS_STANZAS_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+MAX_PENDING_IQS = 1000
+
+_STANZA_NAMESPACES = (None, "", NS_CLIENT)
+
+
+def child(element: domish.Element, name: str, uri: str | None = None) -> domish.Element | None:
+    """The first child element called ``name`` (in ``uri``, or in the stanza namespace)."""
+    for candidate in element.elements():
+        if candidate.name != name:
+            continue
+        if uri is None:
+            if candidate.uri in _STANZA_NAMESPACES or candidate.uri == element.uri:
+                return candidate
+        elif candidate.uri == uri:
+            return candidate
+    return None
+
+
+def _copy(element: domish.Element) -> domish.Element:
+    """A shallow copy: own attributes and child list, shared children."""
+    copy = domish.Element((element.uri, element.name), element.defaultUri, dict(element.attributes))
+    copy.children = list(element.children)
+    return copy
+
+
+def _stored_presence(stanza: domish.Element | None) -> domish.Element:
+    """The parts of a client's presence the room relays (no MUC payloads)."""
+    presence = domish.Element((None, "presence"))
+    if stanza is not None:
+        for element in stanza.elements():
+            if element.uri not in (NS_MUC, NS_MUC_USER):
+                presence.children.append(element)
+    return presence
+
+
+def _bounce_presence(stanza: domish.Element) -> domish.Element:
+    """An unavailable presence whose status tells which error removed the occupant."""
+    condition, text = "undefined-condition", None
+    error = child(stanza, "error")
+    if error is not None:
+        for element in error.elements():
+            if element.uri == NS_STANZAS_ERRORS:
+                if element.name == "text":
+                    text = str(element)
+                else:
+                    condition = element.name
+    presence = domish.Element((None, "presence"))
+    reason = f"Kicked: {condition.replace('-', ' ')}" + (f": {text}" if text else "")
+    presence.addElement("status", content=reason)
+    return presence
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def resourceprep_nick(nick: str) -> str:
+    """The nick normalised by resourceprep; MUCError jid-malformed if it fails."""
+    try:
+        prepared = jid.resourceprep.prepare(nick)
+    except UnicodeError:
+        raise MUCError("jid-malformed", "invalid nickname") from None
+    if not prepared.strip() or len(prepared.encode("utf-8")) > 1023:
+        raise MUCError("jid-malformed", "invalid nickname")
+    return prepared
+
+
+class Room:
+    """One room of the MUC service."""
+
+    def __init__(
+        self,
+        service: MUCService,
+        name: str,
+        config: RoomConfig | None = None,
+        *,
+        locked: bool = False,
+    ) -> None:
+        self.service = service
+        self.name = name
+        self.jid = f"{name}@{service.domain}"
+        self.config = config or RoomConfig()
+        self.locked = locked
+        self.destroyed = False
+        self.occupants: dict[str, Occupant] = {}
+        self.sessions: dict[str, Occupant] = {}
+        self.affiliations = Affiliations()
+        self.history = History(self.config.history_length)
+        self.subject = ""
+        self.subject_from: str | None = None
+        self.voice_requests: set[str] = set()
+        self.pending_iqs: dict[str, tuple[str | None, str, str]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Room {self.jid} occupants={len(self.occupants)} locked={self.locked}>"
+
+    # ------------------------------------------------------------------ queries
+
+    def affiliation_of(self, bare: str) -> str:
+        """A user's affiliation; service admins are owners of every room."""
+        if self.service.is_admin(bare):
+            return OWNER
+        return self.affiliations.get(bare)
+
+    def occupant_jid(self, nick: str) -> str:
+        """The room JID of a nick (room@service/nick)."""
+        return f"{self.jid}/{nick}"
+
+    def _sees_jids(self, occupant: Occupant) -> bool:
+        return self.config.whois == "anyone" or occupant.role == MODERATOR
+
+    def _send(self, element: domish.Element) -> None:
+        self.service.send(element)
+
+    def _send_to(self, element: domish.Element, to: str) -> None:
+        copy = _copy(element)
+        copy["to"] = to
+        self.service.send(copy)
+
+    def _send_to_occupants(self, element: domish.Element, occupants: Iterable[Occupant]) -> None:
+        for occupant in list(occupants):
+            for session in list(occupant.sessions):
+                self._send_to(element, session)
+
+    def _result(self, iq: domish.Element, payload: domish.Element | None = None) -> None:
+        reply = domish.Element((None, "iq"))
+        reply["type"] = "result"
+        reply["to"] = iq["from"]
+        reply["from"] = iq.getAttribute("to") or self.jid
+        if iq.getAttribute("id") is not None:
+            reply["id"] = iq["id"]
+        if payload is not None:
+            reply.addChild(payload)
+        self._send(reply)
+
+    # ----------------------------------------------------------- presence build
+
+    def _occupant_presence(
+        self,
+        occupant: Occupant,
+        *,
+        with_jid: bool,
+        is_self: bool,
+        unavailable: bool = False,
+        base: domish.Element | None = None,
+        role: str | None = None,
+        affiliation: str | None = None,
+        session: str | None = None,
+        pre_codes: Iterable[str] = (),
+        codes: Iterable[str] = (),
+        self_codes: Iterable[str] = (),
+        reason: str | None = None,
+        actor: str | None = None,
+        new_nick: str | None = None,
+    ) -> domish.Element:
+        presence = domish.Element((None, "presence"))
+        presence["from"] = self.occupant_jid(occupant.nick)
+        if unavailable:
+            presence["type"] = "unavailable"
+        source = base if base is not None else occupant.presence
+        if source is not None:
+            presence.children.extend(source.children)
+        x = presence.addElement((NS_MUC_USER, "x"))
+        for code in pre_codes:
+            x.addElement("status")["code"] = code
+        item = x.addElement("item")
+        if with_jid:
+            item["jid"] = session or occupant.session
+        item["affiliation"] = affiliation or self.affiliation_of(occupant.bare)
+        item["role"] = role or occupant.role
+        if new_nick is not None:
+            item["nick"] = new_nick
+        if actor is not None:
+            item.addElement("actor")["nick"] = actor
+        if reason:
+            item.addElement("reason", content=reason)
+        for code in codes:
+            x.addElement("status")["code"] = code
+        if is_self:
+            for code in self_codes:
+                x.addElement("status")["code"] = code
+            x.addElement("status")["code"] = "110"
+        return presence
+
+    def _broadcast_presence(
+        self,
+        occupant: Occupant,
+        *,
+        visible: bool | None = None,
+        self_sessions: Iterable[str] | None = None,
+        others: bool = True,
+        **spec,
+    ) -> None:
+        """Send an occupant's presence to the room (self-presence to itself)."""
+        if visible is None:
+            visible = occupant.role in self.config.presence_broadcast
+        variants: dict[tuple[bool, bool], domish.Element] = {}
+        for recipient in list(self.occupants.values()):
+            is_self = recipient is occupant
+            if is_self:
+                sessions = list(self_sessions if self_sessions is not None else recipient.sessions)
+            elif others and visible:
+                sessions = list(recipient.sessions)
+            else:
+                continue
+            if not sessions:
+                continue
+            with_jid = is_self or self._sees_jids(recipient)
+            key = (with_jid, is_self)
+            element = variants.get(key)
+            if element is None:
+                element = self._occupant_presence(
+                    occupant, with_jid=with_jid, is_self=is_self, **spec
+                )
+                variants[key] = element
+            for session in sessions:
+                self._send_to(element, session)
+
+    def _status_message(self, codes: Iterable[str]) -> None:
+        message = domish.Element((None, "message"))
+        message["type"] = "groupchat"
+        message["from"] = self.jid
+        message["id"] = _new_id()
+        x = message.addElement((NS_MUC_USER, "x"))
+        for code in codes:
+            x.addElement("status")["code"] = code
+        self._send_to_occupants(message, self.occupants.values())
+
+    def _subject_message(self) -> domish.Element:
+        message = domish.Element((None, "message"))
+        message["type"] = "groupchat"
+        if self.subject and self.subject_from:
+            message["from"] = self.occupant_jid(self.subject_from)
+        else:
+            message["from"] = self.jid
+        message["id"] = _new_id()
+        message.addElement("subject", content=self.subject or None)
+        return message
+
+    # ----------------------------------------------------------------- presence
+
+    def handle_presence(self, stanza: domish.Element, sender: jid.JID, nick: str | None) -> None:
+        """Joins, leaves, presence updates, nick changes and probes."""
+        full = sender.full()
+        kind = stanza.getAttribute("type")
+        occupant = self.sessions.get(full)
+        if kind == "unavailable":
+            if occupant is not None:
+                self._leave(occupant, full, stanza)
+            return
+        if kind == "error":
+            if occupant is not None:
+                self._leave(occupant, full, _bounce_presence(stanza), codes=("333",))
+            return
+        if kind == "probe":
+            self._probe(occupant, full, nick)
+            return
+        if kind is not None:
+            return  # subscriptions and the like are not for rooms
+        if occupant is None:
+            if nick is None:
+                raise MUCError("jid-malformed", "a nickname is required to join")
+            self.join(stanza, sender, resourceprep_nick(nick))
+        elif nick is None or nick == occupant.nick:
+            occupant.set_presence(full, _stored_presence(stanza))
+            muc_x = child(stanza, "x", NS_MUC)
+            if muc_x is not None and nick is not None:
+                # a join from a session already in the room: it lost its state, send it again
+                self._send_join_state(occupant, full, muc_x)
+            else:
+                self._broadcast_presence(occupant, session=full)
+        else:
+            self._change_nick(occupant, full, stanza, resourceprep_nick(nick))
+
+    def join(
+        self, stanza: domish.Element, sender: jid.JID, nick: str, created: bool = False
+    ) -> None:
+        """Admit a session to the room (or raise the MUCError that refuses it)."""
+        full, bare = sender.full(), sender.userhost()
+        affiliation = self.affiliation_of(bare)
+        if self.locked and affiliation != OWNER:
+            raise MUCError("item-not-found", "the room is locked")
+        if affiliation == OUTCAST:
+            raise MUCError("forbidden", "you are banned from this room")
+        existing = self.occupants.get(nick)
+        same_user = existing is not None and existing.bare == bare
+        muc_x = child(stanza, "x", NS_MUC)
+        if not same_user:
+            if self.config.members_only and aff.AFFILIATION_RANK[affiliation] < 1:
+                raise MUCError("registration-required", "the room is members-only")
+            if self.config.password and not self.service.is_admin(bare):
+                given = child(muc_x, "password", NS_MUC) if muc_x is not None else None
+                if given is None or str(given) != self.config.password:
+                    raise MUCError("not-authorized", "a password is required")
+            if existing is not None:
+                raise MUCError("conflict", "that nickname is in use")
+            registered = self.affiliations.nick_owner(nick)
+            if registered is not None and registered != bare:
+                raise MUCError("conflict", "that nickname is reserved")
+            limit = self.config.max_users
+            if (
+                limit is not None
+                and len(self.occupants) >= limit
+                and affiliation not in (OWNER, ADMIN)
+            ):
+                raise MUCError("service-unavailable", "the room is full", error_type="wait")
+        presence = _stored_presence(stanza)
+        if same_user:
+            occupant = existing
+        else:
+            role = aff.default_role(affiliation, self.config.moderated)
+            occupant = Occupant(nick, bare, role)
+            self.occupants[nick] = occupant
+        occupant.set_presence(full, presence)
+        self.sessions[full] = occupant
+
+        self._send_join_state(occupant, full, muc_x, created)
+
+    def _send_join_state(
+        self, occupant: Occupant, full: str, muc_x: domish.Element | None, created: bool = False
+    ) -> None:
+        """Occupants, self-presence (others get the joiner's), history, subject."""
+        # 1. the others' presence to the joining session
+        sees = self._sees_jids(occupant)
+        for other in list(self.occupants.values()):
+            if other is occupant or other.role not in self.config.presence_broadcast:
+                continue
+            self._send_to(self._occupant_presence(other, with_jid=sees, is_self=False), full)
+        # 2. the joiner's presence to the others, 3. its self-presence
+        self_codes = []
+        if self.config.non_anonymous:
+            self_codes.append("100")
+        if self.config.logging:
+            self_codes.append("170")
+        self._broadcast_presence(
+            occupant,
+            self_sessions=[full],
+            pre_codes=("201",) if created else (),
+            self_codes=self_codes,
+            session=full,
+        )
+        # 4. history, 5. subject
+        request = HistoryRequest.from_element(
+            child(muc_x, "history", NS_MUC) if muc_x is not None else None
+        )
+        for message in self.history.select(request, self.service.now(), self.jid):
+            self._send_to(message, full)
+        self._send_to(self._subject_message(), full)
+
+    def _leave(
+        self,
+        occupant: Occupant,
+        full: str,
+        stanza: domish.Element | None,
+        codes: Iterable[str] = (),
+    ) -> None:
+        base = _stored_presence(stanza)
+        if len(occupant.sessions) > 1:
+            element = self._occupant_presence(
+                occupant,
+                with_jid=True,
+                is_self=True,
+                unavailable=True,
+                base=base,
+                role=NONE,
+                session=full,
+                codes=codes,
+            )
+            self._send_to(element, full)
+            occupant.remove_session(full)
+            del self.sessions[full]
+            self._broadcast_presence(occupant)
+            return
+        self._remove(occupant, base=base, codes=codes)
+
+    def _remove(
+        self,
+        occupant: Occupant,
+        *,
+        base: domish.Element | None = None,
+        codes: Iterable[str] = (),
+        reason: str | None = None,
+        actor: str | None = None,
+        affiliation: str | None = None,
+        self_only: bool = False,
+    ) -> None:
+        """Take an occupant out of the room with an unavailable broadcast."""
+        visible = occupant.role in self.config.presence_broadcast
+        occupant.role = NONE
+        self._broadcast_presence(
+            occupant,
+            visible=visible,
+            others=not self_only,
+            unavailable=True,
+            base=base if base is not None else _stored_presence(None),
+            codes=codes,
+            reason=reason,
+            actor=actor,
+            affiliation=affiliation,
+        )
+        self.occupants.pop(occupant.nick, None)
+        for session in occupant.sessions:
+            self.sessions.pop(session, None)
+        self.voice_requests.discard(occupant.nick)
+        if not self.occupants:
+            self.service.room_emptied(self)
+
+    def _change_nick(
+        self, occupant: Occupant, full: str, stanza: domish.Element, new_nick: str
+    ) -> None:
+        if len(occupant.sessions) > 1:
+            raise MUCError("not-acceptable", "leave with your other resources first")
+        if new_nick in self.occupants:
+            raise MUCError("conflict", "that nickname is in use")
+        registered = self.affiliations.nick_owner(new_nick)
+        if registered is not None and registered != occupant.bare:
+            raise MUCError("conflict", "that nickname is reserved")
+        self._broadcast_presence(
+            occupant,
+            unavailable=True,
+            base=_stored_presence(None),
+            codes=("303",),
+            new_nick=new_nick,
+        )
+        del self.occupants[occupant.nick]
+        occupant.nick = new_nick
+        self.occupants[new_nick] = occupant
+        occupant.set_presence(full, _stored_presence(stanza))
+        self._broadcast_presence(occupant, session=full)
+
+    def _probe(self, occupant: Occupant | None, full: str, nick: str | None) -> None:
+        if occupant is None:
+            return
+        target = self.occupants.get(nick) if nick is not None else None
+        if target is None:
+            return
+        element = self._occupant_presence(
+            target,
+            with_jid=target is occupant or self._sees_jids(occupant),
+            is_self=target is occupant,
+        )
+        self._send_to(element, full)
+
+    # ----------------------------------------------------------------- messages
+
+    def handle_message(self, stanza: domish.Element, sender: jid.JID, nick: str | None) -> None:
+        """Groupchat, private messages, invitations, declines, voice requests."""
+        full = sender.full()
+        occupant = self.sessions.get(full)
+        kind = stanza.getAttribute("type", "normal")
+        if kind == "error":
+            # the occupant's client bounced something the room sent it: it is gone
+            if occupant is not None:
+                self._leave(occupant, full, _bounce_presence(stanza), codes=("333",))
+            return
+        if self.locked and self.affiliation_of(sender.userhost()) != OWNER:
+            raise MUCError("item-not-found")
+        if nick is not None:
+            self._private_message(stanza, occupant, nick, kind)
+            return
+        if kind == "groupchat":
+            self._groupchat(stanza, occupant)
+            return
+        x = child(stanza, "x", NS_MUC_USER)
+        if x is not None and (child(x, "invite", NS_MUC_USER) or child(x, "decline", NS_MUC_USER)):
+            self._invitations(stanza, sender, occupant, x)
+            return
+        form = child(stanza, "x", NS_X_DATA)
+        if form is not None:
+            self._request_form(stanza, occupant, form)
+            return
+        if occupant is None:
+            raise MUCError("not-acceptable", "you are not in the room")
+        raise MUCError("bad-request", "messages to the room must be of type groupchat")
+
+    def _relay_copy(self, stanza: domish.Element, nick: str) -> domish.Element:
+        message = domish.Element((None, "message"))
+        for key, value in stanza.attributes.items():
+            if key not in ("to", "from"):
+                message[key] = value
+        message["from"] = self.occupant_jid(nick)
+        for element in stanza.elements():
+            if element.uri != NS_MUC_USER:
+                message.children.append(element)
+        return message
+
+    def _groupchat(self, stanza: domish.Element, occupant: Occupant | None) -> None:
+        if occupant is None:
+            raise MUCError("not-acceptable", "only occupants may send messages to the room")
+        if occupant.role == VISITOR:
+            raise MUCError("forbidden", "you have no voice in this room")
+        subject = child(stanza, "subject")
+        body = child(stanza, "body")
+        message = self._relay_copy(stanza, occupant.nick)
+        if subject is not None and body is None:
+            if not self.may_change_subject(occupant):
+                raise MUCError("forbidden", "you may not change the subject")
+            self.subject = str(subject)
+            self.subject_from = occupant.nick
+            self._send_to_occupants(message, self.occupants.values())
+            self.service.room_changed(self)
+            return
+        if body is not None:
+            self.history.add(message, self.service.now())
+        self._send_to_occupants(message, self.occupants.values())
+
+    def may_change_subject(self, occupant: Occupant) -> bool:
+        """Moderators always; participants when the room allows it."""
+        if occupant.role == MODERATOR:
+            return True
+        return self.config.change_subject and occupant.role == PARTICIPANT
+
+    def _private_message(
+        self, stanza: domish.Element, occupant: Occupant | None, nick: str, kind: str
+    ) -> None:
+        if occupant is None:
+            raise MUCError("not-acceptable", "only occupants may send private messages")
+        if kind == "groupchat":
+            raise MUCError("bad-request", "groupchat messages go to the room")
+        target = self.occupants.get(nick)
+        if target is None:
+            raise MUCError("item-not-found", "no such occupant")
+        allow = self.config.allow_pm
+        role = occupant.role
+        if (
+            allow == "none"
+            or (allow == "participants" and role not in (PARTICIPANT, MODERATOR))
+            or (allow == "moderators" and role != MODERATOR)
+        ):
+            raise MUCError("forbidden", "private messages are not allowed")
+        message = self._relay_copy(stanza, occupant.nick)
+        message.addElement((NS_MUC_USER, "x"))
+        self._send_to_occupants(message, [target])
+
+    def _invitations(
+        self,
+        stanza: domish.Element,
+        sender: jid.JID,
+        occupant: Occupant | None,
+        x: domish.Element,
+    ) -> None:
+        for decline in x.elements(NS_MUC_USER, "decline"):
+            to = self._parse_jid(decline.getAttribute("to"))
+            message = domish.Element((None, "message"))
+            message["from"] = self.jid
+            message["to"] = to.full()
+            out = message.addElement((NS_MUC_USER, "x"))
+            forwarded = out.addElement("decline")
+            forwarded["from"] = sender.userhost()
+            reason = child(decline, "reason", NS_MUC_USER)
+            if reason is not None:
+                forwarded.addElement("reason", content=str(reason))
+            self._send(message)
+        invites = list(x.elements(NS_MUC_USER, "invite"))
+        if not invites:
+            return
+        if occupant is None:
+            raise MUCError("not-acceptable", "only occupants may invite")
+        affiliation = self.affiliation_of(occupant.bare)
+        grants_membership = False
+        if self.config.members_only:
+            if affiliation in (OWNER, ADMIN):
+                grants_membership = True
+            elif self.config.allow_invites and affiliation == MEMBER:
+                grants_membership = True
+            else:
+                raise MUCError("forbidden", "you may not invite to this room")
+        for invite in invites:
+            invitee = self._parse_jid(invite.getAttribute("to"))
+            reason = child(invite, "reason", NS_MUC_USER)
+            reason_text = str(reason) if reason is not None else None
+            if grants_membership and self.affiliations.get(invitee.userhost()) == NONE:
+                self.affiliations.set(invitee.userhost(), MEMBER)
+                self.service.room_changed(self)
+            message = domish.Element((None, "message"))
+            message["from"] = self.jid
+            message["to"] = invitee.full()
+            if stanza.getAttribute("id"):
+                message["id"] = stanza["id"]
+            out = message.addElement((NS_MUC_USER, "x"))
+            forwarded = out.addElement("invite")
+            forwarded["from"] = sender.full()
+            if reason_text:
+                forwarded.addElement("reason", content=reason_text)
+            if self.config.password:
+                out.addElement("password", content=self.config.password)
+            legacy = message.addElement((NS_CONFERENCE, "x"))
+            legacy["jid"] = self.jid
+            if reason_text:
+                legacy["reason"] = reason_text
+            if self.config.password:
+                legacy["password"] = self.config.password
+            text = f"{sender.userhost()} invited you to the room {self.jid}"
+            if reason_text:
+                text += f" ({reason_text})"
+            message.addElement("body", content=text)
+            self._send(message)
+
+    def _request_form(
+        self, stanza: domish.Element, occupant: Occupant | None, element: domish.Element
+    ) -> None:
+        if occupant is None:
+            raise MUCError("not-acceptable", "you are not in the room")
+        try:
+            form = data_form.Form.fromElement(element)
+        except data_form.Error:
+            raise MUCError("bad-request", "malformed data form") from None
+        fields = {var: f.values for var, f in form.fields.items()}
+        form_type = form.formNamespace or (fields.get("FORM_TYPE") or [None])[0]
+        if form_type != NS_MUC_REQUEST:
+            raise MUCError("bad-request", "unknown form")
+        if "muc#request_allow" in fields:
+            self._voice_approval(occupant, fields)
+            return
+        role = (fields.get("muc#role") or [""])[0]
+        if role != PARTICIPANT or not self.config.moderated or occupant.role != VISITOR:
+            raise MUCError("not-acceptable", "no voice to request")
+        self.voice_requests.add(occupant.nick)
+        moderators = [o for o in self.occupants.values() if o.role == MODERATOR]
+        request = data_form.Form("form", title="Voice request", formNamespace=NS_MUC_REQUEST)
+        request.addField(data_form.Field("list-single", var="muc#role", value=PARTICIPANT))
+        request.addField(data_form.Field("jid-single", var="muc#jid", value=occupant.session))
+        request.addField(data_form.Field(var="muc#roomnick", value=occupant.nick))
+        request.addField(data_form.Field("boolean", var="muc#request_allow", value=False))
+        message = domish.Element((None, "message"))
+        message["from"] = self.jid
+        message["id"] = _new_id()
+        message.addChild(request.toElement())
+        self._send_to_occupants(message, moderators)
+
+    def _voice_approval(self, occupant: Occupant, fields: dict[str, list]) -> None:
+        if occupant.role != MODERATOR:
+            raise MUCError("forbidden")
+        allow = str((fields.get("muc#request_allow") or ["false"])[0]).lower() in ("1", "true")
+        nick = (fields.get("muc#roomnick") or [""])[0]
+        self.voice_requests.discard(nick)
+        target = self.occupants.get(nick)
+        if not allow or target is None or target.role != VISITOR:
+            return
+        target.role = PARTICIPANT
+        self._broadcast_presence(target, actor=occupant.nick)
+
+    @staticmethod
+    def _parse_jid(value: str | None) -> jid.JID:
+        if not value:
+            raise MUCError("bad-request", "a JID is required")
+        try:
+            return jid.JID(value)
+        except (jid.InvalidFormat, UnicodeError, ValueError):
+            raise MUCError("jid-malformed") from None
+
+    # ---------------------------------------------------------------------- iq
+
+    def handle_iq(self, stanza: domish.Element, sender: jid.JID, nick: str | None) -> None:
+        """muc#owner, muc#admin, disco and registration requests."""
+        kind = stanza.getAttribute("type")
+        if kind in ("result", "error"):
+            if nick is not None:
+                self._iq_response(stanza, sender, nick)
+            return
+        if kind not in ("get", "set"):
+            raise MUCError("bad-request")
+        bare = sender.userhost()
+        affiliation = self.affiliation_of(bare)
+        if self.locked and affiliation != OWNER:
+            raise MUCError("item-not-found")
+        if nick is not None:
+            self._iq_to_occupant(stanza, sender, nick)
+            return
+        query = stanza.firstChildElement()
+        if query is None:
+            raise MUCError("bad-request")
+        key = (kind, query.uri, query.name)
+        if key == ("get", NS_DISCO_INFO, "query"):
+            self._result(stanza, self.disco_info(sender, query.getAttribute("node")))
+        elif key == ("get", NS_DISCO_ITEMS, "query"):
+            self._result(stanza, self.disco_items(sender, query.getAttribute("node")))
+        elif query.uri == NS_MUC_OWNER and query.name == "query":
+            if affiliation != OWNER:
+                raise MUCError("forbidden", "only owners may configure the room")
+            if kind == "get":
+                self._owner_get(stanza, query)
+            else:
+                self._owner_set(stanza, sender, query)
+        elif query.uri == NS_MUC_ADMIN and query.name == "query":
+            if kind == "get":
+                self._admin_get(stanza, sender, query)
+            else:
+                self._admin_set(stanza, sender, query)
+        elif query.uri == NS_REGISTER and query.name == "query":
+            if kind == "get":
+                self._register_get(stanza, sender)
+            else:
+                self._register_set(stanza, sender, query)
+        else:
+            raise MUCError("service-unavailable")
+
+    def _iq_to_occupant(self, stanza: domish.Element, sender: jid.JID, nick: str) -> None:
+        """Forward a request to an occupant (vCard and the like); answer self-pings."""
+        occupant = self.sessions.get(sender.full())
+        if occupant is None:
+            raise MUCError("not-acceptable", "you are not in the room")
+        target = self.occupants.get(nick)
+        if target is None:
+            raise MUCError("item-not-found", "no such occupant")
+        query = stanza.firstChildElement()
+        if target is occupant and query is not None and query.uri == NS_PING:
+            self._result(stanza)  # XEP-0410 self-ping: the client is joined
+            return
+        forward_id = _new_id()
+        self.pending_iqs[forward_id] = (stanza.getAttribute("id"), sender.full(), target.session)
+        while len(self.pending_iqs) > MAX_PENDING_IQS:
+            del self.pending_iqs[next(iter(self.pending_iqs))]
+        forwarded = domish.Element((None, "iq"))
+        forwarded["type"] = stanza["type"]
+        forwarded["id"] = forward_id
+        forwarded["from"] = self.occupant_jid(occupant.nick)
+        forwarded["to"] = target.session
+        forwarded.children = list(stanza.elements())
+        self._send(forwarded)
+
+    def _iq_response(self, stanza: domish.Element, sender: jid.JID, nick: str) -> None:
+        """Route an occupant's answer to a forwarded request back to the requester."""
+        pending = self.pending_iqs.get(stanza.getAttribute("id", ""))
+        if pending is None or pending[2] != sender.full():
+            return
+        del self.pending_iqs[stanza["id"]]
+        original_id, requester, _ = pending
+        responder = self.sessions.get(sender.full())
+        reply = domish.Element((None, "iq"))
+        reply["type"] = stanza["type"]
+        if original_id is not None:
+            reply["id"] = original_id
+        reply["from"] = self.occupant_jid(responder.nick) if responder else self.jid
+        reply["to"] = requester
+        reply.children = list(stanza.elements())
+        self._send(reply)
+
+    # ------------------------------------------------------------------ owner
+
+    def _owner_get(self, stanza: domish.Element, query: domish.Element) -> None:
+        if query.firstChildElement() is not None:
+            raise MUCError("bad-request")
+        payload = domish.Element((NS_MUC_OWNER, "query"))
+        title = f"Configuration for {self.jid}"
+        payload.addChild(config_form(self.config, title).toElement())
+        self._result(stanza, payload)
+
+    def _owner_set(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
+        destroy = child(query, "destroy", NS_MUC_OWNER)
+        if destroy is not None:
+            alternate = destroy.getAttribute("jid")
+            if alternate is not None:
+                alternate = self._parse_jid(alternate).full()
+            reason = child(destroy, "reason", NS_MUC_OWNER)
+            password = child(destroy, "password", NS_MUC_OWNER)
+            self._result(stanza)
+            self.destroy(
+                reason=str(reason) if reason is not None else None,
+                alternate=alternate,
+                password=str(password) if password is not None else None,
+            )
+            return
+        form = child(query, "x", NS_X_DATA)
+        if form is None:
+            raise MUCError("bad-request", "a data form or destroy is required")
+        new = parse_config_form(form, self.config)
+        if new is None:  # cancel
+            self._result(stanza)
+            if self.locked:
+                self.destroy()
+            return
+        old = self.config
+        codes = status_codes_for_change(old, new)
+        self.config = new
+        self.locked = False
+        self.history.resize(new.history_length)
+        self._result(stanza)
+        if codes:
+            self._status_message(codes)
+        if new.members_only and not old.members_only:
+            for occupant in list(self.occupants.values()):
+                if aff.AFFILIATION_RANK[self.affiliation_of(occupant.bare)] < 1:
+                    self._remove(occupant, codes=("322",), affiliation=NONE)
+        if self.destroyed:
+            return
+        self.service.room_configured(self, old)
+
+    def destroy(
+        self, reason: str | None = None, alternate: str | None = None, password: str | None = None
+    ) -> None:
+        """Destroy the room: every occupant gets unavailable with ``<destroy/>``."""
+        if self.destroyed:
+            return
+        self.destroyed = True
+        for occupant in list(self.occupants.values()):
+            presence = domish.Element((None, "presence"))
+            presence["from"] = self.occupant_jid(occupant.nick)
+            presence["type"] = "unavailable"
+            x = presence.addElement((NS_MUC_USER, "x"))
+            item = x.addElement("item")
+            item["affiliation"] = NONE
+            item["role"] = NONE
+            element = x.addElement("destroy")
+            if alternate:
+                element["jid"] = alternate
+            if reason:
+                element.addElement("reason", content=reason)
+            if password:
+                element.addElement("password", content=password)
+            self._send_to_occupants(presence, [occupant])
+        self.occupants.clear()
+        self.sessions.clear()
+        self.service.room_destroyed(self)
+
+    # ------------------------------------------------------------------ admin
+
+    def _admin_get(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
+        items = list(query.elements(NS_MUC_ADMIN, "item"))
+        if len(items) != 1:
+            raise MUCError("bad-request")
+        request = items[0]
+        affiliation = self.affiliation_of(sender.userhost())
+        occupant = self.sessions.get(sender.full())
+        payload = domish.Element((NS_MUC_ADMIN, "query"))
+        wanted_affiliation = request.getAttribute("affiliation")
+        wanted_role = request.getAttribute("role")
+        if wanted_affiliation is not None:
+            if wanted_affiliation not in aff.AFFILIATIONS or wanted_affiliation == NONE:
+                raise MUCError("bad-request")
+            allowed = affiliation in (OWNER, ADMIN) or (
+                affiliation == MEMBER
+                and self.config.non_anonymous
+                and wanted_affiliation in (MEMBER, ADMIN, OWNER)
+            )
+            if not allowed:
+                raise MUCError("forbidden")
+            for entry in self.affiliations.with_affiliation(wanted_affiliation):
+                item = payload.addElement("item")
+                item["affiliation"] = entry.affiliation
+                item["jid"] = entry.jid
+                if entry.nick:
+                    item["nick"] = entry.nick
+                if entry.reason:
+                    item.addElement("reason", content=entry.reason)
+        elif wanted_role is not None:
+            if wanted_role not in (MODERATOR, PARTICIPANT, VISITOR):
+                raise MUCError("bad-request")
+            if occupant is None or occupant.role != MODERATOR:
+                raise MUCError("forbidden")
+            for other in sorted(self.occupants.values(), key=lambda o: o.nick):
+                if other.role != wanted_role:
+                    continue
+                item = payload.addElement("item")
+                item["affiliation"] = self.affiliation_of(other.bare)
+                item["role"] = other.role
+                item["nick"] = other.nick
+                item["jid"] = other.session
+        else:
+            raise MUCError("bad-request")
+        self._result(stanza, payload)
+
+    def _admin_set(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
+        items = list(query.elements(NS_MUC_ADMIN, "item"))
+        if not items:
+            raise MUCError("bad-request")
+        actor_affiliation = self.affiliation_of(sender.userhost())
+        actor = self.sessions.get(sender.full())
+        changes: list[tuple] = []
+        owners = set(self.affiliations.owners())
+        for item in items:
+            reason_element = child(item, "reason", NS_MUC_ADMIN)
+            reason = str(reason_element) if reason_element is not None else None
+            new_affiliation = item.getAttribute("affiliation")
+            new_role = item.getAttribute("role")
+            if new_affiliation is not None:
+                target = self._item_target(item)
+                old = self.affiliations.get(target)
+                aff.check_affiliation_change(actor_affiliation, old, new_affiliation)
+                if old == OWNER and new_affiliation != OWNER:
+                    owners.discard(target)
+                    if not owners:
+                        raise MUCError("conflict", "a room needs at least one owner")
+                if new_affiliation == OWNER:
+                    owners.add(target)
+                changes.append(("affiliation", target, new_affiliation, reason))
+            elif new_role is not None:
+                nick = item.getAttribute("nick")
+                if not nick:
+                    raise MUCError("bad-request", "a nick is required to change a role")
+                target_occupant = self.occupants.get(nick)
+                if target_occupant is None:
+                    raise MUCError("item-not-found", "no such occupant")
+                if actor is None:
+                    raise MUCError("forbidden")
+                aff.check_role_change(
+                    actor.role,
+                    actor_affiliation,
+                    target_occupant.role,
+                    self.affiliation_of(target_occupant.bare),
+                    new_role,
+                )
+                changes.append(("role", target_occupant, new_role, reason))
+            else:
+                raise MUCError("bad-request")
+        actor_nick = actor.nick if actor is not None else None
+        self._result(stanza)
+        for kind, target, value, reason in changes:
+            if kind == "affiliation":
+                self.set_affiliation(target, value, reason=reason, actor=actor_nick)
+            else:
+                self.set_role(target, value, reason=reason, actor=actor_nick)
+
+    def _item_target(self, item: domish.Element) -> str:
+        if item.getAttribute("jid"):
+            return self._parse_jid(item["jid"]).userhost()
+        nick = item.getAttribute("nick")
+        if nick and nick in self.occupants:
+            return self.occupants[nick].bare
+        raise MUCError("bad-request", "a jid is required to change an affiliation")
+
+    def set_affiliation(
+        self, bare: str, affiliation: str, *, reason: str | None = None, actor: str | None = None
+    ) -> None:
+        """Change a user's affiliation and update its occupants (301, 321 removals)."""
+        self.affiliations.set(bare, affiliation, reason)
+        affected = [o for o in self.occupants.values() if o.bare == bare]
+        for occupant in affected:
+            if affiliation == OUTCAST:
+                self._remove(
+                    occupant, codes=("301",), reason=reason, actor=actor, affiliation=OUTCAST
+                )
+            elif self.config.members_only and affiliation == NONE:
+                self._remove(occupant, codes=("321",), reason=reason, actor=actor, affiliation=NONE)
+            else:
+                occupant.role = aff.default_role(affiliation, self.config.moderated)
+                self._broadcast_presence(occupant, reason=reason, actor=actor)
+        if not affected and not self.destroyed:
+            self._announce_affiliation(bare, affiliation)
+        self.service.room_changed(self)
+
+    def _announce_affiliation(self, bare: str, affiliation: str) -> None:
+        """Tell the occupants about the affiliation change of an absent user."""
+        if not self.occupants:
+            return
+        variants: dict[bool, domish.Element] = {}
+        for occupant in list(self.occupants.values()):
+            with_jid = self._sees_jids(occupant)
+            message = variants.get(with_jid)
+            if message is None:
+                message = domish.Element((None, "message"))
+                message["from"] = self.jid
+                message["id"] = _new_id()
+                item = message.addElement((NS_MUC_USER, "x")).addElement("item")
+                if with_jid:
+                    item["jid"] = bare
+                item["affiliation"] = affiliation
+                item["role"] = NONE
+                variants[with_jid] = message
+            self._send_to_occupants(message, [occupant])
+
+    def set_role(
+        self, occupant: Occupant, role: str, *, reason: str | None = None, actor: str | None = None
+    ) -> None:
+        """Change an occupant's role (kick with 307 when the role is none)."""
+        if occupant.nick not in self.occupants:
+            return
+        if role == NONE:
+            self._remove(occupant, codes=("307",), reason=reason, actor=actor)
+            return
+        occupant.role = role
+        if role != VISITOR:
+            self.voice_requests.discard(occupant.nick)
+        self._broadcast_presence(occupant, reason=reason, actor=actor)
+
+    # ----------------------------------------------------------- registration
+
+    def _register_get(self, stanza: domish.Element, sender: jid.JID) -> None:
+        bare = sender.userhost()
+        entry = self.affiliations.entry(bare)
+        payload = domish.Element((NS_REGISTER, "query"))
+        if entry is not None and entry.nick and entry.affiliation != OUTCAST:
+            payload.addElement("registered")
+            payload.addElement("username", content=entry.nick)
+        form = data_form.Form(
+            "form", title=f"Nickname registration for {self.jid}", formNamespace=NS_MUC_REGISTER
+        )
+        form.addField(
+            data_form.Field(
+                var="muc#register_roomnick",
+                label="Nickname",
+                required=True,
+                value=entry.nick if entry is not None and entry.nick else None,
+            )
+        )
+        payload.addChild(form.toElement())
+        self._result(stanza, payload)
+
+    def _register_set(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
+        bare = sender.userhost()
+        stored = self.affiliations.get(bare)
+        if stored == OUTCAST:
+            raise MUCError("forbidden")
+        if child(query, "remove", NS_REGISTER) is not None:
+            self._result(stanza)
+            entry = self.affiliations.entry(bare)
+            if entry is None:
+                return
+            self.affiliations.set_nick(bare, None)
+            if entry.affiliation == MEMBER:
+                self.set_affiliation(bare, NONE)
+            else:
+                self.service.room_changed(self)
+            return
+        form_element = child(query, "x", NS_X_DATA)
+        if form_element is None:
+            raise MUCError("bad-request", "a registration form is required")
+        try:
+            form = data_form.Form.fromElement(form_element)
+        except data_form.Error:
+            raise MUCError("bad-request") from None
+        if form.formType == "cancel":
+            self._result(stanza)
+            return
+        field = form.fields.get("muc#register_roomnick")
+        if field is None or not field.values or not str(field.values[0]).strip():
+            raise MUCError("not-acceptable", "a nickname is required")
+        nick = resourceprep_nick(str(field.values[0]))
+        owner = self.affiliations.nick_owner(nick)
+        in_use = self.occupants.get(nick)
+        if (owner is not None and owner != bare) or (in_use is not None and in_use.bare != bare):
+            raise MUCError("conflict", "that nickname is taken")
+        if self.config.members_only and self.affiliation_of(bare) == NONE:
+            raise MUCError("registration-required")
+        self._result(stanza)
+        if stored == NONE:
+            self.set_affiliation(bare, MEMBER)
+        self.affiliations.set_nick(bare, nick)
+        self.service.room_changed(self)
+
+    # ------------------------------------------------------------------- disco
+
+    def features(self) -> list[str]:
+        """The muc_* features describing this room."""
+        c = self.config
+        return [
+            NS_MUC,
+            "muc_passwordprotected" if c.password else "muc_unsecured",
+            "muc_membersonly" if c.members_only else "muc_open",
+            "muc_moderated" if c.moderated else "muc_unmoderated",
+            "muc_persistent" if c.persistent else "muc_temporary",
+            "muc_public" if c.public else "muc_hidden",
+            "muc_nonanonymous" if c.non_anonymous else "muc_semianonymous",
+        ]
+
+    def disco_info(self, sender: jid.JID, node: str | None) -> domish.Element:
+        """The disco#info answer of the room (identity, features, roominfo form)."""
+        info = disco.DiscoInfo()
+        if node == "x-roomuser-item":
+            info.nodeIdentifier = node
+            entry = self.affiliations.entry(sender.userhost())
+            if entry is not None and entry.nick:
+                info.append(disco.DiscoIdentity("conference", "text", entry.nick))
+            return info.toElement()
+        if node:
+            raise MUCError("item-not-found")
+        info.append(disco.DiscoIdentity("conference", "text", self.config.name or self.name))
+        for feature in [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_REGISTER, *self.features()]:
+            info.append(disco.DiscoFeature(feature))
+        form = data_form.Form("result", formNamespace=NS_MUC_ROOMINFO)
+        form.addField(
+            data_form.Field(var="muc#roominfo_description", value=self.config.description)
+        )
+        form.addField(data_form.Field(var="muc#roominfo_occupants", value=str(len(self.occupants))))
+        form.addField(data_form.Field(var="muc#roominfo_subject", value=self.subject))
+        if self.config.language:
+            form.addField(data_form.Field(var="muc#roominfo_lang", value=self.config.language))
+        form.addField(data_form.Field(var="muc#roomconfig_roomname", value=self.config.name))
+        form.addField(
+            data_form.Field(
+                "boolean", var="muc#roomconfig_changesubject", value=self.config.change_subject
+            )
+        )
+        info.append(form)
+        return info.toElement()
+
+    def disco_items(self, sender: jid.JID, node: str | None) -> domish.Element:
+        """The room's occupants (for public rooms or occupants), as disco items."""
+        items = disco.DiscoItems()
+        if node:
+            raise MUCError("item-not-found")
+        if self.config.public or sender.full() in self.sessions:
+            for nick in sorted(self.occupants):
+                items.append(disco.DiscoItem(jid.JID(self.occupant_jid(nick))))
+        return items.toElement()
+
+    # ------------------------------------------------------------- persistence
+
+    def to_record(self) -> dict:
+        """The persistent state (configuration, affiliations, subject)."""
+        return {
+            "config": self.config.to_dict(),
+            "subject": self.subject,
+            "subject_from": self.subject_from,
+            "affiliations": [(e.jid, e.affiliation, e.reason, e.nick) for e in self.affiliations],
+        }

@@ -1,0 +1,337 @@
+"""The MUC service: a wokkel InternalComponent that serves one conference domain.
+
+Stanzas for the domain reach :meth:`MUCService.receive` through the
+component's XML pipe; they are processed one at a time (a stanza the
+service's own output causes, such as a bounce, waits in the queue until the
+current one is done, so room state is never changed re-entrantly). Rooms
+(:class:`~xmppd.muc.room.Room`) do the XEP-0045 work; the service creates
+them, answers the service's own disco, keeps persistent rooms in the
+database and turns :class:`~xmppd.muc.errors.MUCError` into error replies.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import jid
+from twisted.words.protocols.jabber.xmlstream import XMPPHandler
+from twisted.words.xish import domish
+from wokkel import disco
+from wokkel.component import InternalComponent
+
+from xmppd.muc import adhoc
+from xmppd.muc.affiliations import OWNER
+from xmppd.muc.config import RoomConfig
+from xmppd.muc.errors import MUCError, error_reply, must_not_answer
+from xmppd.muc.room import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, Room, resourceprep_nick
+from xmppd.storage.rooms import RoomRecord, RoomStore
+
+log = Logger()
+
+CREATE_ROOMS_POLICIES = ("anyone", "local", "admins")
+
+
+class _StanzaHandler(XMPPHandler):
+    """Feeds every stanza arriving on the component's pipe to the service."""
+
+    def connectionInitialized(self) -> None:  # noqa: N802 (Twisted API)
+        self.xmlstream.addObserver("/*", self.parent.receive)
+
+
+class MUCService(InternalComponent):
+    """Multi-user chat (XEP-0045) for one domain, e.g. ``conference.localhost``."""
+
+    def __init__(
+        self,
+        *,
+        router: Any,
+        domain: str,
+        server_domain: str,
+        database: Any,
+        create_rooms: str = "anyone",
+        admins: Iterable[str] = (),
+        reactor: Any = None,
+    ) -> None:
+        InternalComponent.__init__(self, router, domain)
+        if create_rooms not in CREATE_ROOMS_POLICIES:
+            raise ValueError(f"create_rooms must be one of {CREATE_ROOMS_POLICIES}")
+        if reactor is None:
+            from twisted.internet import reactor
+        self.domain = domain
+        self.server_domain = server_domain
+        self.create_rooms = create_rooms
+        self.admins = frozenset(jid.JID(a).userhost() for a in admins)
+        self.reactor = reactor
+        self.store = RoomStore(database) if database is not None else None
+        self.rooms: dict[str, Room] = {}
+        self.ready: defer.Deferred = defer.Deferred()
+        self._queue: deque[domish.Element] = deque()
+        self._busy = False
+        self._loaded = False
+        self._writes: defer.Deferred = defer.succeed(None)
+        _StanzaHandler().setHandlerParent(self)
+
+    # ------------------------------------------------------------- lifecycle
+
+    def startService(self) -> None:  # noqa: N802 (Twisted API)
+        """Register with the router and load the persistent rooms."""
+        InternalComponent.startService(self)
+        if self._loaded:
+            return
+        if self.store is None:
+            self._finish_loading()
+            return
+        d = self.store.load(self.domain)
+        d.addCallback(self._rooms_loaded)
+        d.addErrback(lambda f: log.failure("could not load the persistent rooms", f))
+        d.addBoth(lambda _: self._finish_loading())
+
+    def stopService(self) -> defer.Deferred:  # noqa: N802 (Twisted API)
+        """Unregister from the router; fires when pending room writes are done."""
+        InternalComponent.stopService(self)
+        return self.flush()
+
+    def _rooms_loaded(self, records: list[RoomRecord]) -> None:
+        for record in records:
+            room = Room(self, record.name, RoomConfig.from_dict(record.config))
+            room.subject = record.subject or ""
+            room.subject_from = record.subject_from
+            for bare, affiliation, reason, nick in record.affiliations:
+                room.affiliations.set(bare, affiliation, reason, nick)
+            self.rooms[record.name] = room
+        log.info(
+            "loaded {count} persistent rooms of {domain}", count=len(records), domain=self.domain
+        )
+
+    def _finish_loading(self) -> None:
+        self._loaded = True
+        if self._queue and not self._busy:
+            self._drain()
+        if not self.ready.called:
+            self.ready.callback(None)
+
+    def flush(self) -> defer.Deferred:
+        """A Deferred that fires when every room write queued so far is done."""
+        done: defer.Deferred = defer.Deferred()
+
+        def fire(result: Any) -> Any:
+            done.callback(None)
+            return result
+
+        self._writes.addBoth(fire)
+        return done
+
+    # ------------------------------------------------------------- helpers for rooms
+
+    def send(self, obj: domish.Element) -> None:
+        """Send a stanza to the router (dropped, with a log line, when stopped)."""
+        if self.xmlstream is None:
+            log.warn("MUC service stopped: dropping a {name}", name=getattr(obj, "name", "?"))
+            return
+        InternalComponent.send(self, obj)
+
+    def now(self) -> float:
+        """The current time (the reactor's clock)."""
+        return self.reactor.seconds()
+
+    def is_admin(self, bare: str) -> bool:
+        """True for the service administrators (owners of every room)."""
+        return bare in self.admins
+
+    def may_create(self, sender: jid.JID) -> bool:
+        """Whether the ``create_rooms`` policy lets this user create rooms."""
+        bare = sender.userhost()
+        if self.create_rooms == "anyone" or self.is_admin(bare):
+            return True
+        if self.create_rooms == "local":
+            return sender.user is not None and sender.host == self.server_domain
+        return False
+
+    def room_changed(self, room: Room) -> None:
+        """Persist a room's state (for persistent rooms)."""
+        if room.config.persistent and not room.destroyed and self.store is not None:
+            self._write(self.store.save, self.domain, room.name, room.to_record())
+
+    def room_configured(self, room: Room, old: RoomConfig) -> None:
+        """After a configuration change: store, forget, or remove the room."""
+        if room.config.persistent:
+            self.room_changed(room)
+        else:
+            if old.persistent and self.store is not None:
+                self._write(self.store.delete, self.domain, room.name)
+            if not room.occupants:
+                self._forget(room)
+
+    def room_emptied(self, room: Room) -> None:
+        """The last occupant left: temporary rooms vanish."""
+        if not room.config.persistent:
+            room.destroyed = True
+            self._forget(room)
+
+    def room_destroyed(self, room: Room) -> None:
+        """The room was destroyed by an owner (or a cancelled creation)."""
+        self._forget(room)
+        if self.store is not None and room.config.persistent:
+            self._write(self.store.delete, self.domain, room.name)
+
+    def _forget(self, room: Room) -> None:
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+            log.debug("room {room} removed", room=room.jid)
+
+    def _write(self, function: Any, *args: Any) -> None:
+        def run(_: Any) -> Any:
+            return function(*args)
+
+        def failed(failure: Any) -> None:
+            log.failure("could not store room {room}", failure, room=args[1])
+
+        self._writes.addCallback(run)
+        self._writes.addErrback(failed)
+
+    # --------------------------------------------------------------- dispatch
+
+    def receive(self, stanza: domish.Element) -> None:
+        """Take a stanza from the router; stanzas are processed one at a time."""
+        self._queue.append(stanza)
+        if self._busy or not self._loaded:
+            return
+        self._drain()
+
+    def _drain(self) -> None:
+        self._busy = True
+        try:
+            while self._queue:
+                stanza = self._queue.popleft()
+                try:
+                    self._process(stanza)
+                except Exception:
+                    log.failure("error while processing a {name}", name=stanza.name)
+                    reply = error_reply(stanza, MUCError("internal-server-error"), self.domain)
+                    if reply is not None:
+                        self.send(reply)
+        finally:
+            self._busy = False
+
+    def _process(self, stanza: domish.Element) -> None:
+        if stanza.name not in ("presence", "message", "iq"):
+            return
+        by = self.domain
+        try:
+            try:
+                sender = jid.JID(stanza.getAttribute("from") or "")
+                target = jid.JID(stanza.getAttribute("to") or self.domain)
+            except (jid.InvalidFormat, UnicodeError, ValueError):
+                if stanza.getAttribute("to"):
+                    stanza["to"] = self.domain  # answer from an address the router accepts
+                raise MUCError("jid-malformed") from None
+            if target.user is None:
+                self._service_stanza(stanza, sender, target)
+            else:
+                by = target.userhost()
+                self._room_stanza(stanza, sender, target)
+        except MUCError as exc:
+            reply = error_reply(stanza, exc, by)
+            if reply is not None:
+                self.send(reply)
+
+    def _room_stanza(self, stanza: domish.Element, sender: jid.JID, target: jid.JID) -> None:
+        name = target.user
+        nick = target.resource
+        room = self.rooms.get(name)
+        if room is None:
+            if stanza.name == "presence":
+                if stanza.getAttribute("type") is None:
+                    self._create_room(stanza, sender, name, nick)
+                return
+            if must_not_answer(stanza):
+                return
+            raise MUCError("item-not-found", "no such room")
+        if stanza.name == "presence":
+            room.handle_presence(stanza, sender, nick)
+        elif stanza.name == "message":
+            room.handle_message(stanza, sender, nick)
+        else:
+            room.handle_iq(stanza, sender, nick)
+
+    def _create_room(
+        self, stanza: domish.Element, sender: jid.JID, name: str, nick: str | None
+    ) -> None:
+        if nick is None:
+            raise MUCError("jid-malformed", "a nickname is required to join")
+        nick = resourceprep_nick(nick)
+        if not self.may_create(sender):
+            raise MUCError("not-allowed", "you may not create rooms here")
+        room = Room(self, name, locked=True)
+        room.affiliations.set(sender.userhost(), OWNER)
+        self.rooms[name] = room
+        try:
+            room.join(stanza, sender, nick, created=True)
+        except BaseException:
+            self._forget(room)
+            raise
+        log.info("room {room} created", room=room.jid)
+
+    # ------------------------------------------------------- the service itself
+
+    def _service_stanza(self, stanza: domish.Element, sender: jid.JID, target: jid.JID) -> None:
+        if stanza.name == "presence" or must_not_answer(stanza):
+            return
+        if stanza.name == "iq":
+            query = stanza.firstChildElement()
+            kind = stanza.getAttribute("type")
+            if query is not None and kind == "get" and query.name == "query":
+                node = query.getAttribute("node")
+                if query.uri == NS_DISCO_INFO and not node:
+                    self._reply(stanza, self.disco_info())
+                    return
+                if query.uri == NS_DISCO_ITEMS and not node:
+                    self._reply(stanza, self.disco_items(sender))
+                    return
+                if query.uri == NS_DISCO_ITEMS and node == adhoc.NS_COMMANDS:
+                    self._reply(stanza, self.command_items(sender))
+                    return
+            if query is not None and kind == "set" and query.uri == adhoc.NS_COMMANDS:
+                self._reply(stanza, adhoc.handle_command(self, stanza, sender, query))
+                return
+        raise MUCError("service-unavailable")
+
+    def _reply(self, iq: domish.Element, payload: domish.Element) -> None:
+        reply = domish.Element((None, "iq"))
+        reply["type"] = "result"
+        reply["to"] = iq["from"]
+        reply["from"] = iq.getAttribute("to") or self.domain
+        if iq.getAttribute("id") is not None:
+            reply["id"] = iq["id"]
+        reply.addChild(payload)
+        self.send(reply)
+
+    def disco_info(self) -> domish.Element:
+        """The service's disco#info: conference identity and the muc feature."""
+        info = disco.DiscoInfo()
+        info.append(disco.DiscoIdentity("conference", "text", "Chatrooms"))
+        for feature in (NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, adhoc.NS_COMMANDS):
+            info.append(disco.DiscoFeature(feature))
+        return info.toElement()
+
+    def command_items(self, sender: jid.JID) -> domish.Element:
+        """The ad-hoc commands this user may run (none unless a service admin)."""
+        items = disco.DiscoItems()
+        items.nodeIdentifier = adhoc.NS_COMMANDS
+        for node, name in adhoc.command_items(self, sender):
+            items.append(disco.DiscoItem(jid.JID(self.domain), node, name))
+        return items.toElement()
+
+    def disco_items(self, sender: jid.JID) -> domish.Element:
+        """The public (unlocked) rooms, as disco items."""
+        items = disco.DiscoItems()
+        for name in sorted(self.rooms):
+            room = self.rooms[name]
+            if room.locked or not room.config.public:
+                continue
+            items.append(disco.DiscoItem(jid.JID(room.jid), name=room.config.name or name))
+        return items.toElement()

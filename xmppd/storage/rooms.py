@@ -1,0 +1,94 @@
+"""Persistent MUC rooms: configuration (with the secret), affiliations, subject.
+
+Tables (migration 2): ``muc_rooms(service, name, config JSON, subject,
+subject_from, updated)`` and ``muc_affiliations(service, room, jid,
+affiliation, reason, nick)``, the latter cascade-deleted with its room.
+A save replaces a room's rows in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer
+
+
+@dataclass
+class RoomRecord:
+    """The stored state of one persistent room."""
+
+    name: str
+    config: dict[str, Any]
+    subject: str = ""
+    subject_from: str | None = None
+    affiliations: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
+
+
+class RoomStore:
+    """Reads and writes persistent rooms in the xmppd database."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def load(self, service: str) -> defer.Deferred:
+        """Fires with the list of :class:`RoomRecord` of a MUC domain."""
+        return self.db.run(_load, service)
+
+    def save(self, service: str, name: str, record: dict[str, Any]) -> defer.Deferred:
+        """Store (replace) a room; ``record`` is :meth:`Room.to_record` output."""
+        return self.db.run(_save, service, name, record)
+
+    def delete(self, service: str, name: str) -> defer.Deferred:
+        """Forget a room (no-op if it is not stored)."""
+        return self.db.run(_delete, service, name)
+
+
+def _load(cursor: sqlite3.Cursor, service: str) -> list[RoomRecord]:
+    rooms: dict[str, RoomRecord] = {}
+    rows = cursor.execute(
+        "SELECT name, config, subject, subject_from FROM muc_rooms WHERE service = ? ORDER BY name",
+        (service,),
+    ).fetchall()
+    for name, config, subject, subject_from in rows:
+        rooms[name] = RoomRecord(name, json.loads(config), subject or "", subject_from)
+    rows = cursor.execute(
+        "SELECT room, jid, affiliation, reason, nick FROM muc_affiliations WHERE service = ?"
+        " ORDER BY room, jid",
+        (service,),
+    ).fetchall()
+    for room, bare, affiliation, reason, nick in rows:
+        if room in rooms:
+            rooms[room].affiliations.append((bare, affiliation, reason, nick))
+    return list(rooms.values())
+
+
+def _save(cursor: sqlite3.Cursor, service: str, name: str, record: dict[str, Any]) -> None:
+    cursor.execute(
+        "INSERT INTO muc_rooms (service, name, config, subject, subject_from, updated)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (service, name) DO UPDATE SET config = excluded.config,"
+        " subject = excluded.subject, subject_from = excluded.subject_from,"
+        " updated = excluded.updated",
+        (
+            service,
+            name,
+            json.dumps(record["config"], sort_keys=True),
+            record.get("subject") or "",
+            record.get("subject_from"),
+            time.time(),
+        ),
+    )
+    cursor.execute("DELETE FROM muc_affiliations WHERE service = ? AND room = ?", (service, name))
+    cursor.executemany(
+        "INSERT INTO muc_affiliations (service, room, jid, affiliation, reason, nick)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(service, name, *entry) for entry in record.get("affiliations", [])],
+    )
+
+
+def _delete(cursor: sqlite3.Cursor, service: str, name: str) -> None:
+    cursor.execute("DELETE FROM muc_rooms WHERE service = ? AND name = ?", (service, name))
