@@ -121,6 +121,10 @@ class FakeSessionManager:
             return self.pending
         return full
 
+    def outbound(self, stanza: Any) -> None:
+        """Route a stanza a client sent (the real SM tracks directed presence first)."""
+        self.router.route(stanza)
+
     def unbind(self, session: Any) -> None:
         self.unbound.append(session)
         for key, value in list(self.sessions.items()):

@@ -23,6 +23,8 @@ from twisted.words.protocols.jabber import error, jid
 from twisted.words.xish import domish
 from wokkel import component
 
+from xmppd.stanza import describe
+
 log = Logger()
 
 
@@ -126,7 +128,7 @@ class Router(component.Router):
         """
         address = stanza.getAttribute("to") or stanza.getAttribute("from")
         if not address:
-            log.warn("dropping a stanza with neither 'to' nor 'from': {xml}", xml=stanza.toXml())
+            log.warn("dropping a stanza with neither 'to' nor 'from': {xml}", xml=describe(stanza))
             return
         routes = self.routes
         destination = routes.get(stanza_domain(address))

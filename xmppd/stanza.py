@@ -20,3 +20,20 @@ def serialize(stanza: domish.Element) -> str:
     if stanza.uri in STANZA_NAMESPACES:
         return stanza.toXml(defaultUri=stanza.uri or "")
     return stanza.toXml()
+
+
+def describe(stanza: domish.Element) -> str:
+    """A one-line summary for logs: kind and addresses, never the content.
+
+    Stanza payloads can hold passwords (MUC joins, registration) and private
+    messages, so logs name stanzas with this instead of serialising them.
+    """
+    parts = [stanza.name or "?"]
+    for attribute in ("type", "id", "from", "to"):
+        value = stanza.getAttribute(attribute)
+        if value is not None:
+            parts.append(f"{attribute}={value[:200]!r}")
+    payload = next(stanza.elements(), None)
+    if payload is not None and payload.uri not in STANZA_NAMESPACES:
+        parts.append(f"payload={{{payload.uri}}}{payload.name}")
+    return "<" + " ".join(parts) + ">"

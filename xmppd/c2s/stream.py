@@ -143,7 +143,7 @@ class ClientSession:
                 if bind_mod.is_session_request(stanza):
                     self.send(bind_mod.empty_result(stanza))
                     return
-        self.stream.factory.router.route(stanza)
+        self.stream.factory.session_manager.outbound(stanza)
 
     def _reply_error(self, stanza: domish.Element, condition: str, text: str) -> None:
         self.send(bind_mod.error_reply(stanza, condition, text))

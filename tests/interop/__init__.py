@@ -1,0 +1,1 @@
+"""Programs run as subprocesses by the interop tests (not test modules)."""

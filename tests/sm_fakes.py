@@ -1,0 +1,180 @@
+"""Fakes and a base test case for the session manager's tests.
+
+The session manager runs against a real :class:`xmppd.router.Router`, a real
+SQLite database in a temporary file and :class:`FakeSession` objects standing
+in for c2s streams. A :class:`Recorder` serves ``remote.example`` so tests can
+see what would leave the server.
+"""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet import defer
+from twisted.trial import unittest
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+from wokkel.generic import parseXml
+
+from xmppd.router import Router
+from xmppd.sm.manager import SessionManager
+from xmppd.storage.accounts import AccountStore
+from xmppd.storage.database import Database
+from xmppd.storage.offline import OfflineStore
+from xmppd.storage.roster import RosterStore
+
+DOMAIN = "localhost"
+REMOTE = "remote.example"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+ROSTER_GET = "<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>"
+
+
+def stanza(xml: str) -> domish.Element:
+    """Parse a stanza as a c2s stream would (default namespace jabber:client)."""
+    root = parseXml(f"<wrapper xmlns='jabber:client'>{xml}</wrapper>".encode())
+    return root.firstChildElement()
+
+
+def error_condition(element: domish.Element) -> str | None:
+    """The defined condition of a stanza error, or None if it is not an error."""
+    if element.getAttribute("type") != "error":
+        return None
+    for child in element.elements():
+        if child.name == "error":
+            for condition in child.elements():
+                if condition.uri == NS_STANZAS and condition.name != "text":
+                    return condition.name
+    return None
+
+
+class FakeSession:
+    """Stands in for a c2s ClientSession: records what it is sent."""
+
+    def __init__(self) -> None:
+        self.jid: jid.JID | None = None
+        self.sent: list[domish.Element] = []
+        self.closed: list[tuple[str, str | None]] = []
+
+    def send(self, element: domish.Element) -> None:
+        """Record a stanza written to the client."""
+        self.sent.append(element)
+
+    def close(self, condition: str, text: str | None = None) -> None:
+        """Record a stream error."""
+        self.closed.append((condition, text))
+
+    def take(self, name: str | None = None) -> list[domish.Element]:
+        """Return and forget what was sent (only elements with that name, if given)."""
+        if name is None:
+            taken, self.sent = self.sent, []
+            return taken
+        taken = [e for e in self.sent if e.name == name]
+        self.sent = [e for e in self.sent if e.name != name]
+        return taken
+
+
+class Recorder:
+    """A destination for a remote domain: records the stanzas routed to it."""
+
+    def __init__(self) -> None:
+        self.stanzas: list[domish.Element] = []
+
+    def send(self, element: domish.Element) -> None:
+        """Record a routed stanza."""
+        self.stanzas.append(element)
+
+    def take(self) -> list[domish.Element]:
+        """Return and forget the recorded stanzas."""
+        taken, self.stanzas = self.stanzas, []
+        return taken
+
+
+class SessionManagerTestCase(unittest.TestCase):
+    """Sets up a database, stores, a router with the SM and a remote recorder."""
+
+    users = ("alice", "bob", "carol")
+    registration_enabled = True
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.db = Database(self.mktemp() + "/xmppd.sqlite")
+        yield self.db.open()
+        self.addCleanup(self.db.close)
+        for user in self.users:
+            yield self.db.execute(
+                "INSERT INTO accounts (username, created) VALUES (?, ?)", user, time.time()
+            )
+        self.accounts = AccountStore(self.db)
+        self.roster_store = RosterStore(self.db)
+        self.offline_store = OfflineStore(self.db)
+        self.router = Router()
+        self.remote = Recorder()
+        self.router.register(REMOTE, self.remote)
+        self.sm = self.make_manager()
+        self.sm.startService()
+        self.addCleanup(self.sm.stopService)
+
+    def make_manager(self, **kwargs) -> SessionManager:
+        """A session manager on the test's router and stores."""
+        options = dict(
+            domain=DOMAIN,
+            router=self.router,
+            accounts=self.accounts,
+            roster=self.roster_store,
+            offline=self.offline_store,
+            registration_enabled=self.registration_enabled,
+            disco_items=["conference.localhost"],
+        )
+        options.update(kwargs)
+        return SessionManager(**options)
+
+    @defer.inlineCallbacks
+    def connect(self, user, resource="res", presence=True, priority=None, roster=True):
+        """Bind a fake session, optionally request the roster and send initial presence."""
+        session = FakeSession()
+        session.jid = self.sm.bind(session, user, resource)
+        if roster:
+            yield self.client_sends(session, ROSTER_GET)
+        if presence:
+            body = "" if priority is None else f"<priority>{priority}</priority>"
+            yield self.client_sends(session, f"<presence>{body}</presence>")
+        session.sent = []
+        return session
+
+    @defer.inlineCallbacks
+    def client_sends(self, session: FakeSession, xml):
+        """A client sends a stanza: 'from' stamped, routed, processing finished."""
+        element = stanza(xml) if isinstance(xml, str) else xml
+        element["from"] = session.jid.full()
+        self.router.route(element)
+        yield self.sm.wait_idle()
+        return element
+
+    @defer.inlineCallbacks
+    def client_sends_out(self, session: FakeSession, xml):
+        """A client sends a stanza through ``sm.outbound`` (as c2s is meant to)."""
+        element = stanza(xml) if isinstance(xml, str) else xml
+        element["from"] = session.jid.full()
+        self.sm.outbound(element)
+        yield self.sm.wait_idle()
+        return element
+
+    @defer.inlineCallbacks
+    def arrives(self, xml):
+        """A stanza arrives from elsewhere (another domain, a component)."""
+        element = stanza(xml) if isinstance(xml, str) else xml
+        self.router.route(element)
+        yield self.sm.wait_idle()
+        return element
+
+    @defer.inlineCallbacks
+    def disconnect(self, session: FakeSession):
+        """The session's stream ends."""
+        self.sm.unbind(session)
+        yield self.sm.wait_idle()
+
+    @defer.inlineCallbacks
+    def roster_items(self, user):
+        """The stored roster of a user as {contact: (subscription, ask, approved)}."""
+        items = yield self.roster_store.items(user)
+        return {c: (i.subscription, i.ask, i.approved) for c, i in items.items()}

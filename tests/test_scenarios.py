@@ -1,0 +1,54 @@
+"""Every tests/scenarios/*.scs script, run end to end against a live server.
+
+Each script is one test: the server is started in-process on a free port
+with its production defaults (STARTTLS offered and required, SCRAM), the
+accounts the script names are created, and the scansion runner plays the
+script. Stanzas passed over (allowed by the scansion rules) are logged.
+"""
+
+from pathlib import Path
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.trial import unittest
+
+from tests.support import start_server
+from xmppd.scansion import parse_script, run_script
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+log = Logger()
+
+#: Scripts that cannot pass yet, with the reason (reported as expected failures).
+NOT_YET: dict[str, str] = {}
+
+
+class ScenarioTests(unittest.TestCase):
+    """One test per scenario script."""
+
+    @defer.inlineCallbacks
+    def play(self, path: Path):
+        script = parse_script(path.read_text(encoding="utf-8"))
+        server = start_server(self, c2s={"require_encryption": True})
+        for client in script.clients:
+            if not (yield server.accounts.exists(client.username)):
+                yield server.create_user(client.username, client.password)
+        result = yield run_script(path, "127.0.0.1", server.port, timeout=5.0)
+        for skipped in result.passed_over:
+            log.info("{script}: {skipped}", script=path.name, skipped=str(skipped))
+        if not result.passed:
+            self.fail(result.failure_message)
+
+
+def _make_test(path: Path):
+    def test(self):
+        return self.play(path)
+
+    test.__name__ = "test_" + path.stem
+    test.__doc__ = f"tests/scenarios/{path.name} passes against a live server."
+    if path.name in NOT_YET:
+        test.todo = NOT_YET[path.name]
+    return test
+
+
+for _path in sorted(SCENARIOS.glob("*.scs")):
+    setattr(ScenarioTests, "test_" + _path.stem, _make_test(_path))

@@ -1,0 +1,409 @@
+"""The session manager: the local domain's users, their resources and state.
+
+The router hands every stanza addressed to the local domain to
+:meth:`SessionManager.send`. The manager finds out whether it comes from one
+of its own bound resources (then RFC 6121's outbound rules apply first, e.g.
+presence broadcast and subscription bookkeeping) and then applies the inbound
+rules for the addressee: delivery to sessions (RFC 6121 8.5), offline
+storage, presence and subscription processing, server iq handlers.
+
+The message path is synchronous and costs a couple of dict lookups. Anything
+that needs the database runs through the addressee's (or sender's) serial
+queue, which keeps each user's stanzas in order.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+
+from xmppd.router import stanza_domain
+from xmppd.sm.iq import IQHandler
+from xmppd.sm.messages import MessageHandler
+from xmppd.sm.offline import OfflineMessages
+from xmppd.sm.presence import PresenceHandler
+from xmppd.sm.queue import SerialQueues
+from xmppd.sm.roster import RosterHandler
+from xmppd.sm.sessions import SessionState
+from xmppd.sm.stanzas import error_for, parse_jid
+from xmppd.sm.subscriptions import SubscriptionHandler
+from xmppd.stanza import describe
+from xmppd.storage.roster import RosterItem, removal_element
+
+log = Logger()
+
+
+class SessionManager(service.Service):
+    """Serves the local domain: sessions, presence, rosters, messages, server iqs."""
+
+    def __init__(
+        self,
+        *,
+        domain: str,
+        router: Any,
+        accounts: Any,
+        roster: Any,
+        offline: Any,
+        registration_enabled: bool = False,
+        reactor: Any = None,
+        disco_items: Iterable[str] = (),
+    ):
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.domain = domain
+        self.router = router
+        self.accounts = accounts
+        self.roster_store = roster
+        self.offline_store = offline
+        self.registration_enabled = registration_enabled
+        self.reactor = reactor
+        self.disco_items = tuple(disco_items)
+        self.server_jid = jid.JID(domain)
+        self.queues = SerialQueues()
+        self._users: dict[str, dict[str, SessionState]] = {}
+        self._states: dict[int, SessionState] = {}
+        self._rosters: dict[str, dict[str, RosterItem]] = {}
+        self._inflight: set[defer.Deferred] = set()
+        self._idle_waiters: list[defer.Deferred] = []
+        self._push_counter = 0
+        self.messages = MessageHandler(self)
+        self.offline = OfflineMessages(self)
+        self.presence = PresenceHandler(self)
+        self.subscriptions = SubscriptionHandler(self)
+        self.roster = RosterHandler(self)
+        self.iq = IQHandler(self)
+
+    # -- service ---------------------------------------------------------
+
+    def startService(self) -> None:
+        """Serve the local domain."""
+        super().startService()
+        self.router.register(self.domain, self)
+
+    def stopService(self):
+        """Stop serving the domain; fires once pending processing is done."""
+        super().stopService()
+        self.router.unregister(self.domain, self)
+        return self.wait_idle()
+
+    # -- sessions --------------------------------------------------------
+
+    def bind(self, session: Any, username: str, resource: str | None) -> jid.JID:
+        """Bind a resource for a session and return its full JID.
+
+        A missing or invalid resource is replaced by a generated one (RFC 6120
+        7.7.2.2 lets the server pick). If the full JID is taken, the older
+        session is closed with the stream error ``conflict``.
+        """
+        address = None
+        if resource:
+            try:
+                address = jid.JID(tuple=(username, self.domain, resource))
+            except (jid.InvalidFormat, UnicodeError, ValueError):
+                address = None
+        if address is None or not address.resource:
+            taken = self._users.get(username) or {}
+            while address is None or not address.resource or address.resource in taken:
+                generated = "xmppd-" + secrets.token_hex(6)
+                address = jid.JID(tuple=(username, self.domain, generated))
+        username = address.user
+        sessions = self._users.setdefault(username, {})
+        old = sessions.get(address.resource)
+        if old is not None:
+            log.info("resource conflict for {jid}: closing the older session", jid=old.full)
+            self._detach(old)
+            sessions = self._users.setdefault(username, {})
+            try:
+                old.session.close("conflict")
+            except Exception:
+                log.failure("closing the session of {jid} failed", jid=old.full)
+            self._gone(old)
+        state = SessionState(session, address)
+        sessions[address.resource] = state
+        self._states[id(session)] = state
+        log.debug("bound {jid}", jid=state.full)
+        return address
+
+    def unbind(self, session: Any) -> None:
+        """Forget a session whose stream ended; broadcast unavailable if it was available."""
+        state = self._states.get(id(session))
+        if state is None or state.session is not session:
+            return
+        self._detach(state)
+        self._gone(state)
+
+    def _detach(self, state: SessionState) -> None:
+        state.bound = False
+        self._states.pop(id(state.session), None)
+        sessions = self._users.get(state.username)
+        if sessions is not None and sessions.get(state.resource) is state:
+            del sessions[state.resource]
+            if not sessions:
+                del self._users[state.username]
+
+    def _gone(self, state: SessionState) -> None:
+        self.run(state.username, None, self.presence.session_ended, state)
+
+    # -- lookups used by the handlers ---------------------------------------
+
+    def state_for(self, address: jid.JID | None) -> SessionState | None:
+        """The bound resource with that full JID, if any."""
+        if address is None or address.resource is None or address.host != self.domain:
+            return None
+        sessions = self._users.get(address.user)
+        if sessions is None:
+            return None
+        return sessions.get(address.resource)
+
+    def sessions_of(self, username: str) -> list[SessionState]:
+        """All bound resources of a user."""
+        sessions = self._users.get(username)
+        return list(sessions.values()) if sessions else []
+
+    def available_of(self, username: str) -> list[SessionState]:
+        """The user's available resources (those that sent available presence)."""
+        sessions = self._users.get(username)
+        if not sessions:
+            return []
+        return [s for s in sessions.values() if s.available]
+
+    def is_online(self, username: str) -> bool:
+        """True if the user has at least one bound resource."""
+        return username in self._users
+
+    def user_exists(self, username: str) -> defer.Deferred:
+        """Fire with True if the account exists (no query when it is online)."""
+        if username in self._users:
+            return defer.succeed(True)
+        return self.accounts.exists(username)
+
+    def services(self) -> list[str]:
+        """The server's disco#items: configured items plus routed subdomains (MUC, components)."""
+        found = list(self.disco_items)
+        suffix = "." + self.domain
+        for domain in getattr(self.router, "routes", {}):
+            if isinstance(domain, str) and domain.endswith(suffix) and domain not in found:
+                found.append(domain)
+        return sorted(found)
+
+    def is_local(self, address: jid.JID) -> bool:
+        """True if the JID is in the local domain."""
+        return address.host == self.domain
+
+    # -- delivery ----------------------------------------------------------
+
+    def deliver(self, state: SessionState, stanza: domish.Element) -> None:
+        """Write a stanza to one session (errors are logged, not raised)."""
+        if not state.bound:
+            return
+        try:
+            state.session.send(stanza)
+        except Exception:
+            log.failure("delivering to {jid} failed", jid=state.full)
+
+    def route(self, stanza: domish.Element) -> None:
+        """Send a stanza the session manager generated towards its 'to'.
+
+        Local addressees are handled here directly with inbound rules only;
+        anything else goes to the router.
+        """
+        to = stanza.getAttribute("to")
+        try:
+            if to is not None and stanza_domain(to) == self.domain:
+                self._dispatch(stanza, outbound=False)
+            else:
+                self.router.route(stanza)
+        except Exception:
+            log.failure("routing {xml} failed", xml=describe(stanza))
+
+    def reply_error(self, stanza: domish.Element, condition: str, text: str | None = None) -> None:
+        """Answer a stanza with a stanza error (never an error or iq result)."""
+        reply = error_for(stanza, condition, text)
+        if reply is not None:
+            sender = reply.getAttribute("from")
+            if sender is not None and parse_jid(sender) is None:
+                reply["from"] = self.domain
+            self.route(reply)
+
+    def next_id(self, prefix: str = "xmppd") -> str:
+        """A fresh id for a stanza the server sends."""
+        self._push_counter += 1
+        return f"{prefix}-{self._push_counter}"
+
+    # -- entry points --------------------------------------------------------
+
+    def send(self, stanza: domish.Element) -> None:
+        """Handle a stanza the router delivers to the local domain."""
+        try:
+            self._dispatch(stanza, outbound=True)
+        except Exception:
+            log.failure("handling {xml} failed", xml=describe(stanza))
+            self.reply_error(stanza, "internal-server-error")
+
+    def outbound(self, stanza: domish.Element) -> None:
+        """Route a stanza a local client sent, applying the outbound rules.
+
+        For a stream to call instead of ``router.route``: it lets presence
+        sent to other domains (MUC rooms, remote contacts) be tracked as
+        directed presence and subscription requests to remote contacts
+        update the sender's roster. Stanzas for the local domain get the
+        same treatment through :meth:`send` either way.
+        """
+        try:
+            to = stanza.getAttribute("to")
+            if stanza.name == "presence" and to and stanza_domain(to) != self.domain:
+                state = self.state_for(parse_jid(stanza.getAttribute("from")))
+                recipient = parse_jid(to)
+                if state is not None and recipient is not None and recipient.host != self.domain:
+                    self.presence.from_session(state, stanza, recipient)
+                    return
+            self.router.route(stanza)
+        except Exception:
+            log.failure("handling outbound {xml} failed", xml=describe(stanza))
+            self.reply_error(stanza, "internal-server-error")
+
+    def _dispatch(self, stanza: domish.Element, outbound: bool) -> None:
+        sender_attr = stanza.getAttribute("from")
+        sender = parse_jid(sender_attr)
+        if sender is None and sender_attr is None and not outbound:
+            sender = self.server_jid  # a reply of ours to a stanza that had no 'to'
+        if sender is None:
+            log.debug("dropping a stanza without a valid 'from': {xml}", xml=describe(stanza))
+            return
+        to = stanza.getAttribute("to")
+        recipient = None
+        if to is not None:
+            recipient = parse_jid(to)
+            if recipient is None:
+                self.reply_error(stanza, "jid-malformed")
+                return
+            if recipient.host != self.domain:
+                self.reply_error(stanza, "remote-server-not-found")
+                return
+        name = stanza.name
+        if name == "message":
+            self.messages.handle(stanza, sender, recipient)
+        elif name == "presence":
+            state = self.state_for(sender) if outbound else None
+            if state is not None:
+                self.presence.from_session(state, stanza, recipient)
+            else:
+                self.presence.inbound(stanza, sender, recipient)
+        elif name == "iq":
+            self.iq.handle(stanza, sender, recipient)
+        else:
+            log.debug("dropping a non-stanza element {name}", name=name)
+
+    # -- asynchronous work -----------------------------------------------------
+
+    def run(
+        self,
+        username: str,
+        stanza: domish.Element | None,
+        function: Callable[..., Any],
+        *args: Any,
+    ) -> defer.Deferred:
+        """Run function(*args) in the user's serial queue, guarded.
+
+        A failure is logged and, if a stanza is given, answered with
+        ``internal-server-error``.
+        """
+        return self.guard(self.queues.run(username, function, *args), stanza)
+
+    def guard(self, d: defer.Deferred, stanza: domish.Element | None) -> defer.Deferred:
+        """Track an asynchronous operation and turn its failure into a logged error."""
+
+        def failed(failure: Failure) -> None:
+            log.failure("processing a stanza failed", failure)
+            if stanza is not None:
+                self.reply_error(stanza, "internal-server-error")
+
+        d.addErrback(failed)
+        if not d.called:
+            self._inflight.add(d)
+            d.addBoth(self._untrack, d)
+        return d
+
+    def _untrack(self, result: Any, d: defer.Deferred) -> Any:
+        self._inflight.discard(d)
+        if not self._inflight and self._idle_waiters:
+            self.reactor.callLater(0, self._check_idle)
+        return result
+
+    def _check_idle(self) -> None:
+        if self._inflight:
+            return
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def wait_idle(self) -> defer.Deferred:
+        """Fire once no asynchronous stanza processing is pending (tests, shutdown)."""
+        if not self._inflight:
+            return defer.succeed(None)
+        waiter: defer.Deferred = defer.Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
+    # -- rosters (cached while the user is online) -------------------------------
+
+    def get_roster(self, username: str) -> defer.Deferred:
+        """Fire with the user's roster: contact bare JID -> RosterItem."""
+        cached = self._rosters.get(username)
+        if cached is not None:
+            return defer.succeed(cached)
+
+        def loaded(items: dict[str, RosterItem]) -> dict[str, RosterItem]:
+            if username in self._users:
+                return self._rosters.setdefault(username, items)
+            return items
+
+        return self.roster_store.items(username).addCallback(loaded)
+
+    def drop_roster_cache(self, username: str) -> None:
+        """Forget the cached roster of a user who has no session left."""
+        if username not in self._users:
+            self._rosters.pop(username, None)
+
+    @defer.inlineCallbacks
+    def save_roster_item(self, username: str, roster: dict[str, RosterItem], item: RosterItem):
+        """Store a changed item and push it to the user's interested resources."""
+        yield self.roster_store.save(username, item)
+        roster[item.contact] = item
+        cached = self._rosters.get(username)
+        if cached is not None and cached is not roster:
+            cached[item.contact] = item
+        self.push_roster(username, item.to_element())
+
+    @defer.inlineCallbacks
+    def remove_roster_item(self, username: str, roster: dict[str, RosterItem], contact: str):
+        """Delete an item and push the removal to the user's interested resources."""
+        yield self.roster_store.remove(username, contact)
+        roster.pop(contact, None)
+        cached = self._rosters.get(username)
+        if cached is not None:
+            cached.pop(contact, None)
+        self.push_roster(username, removal_element(contact))
+
+    def push_roster(self, username: str, item: domish.Element) -> None:
+        """Send a roster push with one item to each interested resource."""
+        for state in self.sessions_of(username):
+            if not state.interested:
+                continue
+            push = domish.Element((None, "iq"))
+            push["type"] = "set"
+            push["id"] = self.next_id("push")
+            push["to"] = state.full
+            query = push.addElement(("jabber:iq:roster", "query"))
+            query.addChild(item)
+            self.deliver(state, push)

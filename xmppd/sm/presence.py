@@ -1,0 +1,229 @@
+"""Presence (RFC 6121 section 4): broadcast, probes, directed presence.
+
+Outbound processing (presence a local resource sends) runs in the sender's
+serial queue because it reads the sender's roster; inbound delivery of
+available/unavailable presence needs no roster and is synchronous. The last
+available presence of each resource is kept in memory to answer probes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet import defer
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+
+from xmppd.sm.sessions import SessionState
+from xmppd.sm.stanzas import SUBSCRIPTION_TYPES, presence, readdress
+
+if TYPE_CHECKING:
+    from xmppd.sm.manager import SessionManager
+
+
+def parse_priority(stanza: domish.Element) -> int | None:
+    """The presence priority (default 0), or None if it is not an integer in -128..127."""
+    for child in stanza.elements():
+        if child.name == "priority":
+            try:
+                value = int(str(child).strip())
+            except ValueError:
+                return None
+            return value if -128 <= value <= 127 else None
+    return 0
+
+
+def _bare(address: str) -> str:
+    return address.split("/", 1)[0]
+
+
+class PresenceHandler:
+    """Presence processing for the local domain's users."""
+
+    def __init__(self, manager: SessionManager):
+        self.manager = manager
+
+    # -- outbound: presence sent by one of our resources ----------------------------
+
+    def from_session(
+        self, state: SessionState, stanza: domish.Element, recipient: jid.JID | None
+    ) -> None:
+        """Process presence a bound resource sent (broadcast, directed, subscription)."""
+        manager = self.manager
+        kind = stanza.getAttribute("type")
+        user = state.username
+        if recipient is None:
+            if kind is None:
+                manager.run(user, stanza, self.broadcast_available, state, stanza)
+            elif kind == "unavailable":
+                manager.run(user, stanza, self.broadcast_unavailable, state, stanza, True)
+            elif kind != "error":
+                manager.reply_error(stanza, "bad-request", "this presence type needs a 'to'")
+            return
+        if kind in SUBSCRIPTION_TYPES:
+            manager.run(user, stanza, manager.subscriptions.outbound, state, stanza, recipient)
+        elif kind is None or kind == "unavailable":
+            manager.run(user, stanza, self.directed, state, stanza, recipient)
+        elif kind == "probe":
+            manager.route(readdress(stanza, sender=state.bare))
+        elif kind == "error":
+            manager.route(stanza)
+        else:
+            manager.reply_error(stanza, "bad-request", "unknown presence type")
+
+    @defer.inlineCallbacks
+    def broadcast_available(self, state: SessionState, stanza: domish.Element):
+        """Initial or updated available presence (RFC 6121 4.2.2, 4.4.2)."""
+        manager = self.manager
+        priority = parse_priority(stanza)
+        if priority is None:
+            manager.reply_error(stanza, "bad-request", "priority must be an integer -128..127")
+            return
+        if not state.bound:
+            return
+        initial = not state.available
+        was_negative = state.priority < 0
+        state.available = True
+        state.priority = priority
+        state.presence = stanza
+        roster = yield manager.get_roster(state.username)
+        for item in list(roster.values()):
+            if item.subscribed_from:
+                manager.route(readdress(stanza, to=item.contact, sender=state.full))
+        for other in manager.available_of(state.username):
+            manager.deliver(other, readdress(stanza, to=other.full, sender=state.full))
+        if initial:
+            for other in manager.available_of(state.username):
+                if other is not state and other.presence is not None:
+                    manager.deliver(
+                        state, readdress(other.presence, to=state.full, sender=other.full)
+                    )
+            for item in list(roster.values()):
+                if item.subscribed_to:
+                    manager.route(presence(state.bare, item.contact, "probe"))
+            yield manager.subscriptions.redeliver_pending(state)
+        if priority >= 0 and (initial or was_negative):
+            yield manager.offline.deliver(state)
+
+    @defer.inlineCallbacks
+    def broadcast_unavailable(self, state: SessionState, stanza: domish.Element, echo: bool):
+        """Unavailable presence from a resource (RFC 6121 4.5.2), also when it goes away."""
+        manager = self.manager
+        was_available = state.available
+        directed = state.directed
+        state.available = False
+        state.presence = None
+        state.directed = set()
+        if not was_available and not directed:
+            return
+        unavailable = readdress(stanza, sender=state.full)
+        covered: set[str] = set()
+        if was_available:
+            roster = yield manager.get_roster(state.username)
+            for item in list(roster.values()):
+                if item.subscribed_from:
+                    manager.route(readdress(unavailable, to=item.contact))
+                    covered.add(item.contact)
+            for other in manager.available_of(state.username):
+                manager.deliver(other, readdress(unavailable, to=other.full))
+            if echo:
+                manager.deliver(state, readdress(unavailable, to=state.full))
+        for target in sorted(directed):
+            if _bare(target) not in covered:
+                manager.route(readdress(unavailable, to=target))
+
+    @defer.inlineCallbacks
+    def session_ended(self, state: SessionState):
+        """A resource was unbound: unavailable presence on its behalf, cache cleanup."""
+        if state.available or state.directed:
+            yield self.broadcast_unavailable(
+                state, presence(state.full, kind="unavailable"), echo=False
+            )
+        self.manager.drop_roster_cache(state.username)
+
+    def directed(self, state: SessionState, stanza: domish.Element, recipient: jid.JID) -> None:
+        """Directed presence (RFC 6121 4.6): remember who got it, then route it."""
+        target = recipient.full()
+        if recipient.userhost() != state.bare:
+            if stanza.getAttribute("type") is None:
+                state.directed.add(target)
+            else:
+                state.directed.discard(target)
+        self.manager.route(stanza)
+
+    # -- inbound: presence addressed to one of our users ----------------------------
+
+    def inbound(self, stanza: domish.Element, sender: jid.JID, recipient: jid.JID | None) -> None:
+        """Presence for a local user (or the server) from anybody."""
+        if recipient is None or not recipient.user:
+            return  # presence for the server itself: nothing to do
+        manager = self.manager
+        kind = stanza.getAttribute("type")
+        user = recipient.user
+        if kind is None or kind == "unavailable":
+            if manager.queues.busy(user):
+                # Keep the order with subscription processing still running for the user.
+                manager.run(user, stanza, self.deliver, stanza, recipient)
+            else:
+                self.deliver(stanza, recipient)
+        elif kind in SUBSCRIPTION_TYPES:
+            manager.run(user, stanza, manager.subscriptions.inbound, stanza, sender, recipient)
+        elif kind == "probe":
+            manager.run(user, stanza, self.answer_probe, stanza, sender, recipient)
+        elif kind == "error":
+            if recipient.resource is not None:
+                state = manager.state_for(recipient)
+                if state is not None:
+                    manager.deliver(state, stanza)
+        else:
+            manager.reply_error(stanza, "bad-request", "unknown presence type")
+
+    def deliver(self, stanza: domish.Element, recipient: jid.JID) -> None:
+        """Available/unavailable presence: to that resource, or every available one."""
+        manager = self.manager
+        if recipient.resource is not None:
+            state = manager.state_for(recipient)
+            if state is not None:
+                manager.deliver(state, stanza)
+        else:
+            for state in manager.available_of(recipient.user):
+                manager.deliver(state, stanza)
+
+    @defer.inlineCallbacks
+    def answer_probe(self, stanza: domish.Element, sender: jid.JID, recipient: jid.JID):
+        """Answer a probe on the user's behalf if the prober may see the user's presence."""
+        manager = self.manager
+        user = recipient.user
+        owner = recipient.userhost()
+        prober = sender.userhost()
+        exists = yield manager.user_exists(user)
+        if not exists:
+            manager.route(presence(owner, sender.full(), "unsubscribed"))
+            return
+        if prober != owner:
+            roster = yield manager.get_roster(user)
+            item = roster.get(prober)
+            if item is None or not item.subscribed_from:
+                return
+        available = manager.available_of(user)
+        if not available:
+            manager.route(presence(owner, sender.full(), "unavailable"))
+            return
+        for state in available:
+            if state.presence is not None:
+                manager.route(readdress(state.presence, to=sender.full(), sender=state.full))
+
+    # -- helpers for subscription processing -------------------------------------
+
+    def send_current(self, username: str, to: str) -> None:
+        """Send the last presence of each available resource of a user to an address."""
+        manager = self.manager
+        for state in manager.available_of(username):
+            if state.presence is not None:
+                manager.route(readdress(state.presence, to=to, sender=state.full))
+
+    def send_unavailable(self, username: str, to: str) -> None:
+        """Send unavailable presence from each available resource of a user to an address."""
+        manager = self.manager
+        for state in manager.available_of(username):
+            manager.route(presence(state.full, to, "unavailable"))

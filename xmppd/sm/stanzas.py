@@ -1,0 +1,98 @@
+"""Small stanza helpers shared by the session manager's parts.
+
+Stanzas are ``domish.Element`` objects that may be shared between several
+recipients, so nothing here mutates its input: :func:`readdress` makes a
+shallow copy (new attributes, same children) in O(number of children).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from twisted.words.protocols.jabber import jid, xmlstream
+from twisted.words.xish import domish
+from wokkel.generic import parseXml
+
+from xmppd.router import bounce
+
+NS_CLIENT = "jabber:client"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
+
+
+@lru_cache(maxsize=20000)
+def parse_jid(address: str | None) -> jid.JID | None:
+    """Parse and normalise a JID string; None if it is missing or invalid (cached)."""
+    if not address:
+        return None
+    try:
+        parsed = jid.JID(address)
+    except (jid.InvalidFormat, UnicodeError, ValueError):
+        return None
+    # Twisted accepts an empty localpart or resourcepart; RFC 7622 does not.
+    if parsed.user is None and "@" in address.split("/", 1)[0]:
+        return None
+    if parsed.resource is None and "/" in address:
+        return None
+    return parsed
+
+
+def readdress(
+    stanza: domish.Element, to: str | None = None, sender: str | None = None
+) -> domish.Element:
+    """A shallow copy of a stanza, optionally with a new 'to' and/or 'from'."""
+    copy = domish.Element((stanza.uri, stanza.name), stanza.defaultUri, dict(stanza.attributes))
+    copy.children = list(stanza.children)
+    if to is not None:
+        copy["to"] = to
+    if sender is not None:
+        copy["from"] = sender
+    return copy
+
+
+def presence(
+    sender: str, to: str | None = None, kind: str | None = None, stanza_id: str | None = None
+) -> domish.Element:
+    """A new empty presence stanza."""
+    element = domish.Element((None, "presence"))
+    element["from"] = sender
+    if to is not None:
+        element["to"] = to
+    if kind is not None:
+        element["type"] = kind
+    if stanza_id is not None:
+        element["id"] = stanza_id
+    return element
+
+
+def result_for(iq: domish.Element) -> domish.Element:
+    """The empty result to an iq get/set."""
+    return xmlstream.toResponse(iq, "result")
+
+
+def error_for(
+    stanza: domish.Element, condition: str, text: str | None = None
+) -> domish.Element | None:
+    """The error reply to a stanza, or None where none is allowed (errors, results)."""
+    return bounce(stanza, condition, text)
+
+
+def serialise(stanza: domish.Element) -> str:
+    """XML for storage; the root is put in the ``jabber:client`` namespace."""
+    root = domish.Element((NS_CLIENT, stanza.name), NS_CLIENT, dict(stanza.attributes))
+    root.children = list(stanza.children)
+    return root.toXml()
+
+
+def deserialise(xml: str) -> domish.Element | None:
+    """The stanza back from :func:`serialise`; None if the XML is unusable."""
+    try:
+        return parseXml(xml.encode("utf-8"))
+    except Exception:  # noqa: BLE001 - a corrupt row must not stop delivery
+        return None
+
+
+def child_elements(element: domish.Element) -> list[domish.Element]:
+    """The element children of an element (text nodes skipped)."""
+    return [c for c in element.children if isinstance(c, domish.Element)]
