@@ -113,3 +113,25 @@ class ErrorTests(unittest.TestCase):
         with self.assertRaises(ConfigError) as caught:
             load_config(path)
         self.assertEqual(str(caught.exception), f"{path}: file not found")
+
+
+class LogLevelTests(unittest.TestCase):
+    """log.level filters xmppd's own events."""
+
+    def test_level_filters_xmppd_events(self):
+        from twisted.logger import globalLogPublisher
+
+        from xmppd import logs
+
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        self.addCleanup(logs.set_level, "info")
+        log = logs.logger("xmppd.example")
+        logs.set_level("warn")
+        log.info("quiet {n}", n=1)
+        log.warn("loud {n}", n=2)
+        logs.set_level("debug")
+        log.debug("chatty {n}", n=3)
+        self.assertEqual([e["log_format"] for e in seen if e.get("log_namespace") ==
+                          "xmppd.example"], ["loud {n}", "chatty {n}"])

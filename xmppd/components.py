@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import hmac
 
-from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 from wokkel import component
 
+from xmppd.logs import logger
 from xmppd.router import normalised_domain
 from xmppd.stanza import serialize
 
-log = Logger()
+log = logger(__name__)
 
 NS_COMPONENT_ACCEPT = "jabber:component:accept"
 
@@ -82,6 +82,7 @@ class ComponentServerFactory(component.XMPPComponentServerFactory):
     """Listens for external components and routes their domains to them."""
 
     protocol = ComponentStream
+    noisy = False
 
     def __init__(self, router, secrets: dict[str, str]):
         super().__init__(router)

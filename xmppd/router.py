@@ -18,14 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, jid
 from twisted.words.xish import domish
 from wokkel import component
 
+from xmppd.logs import logger
 from xmppd.stanza import describe
 
-log = Logger()
+log = logger(__name__)
 
 
 def stanza_domain(address: str) -> str:

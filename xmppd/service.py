@@ -15,17 +15,17 @@ from typing import Any
 from twisted.application import service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from xmppd import tls
+from xmppd import logs, tls
 from xmppd.auth import make_portal
 from xmppd.config import Config
+from xmppd.logs import logger
 from xmppd.router import Router
 from xmppd.storage.accounts import AccountStore
 from xmppd.storage.database import Database, migrate_file
 
-log = Logger()
+log = logger(__name__)
 
 
 class StartupError(Exception):
@@ -41,6 +41,7 @@ class XMPPServer(service.MultiService):
             from twisted.internet import reactor
         self.config = config
         self.reactor = reactor
+        logs.set_level(config.log_level)
         self.router = Router()
         self.database: Database | None = None
         self.accounts: AccountStore | None = None
@@ -232,6 +233,8 @@ class XMPPServer(service.MultiService):
         """Stop listening, stop the SM and MUC, then close the database."""
         from twisted.internet import defer
 
+        if not self.running:
+            return defer.succeed(None)
         waits = self._stop_listening()
         d = defer.DeferredList(waits)
         d.addCallback(lambda _: super(XMPPServer, self).stopService())

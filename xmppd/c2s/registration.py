@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
 from xmppd.c2s.bind import error_reply, payload
+from xmppd.logs import logger
 from xmppd.storage.accounts import AccountExists, InvalidPassword, InvalidUsername
 
 NS_REGISTER = "jabber:iq:register"
@@ -23,7 +23,7 @@ NS_REGISTER_FEATURE = "http://jabber.org/features/iq-register"
 
 INSTRUCTIONS = "Choose a username and password to register with this server."
 
-log = Logger()
+log = logger(__name__)
 
 
 def is_register_request(iq: domish.Element) -> bool:

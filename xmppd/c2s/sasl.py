@@ -29,10 +29,10 @@ import scramp
 from twisted.cred import credentials
 from twisted.cred import error as cred_error
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.words.protocols.jabber import jid
 
 from xmppd.auth import IAccount, ScramVerified
+from xmppd.logs import logger
 from xmppd.storage.accounts import SCRAM_ITERATIONS, InvalidUsername, prepare_username
 
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -43,7 +43,7 @@ ALL_MECHANISMS = (*SCRAM_MECHANISMS, PLAIN)
 
 _HASHES = {"SCRAM-SHA-256": hashlib.sha256, "SCRAM-SHA-1": hashlib.sha1}
 
-log = Logger()
+log = logger(__name__)
 
 
 class SASLFailure(Exception):

@@ -26,7 +26,6 @@ import secrets
 from typing import Any
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import domish
@@ -44,6 +43,7 @@ from xmppd.c2s.xmlparser import (
     RestrictedElementStream,
     StreamParseError,
 )
+from xmppd.logs import logger
 
 NS_CLIENT = "jabber:client"
 NS_STREAMS = xmlstream.NS_STREAMS
@@ -58,7 +58,7 @@ FOREIGN_STANZA_NAMESPACES = ("jabber:server", "jabber:component:accept")
 
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
 
-log = Logger()
+log = logger(__name__)
 
 
 class _StopParsing(Exception):
@@ -713,6 +713,7 @@ class C2SFactory(xmlstream.XmlStreamServerFactory):
     """
 
     protocol = C2SStream
+    noisy = False
 
     def __init__(
         self,

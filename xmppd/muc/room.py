@@ -15,11 +15,11 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from twisted.logger import Logger
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 from wokkel import data_form, disco
 
+from xmppd.logs import logger
 from xmppd.muc import affiliations as aff
 from xmppd.muc.affiliations import (
     ADMIN,
@@ -45,7 +45,7 @@ from xmppd.muc.occupant import Occupant
 if TYPE_CHECKING:
     from xmppd.muc.service import MUCService
 
-log = Logger()
+log = logger(__name__)
 
 NS_CLIENT = "jabber:client"
 NS_MUC = "http://jabber.org/protocol/muc"

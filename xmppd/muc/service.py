@@ -16,13 +16,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.words.protocols.jabber import jid
 from twisted.words.protocols.jabber.xmlstream import XMPPHandler
 from twisted.words.xish import domish
 from wokkel import disco
 from wokkel.component import InternalComponent
 
+from xmppd.logs import logger
 from xmppd.muc import adhoc
 from xmppd.muc.affiliations import OWNER
 from xmppd.muc.config import RoomConfig
@@ -30,7 +30,7 @@ from xmppd.muc.errors import MUCError, error_reply, must_not_answer
 from xmppd.muc.room import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, Room, resourceprep_nick
 from xmppd.storage.rooms import RoomRecord, RoomStore
 
-log = Logger()
+log = logger(__name__)
 
 CREATE_ROOMS_POLICIES = ("anyone", "local", "admins")
 

@@ -16,20 +16,20 @@ from collections import deque
 import scramp
 from twisted.internet import defer, error, protocol, ssl
 from twisted.internet.interfaces import IReactorTCP
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import client as jabber_client
 from twisted.words.protocols.jabber import sasl, sasl_mechanisms, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
+from xmppd.logs import logger
 from xmppd.scansion.parser import ClientAccount
 
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 SCRAM_PREFERENCE = ("SCRAM-SHA-256", "SCRAM-SHA-1")
 
-log = Logger()
+log = logger(__name__)
 
 
 class ConnectError(Exception):

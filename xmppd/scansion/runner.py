@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.words.xish import domish
 
+from xmppd.logs import logger
 from xmppd.scansion.client import ConnectError, ScansionClient
 from xmppd.scansion.matcher import describe, match_stanza
 from xmppd.scansion.parser import (
@@ -34,7 +34,7 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_QUIET_PERIOD = 0.5
 CLEANUP_TIMEOUT = 2.0
 
-log = Logger()
+log = logger(__name__)
 
 
 @dataclass

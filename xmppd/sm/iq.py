@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 from wokkel import disco
 
 import xmppd
+from xmppd.logs import logger
 from xmppd.sm.stanzas import child_elements, presence, result_for
 from xmppd.storage.accounts import (
     AccountError,
@@ -34,7 +34,7 @@ from xmppd.storage.roster import NS_ROSTER
 if TYPE_CHECKING:
     from xmppd.sm.manager import SessionManager
 
-log = Logger()
+log = logger(__name__)
 
 NS_DISCO_INFO = disco.NS_DISCO_INFO
 NS_DISCO_ITEMS = disco.NS_DISCO_ITEMS

@@ -20,11 +20,11 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
+from xmppd.logs import logger
 from xmppd.router import stanza_domain
 from xmppd.sm.iq import IQHandler
 from xmppd.sm.messages import MessageHandler
@@ -38,7 +38,7 @@ from xmppd.sm.subscriptions import SubscriptionHandler
 from xmppd.stanza import describe
 from xmppd.storage.roster import RosterItem, removal_element
 
-log = Logger()
+log = logger(__name__)
 
 
 class SessionManager(service.Service):

@@ -12,18 +12,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 from wokkel.delay import Delay
 
+from xmppd.logs import logger
 from xmppd.sm.sessions import SessionState
 from xmppd.sm.stanzas import deserialise, readdress, serialise
 
 if TYPE_CHECKING:
     from xmppd.sm.manager import SessionManager
 
-log = Logger()
+log = logger(__name__)
 
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
 NS_HINTS = "urn:xmpp:hints"

@@ -14,10 +14,10 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
+from xmppd.logs import logger
 from xmppd.sm.sessions import SessionState
 from xmppd.sm.stanzas import deserialise, presence, readdress, serialise
 from xmppd.storage.roster import RosterItem
@@ -25,7 +25,7 @@ from xmppd.storage.roster import RosterItem
 if TYPE_CHECKING:
     from xmppd.sm.manager import SessionManager
 
-log = Logger()
+log = logger(__name__)
 
 
 def _copy(item: RosterItem | None, contact: str) -> RosterItem:

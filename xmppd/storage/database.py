@@ -14,11 +14,11 @@ from typing import Any
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer
-from twisted.logger import Logger
 
+from xmppd.logs import logger
 from xmppd.storage.schema import MIGRATIONS
 
-log = Logger()
+log = logger(__name__)
 
 
 def _configure_connection(connection: sqlite3.Connection) -> None:
@@ -38,6 +38,7 @@ class Database:
     def __init__(self, path: Path | str, reactor: Any = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._closed = False
         kwargs: dict[str, Any] = {}
         if reactor is not None:
             kwargs["cp_reactor"] = reactor
@@ -60,8 +61,10 @@ class Database:
         return version
 
     def close(self) -> None:
-        """Close the connection (pending work finishes first)."""
-        self.pool.close()
+        """Close the connection (pending work finishes first); safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self.pool.close()
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
         """Run function(cursor, *args) in a transaction in the pool thread."""
