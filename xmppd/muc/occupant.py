@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from twisted.words.xish import domish
 
+from xmppd.muc.ratelimit import TokenBucket
+
 
 class Occupant:
     """A room occupant.
@@ -20,6 +22,7 @@ class Occupant:
         self.role = role
         self.sessions: dict[str, domish.Element] = {}
         self.session: str = ""
+        self.bucket: TokenBucket | None = None
 
     def set_presence(self, full: str, presence: domish.Element) -> None:
         """Record the presence of one session and make it the shown one."""

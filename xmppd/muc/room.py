@@ -11,6 +11,7 @@ self-presence) and send shallow copies that differ only in 'to'.
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -352,10 +353,10 @@ class Room:
         if not same_user:
             if self.config.members_only and aff.AFFILIATION_RANK[affiliation] < 1:
                 raise MUCError("registration-required", "the room is members-only")
-            if self.config.password and not self.service.is_admin(bare):
-                given = child(muc_x, "password", NS_MUC) if muc_x is not None else None
-                if given is None or str(given) != self.config.password:
-                    raise MUCError("not-authorized", "a password is required")
+            # XEP-0045 7.2.6 exempts nobody from the room password (Prosody
+            # asks owners too); only the creator's first join predates it.
+            if self.config.password:
+                self._check_password(muc_x, bare)
             if existing is not None:
                 raise MUCError("conflict", "that nickname is in use")
             registered = self.affiliations.nick_owner(nick)
@@ -379,6 +380,43 @@ class Room:
         self.sessions[full] = occupant
 
         self._send_join_state(occupant, full, muc_x, created)
+
+    def _check_password(self, muc_x: domish.Element | None, bare: str) -> None:
+        """Raise not-authorized for a wrong password, resource-constraint while throttled.
+
+        Failures are counted per room and user (see :mod:`xmppd.muc.backoff`);
+        the log names the user and the room, never the password tried.
+        """
+        backoff = self.service.password_backoff
+        key = (self.name, bare)
+        wait = backoff.blocked_for(key)
+        if wait > 0:
+            log.info(
+                "room {room}: join by {user} refused, password attempts blocked for {wait:.0f} s",
+                room=self.jid,
+                user=bare,
+                wait=wait,
+            )
+            raise MUCError(
+                "resource-constraint", "too many wrong passwords, try again later"
+            )
+        given = child(muc_x, "password", NS_MUC) if muc_x is not None else None
+        if given is not None and hmac.compare_digest(
+            str(given).encode("utf-8"), self.config.password.encode("utf-8")
+        ):
+            backoff.success(key)
+            return
+        if given is not None:
+            blocked = backoff.failure(key)
+            log.info("room {room}: wrong password from {user}", room=self.jid, user=bare)
+            if blocked:
+                log.warn(
+                    "room {room}: password attempts by {user} blocked for {wait:.0f} s",
+                    room=self.jid,
+                    user=bare,
+                    wait=blocked,
+                )
+        raise MUCError("not-authorized", "a password is required")
 
     def _send_join_state(
         self, occupant: Occupant, full: str, muc_x: domish.Element | None, created: bool = False
@@ -472,25 +510,83 @@ class Room:
     def _change_nick(
         self, occupant: Occupant, full: str, stanza: domish.Element, new_nick: str
     ) -> None:
-        if len(occupant.sessions) > 1:
-            raise MUCError("not-acceptable", "leave with your other resources first")
-        if new_nick in self.occupants:
+        """A session asks for another nick (XEP-0045 7.6).
+
+        The usual case (the occupant's only session, a free nick) is the 303
+        nick change every occupant sees. A session of an occupant with
+        several, or a session moving to a nick its user already holds, moves
+        alone (as Prosody does): it sees itself change nick (303 + 110), the
+        others see the old occupant stay (or leave) and the session appear
+        under the new nick.
+        """
+        target = self.occupants.get(new_nick)
+        if target is not None and target.bare != occupant.bare:
             raise MUCError("conflict", "that nickname is in use")
         registered = self.affiliations.nick_owner(new_nick)
         if registered is not None and registered != occupant.bare:
             raise MUCError("conflict", "that nickname is reserved")
-        self._broadcast_presence(
+        if target is None and len(occupant.sessions) == 1:
+            self._broadcast_presence(
+                occupant,
+                unavailable=True,
+                base=_stored_presence(None),
+                codes=("303",),
+                new_nick=new_nick,
+            )
+            del self.occupants[occupant.nick]
+            occupant.nick = new_nick
+            self.occupants[new_nick] = occupant
+            occupant.set_presence(full, _stored_presence(stanza))
+            self._broadcast_presence(occupant, session=full)
+            return
+        self._split_session(occupant, full, stanza, new_nick, target)
+
+    def _split_session(
+        self,
+        occupant: Occupant,
+        full: str,
+        stanza: domish.Element,
+        new_nick: str,
+        target: Occupant | None,
+    ) -> None:
+        """Move one session of ``occupant`` to ``new_nick`` (a new or a same-user occupant)."""
+        # 1. the moving session sees its old nick go, as a nick change
+        element = self._occupant_presence(
             occupant,
+            with_jid=True,
+            is_self=True,
             unavailable=True,
             base=_stored_presence(None),
+            session=full,
             codes=("303",),
             new_nick=new_nick,
         )
-        del self.occupants[occupant.nick]
-        occupant.nick = new_nick
-        self.occupants[new_nick] = occupant
-        occupant.set_presence(full, _stored_presence(stanza))
-        self._broadcast_presence(occupant, session=full)
+        self._send_to(element, full)
+        occupant.remove_session(full)
+        del self.sessions[full]
+        # 2. the others (and the remaining sessions) see the old occupant stay, or leave
+        if occupant.sessions:
+            self._broadcast_presence(occupant)
+        else:
+            self._broadcast_presence(
+                occupant,
+                self_sessions=(),
+                unavailable=True,
+                base=_stored_presence(None),
+                role=NONE,
+            )
+            del self.occupants[occupant.nick]
+        # 3. the session appears under the new nick
+        if target is None:
+            target = Occupant(new_nick, occupant.bare, occupant.role)
+            target.bucket = occupant.bucket
+            self.occupants[new_nick] = target
+        target.set_presence(full, _stored_presence(stanza))
+        self.sessions[full] = target
+        self._broadcast_presence(target, session=full)
+        # 4. the moving session still sees its other sessions' occupant
+        if occupant.sessions:
+            self._send_to(self._occupant_presence(occupant, with_jid=True, is_self=False), full)
 
     def _probe(self, occupant: Occupant | None, full: str, nick: str | None) -> None:
         if occupant is None:
@@ -553,6 +649,7 @@ class Room:
             raise MUCError("not-acceptable", "only occupants may send messages to the room")
         if occupant.role == VISITOR:
             raise MUCError("forbidden", "you have no voice in this room")
+        self._rate_limit(occupant)
         subject = child(stanza, "subject")
         body = child(stanza, "body")
         message = self._relay_copy(stanza, occupant.nick)
@@ -567,6 +664,18 @@ class Room:
         if body is not None:
             self.history.add(message, self.service.now())
         self._send_to_occupants(message, self.occupants.values())
+
+    def _rate_limit(self, occupant: Occupant) -> None:
+        """Refuse a message when the occupant's token bucket is empty."""
+        if occupant.bucket is None:
+            occupant.bucket = self.service.message_bucket()
+        if not occupant.bucket.take():
+            log.info(
+                "room {room}: message from {user} refused by the rate limit",
+                room=self.jid,
+                user=occupant.bare,
+            )
+            raise MUCError("resource-constraint", "you are sending messages too fast")
 
     def may_change_subject(self, occupant: Occupant) -> bool:
         """Moderators always; participants when the room allows it."""
@@ -592,6 +701,7 @@ class Room:
             or (allow == "moderators" and role != MODERATOR)
         ):
             raise MUCError("forbidden", "private messages are not allowed")
+        self._rate_limit(occupant)
         message = self._relay_copy(stanza, occupant.nick)
         message.addElement((NS_MUC_USER, "x"))
         self._send_to_occupants(message, [target])
@@ -892,7 +1002,13 @@ class Room:
         if wanted_affiliation is not None:
             if wanted_affiliation not in aff.AFFILIATIONS or wanted_affiliation == NONE:
                 raise MUCError("bad-request")
-            allowed = affiliation in (OWNER, ADMIN) or (
+            # owners read every list, admins those up to their own rank (as
+            # Prosody does: not the owner list); members in non-anonymous rooms
+            # may see who belongs to the room
+            allowed = (
+                affiliation == OWNER
+                or (affiliation == ADMIN and wanted_affiliation != OWNER)
+            ) or (
                 affiliation == MEMBER
                 and self.config.non_anonymous
                 and wanted_affiliation in (MEMBER, ADMIN, OWNER)

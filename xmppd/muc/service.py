@@ -25,8 +25,10 @@ from wokkel.component import InternalComponent
 from xmppd.logs import logger
 from xmppd.muc import adhoc
 from xmppd.muc.affiliations import OWNER
+from xmppd.muc.backoff import FailureBackoff
 from xmppd.muc.config import RoomConfig
 from xmppd.muc.errors import MUCError, error_reply, must_not_answer
+from xmppd.muc.ratelimit import TokenBucket
 from xmppd.muc.room import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, Room, resourceprep_nick
 from xmppd.storage.rooms import RoomRecord, RoomStore
 
@@ -43,7 +45,16 @@ class _StanzaHandler(XMPPHandler):
 
 
 class MUCService(InternalComponent):
-    """Multi-user chat (XEP-0045) for one domain, e.g. ``conference.localhost``."""
+    """Multi-user chat (XEP-0045) for one domain, e.g. ``conference.localhost``.
+
+    Abuse limits (issue 6), all on the reactor's clock: after
+    ``password_max_failures`` wrong room passwords within
+    ``password_failure_window`` seconds, a user's joins to that room are
+    refused (wait, resource-constraint) for ``password_backoff`` seconds,
+    doubling with each further failure up to ``password_backoff_max``; each
+    occupant may send ``message_burst`` messages at once and ``message_rate``
+    a second after that (wait, resource-constraint beyond).
+    """
 
     def __init__(
         self,
@@ -55,6 +66,12 @@ class MUCService(InternalComponent):
         create_rooms: str = "anyone",
         admins: Iterable[str] = (),
         reactor: Any = None,
+        password_max_failures: int = 5,
+        password_failure_window: float = 60.0,
+        password_backoff: float = 10.0,
+        password_backoff_max: float = 3600.0,
+        message_rate: float = 5.0,
+        message_burst: int = 20,
     ) -> None:
         InternalComponent.__init__(self, router, domain)
         if create_rooms not in CREATE_ROOMS_POLICIES:
@@ -67,6 +84,17 @@ class MUCService(InternalComponent):
         self.admins = frozenset(jid.JID(a).userhost() for a in admins)
         self.reactor = reactor
         self.store = RoomStore(database) if database is not None else None
+        self.password_backoff = FailureBackoff(
+            self.now,
+            max_failures=password_max_failures,
+            window=password_failure_window,
+            base_delay=password_backoff,
+            max_delay=password_backoff_max,
+        )
+        if message_rate <= 0 or message_burst < 1:
+            raise ValueError("message_rate must be positive and message_burst at least 1")
+        self.message_rate = message_rate
+        self.message_burst = message_burst
         self.rooms: dict[str, Room] = {}
         self.ready: defer.Deferred = defer.Deferred()
         self._queue: deque[domish.Element] = deque()
@@ -137,6 +165,10 @@ class MUCService(InternalComponent):
     def now(self) -> float:
         """The current time (the reactor's clock)."""
         return self.reactor.seconds()
+
+    def message_bucket(self) -> TokenBucket:
+        """A new per-occupant message bucket with the service's rate and burst."""
+        return TokenBucket(self.now, self.message_rate, self.message_burst)
 
     def is_admin(self, bare: str) -> bool:
         """True for the service administrators (owners of every room)."""

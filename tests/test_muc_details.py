@@ -1,0 +1,328 @@
+"""The details a mature MUC gets right (issue 4, items 4 and 9) not covered elsewhere.
+
+Owners' privileges at the door (password, max users), nick changes of
+occupants with several sessions, reserved nicks at nick change, the end of
+membership on deregistration, resourceprep of nicks.
+"""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+
+from tests.muc_fakes import (
+    MUC,
+    NS_MUC_ADMIN,
+    NS_MUC_USER,
+    NS_X_DATA,
+    MUCHarness,
+    error_condition,
+    item_of,
+    status_codes,
+)
+
+ROOM = f"room@{MUC}"
+ROMEO = "romeo@localhost/r"
+JULIET = "juliet@localhost/j"
+JULIET2 = "juliet@localhost/phone"
+NURSE = "nurse@localhost/n"
+TYBALT = "tybalt@localhost/t"
+
+
+def kinds(stanzas):
+    return [(s.name, s.getAttribute("from"), s.getAttribute("type")) for s in stanzas]
+
+
+class OwnerAtTheDoorTests(unittest.TestCase):
+    """XEP-0045 7.2.10 (max users) and the room secret, for owners and admins."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+        self.h.create(
+            ROMEO,
+            "Romeo",
+            fields={"muc#roomconfig_roomsecret": "pw", "muc#roomconfig_maxusers": "2"},
+        )
+
+    def grant(self, bare, affiliation):
+        self.h.send(
+            ROMEO,
+            f"<iq type='set' id='g' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>"
+            f"<item jid='{bare}' affiliation='{affiliation}'/></query></iq>",
+        )
+        self.h.clear()
+
+    def test_owner_needs_the_password_too(self):
+        """XEP-0045 7.2.6 exempts no affiliation from the room password."""
+        self.grant("juliet@localhost", "owner")
+        (error,) = self.h.join(JULIET, "Juliet")
+        self.assertEqual(error_condition(error), "not-authorized")
+        stanzas = self.h.join(JULIET, "Juliet", password="pw")
+        self.assertEqual(stanzas[0]["from"], f"{ROOM}/Romeo")
+        self.assertIn("Juliet", self.h.service.rooms["room"].occupants)
+
+    def test_admin_and_member_need_the_password(self):
+        self.grant("juliet@localhost", "admin")
+        self.grant("nurse@localhost", "member")
+        for who, nick in ((JULIET, "Juliet"), (NURSE, "Nurse")):
+            (error,) = self.h.join(who, nick)
+            self.assertEqual(error_condition(error), "not-authorized")
+            self.assertEqual(error.error["code"], "401")
+
+    def test_owner_and_admin_pass_max_users(self):
+        self.grant("tybalt@localhost", "owner")
+        self.grant("juliet@localhost", "admin")
+        self.h.join(NURSE, "Nurse", password="pw")  # full now: 2 of 2
+        (error,) = self.h.join("paris@localhost/p", "Paris", password="pw")
+        self.assertEqual(error_condition(error), "service-unavailable")
+        self.assertEqual(error.error["type"], "wait")
+        self.h.join(JULIET, "Juliet", password="pw")
+        self.h.join(TYBALT, "Tybalt", password="pw")
+        self.assertEqual(
+            sorted(self.h.service.rooms["room"].occupants), ["Juliet", "Nurse", "Romeo", "Tybalt"]
+        )
+        self.grant("paris@localhost", "member")
+        (error,) = self.h.join("paris@localhost/p", "Paris", password="pw")
+        self.assertEqual(error_condition(error), "service-unavailable")
+
+
+class MultiSessionNickChangeTests(unittest.TestCase):
+    """A session of a multi-session occupant changing nick moves alone (as Prosody does)."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+        self.h.create(ROMEO, "Romeo")
+        self.h.join(JULIET, "Juliet")
+        self.h.join(JULIET2, "Juliet")
+        self.h.clear()
+        self.room = self.h.service.rooms["room"]
+
+    def test_one_session_moves(self):
+        self.h.send(JULIET2, f"<presence to='{ROOM}/Jules'><show>away</show></presence>")
+        moved = self.h.take(JULIET2)
+        self.assertEqual(
+            kinds(moved),
+            [
+                ("presence", f"{ROOM}/Juliet", "unavailable"),
+                ("presence", f"{ROOM}/Jules", None),
+                ("presence", f"{ROOM}/Juliet", None),
+            ],
+        )
+        self.assertEqual(status_codes(moved[0]), ["303", "110"])
+        self.assertEqual(item_of(moved[0])["nick"], "Jules")
+        self.assertEqual(item_of(moved[0])["jid"], JULIET2)
+        self.assertEqual(status_codes(moved[1]), ["110"])
+        self.assertEqual(item_of(moved[2])["jid"], JULIET)
+        # Romeo sees Juliet stay (an update, no 303) and Jules arrive
+        romeo = self.h.take(ROMEO)
+        self.assertEqual(
+            kinds(romeo),
+            [("presence", f"{ROOM}/Juliet", None), ("presence", f"{ROOM}/Jules", None)],
+        )
+        self.assertEqual(status_codes(romeo[0]), [])
+        self.assertEqual(item_of(romeo[1])["jid"], JULIET2)
+        # the remaining session sees itself updated and Jules arrive
+        remaining = self.h.take(JULIET)
+        self.assertEqual(status_codes(remaining[0]), ["110"])
+        self.assertEqual(remaining[1]["from"], f"{ROOM}/Jules")
+        self.assertEqual(sorted(self.room.occupants), ["Jules", "Juliet", "Romeo"])
+        self.assertEqual(list(self.room.occupants["Juliet"].sessions), [JULIET])
+        self.assertEqual(list(self.room.occupants["Jules"].sessions), [JULIET2])
+        self.assertIs(self.room.sessions[JULIET2], self.room.occupants["Jules"])
+        # groupchat from the moved session comes from its new nick
+        self.h.send(JULIET2, f"<message type='groupchat' to='{ROOM}'><body>hi</body></message>")
+        self.assertEqual(self.h.take(ROMEO)[0]["from"], f"{ROOM}/Jules")
+
+    def test_merge_back_into_own_nick(self):
+        self.h.send(JULIET2, f"<presence to='{ROOM}/Jules'/>")
+        self.h.clear()
+        self.h.send(JULIET2, f"<presence to='{ROOM}/Juliet'/>")
+        moved = self.h.take(JULIET2)
+        self.assertEqual(status_codes(moved[0]), ["303", "110"])
+        romeo = self.h.take(ROMEO)
+        self.assertEqual(
+            kinds(romeo),
+            [("presence", f"{ROOM}/Jules", "unavailable"), ("presence", f"{ROOM}/Juliet", None)],
+        )
+        self.assertEqual(sorted(self.room.occupants), ["Juliet", "Romeo"])
+        self.assertEqual(sorted(self.room.occupants["Juliet"].sessions), [JULIET, JULIET2])
+
+    def test_conflict_with_another_user(self):
+        self.h.send(JULIET2, f"<presence to='{ROOM}/Romeo'/>")
+        (error,) = self.h.take(JULIET2)
+        self.assertEqual(error_condition(error), "conflict")
+        self.assertEqual(sorted(self.room.occupants["Juliet"].sessions), [JULIET, JULIET2])
+        self.assertEqual(self.h.take(ROMEO), [])
+
+
+class RegistrationTests(unittest.TestCase):
+    """Reserved nicks (muc#register) at nick change; deregistration ends membership."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+        self.h.create(ROMEO, "Romeo")
+        self.room = self.h.service.rooms["room"]
+
+    def register(self, who, nick):
+        self.h.send(
+            who,
+            f"<iq type='set' id='r' to='{ROOM}'><query xmlns='jabber:iq:register'>"
+            f"<x xmlns='{NS_X_DATA}' type='submit'><field var='FORM_TYPE'>"
+            "<value>http://jabber.org/protocol/muc#register</value></field>"
+            f"<field var='muc#register_roomnick'><value>{nick}</value></field></x></query></iq>",
+        )
+        return self.h.take(who)
+
+    def test_reserved_nick_refused_at_nick_change(self):
+        self.register(JULIET, "Jules")
+        self.h.join(NURSE, "Nurse")
+        self.h.clear()
+        self.h.send(NURSE, f"<presence to='{ROOM}/Jules'/>")
+        (error,) = self.h.take(NURSE)
+        self.assertEqual(error_condition(error), "conflict")
+        self.assertIn("Nurse", self.room.occupants)
+        # the owner of the nick may take it
+        self.h.join(JULIET, "Juliet")
+        self.h.send(JULIET, f"<presence to='{ROOM}/Jules'/>")
+        self.assertIn("Jules", self.room.occupants)
+
+    def test_registered_nick_taken_by_someone_else_is_refused(self):
+        self.h.join(NURSE, "Nurse")
+        (reply,) = self.register(JULIET, "Nurse")
+        self.assertEqual(error_condition(reply), "conflict")
+
+    def test_deregistration_removes_member_from_members_only_room(self):
+        self.register(JULIET, "Jules")
+        self.h.configure(ROMEO, fields={"muc#roomconfig_membersonly": "1"})
+        self.h.join(JULIET, "Jules")
+        self.h.clear()
+        self.h.send(
+            JULIET,
+            f"<iq type='set' id='u' to='{ROOM}'><query xmlns='jabber:iq:register'><remove/>"
+            "</query></iq>",
+        )
+        juliet = self.h.take(JULIET)
+        self.assertEqual(juliet[0]["type"], "result")
+        self.assertEqual(juliet[1]["type"], "unavailable")
+        self.assertEqual(status_codes(juliet[1]), ["321", "110"])
+        romeo = self.h.take(ROMEO)
+        self.assertEqual(status_codes(romeo[0]), ["321"])
+        self.assertNotIn("Jules", self.room.occupants)
+        (error,) = self.h.join(JULIET, "Jules")
+        self.assertEqual(error_condition(error), "registration-required")
+
+    def test_registration_form_and_registered_answer(self):
+        self.h.send(
+            JULIET, f"<iq type='get' id='f' to='{ROOM}'><query xmlns='jabber:iq:register'/></iq>"
+        )
+        (reply,) = self.h.take(JULIET)
+        fields = [f.getAttribute("var") for f in reply.query.x.elements(NS_X_DATA, "field")]
+        self.assertIn("muc#register_roomnick", fields)
+        self.assertNotIn("registered", [c.name for c in reply.query.elements()])
+        self.register(JULIET, "Jules")
+        self.h.send(
+            JULIET, f"<iq type='get' id='f' to='{ROOM}'><query xmlns='jabber:iq:register'/></iq>"
+        )
+        (reply,) = self.h.take(JULIET)
+        self.assertEqual([c.name for c in reply.query.elements()][:2], ["registered", "username"])
+        self.assertEqual(str(reply.query.username), "Jules")
+
+
+class NickPreparationTests(unittest.TestCase):
+    """Nicks pass resourceprep (RFC 7622 / 3920 profile): jid-malformed otherwise."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+        self.h.create(ROMEO, "Romeo")
+
+    def test_bidi_violation_refused(self):
+        # a right-to-left character next to a left-to-right one fails the bidi rule
+        self.h.send(JULIET, f"<presence to='{ROOM}/\u05d0a'/>")
+        (error,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(error), "jid-malformed")
+        self.assertEqual(self.h.service.rooms["room"].occupants.keys(), {"Romeo"})
+
+    def test_nick_is_normalised(self):
+        # resourceprep maps compatibility characters (NFKC): a fullwidth "Ｊ" is "J"
+        stanzas = self.h.join(JULIET, "\uff2aules")
+        self.assertIn("Jules", self.h.service.rooms["room"].occupants)
+        self.assertEqual(stanzas[1]["from"], f"{ROOM}/Jules")
+        # and conflicts are found on the prepared form
+        (error,) = self.h.join(NURSE, "Jules")
+        self.assertEqual(error_condition(error), "conflict")
+
+    def test_nick_change_to_invalid_nick(self):
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+        self.h.send(JULIET, f"<presence to='{ROOM}/\u05d0a'/>")
+        (error,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(error), "jid-malformed")
+
+
+class AffiliationNoticeTests(unittest.TestCase):
+    """Affiliation changes of absent users: a message to the occupants (JIDs per whois)."""
+
+    def test_notice_shows_jid_to_moderators_only(self):
+        h = MUCHarness(self)
+        h.create(ROMEO, "Romeo")
+        h.join(JULIET, "Juliet")
+        h.clear()
+        h.send(
+            ROMEO,
+            f"<iq type='set' id='b' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>"
+            "<item jid='tybalt@localhost' affiliation='outcast'><reason>feud</reason></item>"
+            "</query></iq>",
+        )
+        romeo = [s for s in h.take(ROMEO) if s.name == "message"]
+        juliet = h.take(JULIET)
+        self.assertEqual(item_of(romeo[0])["jid"], "tybalt@localhost")
+        self.assertEqual(item_of(romeo[0])["affiliation"], "outcast")
+        self.assertNotIn("jid", item_of(juliet[0]).attributes)
+        self.assertEqual(juliet[0]["from"], ROOM)
+        self.assertEqual([c.uri for c in juliet[0].elements()], [NS_MUC_USER])
+
+
+class ListReadingTests(unittest.TestCase):
+    """Who may read which affiliation list (Prosody's rules, XEP-0045 9.5, 10.5)."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+        self.h.create(ROMEO, "Romeo")
+        room = self.h.service.rooms["room"]
+        room.affiliations.set("juliet@localhost", "admin")
+        room.affiliations.set("nurse@localhost", "member")
+        room.affiliations.set("tybalt@localhost", "outcast", "feud")
+
+    def read(self, who, affiliation):
+        self.h.send(
+            who,
+            f"<iq type='get' id='l' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>"
+            f"<item affiliation='{affiliation}'/></query></iq>",
+        )
+        (reply,) = self.h.take(who)
+        if reply["type"] == "error":
+            return error_condition(reply)
+        return [i["jid"] for i in reply.query.elements(NS_MUC_ADMIN, "item")]
+
+    def test_who_reads_what(self):
+        lists = ("owner", "admin", "member", "outcast")
+        expected = {
+            ROMEO: (
+                ["romeo@localhost"],
+                ["juliet@localhost"],
+                ["nurse@localhost"],
+                ["tybalt@localhost"],
+            ),
+            JULIET: ("forbidden", ["juliet@localhost"], ["nurse@localhost"], ["tybalt@localhost"]),
+            NURSE: ("forbidden",) * 4,
+            "paris@localhost/p": ("forbidden",) * 4,
+        }
+        for who, wanted in expected.items():
+            self.assertEqual(tuple(self.read(who, a) for a in lists), wanted, who)
+        # in a non-anonymous room members see who belongs (not the outcasts)
+        self.h.configure(ROMEO, fields={"muc#roomconfig_whois": "anyone"})
+        got = tuple(self.read(NURSE, a) for a in lists)
+        self.assertEqual(
+            got,
+            (["romeo@localhost"], ["juliet@localhost"], ["nurse@localhost"], "forbidden"),
+        )
+        self.assertEqual(self.read("paris@localhost/p", "member"), "forbidden")

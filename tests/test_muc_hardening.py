@@ -1,0 +1,238 @@
+"""Abuse protection in the MUC: password guessing back-off and message rate limits."""
+
+from __future__ import annotations
+
+from twisted.internet import task
+from twisted.logger import globalLogPublisher
+from twisted.trial import unittest
+
+from tests.muc_fakes import MUC, MUCHarness, error_condition
+from xmppd.muc.backoff import FailureBackoff
+from xmppd.muc.ratelimit import TokenBucket
+from xmppd.muc.service import MUCService
+from xmppd.router import Router
+
+ROOM = f"room@{MUC}"
+ROMEO = "romeo@localhost/r"
+JULIET = "juliet@localhost/j"
+NURSE = "nurse@localhost/n"
+SECRET = "cauldronburn"
+
+
+def error_of(stanza):
+    return next(e for e in stanza.elements() if e.name == "error")
+
+
+class FailureBackoffTests(unittest.TestCase):
+    """The back-off table on its own, on a task.Clock."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.backoff = FailureBackoff(
+            self.clock.seconds, max_failures=3, window=60, base_delay=10, max_delay=35
+        )
+
+    def test_blocks_after_max_failures_then_doubles(self):
+        key = ("room", "mallory@evil")
+        self.assertEqual(self.backoff.failure(key), 0)
+        self.assertEqual(self.backoff.failure(key), 0)
+        self.assertEqual(self.backoff.blocked_for(key), 0)
+        self.assertEqual(self.backoff.failure(key), 10)
+        self.assertEqual(self.backoff.blocked_for(key), 10)
+        self.clock.advance(9)
+        self.assertEqual(self.backoff.blocked_for(key), 1)
+        self.clock.advance(1)
+        self.assertEqual(self.backoff.blocked_for(key), 0)
+        # the first failure after a block starts a longer one, capped at max_delay
+        self.assertEqual(self.backoff.failure(key), 20)
+        self.clock.advance(20)
+        self.assertEqual(self.backoff.failure(key), 35)
+        self.clock.advance(35)
+        self.assertEqual(self.backoff.failure(key), 35)
+
+    def test_keys_are_independent(self):
+        for _ in range(3):
+            self.backoff.failure(("room", "a@x"))
+        self.assertGreater(self.backoff.blocked_for(("room", "a@x")), 0)
+        self.assertEqual(self.backoff.blocked_for(("room", "b@x")), 0)
+        self.assertEqual(self.backoff.blocked_for(("other", "a@x")), 0)
+
+    def test_window_forgets_old_failures(self):
+        key = ("room", "a@x")
+        self.backoff.failure(key)
+        self.backoff.failure(key)
+        self.clock.advance(61)
+        self.assertEqual(self.backoff.failure(key), 0)
+        self.assertEqual(self.backoff.failure(key), 0)
+        self.assertEqual(self.backoff.failure(key), 10)
+        # quiet for a window after the block: a fresh start
+        self.clock.advance(10 + 61)
+        self.assertEqual(self.backoff.failure(key), 0)
+
+    def test_success_forgets(self):
+        key = ("room", "a@x")
+        self.backoff.failure(key)
+        self.backoff.failure(key)
+        self.backoff.success(key)
+        self.assertEqual(self.backoff.failure(key), 0)
+        self.assertEqual(len(self.backoff), 1)
+
+    def test_table_is_bounded(self):
+        backoff = FailureBackoff(self.clock.seconds, max_entries=100)
+        for i in range(1000):
+            backoff.failure(("room", f"u{i}@x"))
+        self.assertEqual(len(backoff), 100)
+
+    def test_bad_settings(self):
+        for settings in ({"max_failures": 0}, {"window": 0}, {"base_delay": 5, "max_delay": 1}):
+            self.assertRaises(ValueError, FailureBackoff, self.clock.seconds, **settings)
+
+
+class TokenBucketTests(unittest.TestCase):
+    def test_burst_then_rate(self):
+        clock = task.Clock()
+        bucket = TokenBucket(clock.seconds, rate=2, burst=3)
+        self.assertEqual([bucket.take() for _ in range(4)], [True, True, True, False])
+        clock.advance(0.5)
+        self.assertEqual([bucket.take(), bucket.take()], [True, False])
+        clock.advance(100)
+        self.assertEqual(sum(bucket.take() for _ in range(10)), 3)
+
+    def test_bad_settings(self):
+        clock = task.Clock()
+        self.assertRaises(ValueError, TokenBucket, clock.seconds, 0, 1)
+        self.assertRaises(ValueError, TokenBucket, clock.seconds, 1, 0)
+
+
+class PasswordThrottleTests(unittest.TestCase):
+    """Failed room-password joins are throttled per room and user."""
+
+    def setUp(self):
+        self.h = MUCHarness(
+            self, password_max_failures=3, password_failure_window=60, password_backoff=30
+        )
+        self.h.create(ROMEO, "Romeo", fields={"muc#roomconfig_roomsecret": SECRET})
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def attempt(self, who, password, nick="Juliet"):
+        stanzas = self.h.join(who, nick, password=password)
+        return stanzas
+
+    def test_back_off_after_failures(self):
+        for _ in range(3):
+            (error,) = self.attempt(JULIET, "guess")
+            self.assertEqual(error_condition(error), "not-authorized")
+        # blocked now: even the right password is refused, with a wait error
+        (error,) = self.attempt(JULIET, SECRET)
+        self.assertEqual(error_condition(error), "resource-constraint")
+        self.assertEqual(error_of(error)["type"], "wait")
+        self.assertEqual(error_of(error)["by"], ROOM)
+        # another user is not affected
+        stanzas = self.attempt(NURSE, SECRET, nick="Nurse")
+        self.assertEqual(stanzas[0].getAttribute("type"), None)
+        self.h.clock.advance(29)
+        (error,) = self.attempt(JULIET, SECRET)
+        self.assertEqual(error_condition(error), "resource-constraint")
+        self.h.clock.advance(1)
+        stanzas = self.attempt(JULIET, SECRET)
+        self.assertIn("Juliet", self.h.service.rooms["room"].occupants)
+        self.assertNotEqual(stanzas[0].getAttribute("type"), "error")
+
+    def test_second_block_is_longer(self):
+        for _ in range(3):
+            self.attempt(JULIET, "guess")
+        self.h.clock.advance(30)
+        (error,) = self.attempt(JULIET, "guess again")
+        self.assertEqual(error_condition(error), "not-authorized")
+        self.h.clock.advance(59)
+        (error,) = self.attempt(JULIET, SECRET)
+        self.assertEqual(error_condition(error), "resource-constraint")
+        self.h.clock.advance(1)
+        self.assertNotEqual(self.attempt(JULIET, SECRET)[0].getAttribute("type"), "error")
+
+    def test_per_room(self):
+        self.h.create(ROMEO, "Romeo", room="other", fields={"muc#roomconfig_roomsecret": SECRET})
+        for _ in range(3):
+            self.attempt(JULIET, "guess")
+        stanzas = self.h.join(JULIET, "Juliet", room="other", password=SECRET)
+        self.assertNotEqual(stanzas[0].getAttribute("type"), "error")
+
+    def test_join_without_password_is_not_a_failure(self):
+        for _ in range(5):
+            (error,) = self.h.join(JULIET, "Juliet")
+            self.assertEqual(error_condition(error), "not-authorized")
+        self.assertNotEqual(self.attempt(JULIET, SECRET)[0].getAttribute("type"), "error")
+
+    def test_secret_never_logged(self):
+        for _ in range(4):
+            self.attempt(JULIET, "myguess")
+        self.attempt(JULIET, SECRET)
+        self.assertTrue(self.events)
+        text = repr(self.events)
+        self.assertNotIn("myguess", text)
+        self.assertNotIn(SECRET, text)
+        self.assertIn("juliet@localhost", text)
+
+
+class MessageRateLimitTests(unittest.TestCase):
+    """Each occupant's messages go through a token bucket."""
+
+    def setUp(self):
+        self.h = MUCHarness(self, message_rate=1, message_burst=3)
+        self.h.create(ROMEO, "Romeo")
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+
+    def say(self, who, text, to=ROOM, kind="groupchat"):
+        self.h.send(
+            who, f"<message type='{kind}' to='{to}' id='{text}'><body>{text}</body></message>"
+        )
+
+    def test_burst_then_refused(self):
+        for i in range(4):
+            self.say(JULIET, f"m{i}")
+        romeo = self.h.take(ROMEO)
+        self.assertEqual([m["id"] for m in romeo], ["m0", "m1", "m2"])
+        juliet = self.h.take(JULIET)
+        errors = [m for m in juliet if m.getAttribute("type") == "error"]
+        self.assertEqual(len(errors), 1)
+        self.assertEqual(errors[0]["id"], "m3")
+        self.assertEqual(error_condition(errors[0]), "resource-constraint")
+        self.assertEqual(error_of(errors[0])["type"], "wait")
+        # the room's other occupants are not limited by Juliet's bucket
+        self.say(ROMEO, "r0")
+        self.assertEqual([m["id"] for m in self.h.take(JULIET)], ["r0"])
+        # tokens come back with time
+        self.h.clock.advance(1)
+        self.say(JULIET, "later")
+        self.assertEqual([m["id"] for m in self.h.take(ROMEO)], ["r0", "later"])
+
+    def test_private_messages_share_the_bucket(self):
+        for i in range(3):
+            self.say(JULIET, f"m{i}")
+        self.say(JULIET, "pm", to=f"{ROOM}/Romeo", kind="chat")
+        juliet = [m for m in self.h.take(JULIET) if m.getAttribute("type") == "error"]
+        self.assertEqual([m["id"] for m in juliet], ["pm"])
+
+    def test_defaults_are_generous(self):
+        router = Router()
+        service = MUCService(
+            router=router,
+            domain=MUC,
+            server_domain="localhost",
+            database=None,
+            reactor=task.Clock(),
+        )
+        self.assertEqual((service.message_burst, service.message_rate), (20, 5.0))
+        self.assertEqual(service.password_backoff.max_failures, 5)
+        self.assertRaises(
+            ValueError,
+            MUCService,
+            router=router,
+            domain=MUC,
+            server_domain="localhost",
+            database=None,
+            message_rate=0,
+        )
