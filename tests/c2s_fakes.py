@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 import scramp
-from twisted.internet import defer
+from twisted.internet import address, defer
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.words.protocols.jabber import error, jid
 from twisted.words.xish import domish
@@ -135,8 +135,8 @@ class FakeSessionManager:
 class TLSStringTransport(StringTransport):
     """A StringTransport that records startTLS."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, peer_host: str = "192.0.2.1", peer_port: int = 54321):
+        super().__init__(peerAddress=address.IPv4Address("TCP", peer_host, peer_port))
         self.tls_started_with: Any = None
         self.aborted = False
 
@@ -198,10 +198,10 @@ class ServerOutput:
 class Client:
     """Drives one protocol instance over a TLSStringTransport."""
 
-    def __init__(self, factory: C2SFactory):
+    def __init__(self, factory: C2SFactory, peer_host: str = "192.0.2.1"):
         self.factory = factory
         self.proto = factory.buildProtocol(None)
-        self.transport = TLSStringTransport()
+        self.transport = TLSStringTransport(peer_host)
         self.proto.makeConnection(self.transport)
         self.output = ServerOutput()
 

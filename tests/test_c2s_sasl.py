@@ -21,6 +21,7 @@ from tests.c2s_fakes import (
     stream_error_condition,
 )
 from xmppd.c2s import sasl
+from xmppd.c2s.guard import ClientGuard
 
 
 def auth(mechanism: str, payload: str = "") -> str:
@@ -337,6 +338,8 @@ class FailureTests(SASLTestCase):
         self.assertEqual(sasl_failure_condition(events[0]), "mechanism-too-weak")
 
     def test_attempts_capped(self):
+        # No back-off here (see tests.test_hardening_auth): the per-stream cap.
+        self.factory.guard = ClientGuard(self.factory.reactor, auth_backoff_after=100)
         for attempt in range(4):
             events = self.client.send(auth("PLAIN", plain("alice", f"wrong{attempt}")))
             self.assertFailure_(events, "not-authorized")

@@ -135,3 +135,69 @@ class LogLevelTests(unittest.TestCase):
         log.debug("chatty {n}", n=3)
         self.assertEqual([e["log_format"] for e in seen if e.get("log_namespace") ==
                           "xmppd.example"], ["loud {n}", "chatty {n}"])
+
+
+class LimitsTests(unittest.TestCase):
+    """[limits]: defaults, overrides and range checks."""
+
+    def test_defaults(self):
+        limits = load_config(None).limits
+        self.assertEqual(limits.max_stanza_size, 256 * 1024)
+        self.assertEqual(limits.max_depth, 64)
+        self.assertEqual(limits.max_attributes, 64)
+        self.assertEqual(limits.max_elements, 4096)
+        self.assertEqual(limits.max_auth_attempts, 5)
+        self.assertEqual(limits.negotiation_timeout, 30.0)
+        self.assertEqual(limits.idle_timeout, 300.0)
+        self.assertEqual(limits.ping_timeout, 60.0)
+        self.assertEqual(limits.max_connections_per_ip, 20)
+        self.assertEqual(limits.max_sessions_per_account, 10)
+        self.assertEqual(limits.read_rate, 64 * 1024)
+        self.assertEqual(limits.read_burst, 256 * 1024)
+        self.assertEqual(limits.auth_backoff_after, 3)
+        self.assertEqual(limits.auth_backoff, 2.0)
+        self.assertEqual(limits.auth_backoff_max, 300.0)
+
+    def test_every_key_is_documented_in_the_example(self):
+        import tomllib
+
+        example = tomllib.loads((REPO / "conf" / "xmppd.toml").read_text())
+        from xmppd.config import _SCHEMA
+
+        self.assertEqual(set(example["limits"]), set(_SCHEMA["limits"]))
+
+    def test_overrides(self):
+        config = config_from_dict(
+            {"limits": {"max_stanza_size": 10000, "idle_timeout": 0, "ping_timeout": 2.5,
+                        "max_connections_per_ip": 0}},
+            Path("."),
+        )
+        self.assertEqual(config.limits.max_stanza_size, 10000)
+        self.assertEqual(config.limits.idle_timeout, 0.0)
+        self.assertEqual(config.limits.ping_timeout, 2.5)
+        self.assertIsInstance(config.limits.ping_timeout, float)
+        self.assertEqual(config.limits.max_connections_per_ip, 0)
+
+    def error(self, **limits):
+        with self.assertRaises(ConfigError) as caught:
+            config_from_dict({"limits": limits}, Path("."))
+        return str(caught.exception)
+
+    def test_too_small(self):
+        self.assertIn("limits.max_stanza_size: must be at least 4096",
+                      self.error(max_stanza_size=100))
+        self.assertIn("limits.idle_timeout: must be at least 0", self.error(idle_timeout=-1))
+        self.assertIn("limits.auth_backoff_after: must be at least 1",
+                      self.error(auth_backoff_after=0))
+
+    def test_types(self):
+        self.assertIn("limits.max_depth: must be an integer", self.error(max_depth=10.5))
+        self.assertIn("limits.idle_timeout: must be a number", self.error(idle_timeout="5"))
+        self.assertIn("limits.read_rate: must be an integer", self.error(read_rate=True))
+
+    def test_backoff_max_not_below_base(self):
+        self.assertIn("limits.auth_backoff_max:",
+                      self.error(auth_backoff=10, auth_backoff_max=5))
+
+    def test_unknown_key(self):
+        self.assertIn("limits.max_stanzas: unknown key", self.error(max_stanzas=1))

@@ -59,6 +59,27 @@ class MUCSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """Client stream limits ([limits]); 0 turns a timeout, rate or count limit off."""
+
+    max_stanza_size: int
+    max_depth: int
+    max_attributes: int
+    max_elements: int
+    max_auth_attempts: int
+    negotiation_timeout: float
+    idle_timeout: float
+    ping_timeout: float
+    max_connections_per_ip: int
+    max_sessions_per_account: int
+    read_rate: int
+    read_burst: int
+    auth_backoff_after: int
+    auth_backoff: float
+    auth_backoff_max: float
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole, validated server configuration."""
 
@@ -72,6 +93,7 @@ class Config:
     muc: MUCSettings
     registration_enabled: bool
     log_level: str
+    limits: LimitSettings
 
     @property
     def database_path(self) -> Path:
@@ -103,6 +125,43 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "muc": {"domain": str, "create_rooms": str},
     "registration": {"enabled": bool},
     "log": {"level": str},
+    "limits": {
+        "max_stanza_size": int,
+        "max_depth": int,
+        "max_attributes": int,
+        "max_elements": int,
+        "max_auth_attempts": int,
+        "negotiation_timeout": (int, float),
+        "idle_timeout": (int, float),
+        "ping_timeout": (int, float),
+        "max_connections_per_ip": int,
+        "max_sessions_per_account": int,
+        "read_rate": int,
+        "read_burst": int,
+        "auth_backoff_after": int,
+        "auth_backoff": (int, float),
+        "auth_backoff_max": (int, float),
+    },
+}
+
+# Smallest accepted value of each [limits] key (a stream header must still
+# fit through the parser, a client must still be able to log in).
+_LIMIT_MINIMUMS: dict[str, float] = {
+    "max_stanza_size": 4096,
+    "max_depth": 4,
+    "max_attributes": 8,
+    "max_elements": 16,
+    "max_auth_attempts": 1,
+    "negotiation_timeout": 0,
+    "idle_timeout": 0,
+    "ping_timeout": 0,
+    "max_connections_per_ip": 0,
+    "max_sessions_per_account": 0,
+    "read_rate": 0,
+    "read_burst": 1,
+    "auth_backoff_after": 1,
+    "auth_backoff": 0.001,
+    "auth_backoff_max": 0.001,
 }
 
 
@@ -142,6 +201,8 @@ class _Reader:
 
 
 def _type_name(kind: Any) -> str:
+    if kind == (int, float):
+        return "a number"
     return {
         str: "a string",
         bool: "true or false",
@@ -270,6 +331,8 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
     if level not in LOG_LEVELS:
         raise r.fail("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
 
+    limits = _limits(r)
+
     return Config(
         path=path,
         domain=domain,
@@ -281,5 +344,19 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         muc=MUCSettings(domain=muc_domain, create_rooms=create_rooms),
         registration_enabled=r.get("registration", "enabled"),
         log_level=level,
+        limits=limits,
     )
+
+
+def _limits(r: _Reader) -> LimitSettings:
+    values: dict[str, Any] = {}
+    for key, kind in _SCHEMA["limits"].items():
+        value = r.get("limits", key)
+        minimum = _LIMIT_MINIMUMS[key]
+        if value < minimum:
+            raise r.fail(f"limits.{key}", f"must be at least {minimum:g}")
+        values[key] = float(value) if kind == (int, float) else value
+    if values["auth_backoff_max"] < values["auth_backoff"]:
+        raise r.fail("limits.auth_backoff_max", "must not be less than limits.auth_backoff")
+    return LimitSettings(**values)
 

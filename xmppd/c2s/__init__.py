@@ -5,5 +5,7 @@
 * :mod:`xmppd.c2s.sasl` — SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN;
 * :mod:`xmppd.c2s.bind` — resource binding helpers;
 * :mod:`xmppd.c2s.registration` — pre-authentication in-band registration;
-* :mod:`xmppd.c2s.xmlparser` — the restricted, bounded XML parser.
+* :mod:`xmppd.c2s.xmlparser` — the restricted, bounded XML parser;
+* :mod:`xmppd.c2s.guard` — limits shared across connections (per address,
+  per account, back-off after failed logins).
 """

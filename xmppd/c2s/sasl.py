@@ -13,6 +13,12 @@ exchange runs with fake keys derived deterministically from the username, so
 the client cannot tell a missing account from a wrong password.
 
 Payloads and passwords are never logged.
+
+A *gate* (``gate(username)``, given to :meth:`SASLServer.start`) is called as
+soon as an exchange knows which account is being tried, before any
+credential is checked; it refuses by raising :class:`SASLFailure` (the
+server's back-off after failed attempts uses it). Each exchange keeps that
+username in ``username_tried`` (None while unknown or not a valid username).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import binascii
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +51,12 @@ ALL_MECHANISMS = (*SCRAM_MECHANISMS, PLAIN)
 _HASHES = {"SCRAM-SHA-256": hashlib.sha256, "SCRAM-SHA-1": hashlib.sha1}
 
 log = logger(__name__)
+
+Gate = Callable[[str | None], None]
+
+
+def _open_gate(username: str | None) -> None:
+    """The default gate: every attempt may proceed."""
 
 
 class SASLFailure(Exception):
@@ -155,9 +168,11 @@ class PlainMechanism:
 
     name = PLAIN
 
-    def __init__(self, portal: Any, domain: str):
+    def __init__(self, portal: Any, domain: str, gate: Gate = _open_gate):
         self.portal = portal
         self.domain = domain
+        self.gate = gate
+        self.username_tried: str | None = None
         self._done = False
 
     def step(self, response: bytes | None) -> defer.Deferred:
@@ -178,6 +193,8 @@ class PlainMechanism:
         if not authcid or not password:
             raise SASLFailure("malformed-request", "empty authcid or password")
         username = _username_from_authcid(authcid, self.domain)
+        self.username_tried = username
+        self.gate(username)
         _check_authzid(authzid, username, self.domain)
         if username is None:
             raise SASLFailure("not-authorized")
@@ -216,10 +233,20 @@ def _unescape_saslname(value: str) -> str:
 class ScramMechanism:
     """SCRAM-SHA-256 / SCRAM-SHA-1 (RFC 5802, RFC 7677) over stored keys."""
 
-    def __init__(self, name: str, accounts: Any, portal: Any, domain: str, secret: bytes):
+    def __init__(
+        self,
+        name: str,
+        accounts: Any,
+        portal: Any,
+        domain: str,
+        secret: bytes,
+        gate: Gate = _open_gate,
+    ):
         if name not in _HASHES:
             raise ValueError(f"not a SCRAM mechanism: {name}")
         self.name = name
+        self.gate = gate
+        self.username_tried: str | None = None
         self.accounts = accounts
         self.portal = portal
         self.domain = domain
@@ -275,6 +302,8 @@ class ScramMechanism:
             raise SASLFailure("malformed-request", "bad SCRAM client-first")
         authcid = _unescape_saslname(first[2:])
         username = _username_from_authcid(authcid, self.domain) if authcid else None
+        self.username_tried = username
+        self.gate(username)
         _check_authzid(authzid, username, self.domain)
 
         keys = None
@@ -341,12 +370,17 @@ class SASLServer:
             return list(ALL_MECHANISMS)
         return list(SCRAM_MECHANISMS)
 
-    def start(self, name: str, secure: bool) -> PlainMechanism | ScramMechanism:
-        """A fresh exchange for a mechanism; SASLFailure if it is not offered."""
+    def start(
+        self, name: str, secure: bool, gate: Gate = _open_gate
+    ) -> PlainMechanism | ScramMechanism:
+        """A fresh exchange for a mechanism; SASLFailure if it is not offered.
+
+        ``gate(username)`` is called once the exchange knows the username.
+        """
         if name not in ALL_MECHANISMS:
             raise SASLFailure("invalid-mechanism")
         if name not in self.offered(secure):
             raise SASLFailure("mechanism-too-weak")
         if name == PLAIN:
-            return PlainMechanism(self.portal, self.domain)
-        return ScramMechanism(name, self.accounts, self.portal, self.domain, self.secret)
+            return PlainMechanism(self.portal, self.domain, gate)
+        return ScramMechanism(name, self.accounts, self.portal, self.domain, self.secret, gate)

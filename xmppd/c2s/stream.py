@@ -15,7 +15,17 @@ The pieces, from the socket up:
 * :class:`ClientSession` — what the session manager sees of a bound
   resource (``jid``, ``send``, ``close``); it also stamps and checks the
   stanzas the client sends before handing them to the router.
-* :class:`C2SFactory` — the server factory, holding configuration and limits.
+* :class:`C2SFactory` — the server factory, holding configuration and limits;
+  its :class:`~xmppd.c2s.guard.ClientGuard` (shared by every c2s listener of
+  a server) holds the limits that span connections: connections per address,
+  sessions per account, back-off after failed authentication.
+
+Per-connection limits: the parser's size, depth, attribute and element caps;
+a negotiation timeout (authenticate and bind in time, else
+``connection-timeout``); once bound, an idle timeout after which the server
+sends an XEP-0199 ping and drops a peer that stays silent
+(``connection-timeout``); and a token bucket on bytes read that pauses
+reading (never drops data) while a client sends faster than its rate.
 """
 
 from __future__ import annotations
@@ -26,29 +36,35 @@ import secrets
 from typing import Any
 
 from twisted.internet import defer
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python import failure
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import domish
 
 from xmppd.c2s import bind as bind_mod
 from xmppd.c2s import sasl
+from xmppd.c2s.guard import ClientGuard
 from xmppd.c2s.registration import (
     NS_REGISTER_FEATURE,
     PreAuthRegistration,
     is_register_request,
 )
 from xmppd.c2s.xmlparser import (
+    DEFAULT_MAX_ATTRIBUTES,
     DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_ELEMENTS,
     DEFAULT_MAX_STANZA_SIZE,
     RestrictedElementStream,
     StreamParseError,
 )
 from xmppd.logs import logger
+from xmppd.ratelimit import TokenBucket
 
 NS_CLIENT = "jabber:client"
 NS_STREAMS = xmlstream.NS_STREAMS
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
 NS_XML = "http://www.w3.org/XML/1998/namespace"
+NS_PING = "urn:xmpp:ping"
 
 STANZA_NAMES = ("message", "presence", "iq")
 IQ_TYPES = ("get", "set", "result", "error")
@@ -115,6 +131,8 @@ class ClientSession:
     def receive(self, stanza: domish.Element) -> None:
         """Stamp 'from', check the stanza, then route it (or answer an error)."""
         kind = stanza.getAttribute("type")
+        if self.stream.is_ping_reply(stanza):
+            return
         if self._full is None:
             self._full = self.jid.full()
         stanza["from"] = self._full
@@ -302,8 +320,11 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
                 self._sasl_failed(sasl.SASLFailure("encryption-required"))
                 return None
             try:
+                self._auth_gate(None)
                 mechanism = element.getAttribute("mechanism") or ""
-                exchange = self.factory.sasl.start(mechanism, self.tls_active)
+                exchange = self.factory.sasl.start(
+                    mechanism, self.tls_active, gate=self._auth_gate
+                )
                 data = sasl.decode_payload(str(element))
             except sasl.SASLFailure as f:
                 self._sasl_failed(f)
@@ -320,9 +341,29 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
                 self.exchange = None
                 self._sasl_failed(f)
                 return None
-        d = self.exchange.step(data)
-        d.addCallbacks(self._sasl_step_done, self._sasl_step_failed)
+        exchange = self.exchange
+        d = exchange.step(data)
+        d.addCallbacks(
+            self._sasl_step_done, self._sasl_step_failed, errbackArgs=(exchange,)
+        )
         return d
+
+    def _auth_gate(self, username: str | None) -> None:
+        """Refuse (temporary-auth-failure) while the account or address backs off."""
+        xs = self.xmlstream
+        delay = self.factory.guard.auth_delay(username, xs.peer_host)
+        if delay > 0:
+            log.info(
+                "authentication attempt for {username} from {peer} refused: "
+                "backing off for {delay:.0f} s",
+                username=username or "(not yet known)",
+                peer=xs.peer_address,
+                delay=delay,
+            )
+            raise sasl.SASLFailure(
+                "temporary-auth-failure",
+                f"too many failed attempts; try again in {max(1, round(delay))} s",
+            )
 
     def _sasl_step_done(self, result: sasl.Challenge | sasl.Success) -> None:
         xs = self.xmlstream
@@ -335,6 +376,7 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             return
         self.exchange = None
         self.username = result.username
+        self.factory.guard.auth_succeeded(result.username)
         success = domish.Element((sasl.NS_SASL, "success"))
         if result.data is not None:
             success.addContent(sasl.encode_payload(result.data))
@@ -347,15 +389,19 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
         )
         xs.reset()
 
-    def _sasl_step_failed(self, reason: failure.Failure) -> None:
+    def _sasl_step_failed(self, reason: failure.Failure, exchange: Any) -> None:
         self.exchange = None
+        username = getattr(exchange, "username_tried", None)
         if reason.check(sasl.SASLFailure):
-            self._sasl_failed(reason.value)
+            if reason.value.condition == "not-authorized":
+                # Wrong credentials: this is what the back-off counts.
+                self.factory.guard.auth_failed(username, self.xmlstream.peer_host)
+            self._sasl_failed(reason.value, username)
         else:
             log.failure("SASL exchange failed unexpectedly", reason)
-            self._sasl_failed(sasl.SASLFailure("temporary-auth-failure"))
+            self._sasl_failed(sasl.SASLFailure("temporary-auth-failure"), username)
 
-    def _sasl_failed(self, reason: sasl.SASLFailure) -> None:
+    def _sasl_failed(self, reason: sasl.SASLFailure, username: str | None = None) -> None:
         xs = self.xmlstream
         if xs.closing:
             return
@@ -366,8 +412,9 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             element.addElement("text", content=reason.text)
         xs.send(element)
         log.info(
-            "SASL failure ({condition}) from {peer}",
+            "SASL failure ({condition}) for {username} from {peer}",
             condition=reason.condition,
+            username=username or "(unknown)",
             peer=xs.peer_address,
         )
         if self.sasl_failures >= self.factory.max_auth_attempts:
@@ -410,7 +457,21 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
         except bind_mod.BindError as e:
             self.xmlstream.send(bind_mod.error_reply(iq, e.condition, e.text))
             return None
-        session = ClientSession(self.xmlstream, self.username)
+        xs = self.xmlstream
+        guard = self.factory.guard
+        if not guard.reserve_session(self.username, xs, resource):
+            log.info(
+                "{username} has too many sessions: bind refused for {peer}",
+                username=self.username,
+                peer=xs.peer_address,
+            )
+            xs.send(
+                bind_mod.error_reply(
+                    iq, "resource-constraint", "this account has too many sessions"
+                )
+            )
+            return None
+        session = ClientSession(xs, self.username)
         d = defer.maybeDeferred(self.factory.session_manager.bind, session, self.username, resource)
         d.addCallbacks(
             self._bound, self._bind_failed, callbackArgs=(iq, session), errbackArgs=(iq,)
@@ -429,10 +490,12 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             if xs.lost:
                 self.unbind()
             return
+        self.factory.guard.session_bound(self.username, xs, full_jid.resource)
         xs.send(bind_mod.bind_result(iq, full_jid.full()))
         xs.bound(session)
 
     def _bind_failed(self, reason: failure.Failure, iq: domish.Element) -> None:
+        self.factory.guard.release_session(self.username, self.xmlstream)
         if reason.check(error.StanzaError):
             condition = reason.value.condition
         else:
@@ -453,7 +516,7 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             log.failure("session manager failed to unbind {session}", session=self.session)
 
 
-class C2SStream(xmlstream.XmlStream):
+class C2SStream(xmlstream.XmlStream, TimeoutMixin):
     """One client connection: parsing, limits, error handling, closing."""
 
     namespace = NS_CLIENT
@@ -465,11 +528,21 @@ class C2SStream(xmlstream.XmlStream):
         self.session: ClientSession | None = None
         self.lang = "en"
         self.peer: str | None = None
+        self.peer_host: str | None = None
+        #: How often reading was paused by the read-rate limit.
+        self.read_pauses = 0
         self._queue: list[domish.Element] = []
         self._busy = False
         self._negotiation_timer: Any = None
         self._abort_timer: Any = None
+        self._resume_timer: Any = None
         self._footer_sent = False
+        self._counted = False
+        self._ping_id: str | None = None
+        self._ping_outstanding = False
+        self._read_bucket: TokenBucket | None = None
+        if factory.read_rate:
+            self._read_bucket = TokenBucket(factory.read_rate, factory.read_burst, factory.reactor)
         super().__init__(authenticator)
 
     # -- connection ------------------------------------------------------------
@@ -484,23 +557,45 @@ class C2SStream(xmlstream.XmlStream):
             return "?"
 
     def connectionMade(self) -> None:
-        """Set up the parser, start the negotiation timer."""
-        self.factory.streams.add(self)
-        timeout = self.factory.negotiation_timeout
+        """Set up the parser, start the negotiation timer, apply the per-address limit."""
+        factory = self.factory
+        factory.streams.add(self)
+        try:
+            self.peer_host = getattr(self.transport.getPeer(), "host", None)
+        except Exception:
+            self.peer_host = None
+        admitted = factory.guard.connection_opened(self.peer_host)
+        self._counted = True
+        timeout = factory.negotiation_timeout
         if timeout:
-            self._negotiation_timer = self.factory.reactor.callLater(
+            self._negotiation_timer = factory.reactor.callLater(
                 timeout, self._negotiation_timed_out
             )
+        # Set up the parser (and TLS on a direct-TLS port) first, so that a
+        # refusal below reaches the client as a proper stream error.
         self._guard(super().connectionMade)
+        if not admitted:
+            log.info(
+                "refusing a connection from {peer}: too many from that address",
+                peer=self.peer_address,
+            )
+            self.stream_error("policy-violation", "too many connections from your address")
 
     def connectionLost(self, reason: failure.Failure) -> None:
-        """Cancel timers and tell the session manager (once) if bound."""
+        """Cancel timers, release limits and tell the session manager (once) if bound."""
         self.closing = True
         self.lost = True
-        self.factory.streams.discard(self)
-        for timer in (self._negotiation_timer, self._abort_timer):
+        factory = self.factory
+        factory.streams.discard(self)
+        if self._counted:
+            self._counted = False
+            factory.guard.connection_closed(self.peer_host)
+        factory.guard.release_session(self.authenticator.username, self)
+        for timer in (self._negotiation_timer, self._abort_timer, self._resume_timer):
             if timer is not None and timer.active():
                 timer.cancel()
+        self._resume_timer = None
+        self.setTimeout(None)
         self._queue = []
         try:
             super().connectionLost(reason)
@@ -518,7 +613,74 @@ class C2SStream(xmlstream.XmlStream):
         if self._negotiation_timer is not None and self._negotiation_timer.active():
             self._negotiation_timer.cancel()
         self._negotiation_timer = None
+        if self.factory.idle_timeout:
+            self.setTimeout(self.factory.idle_timeout)
         self.dispatch(self, xmlstream.STREAM_AUTHD_EVENT)
+
+    # -- idle detection (XEP-0199) -------------------------------------------
+
+    def callLater(self, period: float, func: Any) -> Any:
+        """TimeoutMixin's scheduler: the factory's reactor (a fake clock in tests)."""
+        return self.factory.reactor.callLater(period, func)
+
+    def timeoutConnection(self) -> None:
+        """Idle too long: ping once; no answer within ``ping_timeout``: drop."""
+        if self.closing:
+            return
+        ping_timeout = self.factory.ping_timeout
+        if self._ping_outstanding or not ping_timeout or self.session is None:
+            self.stream_error("connection-timeout", "the client stopped answering")
+            return
+        self._ping_id = "ping-" + secrets.token_hex(8)
+        self._ping_outstanding = True
+        iq = domish.Element((NS_CLIENT, "iq"))
+        iq["type"] = "get"
+        iq["id"] = self._ping_id
+        iq["from"] = self.factory.domain
+        iq["to"] = self.session.jid.full()
+        iq.addElement((NS_PING, "ping"))
+        self.send_stanza(iq)
+        self.setTimeout(ping_timeout)
+
+    def _heard_from_peer(self) -> None:
+        if self._ping_outstanding:
+            self._ping_outstanding = False
+            self.setTimeout(self.factory.idle_timeout or None)
+        elif self.timeOut:
+            self.resetTimeout()
+
+    def is_ping_reply(self, stanza: domish.Element) -> bool:
+        """True for the client's answer (result or error) to our last ping."""
+        return (
+            self._ping_id is not None
+            and stanza.name == "iq"
+            and stanza.getAttribute("type") in ("result", "error")
+            and stanza.getAttribute("id") == self._ping_id
+            and stanza.getAttribute("to") in (None, self.factory.domain)
+        )
+
+    # -- read-rate limit ---------------------------------------------------------
+
+    def _throttle(self, size: int) -> None:
+        bucket = self._read_bucket
+        if bucket is None:
+            return
+        delay = bucket.consume(size)
+        if delay > 0 and self._resume_timer is None and not self.closing:
+            self.read_pauses += 1
+            self.factory.read_pauses += 1
+            self.transport.pauseProducing()
+            self._resume_timer = self.factory.reactor.callLater(delay, self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        self._resume_timer = None
+        if self.closing or self._read_bucket is None:
+            return
+        delay = self._read_bucket.wait()
+        if delay > 0:
+            self._resume_timer = self.factory.reactor.callLater(delay, self._resume_reading)
+            return
+        self.transport.resumeProducing()
 
     # -- parsing -----------------------------------------------------------------
 
@@ -527,8 +689,12 @@ class C2SStream(xmlstream.XmlStream):
         if old is not None:
             old.DocumentStartEvent = old.ElementEvent = old.DocumentEndEvent = _ignore
         self._queue = []
+        factory = self.factory
         self.stream = RestrictedElementStream(
-            max_stanza_size=self.factory.max_stanza_size, max_depth=self.factory.max_depth
+            max_stanza_size=factory.max_stanza_size,
+            max_depth=factory.max_depth,
+            max_attributes=factory.max_attributes,
+            max_elements=factory.max_elements,
         )
         self.stream.DocumentStartEvent = self.onDocumentStart
         self.stream.ElementEvent = self.onElement
@@ -540,6 +706,7 @@ class C2SStream(xmlstream.XmlStream):
             return
         parser = self.stream
         try:
+            self._heard_from_peer()
             if self.rawDataInFn:
                 self.rawDataInFn(data)
             parser.parse(data)
@@ -551,6 +718,7 @@ class C2SStream(xmlstream.XmlStream):
         except Exception:
             log.failure("unexpected error while parsing a client stream")
             self.stream_error("internal-server-error")
+        self._throttle(len(data))
 
     def onDocumentStart(self, rootElement: domish.Element) -> None:
         """The client's stream header: let the authenticator check it."""
@@ -687,7 +855,27 @@ class C2SStream(xmlstream.XmlStream):
 
     def _shutdown(self) -> None:
         self._queue = []
-        self.transport.loseConnection()
+        self.setTimeout(None)
+        if self._resume_timer is not None:
+            # Read again so that the close (e.g. TLS close_notify) can finish.
+            if self._resume_timer.active():
+                self._resume_timer.cancel()
+            self._resume_timer = None
+            self.transport.resumeProducing()
+        transport = self.transport
+        if (
+            self.factory.close_timeout
+            and not getattr(transport, "TLS", False)
+            and hasattr(transport, "loseWriteConnection")
+        ):
+            # Plain TCP: close only our side and go on reading (and
+            # discarding) until the client closes too (or close_timeout).
+            # Closing a socket that still has unread input resets the
+            # connection, and the client would lose the stream error we just
+            # wrote. (TLS already waits for the client's close_notify.)
+            transport.loseWriteConnection()
+        else:
+            transport.loseConnection()
         if self.factory.close_timeout and not self.lost:
             self._abort_timer = self.factory.reactor.callLater(
                 self.factory.close_timeout, self._abort
@@ -704,12 +892,20 @@ class C2SFactory(xmlstream.XmlStreamServerFactory):
 
     ``router`` defaults to ``session_manager.router``. Limits:
     ``max_stanza_size`` (bytes of one stanza), ``max_depth`` (element
-    nesting), ``max_auth_attempts`` (failed SASL attempts before the stream
-    is closed with ``policy-violation``), ``max_pending`` (stanzas queued
-    behind an unfinished asynchronous step), ``negotiation_timeout`` (seconds
-    to get a resource bound), ``close_timeout`` (seconds a closing stream may
-    linger). ``allow_plain_without_tls`` offers PLAIN before TLS when
-    encryption is not required (else PLAIN there gets ``mechanism-too-weak``).
+    nesting), ``max_attributes`` (attributes of one element),
+    ``max_elements`` (elements in one stanza), ``max_auth_attempts`` (failed
+    SASL attempts before the stream is closed with ``policy-violation``),
+    ``max_pending`` (stanzas queued behind an unfinished asynchronous step),
+    ``negotiation_timeout`` (seconds to authenticate and get a resource
+    bound), ``idle_timeout`` (seconds of silence from a bound client before
+    it is pinged), ``ping_timeout`` (seconds it then has to answer),
+    ``read_rate``/``read_burst`` (bytes a second / bytes at once a client may
+    send before reading pauses), ``close_timeout`` (seconds a closing stream
+    may linger); 0 turns a timeout or the read limit off. ``guard`` holds the
+    limits shared across listeners (a fresh one without connection or session
+    limits by default). ``allow_plain_without_tls`` offers PLAIN before TLS
+    when encryption is not required (else PLAIN there gets
+    ``mechanism-too-weak``).
     """
 
     protocol = C2SStream
@@ -731,10 +927,17 @@ class C2SFactory(xmlstream.XmlStreamServerFactory):
         allow_plain_without_tls: bool = True,
         max_stanza_size: int = DEFAULT_MAX_STANZA_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+        max_elements: int = DEFAULT_MAX_ELEMENTS,
         max_auth_attempts: int = 5,
         max_pending: int = 32,
-        negotiation_timeout: float = 60.0,
+        negotiation_timeout: float = 30.0,
+        idle_timeout: float = 300.0,
+        ping_timeout: float = 60.0,
+        read_rate: float = 65536,
+        read_burst: float = 262144,
         close_timeout: float = 10.0,
+        guard: ClientGuard | None = None,
     ):
         super().__init__(lambda: C2SAuthenticator(self))
         if direct_tls and tls_options is None:
@@ -753,10 +956,19 @@ class C2SFactory(xmlstream.XmlStreamServerFactory):
         self._router = router
         self.max_stanza_size = max_stanza_size
         self.max_depth = max_depth
+        self.max_attributes = max_attributes
+        self.max_elements = max_elements
         self.max_auth_attempts = max_auth_attempts
         self.max_pending = max_pending
         self.negotiation_timeout = negotiation_timeout
+        self.idle_timeout = idle_timeout
+        self.ping_timeout = ping_timeout
+        self.read_rate = read_rate
+        self.read_burst = read_burst
         self.close_timeout = close_timeout
+        self.guard = guard if guard is not None else ClientGuard(reactor)
+        if read_rate and read_burst <= 0:
+            raise ValueError("read_burst must be positive when read_rate is set")
         self.sasl = sasl.SASLServer(
             accounts=accounts,
             portal=portal,
@@ -764,6 +976,8 @@ class C2SFactory(xmlstream.XmlStreamServerFactory):
             allow_plain_without_tls=allow_plain_without_tls,
         )
         self.streams: set[C2SStream] = set()
+        #: How often reading was paused by the read-rate limit (all streams).
+        self.read_pauses = 0
 
     @property
     def router(self) -> Any:

@@ -13,8 +13,12 @@ server must bound:
   declaration naming an encoding other than UTF-8 raises
   ``unsupported-encoding``;
 * a top-level stanza larger than ``max_stanza_size`` bytes of unparsed input
-  (counted from its first byte, including bytes expat is still buffering)
-  or nested deeper than ``max_depth`` raises ``policy-violation``.
+  (counted from its first byte as the bytes arrive, including bytes expat is
+  still buffering, so a never-ending tag or text node is cut off at the
+  limit), nested deeper than ``max_depth``, with an element carrying more
+  than ``max_attributes`` attributes (namespace declarations included) or
+  holding more than ``max_elements`` elements raises ``policy-violation``.
+  The stream header is held to the same size and attribute limits.
 
 Each stream restart (after STARTTLS or SASL) needs a fresh parser: create a
 new instance.
@@ -29,6 +33,8 @@ from twisted.words.xish import domish
 
 DEFAULT_MAX_STANZA_SIZE = 256 * 1024
 DEFAULT_MAX_DEPTH = 64
+DEFAULT_MAX_ATTRIBUTES = 64
+DEFAULT_MAX_ELEMENTS = 4096
 
 _UNDEFINED_ENTITY = pyexpat.errors.codes[pyexpat.errors.XML_ERROR_UNDEFINED_ENTITY]
 
@@ -56,12 +62,16 @@ class RestrictedElementStream:
         self,
         max_stanza_size: int = DEFAULT_MAX_STANZA_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+        max_elements: int = DEFAULT_MAX_ELEMENTS,
     ):
         self.DocumentStartEvent: Callable[[domish.Element], None] | None = None
         self.ElementEvent: Callable[[domish.Element], None] | None = None
         self.DocumentEndEvent: Callable[[], None] | None = None
         self.max_stanza_size = max_stanza_size
         self.max_depth = max_depth
+        self.max_attributes = max_attributes
+        self.max_elements = max_elements
 
         parser = pyexpat.ParserCreate("UTF-8", " ")
         parser.StartElementHandler = self._on_start_element
@@ -86,6 +96,7 @@ class RestrictedElementStream:
         self.depth = 0  # 0: before the root, 1: inside the root, 2+: inside a stanza
         self.default_ns_stack: list[str] = [""]
         self.local_prefixes: dict[str, str] = {}
+        self.elements = 0  # elements in the current stanza
         self.fed = 0  # bytes given to the parser so far
         self.mark = 0  # first byte not yet accounted to a finished event
         self.ended = False
@@ -111,6 +122,8 @@ class RestrictedElementStream:
             raise StreamParseError("unsupported-encoding", "only UTF-8 is supported")
 
     def _on_start_element(self, name: str, attrs: dict) -> None:
+        if len(attrs) + len(self.local_prefixes) > self.max_attributes:
+            raise StreamParseError("policy-violation", "too many attributes")
         qname = name.rsplit(" ", 1)
         if len(qname) == 1:
             qname = ["", name]
@@ -136,7 +149,11 @@ class RestrictedElementStream:
             raise StreamParseError("policy-violation", "element nesting too deep")
         if self.depth == 1:
             self.mark = self.parser.CurrentByteIndex
+            self.elements = 1
         else:
+            self.elements += 1
+            if self.elements > self.max_elements:
+                raise StreamParseError("policy-violation", "too many elements in one stanza")
             self.current.children.append(element)
             element.parent = self.current
         self.current = element
