@@ -79,3 +79,212 @@ class XmppdctlTests(unittest.TestCase):
         code, _, err = (yield self.run_cli("list"))
         self.assertEqual(code, 2)
         self.assertEqual(err, f"xmppdctl: error: {self.config}: c2s.prot: unknown key\n")
+
+
+def port_is_free(port):
+    """Whether this host could bind 0.0.0.0:port now (what check should report)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+class CheckTests(unittest.TestCase):
+    """xmppdctl check: a report line per finding; exit 0 when clean, 1 with problems."""
+
+    def setUp(self):
+        self.folder = Path(self.mktemp()).resolve()
+        self.folder.mkdir()
+        self.config = self.folder / "xmppd.toml"
+
+    @defer.inlineCallbacks
+    def run_cli(self, *args):
+        out, err = io.StringIO(), io.StringIO()
+        self.patch(sys, "stdout", out)
+        self.patch(sys, "stderr", err)
+        code = yield cli.run(["-c", str(self.config), *args])
+        return code, out.getvalue(), err.getvalue()
+
+    def write(self, text="", cert=None, key=None, listen="tcp:0:interface=127.0.0.1"):
+        from tests.support import make_test_certificate
+
+        if cert is None:
+            cert, key = make_test_certificate(self)
+        self.config.write_text(
+            f'[tls]\ncertificate = "{cert}"\nkey = "{key}"\n'
+            f'[c2s]\nlisten = "{listen}"\ndirect_tls_listen = ""\n' + text
+        )
+
+    @defer.inlineCallbacks
+    def test_example_config(self):
+        self.config.write_bytes((REPO / "conf" / "xmppd.toml").read_bytes())
+        code, out, err = yield self.run_cli("check")
+        lines = out.splitlines()
+        self.assertEqual(lines[0], f"ok    config: {self.config} is valid (domain localhost)")
+        self.assertEqual(lines[1], f"note  database: {self.folder}/data/xmppd.sqlite does not "
+                                   "exist yet; created on first start")
+        self.assertEqual(lines[2], "note  tls: no certificate configured; a self-signed one for "
+                                   "localhost, conference.localhost is generated at "
+                                   f"{self.folder}/data/localhost.crt on first start "
+                                   "(or now: xmppdctl cert)")
+        # The listeners: clean where the port is free. (A developer machine may
+        # run another XMPP server on 5222: then the report must say so.)
+        expected, problems = [], 0
+        for key, port in (("c2s.listen", 5222), ("c2s.direct_tls_listen", 5223)):
+            if port_is_free(port):
+                expected.append(f"ok    {key}: tcp:{port}: port {port} is free")
+            else:
+                problems += 1
+                expected.append(f"FAIL  {key}: tcp:{port}: the port is in use "
+                                "(is xmppd already running?)")
+        self.assertEqual(lines[3:5], expected)
+        self.assertEqual(lines[5:], ["no problems"] if not problems else [f"{problems} problem"
+                                                                          + "s" * (problems > 1)])
+        self.assertEqual((code, err), (1 if problems else 0, ""))
+        self.assertFalse((self.folder / "data").exists())  # check changes nothing
+
+    @defer.inlineCallbacks
+    def test_clean_report(self):
+        self.write()
+        code, out, _ = yield self.run_cli("check")
+        self.assertEqual(code, 0, out)
+        self.assertTrue(all(line.startswith(("ok ", "note ")) for line in out.splitlines()[:-1]))
+        self.assertIn("ok    tls.key: ", out)
+        self.assertIn("ok    tls.certificate: covers localhost, conference.localhost", out)
+        self.assertIn("ok    c2s.listen: tcp:0:interface=127.0.0.1: any free port", out)
+        self.assertTrue(out.endswith("no problems\n"))
+
+    @defer.inlineCallbacks
+    def test_problems(self):
+        from twisted.internet import protocol, reactor
+
+        from tests.support import make_test_certificate
+
+        blocker = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+        self.addCleanup(blocker.stopListening)
+        port = blocker.getHost().port
+        cert, _ = make_test_certificate(self, ("example.org",))
+        _, key = make_test_certificate(self)
+        self.write(cert=cert, key=key, listen=f"tcp:{port}:interface=127.0.0.1")
+        code, out, _ = yield self.run_cli("check")
+        self.assertEqual(code, 1)
+        self.assertIn(f"FAIL  tls: {key}: this key does not belong to {cert}", out)
+        self.assertIn(f"FAIL  c2s.listen: tcp:{port}:interface=127.0.0.1: the port is in use",
+                      out)
+        self.assertTrue(out.endswith("2 problems\n"), out)
+
+        own_cert, own_key = make_test_certificate(self, ("example.org",))
+        self.write(cert=own_cert, key=own_key)
+        code, out, _ = yield self.run_cli("check")
+        self.assertEqual(code, 1)
+        self.assertIn("FAIL  tls.certificate: not valid for localhost, conference.localhost", out)
+
+    @defer.inlineCallbacks
+    def test_invalid_config_and_newer_database(self):
+        self.config.write_text("[c2s]\nprot = 1\n")
+        code, out, _ = yield self.run_cli("check")
+        self.assertEqual((code, out), (1, f"FAIL  config: {self.config}: c2s.prot: unknown key"
+                                          "\n1 problem\n"))
+        self.write()
+        (self.folder / "data").mkdir()
+        database = sqlite3.connect(self.folder / "data" / "xmppd.sqlite")
+        database.execute("PRAGMA user_version = 999")
+        database.commit()
+        database.close()
+        code, out, _ = yield self.run_cli("check")
+        self.assertEqual(code, 1)
+        self.assertIn("schema version 999 is newer than this xmppd knows", out)
+
+    def test_expiry(self):
+        import datetime
+
+        from xmppd import check
+        from xmppd.config import load_config
+
+        self.write()
+        config = load_config(self.config)
+        soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3 * 365 - 5)
+        later = soon + datetime.timedelta(days=30)
+        levels = {f.level for f in check.check_certificate(config, soon)}
+        self.assertIn("warn", levels)
+        self.assertNotIn("FAIL", levels)
+        expired = [str(f) for f in check.check_certificate(config, later) if f.level == "FAIL"]
+        self.assertEqual(len(expired), 1)
+        self.assertRegex(expired[0], r"^FAIL  tls.certificate: expired on \d{4}-\d\d-\d\d$")
+
+
+class CertTests(unittest.TestCase):
+    """xmppdctl cert: generate a self-signed certificate, or import one."""
+
+    def setUp(self):
+        self.folder = Path(self.mktemp()).resolve()
+        self.folder.mkdir()
+        self.config = self.folder / "xmppd.toml"
+        self.config.write_bytes((REPO / "conf" / "xmppd.toml").read_bytes())
+        self.cert = self.folder / "data" / "localhost.crt"
+        self.key = self.folder / "data" / "localhost.key"
+
+    run_cli = CheckTests.run_cli
+
+    @defer.inlineCallbacks
+    def test_generate(self):
+        from xmppd import tls
+
+        code, out, _ = yield self.run_cli("cert")
+        self.assertEqual(code, 0)
+        self.assertIn(f"generated a self-signed certificate for localhost, conference.localhost: "
+                      f"{self.cert} (key: {self.key})", out)
+        self.assertEqual(self.key.stat().st_mode & 0o777, 0o600)
+        self.assertEqual(tls.certificate_mismatches(self.cert, ["localhost",
+                                                                "conference.localhost"]), [])
+        tls.server_tls_options(self.cert, self.key)
+        first = self.cert.read_bytes()
+
+        code, _, err = yield self.run_cli("cert", "generate")
+        self.assertEqual((code, err), (1, f"xmppdctl: error: {self.cert} exists; use --force "
+                                          "to replace it\n"))
+        self.assertEqual(self.cert.read_bytes(), first)
+        code, _, _ = yield self.run_cli("cert", "generate", "--force")
+        self.assertEqual(code, 0)
+        self.assertNotEqual(self.cert.read_bytes(), first)
+        tls.server_tls_options(self.cert, self.key)
+        self.assertEqual(sorted(p.name for p in self.cert.parent.iterdir()),
+                         ["localhost.crt", "localhost.key"])
+
+        code, out, _ = yield self.run_cli("check")
+        self.assertIn("ok    tls.certificate: covers localhost, conference.localhost", out)
+
+    @defer.inlineCallbacks
+    def test_import(self):
+        from tests.support import make_test_certificate
+
+        cert, key = make_test_certificate(self)
+        code, out, _ = yield self.run_cli("cert", "import", str(cert), str(key))
+        self.assertEqual(code, 0, out)
+        self.assertEqual(self.cert.read_bytes(), cert.read_bytes())
+        self.assertEqual(self.key.read_bytes(), key.read_bytes())
+        self.assertEqual(self.key.stat().st_mode & 0o777, 0o600)
+
+        wrong_cert, wrong_key = make_test_certificate(self, ("example.org",))
+        code, _, err = yield self.run_cli("cert", "import", str(wrong_cert), str(wrong_key))
+        self.assertEqual(code, 1)
+        self.assertIn("not valid for localhost, conference.localhost; use --force", err)
+        self.assertEqual(self.cert.read_bytes(), cert.read_bytes())
+        code, _, _ = yield self.run_cli("cert", "import", "--force", str(wrong_cert),
+                                        str(wrong_key))
+        self.assertEqual(code, 0)
+        self.assertEqual(self.cert.read_bytes(), wrong_cert.read_bytes())
+
+        code, _, err = yield self.run_cli("cert", "import", str(cert), str(wrong_key))
+        self.assertEqual(code, 1)
+        self.assertIn("does not belong to", err)
+        garbage = self.folder / "garbage.pem"
+        garbage.write_text("not a certificate")
+        code, _, err = yield self.run_cli("cert", "import", str(garbage), str(key))
+        self.assertEqual((code, err), (1, f"xmppdctl: error: {garbage}: not a PEM certificate\n"))
+        self.assertEqual(self.cert.read_bytes(), wrong_cert.read_bytes())

@@ -5,22 +5,37 @@
 listening ports) so that a server that cannot start says why in one line and
 exits non-zero, before it pretends to be running. ``startService`` then starts
 the session manager and the MUC service.
+
+Operations (under twistd, see :func:`make_service`):
+
+* readiness: :attr:`XMPPServer.ready` fires, and systemd gets ``READY=1``,
+  once every listener is bound, the database answers and the MUC rooms are
+  loaded;
+* ``SIGHUP`` re-reads the configuration file (:meth:`XMPPServer.reload`);
+* ``SIGTERM`` shuts down gracefully (every client gets ``system-shutdown``,
+  pending work is flushed, the database closed) and the process exits 0:
+  xmppd handles SIGTERM itself and stops the reactor, because twistd's own
+  handler would make the process re-kill itself with the signal afterwards.
 """
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
 from twisted.application import service
-from twisted.internet import endpoints
+from twisted.internet import defer, endpoints
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from xmppd import logs, tls
+from xmppd import logs, systemd, tls, traffic
 from xmppd.auth import make_portal
-from xmppd.config import Config
+from xmppd.config import Config, ConfigError, load_config
 from xmppd.logs import logger
+from xmppd.reload import config_changes, merged_config
 from xmppd.router import Router
 from xmppd.storage.accounts import AccountStore
 from xmppd.storage.database import Database, migrate_file
@@ -32,25 +47,60 @@ class StartupError(Exception):
     """The server cannot start; str() is a one-line reason for the operator."""
 
 
-class XMPPServer(service.MultiService):
-    """The whole XMPP server built from a :class:`~xmppd.config.Config`."""
+@dataclass
+class ReloadResult:
+    """What a configuration reload did."""
 
-    def __init__(self, config: Config, reactor: Any = None):
+    #: Why the new file was refused (the running configuration stays), or None.
+    rejected: str | None = None
+    #: Changes applied, as ``key: old -> new`` lines.
+    applied: list[str] = field(default_factory=list)
+    #: Changes that need a restart (not applied).
+    needs_restart: list[str] = field(default_factory=list)
+    #: Whether new connections now get a different certificate.
+    new_certificate: bool = False
+
+
+class XMPPServer(service.MultiService):
+    """The whole XMPP server built from a :class:`~xmppd.config.Config`.
+
+    ``force_debug`` keeps the log level at debug whatever the file says
+    (``twistd xmppd --debug``); ``shutdown_timeout`` bounds how long
+    :meth:`stopService` waits for clients and pending writes.
+    """
+
+    def __init__(self, config: Config, reactor: Any = None, *, force_debug: bool = False,
+                 shutdown_timeout: float = 15.0):
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
         self.config = config
         self.reactor = reactor
-        logs.set_level(config.log_level)
+        self.force_debug = force_debug
+        self.shutdown_timeout = shutdown_timeout
+        logs.set_level("debug" if force_debug else config.log_level)
         self.router = Router()
         self.database: Database | None = None
         self.accounts: AccountStore | None = None
         self.session_manager = None
         self.muc = None
         self.ports: dict[str, Any] = {}
+        #: The listeners' factories by name (they outlive the ports at shut-down).
+        self.factories: dict[str, Any] = {}
+        self.tls_options: Any = None
+        self.tls_fingerprint: str | None = None
+        #: Fires once the server serves: listeners bound, storage open, rooms loaded.
+        self.ready: Deferred = Deferred()
         self._built = False
+        self._stopping: Deferred | None = None
+        self._shutting_down = False
         #: Under twistd a StartupError becomes a one-line message and exit 1.
         self.exit_on_startup_error = False
+        #: Under twistd: handle SIGTERM and SIGHUP, tell systemd about our state.
+        self.handle_signals = False
+        self.notify_systemd = False
+        #: A log observer for twistd's application (journald format), or None.
+        self.log_observer: Any = None
 
     # -- start-up -----------------------------------------------------
 
@@ -67,16 +117,84 @@ class XMPPServer(service.MultiService):
             raise
         super().privilegedStartService()
 
+    def setServiceParent(self, parent: Any) -> None:
+        """Join twistd's application; offer it our log observer if we have one.
+
+        twistd asks the application for an ``ILogObserver`` before it falls
+        back to its own (``--logger`` still wins), so under journald the
+        journal format is used without any extra option.
+        """
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+
+            if parent.getComponent(ILogObserver, None) is None:
+                parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
+
     def startService(self) -> None:
         """Start the session manager and MUC service (binding first if needed)."""
         if not self._built or not self.ports:
             self.privilegedStartService()
         super().startService()
+        self._stopping = None
         log.info(
             "xmppd serving {domains} ({listeners})",
             domains=", ".join(self.config.served_domains),
             listeners=", ".join(f"{name} on {self.describe_port(name)}" for name in self.ports),
         )
+        if self.handle_signals:
+            self.reactor.callWhenRunning(self._install_signal_handlers)
+        self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        waits: list[Deferred] = []
+        if self.database is not None:
+            waits.append(self.database.query("SELECT 1"))
+        if self.muc is not None:
+            loaded: Deferred = Deferred()
+            self.muc.ready.addBoth(lambda result: (loaded.callback(None), result)[1])
+            waits.append(loaded)
+        d = defer.gatherResults(waits, consumeErrors=True)
+        d.addCallbacks(self._became_ready, self._not_ready)
+
+    def _became_ready(self, _: object) -> None:
+        status = "serving " + ", ".join(self.config.served_domains)
+        log.info("xmppd ready: {status}", status=status)
+        if self.notify_systemd:
+            systemd.ready(status)
+        if not self.ready.called:
+            self.ready.callback(None)
+
+    def _not_ready(self, reason: Failure) -> None:
+        if self._stopping is not None:
+            return  # stopped before it was ready (e.g. a short test): nothing to report
+        error = reason.value.subFailure if isinstance(reason.value, defer.FirstError) else reason
+        log.critical("storage did not open: {error}", error=error.getErrorMessage())
+        if self.handle_signals:
+            self.reactor.stop()
+
+    # -- signals (under twistd) ------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        """Replace twistd's SIGTERM handler (so we exit 0) and handle SIGHUP."""
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.reactor.callFromThread(self.shutdown, "SIGTERM")
+
+    def _on_sighup(self, signum: int, frame: Any) -> None:
+        self.reactor.callFromThread(self.reload)
+
+    def shutdown(self, reason: str = "requested") -> None:
+        """Stop the reactor (and so the service, gracefully); twistd then exits 0."""
+        if self._shutting_down or not self.running:
+            return
+        self._shutting_down = True
+        log.info("{reason}: shutting down", reason=reason)
+        if self.notify_systemd:
+            systemd.stopping()
+        self.reactor.stop()
 
     def _build(self) -> None:
         config = self.config
@@ -92,13 +210,13 @@ class XMPPServer(service.MultiService):
             raise StartupError(f"database {config.database_path}: {e}") from None
         self.database = Database(config.database_path, reactor=self.reactor)
         self.accounts = AccountStore(self.database)
-        self.tls_options = self._load_tls()
+        self.tls_options, self.tls_fingerprint = self._load_tls(config)
         self._build_session_manager()
         self._build_muc()
         self._built = True
 
-    def _load_tls(self):
-        config = self.config
+    def _load_tls(self, config: Config) -> tuple[Any, str]:
+        """TLS options and the certificate's SHA-256 fingerprint (StartupError if unusable)."""
         cert, key = config.tls.certificate, config.tls.key
         if cert is None:
             cert = config.data_dir / f"{config.domain}.crt"
@@ -115,6 +233,7 @@ class XMPPServer(service.MultiService):
         try:
             options = tls.server_tls_options(cert, key)
             missing = tls.certificate_mismatches(cert, config.served_domains)
+            fingerprint = tls.load_certificate_chain(cert)[0].fingerprint(hashes.SHA256()).hex()
         except tls.CertificateProblem as e:
             raise StartupError(f"tls: {e}") from None
         if missing:
@@ -124,7 +243,7 @@ class XMPPServer(service.MultiService):
                 cert=cert,
                 missing=", ".join(missing),
             )
-        return options
+        return options, fingerprint
 
     def _build_session_manager(self) -> None:
         from xmppd.sm.manager import SessionManager
@@ -161,12 +280,25 @@ class XMPPServer(service.MultiService):
         self.muc.setServiceParent(self)
 
     def _factories(self) -> dict[str, tuple[str, Any]]:
+        from xmppd.c2s.guard import ClientGuard
         from xmppd.c2s.stream import C2SFactory
         from xmppd.components import ComponentServerFactory
 
         config = self.config
+        limits = config.limits
         portal = make_portal(self.accounts)
         factories: dict[str, tuple[str, Any]] = {}
+        # One guard for both client listeners: the per-address, per-account
+        # and authentication back-off limits span them.
+        guard = ClientGuard(
+            self.reactor,
+            max_connections_per_ip=limits.max_connections_per_ip,
+            max_sessions_per_account=limits.max_sessions_per_account,
+            auth_backoff_after=limits.auth_backoff_after,
+            auth_backoff=limits.auth_backoff,
+            auth_backoff_max=limits.auth_backoff_max,
+        )
+        self.c2s_guard = guard
 
         def c2s(direct_tls: bool) -> Any:
             return C2SFactory(
@@ -180,6 +312,17 @@ class XMPPServer(service.MultiService):
                 direct_tls=direct_tls,
                 registration_enabled=config.registration_enabled,
                 reactor=self.reactor,
+                max_stanza_size=limits.max_stanza_size,
+                max_depth=limits.max_depth,
+                max_attributes=limits.max_attributes,
+                max_elements=limits.max_elements,
+                max_auth_attempts=limits.max_auth_attempts,
+                negotiation_timeout=limits.negotiation_timeout,
+                idle_timeout=limits.idle_timeout,
+                ping_timeout=limits.ping_timeout,
+                read_rate=limits.read_rate,
+                read_burst=limits.read_burst,
+                guard=guard,
             )
 
         factories["c2s"] = (config.c2s.listen, c2s(False))
@@ -198,8 +341,21 @@ class XMPPServer(service.MultiService):
         keys = {"c2s": "c2s.listen", "c2s_direct_tls": "c2s.direct_tls_listen",
                 "components": "components.listen"}
         for name, (description, factory) in self._factories().items():
+            if name.startswith("c2s"):
+                traffic.trace_factory(factory)
+            self.factories[name] = factory
             outcome: list[Any] = []
-            endpoint = endpoints.serverFromString(self.reactor, description)
+            try:
+                endpoint = endpoints.serverFromString(self.reactor, description)
+            except (IndexError, KeyError):  # systemd:index=N / name=X not passed to us
+                self._stop_listening()
+                raise StartupError(
+                    f"{keys[name]}: {description!r}: systemd passed no such socket "
+                    "(start xmppd through its .socket unit)"
+                ) from None
+            except Exception as e:
+                self._stop_listening()
+                raise StartupError(f"{keys[name]}: {description!r}: {e}") from None
             d: Deferred = endpoint.listen(factory)
             d.addBoth(outcome.append)
             if not outcome:
@@ -222,6 +378,83 @@ class XMPPServer(service.MultiService):
         """The TCP port a listener is bound to (tests listen on port 0)."""
         return self.ports[name].getHost().port
 
+    def client_factories(self) -> list[Any]:
+        """The C2S factories (STARTTLS and direct TLS listeners)."""
+        return [f for name, f in self.factories.items() if name.startswith("c2s")]
+
+    # -- reload ---------------------------------------------------------
+
+    def reload(self) -> ReloadResult:
+        """Re-read the configuration file and apply what can change while running.
+
+        Applied: the TLS certificate and key (re-read even when the paths did
+        not change, for renewed certificates; new connections use them), the
+        log level, ``muc.create_rooms``, ``server.admins``,
+        ``registration.enabled`` and ``c2s.require_encryption`` (for new
+        connections). Listen addresses, domains and the data directory need
+        a restart: they are reported and not applied. A file that does not
+        load, or whose certificate is unusable, is rejected as a whole and
+        the running configuration stays. Connected clients are not touched.
+        """
+        if self.notify_systemd:
+            systemd.reloading()
+        try:
+            return self._reload()
+        finally:
+            if self.notify_systemd:
+                systemd.ready("serving " + ", ".join(self.config.served_domains))
+
+    def _reload(self) -> ReloadResult:
+        path = self.config.path
+        source = str(path) if path is not None else "(embedded default)"
+        log.info("reloading the configuration from {source}", source=source)
+        try:
+            new = load_config(path)
+        except ConfigError as e:
+            return self._reject(str(e))
+        changes = config_changes(self.config, new)
+        merged = merged_config(self.config, changes, path)
+        try:
+            tls_options, fingerprint = self._load_tls(merged)
+        except StartupError as e:
+            return self._reject(str(e))
+
+        result = ReloadResult()
+        logs.set_level("debug" if self.force_debug else merged.log_level)
+        for factory in self.client_factories():
+            factory.tls_options = tls_options
+            factory.registration_enabled = merged.registration_enabled
+            factory.require_encryption = merged.c2s.require_encryption
+        self.tls_options = tls_options
+        if self.session_manager is not None:
+            self.session_manager.registration_enabled = merged.registration_enabled
+        if self.muc is not None:
+            self.muc.create_rooms = merged.muc.create_rooms
+            self.muc.admins = frozenset(merged.admins)
+        self.config = merged
+
+        for change in changes:
+            if change.live:
+                result.applied.append(change.describe())
+                log.info("reload: {change} (applied)", change=change.describe())
+            else:
+                result.needs_restart.append(change.describe())
+                log.warn("reload: {change} needs a restart; not applied",
+                         change=change.describe())
+        if fingerprint != self.tls_fingerprint:
+            result.new_certificate = True
+            self.tls_fingerprint = fingerprint
+            log.info("reload: new TLS certificate (SHA-256 {fingerprint}) for new connections",
+                     fingerprint=fingerprint)
+        if not (changes or result.new_certificate):
+            log.info("reload: the configuration is unchanged")
+        return result
+
+    def _reject(self, reason: str) -> ReloadResult:
+        log.error("configuration reload rejected, the running configuration stays: {reason}",
+                  reason=reason)
+        return ReloadResult(rejected=reason)
+
     # -- shut-down ----------------------------------------------------
 
     def _stop_listening(self) -> list[Deferred]:
@@ -230,22 +463,86 @@ class XMPPServer(service.MultiService):
         return [d for d in waits if d is not None]
 
     def stopService(self) -> Deferred:
-        """Stop listening, stop the SM and MUC, then close the database."""
-        from twisted.internet import defer
+        """Shut down gracefully, within ``shutdown_timeout`` seconds.
 
+        Stop listening; close every client stream with ``system-shutdown``;
+        wait for the session manager's pending work (offline messages,
+        presence) and the MUC service's room writes; stop the children; close
+        the database. If that takes too long, the database is closed anyway.
+        """
+        if self._stopping is not None:
+            return self._stopping
         if not self.running:
             return defer.succeed(None)
-        waits = self._stop_listening()
-        d = defer.DeferredList(waits)
+        log.info("stopping: closing the listeners and the client streams")
+        d = defer.DeferredList(self._stop_listening())
+        d.addCallback(lambda _: self._close_clients())
+        d.addCallback(lambda _: self._flush())
         d.addCallback(lambda _: super(XMPPServer, self).stopService())
-        if self.database is not None:
-            database = self.database
-            d.addBoth(lambda result: (database.close(), result)[1])
-        return d
+        d.addErrback(lambda f: log.failure("error while shutting down", f))
+        done = self._bounded(d)
+        database = self.database
+        if database is not None:
+            done.addBoth(lambda result: (database.close(), result)[1])
+        done.addCallback(lambda _: log.info("xmppd stopped"))
+        self._stopping = done
+        return done
+
+    def _close_clients(self) -> Deferred:
+        """Send every client ``system-shutdown``; fires once their connections are gone."""
+        factories = self.client_factories()
+        count = sum(len(f.streams) for f in factories)
+        if count:
+            log.info("closing {count} client streams", count=count)
+        for factory in factories:
+            factory.close_all("system-shutdown")
+        done: Deferred = Deferred()
+
+        def check() -> None:
+            if any(f.streams for f in factories):
+                self.reactor.callLater(0.02, check)
+            else:
+                done.callback(None)
+
+        check()
+        return done
+
+    def _flush(self) -> Deferred:
+        waits = []
+        if self.session_manager is not None:
+            waits.append(self.session_manager.wait_idle())
+        if self.muc is not None:
+            waits.append(self.muc.flush())
+        return defer.DeferredList(waits)
+
+    def _bounded(self, work: Deferred) -> Deferred:
+        """Fires when ``work`` does, or after ``shutdown_timeout`` seconds."""
+        done: Deferred = Deferred()
+
+        def expire() -> None:
+            log.warn("shutdown did not finish within {timeout} s; closing the database now",
+                     timeout=self.shutdown_timeout)
+            done.callback(None)
+
+        timer = self.reactor.callLater(self.shutdown_timeout, expire)
+
+        def finished(_: object) -> None:
+            if timer.active():
+                timer.cancel()
+                done.callback(None)
+
+        work.addBoth(finished)
+        return done
 
 
-def make_service(config: Config) -> XMPPServer:
-    """The service twistd runs for a configuration."""
-    server = XMPPServer(config)
+def make_service(config: Config, debug: bool = False) -> XMPPServer:
+    """The service twistd runs for a configuration (``debug``: ``--debug``)."""
+    if config.path is not None:  # a reload must find the file whatever the cwd
+        config = config.replace(path=config.path.absolute())
+    server = XMPPServer(config, force_debug=debug)
     server.exit_on_startup_error = True
+    server.handle_signals = True
+    server.notify_systemd = True
+    if logs.under_journald():
+        server.log_observer = logs.journal_observer()
     return server

@@ -1,4 +1,7 @@
-"""The twistd plugin: ``twistd -n xmppd [--config PATH]`` runs the server.
+"""The twistd plugin: ``twistd -n xmppd [--config PATH] [--debug]`` runs the server.
+
+``--debug`` logs at debug level whatever ``log.level`` says, including every
+client stream's traffic with passwords and SASL payloads redacted.
 
 This module is imported by every ``twistd`` invocation (to list plugins),
 so it imports xmppd only when the service is actually made.
@@ -15,6 +18,9 @@ class Options(usage.Options):
 
     optParameters = [
         ["config", "c", None, "The TOML configuration file (default: the embedded default)."],
+    ]
+    optFlags = [
+        ["debug", "d", "Log at debug level, stanza traffic included (secrets redacted)."],
     ]
 
 
@@ -35,7 +41,7 @@ class XMPPServiceMaker:
             config = load_config(options["config"])
         except ConfigError as e:
             raise SystemExit(f"xmppd: error: {e}") from None
-        return make_service(config)
+        return make_service(config, debug=bool(options["debug"]))
 
 
 serviceMaker = XMPPServiceMaker()
