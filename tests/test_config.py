@@ -201,3 +201,49 @@ class LimitsTests(unittest.TestCase):
 
     def test_unknown_key(self):
         self.assertIn("limits.max_stanzas: unknown key", self.error(max_stanzas=1))
+
+
+class MUCAndShutdownSettingsTests(unittest.TestCase):
+    """The MUC abuse limits and the shutdown bound are read and checked."""
+
+    def test_defaults(self):
+        config = load_config(None)
+        self.assertEqual(config.shutdown_timeout, 15.0)
+        muc = config.muc
+        self.assertEqual(
+            (muc.password_max_failures, muc.password_failure_window, muc.password_backoff,
+             muc.password_backoff_max, muc.message_rate, muc.message_burst),
+            (5, 60.0, 10.0, 3600.0, 5.0, 20),
+        )
+
+    def test_bad_values(self):
+        cases = [
+            ({"muc": {"password_max_failures": 0}},
+             "muc.password_max_failures: must be at least 1"),
+            ({"muc": {"message_rate": 0}}, "muc.message_rate: must be greater than 0"),
+            ({"muc": {"message_burst": 2.5}}, "muc.message_burst: must be an integer"),
+            ({"muc": {"password_backoff": 20, "password_backoff_max": 10}},
+             "muc.password_backoff_max: must not be less than muc.password_backoff"),
+            ({"server": {"shutdown_timeout": -1}},
+             "server.shutdown_timeout: must be greater than 0"),
+        ]
+        for data, message in cases:
+            with self.assertRaises(ConfigError) as caught:
+                config_from_dict(data, Path("."))
+            self.assertIn(message, str(caught.exception))
+
+    def test_service_gets_the_muc_settings(self):
+        from tests.support import make_test_config
+        from xmppd.service import XMPPServer
+
+        config = make_test_config(
+            self, muc={"password_max_failures": 2, "message_burst": 3},
+            server={"shutdown_timeout": 4},
+        )
+        server = XMPPServer(config)
+        server.privilegedStartService()
+        self.addCleanup(server.stopService)
+        server.startService()
+        self.assertEqual(server.muc.password_backoff.threshold, 2)
+        self.assertEqual(server.muc.message_burst, 3)
+        self.assertEqual(server.shutdown_timeout, 4)

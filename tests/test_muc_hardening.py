@@ -7,9 +7,8 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from tests.muc_fakes import MUC, MUCHarness, error_condition
-from xmppd.muc.backoff import FailureBackoff
-from xmppd.muc.ratelimit import TokenBucket
 from xmppd.muc.service import MUCService
+from xmppd.ratelimit import Backoff, TokenBucket
 from xmppd.router import Router
 
 ROOM = f"room@{MUC}"
@@ -23,75 +22,75 @@ def error_of(stanza):
     return next(e for e in stanza.elements() if e.name == "error")
 
 
-class FailureBackoffTests(unittest.TestCase):
-    """The back-off table on its own, on a task.Clock."""
+class WindowedBackoffTests(unittest.TestCase):
+    """The shared back-off as the MUC uses it (with a failure window), on a task.Clock."""
 
     def setUp(self):
         self.clock = task.Clock()
-        self.backoff = FailureBackoff(
-            self.clock.seconds, max_failures=3, window=60, base_delay=10, max_delay=35
-        )
+        self.backoff = Backoff(self.clock, threshold=3, window=60, base=10, maximum=35)
 
     def test_blocks_after_max_failures_then_doubles(self):
         key = ("room", "mallory@evil")
-        self.assertEqual(self.backoff.failure(key), 0)
-        self.assertEqual(self.backoff.failure(key), 0)
-        self.assertEqual(self.backoff.blocked_for(key), 0)
-        self.assertEqual(self.backoff.failure(key), 10)
-        self.assertEqual(self.backoff.blocked_for(key), 10)
+        self.assertEqual(self.backoff.failed(key), 0)
+        self.assertEqual(self.backoff.failed(key), 0)
+        self.assertEqual(self.backoff.delay(key), 0)
+        self.assertEqual(self.backoff.failed(key), 10)
+        self.assertEqual(self.backoff.delay(key), 10)
         self.clock.advance(9)
-        self.assertEqual(self.backoff.blocked_for(key), 1)
+        self.assertEqual(self.backoff.delay(key), 1)
         self.clock.advance(1)
-        self.assertEqual(self.backoff.blocked_for(key), 0)
+        self.assertEqual(self.backoff.delay(key), 0)
         # the first failure after a block starts a longer one, capped at max_delay
-        self.assertEqual(self.backoff.failure(key), 20)
+        self.assertEqual(self.backoff.failed(key), 20)
         self.clock.advance(20)
-        self.assertEqual(self.backoff.failure(key), 35)
+        self.assertEqual(self.backoff.failed(key), 35)
         self.clock.advance(35)
-        self.assertEqual(self.backoff.failure(key), 35)
+        self.assertEqual(self.backoff.failed(key), 35)
 
     def test_keys_are_independent(self):
         for _ in range(3):
-            self.backoff.failure(("room", "a@x"))
-        self.assertGreater(self.backoff.blocked_for(("room", "a@x")), 0)
-        self.assertEqual(self.backoff.blocked_for(("room", "b@x")), 0)
-        self.assertEqual(self.backoff.blocked_for(("other", "a@x")), 0)
+            self.backoff.failed(("room", "a@x"))
+        self.assertGreater(self.backoff.delay(("room", "a@x")), 0)
+        self.assertEqual(self.backoff.delay(("room", "b@x")), 0)
+        self.assertEqual(self.backoff.delay(("other", "a@x")), 0)
 
     def test_window_forgets_old_failures(self):
         key = ("room", "a@x")
-        self.backoff.failure(key)
-        self.backoff.failure(key)
+        self.backoff.failed(key)
+        self.backoff.failed(key)
         self.clock.advance(61)
-        self.assertEqual(self.backoff.failure(key), 0)
-        self.assertEqual(self.backoff.failure(key), 0)
-        self.assertEqual(self.backoff.failure(key), 10)
+        self.assertEqual(self.backoff.failed(key), 0)
+        self.assertEqual(self.backoff.failed(key), 0)
+        self.assertEqual(self.backoff.failed(key), 10)
         # quiet for a window after the block: a fresh start
         self.clock.advance(10 + 61)
-        self.assertEqual(self.backoff.failure(key), 0)
+        self.assertEqual(self.backoff.failed(key), 0)
 
     def test_success_forgets(self):
         key = ("room", "a@x")
-        self.backoff.failure(key)
-        self.backoff.failure(key)
-        self.backoff.success(key)
-        self.assertEqual(self.backoff.failure(key), 0)
+        self.backoff.failed(key)
+        self.backoff.failed(key)
+        self.backoff.forget(key)
+        self.assertEqual(self.backoff.failed(key), 0)
         self.assertEqual(len(self.backoff), 1)
 
     def test_table_is_bounded(self):
-        backoff = FailureBackoff(self.clock.seconds, max_entries=100)
+        backoff = Backoff(self.clock, threshold=3, window=60, max_keys=100)
         for i in range(1000):
-            backoff.failure(("room", f"u{i}@x"))
+            backoff.failed(("room", f"u{i}@x"))
         self.assertEqual(len(backoff), 100)
 
     def test_bad_settings(self):
-        for settings in ({"max_failures": 0}, {"window": 0}, {"base_delay": 5, "max_delay": 1}):
-            self.assertRaises(ValueError, FailureBackoff, self.clock.seconds, **settings)
+        for settings in ({"threshold": 0}, {"window": 0}, {"base": 5, "maximum": 1}):
+            self.assertRaises(ValueError, Backoff, self.clock, **settings)
 
 
-class TokenBucketTests(unittest.TestCase):
+class TokenBucketTakeTests(unittest.TestCase):
+    """TokenBucket.take, which refuses rather than going into debt (MUC messages)."""
+
     def test_burst_then_rate(self):
         clock = task.Clock()
-        bucket = TokenBucket(clock.seconds, rate=2, burst=3)
+        bucket = TokenBucket(rate=2, burst=3, clock=clock)
         self.assertEqual([bucket.take() for _ in range(4)], [True, True, True, False])
         clock.advance(0.5)
         self.assertEqual([bucket.take(), bucket.take()], [True, False])
@@ -100,8 +99,8 @@ class TokenBucketTests(unittest.TestCase):
 
     def test_bad_settings(self):
         clock = task.Clock()
-        self.assertRaises(ValueError, TokenBucket, clock.seconds, 0, 1)
-        self.assertRaises(ValueError, TokenBucket, clock.seconds, 1, 0)
+        self.assertRaises(ValueError, TokenBucket, 0, 1, clock)
+        self.assertRaises(ValueError, TokenBucket, 1, 0, clock)
 
 
 class PasswordThrottleTests(unittest.TestCase):
@@ -226,7 +225,7 @@ class MessageRateLimitTests(unittest.TestCase):
             reactor=task.Clock(),
         )
         self.assertEqual((service.message_burst, service.message_rate), (20, 5.0))
-        self.assertEqual(service.password_backoff.max_failures, 5)
+        self.assertEqual(service.password_backoff.threshold, 5)
         self.assertRaises(
             ValueError,
             MUCService,

@@ -56,6 +56,12 @@ class MUCSettings:
 
     domain: str | None
     create_rooms: str
+    password_max_failures: int
+    password_failure_window: float
+    password_backoff: float
+    password_backoff_max: float
+    message_rate: float
+    message_burst: int
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class Config:
     registration_enabled: bool
     log_level: str
     limits: LimitSettings
+    shutdown_timeout: float
 
     @property
     def database_path(self) -> Path:
@@ -118,11 +125,20 @@ class Config:
 # The schema: section -> key -> (type, default). The defaults are read from
 # the embedded default file so that the file and the code cannot disagree.
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "server": {"domain": str, "data_dir": str, "admins": list},
+    "server": {"domain": str, "data_dir": str, "admins": list, "shutdown_timeout": (int, float)},
     "tls": {"certificate": str, "key": str},
     "c2s": {"listen": str, "direct_tls_listen": str, "require_encryption": bool},
     "components": {"listen": str, "secrets": dict},
-    "muc": {"domain": str, "create_rooms": str},
+    "muc": {
+        "domain": str,
+        "create_rooms": str,
+        "password_max_failures": int,
+        "password_failure_window": (int, float),
+        "password_backoff": (int, float),
+        "password_backoff_max": (int, float),
+        "message_rate": (int, float),
+        "message_burst": int,
+    },
     "registration": {"enabled": bool},
     "log": {"level": str},
     "limits": {
@@ -326,6 +342,18 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         raise r.fail("muc.domain", "must differ from server.domain")
     if muc_domain in secrets or domain in secrets:
         raise r.fail("components.secrets", "a component cannot take a served domain")
+    muc = MUCSettings(
+        domain=muc_domain,
+        create_rooms=create_rooms,
+        password_max_failures=int(_at_least(r, "muc", "password_max_failures", 1)),
+        password_failure_window=_positive(r, "muc", "password_failure_window"),
+        password_backoff=_positive(r, "muc", "password_backoff"),
+        password_backoff_max=_positive(r, "muc", "password_backoff_max"),
+        message_rate=_positive(r, "muc", "message_rate"),
+        message_burst=int(_at_least(r, "muc", "message_burst", 1)),
+    )
+    if muc.password_backoff_max < muc.password_backoff:
+        raise r.fail("muc.password_backoff_max", "must not be less than muc.password_backoff")
 
     level = r.get("log", "level")
     if level not in LOG_LEVELS:
@@ -341,11 +369,26 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         tls=tls,
         c2s=c2s,
         components=components,
-        muc=MUCSettings(domain=muc_domain, create_rooms=create_rooms),
+        muc=muc,
+        shutdown_timeout=_positive(r, "server", "shutdown_timeout"),
         registration_enabled=r.get("registration", "enabled"),
         log_level=level,
         limits=limits,
     )
+
+
+def _at_least(r: _Reader, section: str, key: str, minimum: float) -> float:
+    value = r.get(section, key)
+    if value < minimum:
+        raise r.fail(f"{section}.{key}", f"must be at least {minimum:g}")
+    return value
+
+
+def _positive(r: _Reader, section: str, key: str) -> float:
+    value = r.get(section, key)
+    if value <= 0:
+        raise r.fail(f"{section}.{key}", "must be greater than 0")
+    return float(value)
 
 
 def _limits(r: _Reader) -> LimitSettings:

@@ -7,8 +7,10 @@
 * :class:`Backoff` — exponential back-off per key (an account, an address):
   the ``threshold``-th failure starts a delay of ``base`` seconds and every
   further failure doubles it, up to ``maximum`` seconds; a key is forgotten
-  ``maximum`` seconds after its delay has run out without a new failure.
-  Memory is bounded (``max_keys``, oldest forgotten first).
+  ``maximum`` seconds (or ``window`` seconds, when given) after its delay has
+  run out without a new failure, so with a window only failures that come
+  close together lead to a delay. Memory is bounded (``max_keys``, oldest
+  forgotten first).
 
 Both take a ``clock`` with a ``seconds()`` method (a reactor, or
 ``twisted.internet.task.Clock`` in tests).
@@ -49,6 +51,14 @@ class TokenBucket:
         self.tokens -= amount
         return self.wait()
 
+    def take(self, amount: float = 1.0) -> bool:
+        """Spend ``amount`` tokens if the bucket holds them; False (nothing spent) if not."""
+        self._refill()
+        if self.tokens < amount:
+            return False
+        self.tokens -= amount
+        return True
+
     def wait(self) -> float:
         """Seconds until the bucket is out of debt (0.0 if it is not in debt)."""
         self._refill()
@@ -74,21 +84,25 @@ class Backoff:
         base: float = 2.0,
         maximum: float = 300.0,
         max_keys: int = 65536,
+        window: float | None = None,
     ):
         if threshold < 1 or base <= 0 or maximum < base or max_keys < 1:
             raise ValueError("need threshold >= 1, 0 < base <= maximum and max_keys >= 1")
+        if window is not None and window <= 0:
+            raise ValueError("window must be positive")
         self.clock = clock
         self.threshold = threshold
         self.base = float(base)
         self.maximum = float(maximum)
         self.max_keys = max_keys
+        self.window = float(window) if window is not None else self.maximum
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def _expired(self, entry: _Entry, now: float) -> bool:
-        return now >= entry.blocked_until + self.maximum
+        return now >= entry.blocked_until + self.window
 
     def _get(self, key: Hashable, now: float) -> _Entry | None:
         entry = self._entries.get(key)

@@ -70,14 +70,16 @@ class XMPPServer(service.MultiService):
     """
 
     def __init__(self, config: Config, reactor: Any = None, *, force_debug: bool = False,
-                 shutdown_timeout: float = 15.0):
+                 shutdown_timeout: float | None = None):
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
         self.config = config
         self.reactor = reactor
         self.force_debug = force_debug
-        self.shutdown_timeout = shutdown_timeout
+        self.shutdown_timeout = (
+            config.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
+        )
         logs.set_level("debug" if force_debug else config.log_level)
         self.router = Router()
         self.database: Database | None = None
@@ -276,6 +278,12 @@ class XMPPServer(service.MultiService):
             create_rooms=self.config.muc.create_rooms,
             admins=self.config.admins,
             reactor=self.reactor,
+            password_max_failures=self.config.muc.password_max_failures,
+            password_failure_window=self.config.muc.password_failure_window,
+            password_backoff=self.config.muc.password_backoff,
+            password_backoff_max=self.config.muc.password_backoff_max,
+            message_rate=self.config.muc.message_rate,
+            message_burst=self.config.muc.message_burst,
         )
         self.muc.setServiceParent(self)
 

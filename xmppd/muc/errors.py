@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from twisted.words.xish import domish
 
+from xmppd.router import must_not_answer
+
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 #: condition -> (default error type, legacy code)
@@ -58,12 +60,6 @@ class MUCError(Exception):
         if self.text:
             error.addElement((NS_STANZAS, "text"), content=self.text)
         return error
-
-
-def must_not_answer(stanza: domish.Element) -> bool:
-    """True for stanzas that must never get an error reply (errors, iq results)."""
-    kind = stanza.getAttribute("type")
-    return kind == "error" or (stanza.name == "iq" and kind == "result")
 
 
 def error_reply(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.words.xish import domish
 
-from xmppd.muc.ratelimit import TokenBucket
+from xmppd.ratelimit import TokenBucket
 
 
 class Occupant:

@@ -384,12 +384,12 @@ class Room:
     def _check_password(self, muc_x: domish.Element | None, bare: str) -> None:
         """Raise not-authorized for a wrong password, resource-constraint while throttled.
 
-        Failures are counted per room and user (see :mod:`xmppd.muc.backoff`);
+        Failures are counted per room and user (see :class:`xmppd.ratelimit.Backoff`);
         the log names the user and the room, never the password tried.
         """
         backoff = self.service.password_backoff
         key = (self.name, bare)
-        wait = backoff.blocked_for(key)
+        wait = backoff.delay(key)
         if wait > 0:
             log.info(
                 "room {room}: join by {user} refused, password attempts blocked for {wait:.0f} s",
@@ -404,10 +404,10 @@ class Room:
         if given is not None and hmac.compare_digest(
             str(given).encode("utf-8"), self.config.password.encode("utf-8")
         ):
-            backoff.success(key)
+            backoff.forget(key)
             return
         if given is not None:
-            blocked = backoff.failure(key)
+            blocked = backoff.failed(key)
             log.info("room {room}: wrong password from {user}", room=self.jid, user=bare)
             if blocked:
                 log.warn(

@@ -25,11 +25,11 @@ from wokkel.component import InternalComponent
 from xmppd.logs import logger
 from xmppd.muc import adhoc
 from xmppd.muc.affiliations import OWNER
-from xmppd.muc.backoff import FailureBackoff
 from xmppd.muc.config import RoomConfig
-from xmppd.muc.errors import MUCError, error_reply, must_not_answer
-from xmppd.muc.ratelimit import TokenBucket
+from xmppd.muc.errors import MUCError, error_reply
 from xmppd.muc.room import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, Room, resourceprep_nick
+from xmppd.ratelimit import Backoff, TokenBucket
+from xmppd.router import must_not_answer
 from xmppd.storage.rooms import RoomRecord, RoomStore
 
 log = logger(__name__)
@@ -84,12 +84,13 @@ class MUCService(InternalComponent):
         self.admins = frozenset(jid.JID(a).userhost() for a in admins)
         self.reactor = reactor
         self.store = RoomStore(database) if database is not None else None
-        self.password_backoff = FailureBackoff(
-            self.now,
-            max_failures=password_max_failures,
+        self.password_backoff = Backoff(
+            reactor,
+            threshold=password_max_failures,
+            base=password_backoff,
+            maximum=password_backoff_max,
             window=password_failure_window,
-            base_delay=password_backoff,
-            max_delay=password_backoff_max,
+            max_keys=10_000,
         )
         if message_rate <= 0 or message_burst < 1:
             raise ValueError("message_rate must be positive and message_burst at least 1")
@@ -168,7 +169,7 @@ class MUCService(InternalComponent):
 
     def message_bucket(self) -> TokenBucket:
         """A new per-occupant message bucket with the service's rate and burst."""
-        return TokenBucket(self.now, self.message_rate, self.message_burst)
+        return TokenBucket(self.message_rate, self.message_burst, self.reactor)
 
     def is_admin(self, bare: str) -> bool:
         """True for the service administrators (owners of every room)."""

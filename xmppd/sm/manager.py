@@ -25,7 +25,7 @@ from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
 from xmppd.logs import logger
-from xmppd.router import stanza_domain
+from xmppd.router import bounce, stanza_domain
 from xmppd.sm.iq import IQHandler
 from xmppd.sm.messages import MessageHandler
 from xmppd.sm.offline import OfflineMessages
@@ -33,7 +33,7 @@ from xmppd.sm.presence import PresenceHandler
 from xmppd.sm.queue import SerialQueues
 from xmppd.sm.roster import RosterHandler
 from xmppd.sm.sessions import SessionState
-from xmppd.sm.stanzas import error_for, parse_jid
+from xmppd.sm.stanzas import parse_jid
 from xmppd.sm.subscriptions import SubscriptionHandler
 from xmppd.stanza import describe
 from xmppd.storage.roster import RosterItem, removal_element
@@ -228,7 +228,7 @@ class SessionManager(service.Service):
 
     def reply_error(self, stanza: domish.Element, condition: str, text: str | None = None) -> None:
         """Answer a stanza with a stanza error (never an error or iq result)."""
-        reply = error_for(stanza, condition, text)
+        reply = bounce(stanza, condition, text)
         if reply is not None:
             sender = reply.getAttribute("from")
             if sender is not None and parse_jid(sender) is None:

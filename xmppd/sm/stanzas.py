@@ -13,8 +13,6 @@ from twisted.words.protocols.jabber import jid, xmlstream
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
-from xmppd.router import bounce
-
 NS_CLIENT = "jabber:client"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
@@ -69,13 +67,6 @@ def presence(
 def result_for(iq: domish.Element) -> domish.Element:
     """The empty result to an iq get/set."""
     return xmlstream.toResponse(iq, "result")
-
-
-def error_for(
-    stanza: domish.Element, condition: str, text: str | None = None
-) -> domish.Element | None:
-    """The error reply to a stanza, or None where none is allowed (errors, results)."""
-    return bounce(stanza, condition, text)
 
 
 def serialise(stanza: domish.Element) -> str:
