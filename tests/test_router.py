@@ -151,3 +151,37 @@ class BounceTests(unittest.TestCase):
         reply = bounce(message("x@y"), "service-unavailable")
         self.assertEqual(reply["type"], "error")
         self.assertEqual(str(reply.body), "hi")
+
+
+class SerializeTests(unittest.TestCase):
+    """Stanzas are written without their stanza namespace."""
+
+    def test_client_and_component_stanzas(self):
+        from xmppd.stanza import serialize
+
+        for uri in ("jabber:client", "jabber:component:accept"):
+            stanza = domish.Element((uri, "message"))
+            stanza.addElement("body", content="x")
+            stanza.addElement(("urn:example", "extra"))
+            self.assertEqual(
+                serialize(stanza), "<message><body>x</body><extra xmlns='urn:example'/></message>"
+            )
+
+    def test_server_built_stanza_with_client_children(self):
+        from xmppd.stanza import serialize
+
+        stanza = domish.Element((None, "message"))
+        stanza.addChild(message("a@b").body)
+        self.assertEqual(serialize(stanza), "<message><body>hi</body></message>")
+
+    def test_describe_hides_content(self):
+        from xmppd.stanza import describe
+
+        stanza = message("juliet@localhost", kind="chat")
+        stanza.addElement(("http://jabber.org/protocol/muc", "x")).addElement(
+            "password", content="secret")
+        text = describe(stanza)
+        self.assertNotIn("secret", text)
+        self.assertNotIn("hi", text.replace("orchard", ""))
+        self.assertIn("type='chat'", text)
+        self.assertIn("payload={http://jabber.org/protocol/muc}x", text)

@@ -18,7 +18,9 @@ STANZA_NAMESPACES = frozenset(
 def serialize(stanza: domish.Element) -> str:
     """The stanza as XML text in whatever default namespace the stream has."""
     if stanza.uri in STANZA_NAMESPACES:
-        return stanza.toXml(defaultUri=stanza.uri or "")
+        # A stanza built by the server has no namespace; the children it
+        # copied from a client stanza are in jabber:client: both inherit.
+        return stanza.toXml(defaultUri=stanza.uri or "jabber:client")
     return stanza.toXml()
 
 
@@ -33,7 +35,7 @@ def describe(stanza: domish.Element) -> str:
         value = stanza.getAttribute(attribute)
         if value is not None:
             parts.append(f"{attribute}={value[:200]!r}")
-    payload = next(stanza.elements(), None)
-    if payload is not None and payload.uri not in STANZA_NAMESPACES:
+    payload = next((c for c in stanza.elements() if c.uri not in STANZA_NAMESPACES), None)
+    if payload is not None:
         parts.append(f"payload={{{payload.uri}}}{payload.name}")
     return "<" + " ".join(parts) + ">"

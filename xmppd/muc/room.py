@@ -660,10 +660,12 @@ class Room:
             self.subject_from = occupant.nick
             self._send_to_occupants(message, self.occupants.values())
             self.service.room_changed(self)
-            return
-        if body is not None:
-            self.history.add(message, self.service.now())
-        self._send_to_occupants(message, self.occupants.values())
+        else:
+            if body is not None:
+                self.history.add(message, self.service.now())
+            self._send_to_occupants(message, self.occupants.values())
+        if self.config.logging:
+            self.service.room_logged(self, occupant.nick, message)
 
     def _rate_limit(self, occupant: Occupant) -> None:
         """Refuse a message when the occupant's token bucket is empty."""

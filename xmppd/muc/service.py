@@ -11,6 +11,7 @@ database and turns :class:`~xmppd.muc.errors.MUCError` into error replies.
 
 from __future__ import annotations
 
+import datetime
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -30,6 +31,7 @@ from xmppd.muc.errors import MUCError, error_reply
 from xmppd.muc.room import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, Room, resourceprep_nick
 from xmppd.ratelimit import Backoff, TokenBucket
 from xmppd.router import must_not_answer
+from xmppd.stanza import serialize
 from xmppd.storage.rooms import RoomRecord, RoomStore
 
 log = logger(__name__)
@@ -188,6 +190,20 @@ class MUCService(InternalComponent):
         """Persist a room's state (for persistent rooms)."""
         if room.config.persistent and not room.destroyed and self.store is not None:
             self._write(self.store.save, self.domain, room.name, room.to_record())
+
+    def room_logged(self, room: Room, nick: str, message: domish.Element) -> None:
+        """Append a message to the room's conversation log (rooms with logging on)."""
+        if self.store is None:
+            return
+        stamp = datetime.datetime.fromtimestamp(self.now(), datetime.UTC)
+        self._write(
+            self.store.append_log,
+            self.domain,
+            room.name,
+            stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            nick,
+            serialize(message),
+        )
 
     def room_configured(self, room: Room, old: RoomConfig) -> None:
         """After a configuration change: store, forget, or remove the room."""

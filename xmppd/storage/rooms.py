@@ -4,6 +4,10 @@ Tables (migration 2): ``muc_rooms(service, name, config JSON, subject,
 subject_from, updated)`` and ``muc_affiliations(service, room, jid,
 affiliation, reason, nick)``, the latter cascade-deleted with its room.
 A save replaces a room's rows in one transaction.
+
+Rooms with logging enabled append every message and subject change to
+``muc_log(service, room, stamp, nick, stanza)`` (migration 3), the stanza
+as the room broadcast it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,22 @@ class RoomStore:
     def save(self, service: str, name: str, record: dict[str, Any]) -> defer.Deferred:
         """Store (replace) a room; ``record`` is :meth:`Room.to_record` output."""
         return self.db.run(_save, service, name, record)
+
+    def append_log(
+        self, service: str, room: str, stamp: str, nick: str, stanza: str
+    ) -> defer.Deferred:
+        """Add one message (its XML as broadcast) to a room's conversation log."""
+        return self.db.execute(
+            "INSERT INTO muc_log (service, room, stamp, nick, stanza) VALUES (?, ?, ?, ?, ?)",
+            service, room, stamp, nick, stanza,
+        )
+
+    def read_log(self, service: str, room: str) -> defer.Deferred:
+        """Fires with a room's log as (stamp, nick, stanza XML) tuples, oldest first."""
+        return self.db.query(
+            "SELECT stamp, nick, stanza FROM muc_log WHERE service = ? AND room = ? ORDER BY id",
+            service, room,
+        )
 
     def delete(self, service: str, name: str) -> defer.Deferred:
         """Forget a room (no-op if it is not stored)."""

@@ -68,4 +68,17 @@ MIGRATIONS: list[str] = [
         FOREIGN KEY (service, room) REFERENCES muc_rooms(service, name) ON DELETE CASCADE
     );
     """,
+    # 3: the conversation log of MUC rooms with logging enabled
+    # (muc#roomconfig_enablelogging), kept for temporary rooms too.
+    """
+    CREATE TABLE muc_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        room TEXT NOT NULL,
+        stamp TEXT NOT NULL,
+        nick TEXT NOT NULL,
+        stanza TEXT NOT NULL
+    );
+    CREATE INDEX muc_log_room ON muc_log(service, room, id);
+    """,
 ]
