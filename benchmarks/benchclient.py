@@ -1,0 +1,290 @@
+"""A minimal XMPP client for load generation: bytes in, bytes out, no XML parser.
+
+The handshake (stream header, in-band registration, SASL PLAIN without TLS,
+resource binding, optional session, initial presence) waits for byte
+patterns in what the server sends. Once a connection is set up it switches to
+counting mode: every chunk the server sends is scanned with one regular
+expression for ``<body>TIMESTAMP:SENDER</body>`` and the matches are handed
+to a callback. Nothing is parsed, so the generator costs far less per stanza
+than any server.
+
+Outgoing stanzas are pre-serialised byte templates; only the timestamp
+(``time.monotonic_ns()``, generator and receiver are the same process) and
+the sender number are filled in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import Callable
+from typing import Any
+
+STREAM_HEADER = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' to='%s' version='1.0'>"
+)
+STREAM_END = b"</stream:stream>"
+FEATURES = re.compile(rb"<(?:stream:)?features\b.*?</(?:stream:)?features>", re.S)
+SASL_OUTCOME = re.compile(rb"<(success|failure)\b[^>]*?(?:/>|>.*?</\1>)", re.S)
+STREAM_ERROR = re.compile(rb"<stream:error\b.*?</stream:error>", re.S)
+SELF_PRESENCE = re.compile(rb"code=['\"]110['\"]")
+BODY = re.compile(rb"<body>(\d+):(\d+)</body>")
+STEP_TIMEOUT = 120.0
+
+NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
+NS_SESSION = b"urn:ietf:params:xml:ns:xmpp-session"
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner"
+
+
+class HandshakeError(Exception):
+    """The server did not answer a set-up step as expected."""
+
+
+def iq_reply_pattern(iq_id: str) -> re.Pattern[bytes]:
+    """A pattern for the complete iq (result or error) answering ``iq_id``."""
+    quoted = re.escape(iq_id.encode())
+    return re.compile(
+        rb"<iq\b[^>]*\bid=['\"]" + quoted + rb"['\"][^>]*?(?:/>|>.*?</iq>)", re.S
+    )
+
+
+def is_result(iq: bytes) -> bool:
+    """True when an iq's start tag says type='result'."""
+    head = iq[: iq.find(b">") + 1]
+    return b"type='result'" in head or b'type="result"' in head
+
+
+BodyCallback = Callable[["BenchConnection", list[tuple[bytes, bytes]]], None]
+ErrorCallback = Callable[["BenchConnection", int], None]
+
+
+class BenchConnection(asyncio.Protocol):
+    """One client connection: a pattern-waiting handshake, then body counting."""
+
+    def __init__(self, domain: str):
+        self.domain = domain
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self._waiter: tuple[re.Pattern[bytes], asyncio.Future] | None = None
+        self.counting = False
+        self.on_bodies: BodyCallback | None = None
+        self.on_errors: ErrorCallback | None = None
+        self._tail = b""
+        self.lost = False
+        self.lost_expected = False
+        self.stream_errors: list[bytes] = []
+        self.jid = ""
+        self.tag: Any = None  # free slot for the workload (sender state, ...)
+
+    # -- asyncio.Protocol --------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Remember the transport."""
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        """Handshake: buffer and wake the waiter. Counting: scan for bodies."""
+        if b"<stream:error" in data:
+            self._note_stream_error(data)
+        if not self.counting:
+            self.buffer += data
+            self._check_waiter()
+            return
+        if b"type='error'" in data or b'type="error"' in data:
+            count = data.count(b"type='error'") + data.count(b'type="error"')
+            if self.on_errors is not None:
+                self.on_errors(self, count)
+        self._scan(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Fail a pending wait; count the loss unless we closed on purpose."""
+        self.lost = True
+        if self._waiter is not None:
+            _, future = self._waiter
+            self._waiter = None
+            if not future.done():
+                future.set_exception(HandshakeError(f"connection lost: {self._last_error()}"))
+
+    # -- counting mode -----------------------------------------------------------
+
+    def start_counting(
+        self, on_bodies: BodyCallback, on_errors: ErrorCallback | None = None
+    ) -> None:
+        """Switch to counting mode (the buffered remainder is scanned too).
+
+        ``on_bodies`` gets the (timestamp, sender) pairs of each chunk,
+        ``on_errors`` the number of ``type='error'`` stanzas in it.
+        """
+        self.on_bodies = on_bodies
+        self.on_errors = on_errors
+        self.counting = True
+        rest = bytes(self.buffer)
+        self.buffer = bytearray()
+        if rest:
+            self._scan(rest)
+
+    def _scan(self, data: bytes) -> None:
+        if self._tail:
+            data = self._tail + data
+        end = data.rfind(b"</body>")
+        if end >= 0:
+            end += 7
+            matches = BODY.findall(data, 0, end)
+            if matches and self.on_bodies is not None:
+                self.on_bodies(self, matches)
+            rest = data[end:]
+        else:
+            rest = data
+        start = rest.rfind(b"<body>")
+        self._tail = rest[start:] if start >= 0 else rest[-6:]
+
+    def _note_stream_error(self, data: bytes) -> None:
+        found = STREAM_ERROR.search(data)
+        self.stream_errors.append(found.group(0)[:300] if found else data[:300])
+
+    def _last_error(self) -> str:
+        if self.stream_errors:
+            return self.stream_errors[-1].decode(errors="replace")
+        return "no stream error"
+
+    # -- handshake ---------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Send bytes (dropped once the connection is gone)."""
+        if self.transport is not None and not self.lost:
+            self.transport.write(data)
+
+    def _check_waiter(self) -> None:
+        if self._waiter is None:
+            return
+        pattern, future = self._waiter
+        found = pattern.search(self.buffer)
+        if found is None:
+            return
+        self._waiter = None
+        matched = bytes(found.group(0))
+        del self.buffer[: found.end()]
+        if not future.done():
+            future.set_result(matched)
+
+    async def expect(self, pattern: re.Pattern[bytes], what: str) -> bytes:
+        """Wait until ``pattern`` is in the input; return the match and consume it."""
+        if self.lost:
+            raise HandshakeError(f"connection lost before {what}: {self._last_error()}")
+        future = asyncio.get_running_loop().create_future()
+        self._waiter = (pattern, future)
+        self._check_waiter()
+        try:
+            return await asyncio.wait_for(future, STEP_TIMEOUT)
+        except TimeoutError:
+            self._waiter = None
+            raise HandshakeError(f"timed out waiting for {what}") from None
+
+    async def open_stream(self) -> bytes:
+        """Send a stream header and return the stream features."""
+        self.write(STREAM_HEADER % self.domain.encode())
+        return await self.expect(FEATURES, "stream features")
+
+    async def iq(self, iq_id: str, stanza: bytes) -> bytes:
+        """Send an iq and wait for its answer (the whole iq element)."""
+        self.write(stanza)
+        return await self.expect(iq_reply_pattern(iq_id), f"iq {iq_id}")
+
+    async def register(self, username: str, password: str) -> bool:
+        """XEP-0077 before authentication; False when the account exists."""
+        await self.open_stream()
+        answer = await self.iq(
+            "reg",
+            (
+                "<iq type='set' id='reg'><query xmlns='jabber:iq:register'>"
+                f"<username>{username}</username><password>{password}</password>"
+                "</query></iq>"
+            ).encode(),
+        )
+        if is_result(answer):
+            return True
+        if b"<conflict" in answer:
+            return False
+        raise HandshakeError(f"registration of {username} refused: {answer[:300]!r}")
+
+    async def login(
+        self, username: str, password: str, resource: str, presence: bool = True
+    ) -> None:
+        """SASL PLAIN, bind (and session when required), then initial presence."""
+        await self.open_stream()
+        token = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+        self.write(
+            (
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                f"{token}</auth>"
+            ).encode()
+        )
+        outcome = await self.expect(SASL_OUTCOME, "SASL outcome")
+        if not outcome.startswith(b"<success"):
+            raise HandshakeError(f"authentication of {username} failed: {outcome[:200]!r}")
+        features = await self.open_stream()
+        answer = await self.iq(
+            "bind",
+            (
+                f"<iq type='set' id='bind'><bind xmlns='{NS_BIND}'>"
+                f"<resource>{resource}</resource></bind></iq>"
+            ).encode(),
+        )
+        if not is_result(answer):
+            raise HandshakeError(f"bind of {username} refused: {answer[:300]!r}")
+        found = re.search(rb"<jid>([^<]+)</jid>", answer)
+        self.jid = found.group(1).decode() if found else f"{username}@{self.domain}/{resource}"
+        session_at = features.find(NS_SESSION)
+        if session_at >= 0 and b"<optional" not in features[session_at:]:
+            answer = await self.iq(
+                "sess",
+                b"<iq type='set' id='sess'><session xmlns='" + NS_SESSION + b"'/></iq>",
+            )
+            if not is_result(answer):
+                raise HandshakeError(f"session of {username} refused: {answer[:300]!r}")
+        if presence:
+            self.write(b"<presence/>")
+
+    async def join_room(self, room_jid: str, nick: str) -> None:
+        """Join a MUC room without history; wait for the self-presence (110)."""
+        self.write(
+            (
+                f"<presence to='{room_jid}/{nick}'><x xmlns='{NS_MUC}'>"
+                "<history maxstanzas='0'/></x></presence>"
+            ).encode()
+        )
+        await self.expect(SELF_PRESENCE, f"self-presence in {room_jid}")
+
+    async def configure_room(self, room_jid: str, fields: dict[str, str]) -> None:
+        """Submit the owner configuration form (unlocks a new room)."""
+        values = "".join(
+            f"<field var='{var}'><value>{value}</value></field>" for var, value in fields.items()
+        )
+        answer = await self.iq(
+            "cfg",
+            (
+                f"<iq type='set' id='cfg' to='{room_jid}'><query xmlns='{NS_MUC_OWNER}'>"
+                "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>"
+                "<value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+                f"{values}</x></query></iq>"
+            ).encode(),
+        )
+        if not is_result(answer):
+            raise HandshakeError(f"configuration of {room_jid} refused: {answer[:300]!r}")
+
+    def close(self) -> None:
+        """End the stream and close the socket."""
+        self.lost_expected = True
+        if self.transport is not None and not self.lost:
+            self.transport.write(STREAM_END)
+            self.transport.close()
+
+
+async def connect(host: str, port: int, domain: str) -> BenchConnection:
+    """Open a TCP connection (Nagle off) and return its protocol."""
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(lambda: BenchConnection(domain), host, port)
+    return conn

@@ -1,0 +1,432 @@
+"""Run every workload against xmppd and Prosody, side by side, and print the ratio table.
+
+    python benchmarks/compare.py            # full run (a few minutes)
+    python benchmarks/compare.py --quick    # smoke run (well under a minute of load)
+    python benchmarks/compare.py --scaling  # muc at 10..1000 occupants, idle at 1000/5000
+
+Each server gets its own temporary folder and accounts (created once by
+in-band registration), then every workload runs against a freshly started
+server pinned to core ``--server-cpu`` while the load generator
+(``loadgen.py``) runs pinned to ``--loadgen-cpu``. Workloads alternate between
+the servers so that both see the same machine conditions. Prosody is skipped
+when it is not installed. Every server started is stopped, also on errors and
+Ctrl-C. The JSON line of every run is kept (``--json FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servers import BENCH_DIR, ProsodyServer, Server, ServerError, XmppdServer
+
+LOADGEN = BENCH_DIR / "loadgen.py"
+
+
+@dataclass
+class Params:
+    """Workload sizes for one run of the driver."""
+
+    login_clients: int = 1000
+    idle_clients: int = 1000
+    chat_pairs: int = 50
+    chat_window: int = 20
+    muc_rooms: int = 1
+    muc_occupants: int = 50
+    muc_senders: int = 5
+    muc_window: int = 10
+    duration: float = 10.0
+    warmup: float = 2.0
+    rate_share: float = 0.5
+    scaling_occupants: list[int] = field(default_factory=lambda: [10, 50, 200, 1000])
+    scaling_idle: list[int] = field(default_factory=lambda: [1000, 5000])
+
+    @classmethod
+    def quick(cls) -> Params:
+        """Small sizes for a smoke run."""
+        return cls(
+            login_clients=100, idle_clients=100, chat_pairs=10, muc_occupants=20,
+            duration=2.0, warmup=0.5, scaling_occupants=[10, 50], scaling_idle=[200],
+        )
+
+
+@dataclass
+class Job:
+    """One loadgen invocation: a label for the table and its arguments."""
+
+    label: str
+    workload: str
+    args: list[str]
+
+
+def raise_file_limit() -> None:
+    """Let the servers (which inherit it) and the generator hold thousands of sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def muc_window(occupants: int, base: int) -> int:
+    """Scaling runs keep about base*50 deliveries in flight whatever the room size."""
+    return max(1, round(base * 50 / occupants))
+
+
+class Driver:
+    """Starts servers, runs loadgen jobs against them, collects the JSON lines."""
+
+    def __init__(self, args: argparse.Namespace, servers: list[Server]):
+        self.args = args
+        self.servers = servers
+        self.results: list[dict[str, Any]] = []
+
+    def log(self, message: str) -> None:
+        """Progress on stderr (the table goes to stdout)."""
+        print(f"[compare] {message}", file=sys.stderr, flush=True)
+
+    def loadgen(self, server: Server, workload: str, extra: list[str], timeout: float) -> dict:
+        """Run loadgen.py once against a running server; its JSON line (or an error)."""
+        command = [
+            self.args.python, str(LOADGEN), workload, *server.loadgen_args(),
+            "--label", server.name, "--cpu", str(self.args.loadgen_cpu),
+            "--server-pid", str(server.pid), *extra,
+        ]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"workload": workload, "server": server.name, "error": "loadgen timed out"}
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if not lines:
+            return {"workload": workload, "server": server.name,
+                    "error": f"loadgen exit {done.returncode}: {done.stderr.strip()[-500:]}"}
+        return json.loads(lines[-1])
+
+    def register(self, server: Server, count: int) -> None:
+        """Create the accounts bench0..bench{count-1} on a server (started and stopped here)."""
+        server.start()
+        try:
+            self.log(f"{server.name}: registering {count} accounts")
+            result = self.loadgen(server, "register", ["--count", str(count),
+                                                       "--concurrency", "20"], 1800)
+            if "error" in result:
+                raise ServerError(f"{server.name}: registration failed: {result['error']}")
+            self.log(f"{server.name}: {result['created']} created, {result['existing']} existed "
+                     f"({result['seconds']} s)")
+        finally:
+            server.stop()
+
+    def run_job(self, server: Server, job: Job) -> dict[str, Any]:
+        """Best of --repeat runs, each on a freshly started server."""
+        runs = []
+        for _ in range(self.args.repeat):
+            server.start()
+            try:
+                result = self.loadgen(server, job.workload, job.args, self.args.job_timeout)
+                if not server.alive():
+                    result.setdefault("error", "the server died during the run")
+                    result["server_log"] = server.log_tail()
+            finally:
+                status = server.stop()
+            if status not in (0, None, -signal.SIGTERM):
+                result["server_exit"] = status
+            result["label"] = job.label
+            runs.append(result)
+            self.log(f"{server.name} {job.label}: {summary(result)}")
+        best = max(runs, key=score)
+        if len(runs) > 1:
+            best["repeats"] = [score(r) for r in runs]
+        self.results.append(best)
+        return best
+
+    def run_jobs(self, jobs: list[Job]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every job against every server (servers alternate per job)."""
+        table = {}
+        for job in jobs:
+            for server in self.servers:
+                table[(job.label, server.name)] = self.run_job(server, job)
+        return table
+
+
+def score(result: dict[str, Any]) -> float:
+    """Bigger is better: throughput, or less memory, for best-of-N."""
+    if "error" in result:
+        return float("-inf")
+    if result.get("workload") == "idle":
+        return -(result.get("kib_per_connection") or float("inf"))
+    if "rate" in result.get("params", {}) and result["params"]["rate"]:
+        return -(result.get("p99_ms") or float("inf"))
+    return result.get("delivered_per_s") or result.get("logins_per_s") or 0.0
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One short human line for progress output."""
+    if "error" in result:
+        return "ERROR " + result["error"]
+    keys = ("logins_per_s", "kib_per_connection", "delivered_per_s", "p50_ms", "p99_ms",
+            "server_cpu", "other_cpu", "error_stanzas", "connections_lost")
+    return ", ".join(f"{k}={result[k]}" for k in keys if result.get(k) is not None)
+
+
+def standard_jobs(p: Params, rates: dict[str, float] | None = None) -> list[Job]:
+    """The comparison workloads (rate jobs only when rates are known)."""
+    timed = ["--duration", str(p.duration), "--warmup", str(p.warmup)]
+    chat = ["--pairs", str(p.chat_pairs), "--window", str(p.chat_window), *timed]
+    muc = ["--rooms", str(p.muc_rooms), "--occupants", str(p.muc_occupants),
+           "--senders", str(p.muc_senders), "--window", str(p.muc_window), *timed]
+    if rates is not None:
+        return [
+            Job("chat@rate", "chat", [*chat, "--rate", str(rates["chat"])]),
+            Job("muc@rate", "muc", [*muc, "--rate", str(rates["muc"])]),
+        ]
+    return [
+        Job("login", "login", ["--clients", str(p.login_clients)]),
+        Job("idle", "idle", ["--clients", str(p.idle_clients)]),
+        Job("chat", "chat", chat),
+        Job("muc", "muc", muc),
+    ]
+
+
+def scaling_jobs(p: Params) -> list[Job]:
+    """muc at growing room sizes (5 senders), idle at growing connection counts."""
+    jobs = []
+    for occupants in p.scaling_occupants:
+        jobs.append(Job(f"muc M={occupants}", "muc", [
+            "--rooms", "1", "--occupants", str(occupants), "--senders", str(p.muc_senders),
+            "--window", str(muc_window(occupants, p.muc_window)),
+            "--duration", str(p.duration), "--warmup", str(p.warmup),
+        ]))
+    for clients in p.scaling_idle:
+        jobs.append(Job(f"idle N={clients}", "idle", ["--clients", str(clients)]))
+    return jobs
+
+
+# -- the table ---------------------------------------------------------------------
+
+# (row label, job label, result key, target kind, target value)
+ROWS = [
+    ("logins/s", "login", "logins_per_s", "min", 0.5),
+    ("login time p99 (ms)", "login", "p99_ms", None, None),
+    ("idle KiB per connection", "idle", "kib_per_connection", "max", 1.5),
+    ("chat messages/s", "chat", "delivered_per_s", "min", 0.5),
+    ("chat latency p50 (ms, window)", "chat", "p50_ms", None, None),
+    ("chat latency p99 (ms, window)", "chat", "p99_ms", None, None),
+    ("muc stanzas/s", "muc", "delivered_per_s", "min", 0.5),
+    ("muc latency p50 (ms, window)", "muc", "p50_ms", None, None),
+    ("muc latency p99 (ms, window)", "muc", "p99_ms", None, None),
+    ("chat p99 (ms) at equal offered rate", "chat@rate", "p99_ms", "max", 2.0),
+    ("muc p99 (ms) at equal offered rate", "muc@rate", "p99_ms", "max", 2.0),
+]
+
+
+def fmt(value: Any) -> str:
+    """A table cell."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:,.2f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def comparison_table(table: dict, servers: list[str]) -> str:
+    """Markdown: figures per server, xmppd/Prosody ratio, target and verdict."""
+    both = "xmppd" in servers and "prosody" in servers
+    head = ["figure", *servers]
+    if both:
+        head += ["xmppd/Prosody", "target", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, job, key, kind, target in ROWS:
+        values = {s: table.get((job, s), {}).get(key) for s in servers}
+        if all(v is None for v in values.values()):
+            continue
+        row = [label, *(fmt(values[s]) for s in servers)]
+        if both:
+            x, p = values["xmppd"], values["prosody"]
+            numbers = isinstance(x, int | float) and isinstance(p, int | float)
+            ratio = x / p if numbers and p else None
+            row.append(fmt(ratio))
+            if kind is None or ratio is None:
+                row += ["", ""]
+            else:
+                met = ratio >= target if kind == "min" else ratio <= target
+                row += [("≥ " if kind == "min" else "≤ ") + fmt(target), "yes" if met else "NO"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def noise_table(table: dict, servers: list[str]) -> str:
+    """Markdown: CPU the rest of the machine used during each run (cores; 0 = undisturbed)."""
+    jobs = list(dict.fromkeys(job for job, _ in table))
+    lines = ["| run | " + " | ".join(f"{s} server CPU / other CPU" for s in servers) + " |",
+             "|" + "---|" * (len(servers) + 1)]
+    for job in jobs:
+        cells = []
+        for s in servers:
+            r = table.get((job, s), {})
+            cells.append(f"{fmt(r.get('server_cpu'))} / {fmt(r.get('other_cpu'))}")
+        lines.append(f"| {job} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def scaling_table(table: dict, jobs: list[Job], servers: list[str]) -> str:
+    """Markdown: one row per (job, server)."""
+    head = ["run", "server", "delivered/s", "p50 ms", "p99 ms", "KiB/conn", "server CPU",
+            "set-up s", "notes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for job in jobs:
+        for s in servers:
+            r = table.get((job.label, s))
+            if r is None:
+                continue
+            notes = []
+            if "error" in r:
+                notes.append("error: " + r["error"][:80])
+            for key in ("error_stanzas", "connections_lost"):
+                if r.get(key):
+                    notes.append(f"{key}={r[key]}")
+            window = r.get("params", {}).get("window")
+            if window:
+                notes.append(f"window {window}")
+            lines.append("| " + " | ".join([
+                job.label, s, fmt(r.get("delivered_per_s")), fmt(r.get("p50_ms")),
+                fmt(r.get("p99_ms")), fmt(r.get("kib_per_connection")), fmt(r.get("server_cpu")),
+                fmt(r.get("join_seconds")), "; ".join(notes),
+            ]) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """Date, cores, CPU model, Python, Prosody presence: the header of a recorded table."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"{now}; {os.cpu_count()} cores ({model}); Python {platform.python_version()}; "
+            f"load average before the run {os.getloadavg()[0]:.2f}")
+
+
+# -- main ---------------------------------------------------------------------------
+
+
+def interrupted(signum: int, frame: Any) -> None:
+    """SIGTERM: unwind like Ctrl-C so that the servers are stopped."""
+    raise KeyboardInterrupt
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small, short smoke run")
+    ap.add_argument("--scaling", action="store_true", help="scaling runs instead of the table")
+    ap.add_argument("--servers", default="xmppd,prosody", help="comma-separated")
+    ap.add_argument("--duration", type=float, help="measured seconds per timed workload")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per figure (the best is kept)")
+    ap.add_argument("--server-cpu", type=int, default=0)
+    ap.add_argument("--loadgen-cpu", type=int, default=1)
+    ap.add_argument("--python", default=sys.executable, help="for twistd and the generator")
+    ap.add_argument("--prosody-auth", default="internal_hashed",
+                    choices=["internal_hashed", "internal_plain"])
+    ap.add_argument("--xmppd-muc-limit", action="store_true",
+                    help="xmppd with its default MUC flood limit, 5 msg/s per occupant "
+                    "(Prosody has none)")
+    ap.add_argument("--job-timeout", type=float, default=900.0)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    ap.add_argument("--json", help="write every run's JSON line to this file")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison (or the scaling runs) and print markdown tables."""
+    args = parser().parse_args(argv)
+    params = Params.quick() if args.quick else Params()
+    if args.duration:
+        params.duration = args.duration
+    raise_file_limit()
+    signal.signal(signal.SIGTERM, interrupted)
+    base = Path(tempfile.mkdtemp(prefix="xmppd-bench-"))
+    servers: list[Server] = []
+    wanted = args.servers.split(",")
+    if "xmppd" in wanted:
+        servers.append(XmppdServer(base / "xmppd", args.server_cpu, args.python,
+                                   muc_limit=args.xmppd_muc_limit))
+    if "prosody" in wanted:
+        if ProsodyServer.available():
+            servers.append(ProsodyServer(base / "prosody", args.server_cpu, args.prosody_auth))
+        else:
+            print("[compare] prosody is not installed (apt-get install prosody): skipped",
+                  file=sys.stderr)
+    driver = Driver(args, servers)
+    names = [s.name for s in servers]
+    header = machine()
+    rates: dict[str, float] = {}
+    try:
+        if args.scaling:
+            jobs = scaling_jobs(params)
+            accounts = max([*params.scaling_idle,
+                            *(o * params.muc_rooms for o in params.scaling_occupants)])
+        else:
+            jobs = standard_jobs(params)
+            accounts = max(params.login_clients, params.idle_clients, 2 * params.chat_pairs,
+                           params.muc_rooms * params.muc_occupants)
+        for server in servers:
+            driver.register(server, accounts)
+        table = driver.run_jobs(jobs)
+        if not args.scaling:
+            for name, key in (("chat", "delivered_per_s"), ("muc", "sent_per_s")):
+                figures = [table[(name, s)].get(key) for s in names]
+                figures = [f for f in figures if f]
+                if figures:
+                    rates[name] = round(params.rate_share * min(figures), 1)
+            if len(rates) == 2:
+                driver.log(f"equal offered load: chat {rates['chat']} msg/s, "
+                           f"muc {rates['muc']} msg/s")
+                table.update(driver.run_jobs(standard_jobs(params, rates)))
+    except KeyboardInterrupt:
+        print("[compare] interrupted", file=sys.stderr)
+        return 130
+    except ServerError as e:
+        print(f"[compare] {e}", file=sys.stderr)
+        return 1
+    finally:
+        for server in servers:
+            server.stop()
+        if args.json:
+            Path(args.json).write_text("".join(json.dumps(r) + "\n" for r in driver.results))
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(base)], check=False)
+        else:
+            print(f"[compare] kept {base}", file=sys.stderr)
+    print(f"Measured {header}.")
+    print(f"Parameters: {params}.")
+    if args.scaling:
+        print(scaling_table(table, jobs, names))
+    else:
+        print(comparison_table(table, names))
+        print("\nCPU use during the measured interval (cores):\n")
+        print(noise_table(table, names))
+        if len(rates) == 2:
+            print(f"\nEqual offered load (rate jobs): chat {rates['chat']} msg/s, "
+                  f"muc {rates['muc']} msg/s sent.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
