@@ -185,3 +185,27 @@ class SerializeTests(unittest.TestCase):
         self.assertNotIn("hi", text.replace("orchard", ""))
         self.assertIn("type='chat'", text)
         self.assertIn("payload={http://jabber.org/protocol/muc}x", text)
+
+
+class ComponentFromNormalisationTests(unittest.TestCase):
+    """The fast path of the component 'from' check keeps its strictness."""
+
+    def setUp(self):
+        self.router = Router()
+        self.local = Recorder()
+        self.router.register("localhost", self.local)
+        self.pipe = utility.XmlPipe()
+        self.errors = []
+        self.pipe.sink.sendStreamError = self.errors.append
+        self.router.addRoute("gw.localhost", self.pipe.sink)
+
+    def test_unnormalised_own_domain_is_accepted(self):
+        stanza = message("romeo@localhost", sender="user@GW.LocalHost")
+        self.pipe.source.send(stanza)
+        self.assertEqual(self.local.received, [stanza])
+        self.assertEqual(self.errors, [])
+
+    def test_lookalike_domain_is_refused(self):
+        self.pipe.source.send(message("romeo@localhost", sender="user@evilgw.localhost"))
+        self.assertEqual(self.local.received, [])
+        self.assertEqual([e.condition for e in self.errors], ["invalid-from"])

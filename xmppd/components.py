@@ -24,8 +24,8 @@ from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 from wokkel import component
 
+from xmppd.addresses import normalised_domain
 from xmppd.logs import logger
-from xmppd.router import normalised_domain
 from xmppd.stanza import serialize
 
 log = logger(__name__)

@@ -18,28 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.words.protocols.jabber import error, jid
+from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 from wokkel import component
 
+from xmppd.addresses import normalised_domain, stanza_domain
 from xmppd.logs import logger
 from xmppd.stanza import describe
 
 log = logger(__name__)
-
-
-def stanza_domain(address: str) -> str:
-    """The domain part of a JID string, without normalisation (fast path)."""
-    bare = address.split("/", 1)[0]
-    return bare.rpartition("@")[2]
-
-
-def normalised_domain(address: str) -> str | None:
-    """The nameprep-normalised domain of a JID string, or None if invalid."""
-    try:
-        return jid.JID(address).host
-    except (jid.InvalidFormat, UnicodeError, ValueError):
-        return None
 
 
 def must_not_answer(stanza: domish.Element) -> bool:
@@ -95,7 +82,14 @@ class Router(component.Router):
 
         def from_component(stanza: domish.Element) -> None:
             sender = stanza.getAttribute("from")
-            domain = normalised_domain(sender) if sender else None
+            if not sender:
+                domain = None
+            else:
+                # Fast path: an already-normalised 'from' in the component's
+                # domain (the MUC sends one per occupant per message).
+                domain = stanza_domain(sender)
+                if domain != destination and not domain.endswith("." + destination):
+                    domain = normalised_domain(sender)
             if domain != destination and not (domain or "").endswith("." + destination):
                 log.warn(
                     "component {component} sent a stanza from {sender!r}: closing it",

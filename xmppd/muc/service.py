@@ -23,6 +23,7 @@ from twisted.words.xish import domish
 from wokkel import disco
 from wokkel.component import InternalComponent
 
+from xmppd.addresses import parse_jid
 from xmppd.logs import logger
 from xmppd.muc import adhoc
 from xmppd.muc.affiliations import OWNER
@@ -271,10 +272,9 @@ class MUCService(InternalComponent):
             return
         by = self.domain
         try:
-            try:
-                sender = jid.JID(stanza.getAttribute("from") or "")
-                target = jid.JID(stanza.getAttribute("to") or self.domain)
-            except (jid.InvalidFormat, UnicodeError, ValueError):
+            sender = parse_jid(stanza.getAttribute("from"))
+            target = parse_jid(stanza.getAttribute("to") or self.domain)
+            if sender is None or target is None:
                 if stanza.getAttribute("to"):
                     stanza["to"] = self.domain  # answer from an address the router accepts
                 raise MUCError("jid-malformed") from None

@@ -24,8 +24,9 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
+from xmppd.addresses import parse_jid, stanza_domain
 from xmppd.logs import logger
-from xmppd.router import bounce, stanza_domain
+from xmppd.router import bounce
 from xmppd.sm.iq import IQHandler
 from xmppd.sm.messages import MessageHandler
 from xmppd.sm.offline import OfflineMessages
@@ -33,7 +34,6 @@ from xmppd.sm.presence import PresenceHandler
 from xmppd.sm.queue import SerialQueues
 from xmppd.sm.roster import RosterHandler
 from xmppd.sm.sessions import SessionState
-from xmppd.sm.stanzas import parse_jid
 from xmppd.sm.subscriptions import SubscriptionHandler
 from xmppd.stanza import describe
 from xmppd.storage.roster import RosterItem, removal_element

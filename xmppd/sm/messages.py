@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
-from xmppd.sm.stanzas import parse_jid
+from xmppd.addresses import parse_jid
 
 if TYPE_CHECKING:
     from xmppd.sm.manager import SessionManager

@@ -11,7 +11,8 @@ from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
-from xmppd.sm.stanzas import parse_jid, presence, result_for
+from xmppd.addresses import parse_jid
+from xmppd.sm.stanzas import presence, result_for
 from xmppd.sm.subscriptions import _copy
 from xmppd.storage.roster import NS_ROSTER
 

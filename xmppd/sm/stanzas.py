@@ -7,9 +7,7 @@ shallow copy (new attributes, same children) in O(number of children).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from twisted.words.protocols.jabber import jid, xmlstream
+from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
@@ -17,23 +15,6 @@ NS_CLIENT = "jabber:client"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
-
-
-@lru_cache(maxsize=20000)
-def parse_jid(address: str | None) -> jid.JID | None:
-    """Parse and normalise a JID string; None if it is missing or invalid (cached)."""
-    if not address:
-        return None
-    try:
-        parsed = jid.JID(address)
-    except (jid.InvalidFormat, UnicodeError, ValueError):
-        return None
-    # Twisted accepts an empty localpart or resourcepart; RFC 7622 does not.
-    if parsed.user is None and "@" in address.split("/", 1)[0]:
-        return None
-    if parsed.resource is None and "/" in address:
-        return None
-    return parsed
 
 
 def readdress(
