@@ -119,7 +119,7 @@ class Pair:
         """Log both sessions in; they answer XEP-0199 pings."""
         for client in (self.a, self.b):
             yield client.connect(self.host, self.port, timeout=TIMEOUT)
-            _answer_pings(client)
+            client.answer_pings()
 
     def send(self) -> None:
         """Send one numbered message a -> b."""
@@ -157,18 +157,6 @@ class Pair:
         """Disconnect both sessions."""
         for client in (self.a, self.b):
             yield client.disconnect()
-
-
-def _answer_pings(client: ScansionClient) -> None:
-    def pong(iq: domish.Element) -> None:
-        reply = domish.Element((None, "iq"))
-        reply["type"] = "result"
-        reply["id"] = iq.getAttribute("id", "")
-        if iq.getAttribute("from"):
-            reply["to"] = iq["from"]
-        client.stream.send(reply)
-
-    client.stream.addObserver("/iq[@type='get']/ping[@xmlns='urn:xmpp:ping']", pong)
 
 
 @defer.inlineCallbacks

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.error import ProcessExitedAlready
 from twisted.trial import unittest
 
 from xmppd import tls
@@ -92,3 +96,86 @@ def start_server(testcase: unittest.TestCase, config: Config | None = None,
     server.startService()
     testcase.addCleanup(server.stopService)
     return LiveServer(server)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: ``python -c TWISTD ARGS...`` runs twistd with ARGS from the repository's code.
+TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+
+
+class TwistdProcess(protocol.ProcessProtocol):
+    """A twistd child: collects its output; fires when it prints a pattern or ends."""
+
+    def __init__(self):
+        self.output = b""
+        self.ended = defer.Deferred()
+        self.signal: int | None = None
+        self.transport = None
+        self.watch: tuple[re.Pattern, defer.Deferred] | None = None
+
+    def wait_for(self, pattern: str) -> defer.Deferred:
+        """Fires with the regex match once the output contains it (fails if the child ends)."""
+        d = defer.Deferred()
+        self.watch = (re.compile(pattern.encode()), d)
+        self._check()
+        return d
+
+    def _check(self):
+        if self.watch is not None:
+            found = self.watch[0].search(self.output)
+            if found:
+                d = self.watch[1]
+                self.watch = None
+                d.callback(found)
+
+    def outReceived(self, data):
+        self.output += data
+        self._check()
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        if self.watch is not None:
+            self.watch[1].errback(AssertionError(self.output.decode(errors="replace")))
+            self.watch = None
+        self.signal = getattr(reason.value, "signal", None)
+        self.ended.callback(reason.value.exitCode)
+
+
+def spawn_twistd(
+    testcase: unittest.TestCase,
+    args: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str | None] | None = None,
+    command: list[str] | None = None,
+    child_fds: dict[int, Any] | None = None,
+) -> TwistdProcess:
+    """Start ``twistd ARGS`` (or ``command``) from the repository's code; killed at cleanup.
+
+    ``env`` entries are added to the environment (a None value removes one).
+    """
+    process = TwistdProcess()
+    environ = dict(os.environ, PYTHONPATH=str(REPO))
+    for key, value in (env or {}).items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+    transport = reactor.spawnProcess(
+        process, sys.executable, command or [sys.executable, "-c", TWISTD, *args],
+        env=environ, path=str(cwd), childFDs=child_fds,
+    )
+
+    def kill():
+        if not process.ended.called:
+            try:
+                transport.signalProcess("KILL")
+            except ProcessExitedAlready:
+                pass
+            return process.ended
+        return None
+
+    testcase.addCleanup(kill)
+    return process

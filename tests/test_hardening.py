@@ -39,26 +39,12 @@ NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 TEST_LIMITS = {"max_stanza_size": 16384, "read_rate": 4 * 1024 * 1024, "read_burst": 262144}
 
 
-def answer_pings(client: ScansionClient) -> None:
-    """Make a ScansionClient answer XEP-0199 pings, as a live client would."""
-
-    def pong(iq: domish.Element) -> None:
-        reply = domish.Element((None, "iq"))
-        reply["type"] = "result"
-        reply["id"] = iq.getAttribute("id", "")
-        if iq.getAttribute("from"):
-            reply["to"] = iq["from"]
-        client.stream.send(reply)
-
-    client.stream.addObserver(f"/iq[@type='get']/ping[@xmlns='{NS_PING}']", pong)
-
-
 @defer.inlineCallbacks
 def login(server, username, resource="res", password="pw"):
     """A connected, authenticated, bound ScansionClient that answers pings."""
     client = ScansionClient(ClientAccount(username, f"{username}@{DOMAIN}", password, resource))
     yield client.connect(HOST, server.port, timeout=WAIT)
-    answer_pings(client)
+    client.answer_pings()
     return client
 
 

@@ -17,7 +17,8 @@ class SlixmppTests(unittest.TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def test_login_subscribe_presence_and_chat(self):
+    def run_pair(self, romeo_password):
+        """Run the slixmpp pair against a fresh server; fires with (stdout, stderr, code)."""
         server = start_server(self, c2s={"require_encryption": True})
         yield server.create_user("romeo", "r0meo-pw")
         yield server.create_user("juliet", "jul1et-pw")
@@ -25,12 +26,16 @@ class SlixmppTests(unittest.TestCase):
             sys.executable,
             [
                 str(PAIR), "127.0.0.1", str(server.port), str(server.config.tls.certificate),
-                "romeo@localhost", "r0meo-pw", "juliet@localhost", "jul1et-pw",
+                "romeo@localhost", romeo_password, "juliet@localhost", "jul1et-pw",
             ],
             reactor=reactor,
         )
-        output = out.decode()
-        self.assertEqual(code, 0, output + err.decode()[-3000:])
+        return out.decode(), err.decode(), code
+
+    @defer.inlineCallbacks
+    def test_login_subscribe_presence_and_chat(self):
+        output, errors, code = yield self.run_pair("r0meo-pw")
+        self.assertEqual(code, 0, output + errors[-3000:])
         self.assertIn("first online as romeo@localhost/", output)
         self.assertIn("mechanism=SCRAM-SHA-256", output)
         self.assertRegex(output, r"tls=TLSv1\.[23]")
@@ -40,16 +45,6 @@ class SlixmppTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_wrong_password_is_refused(self):
-        server = start_server(self, c2s={"require_encryption": True})
-        yield server.create_user("romeo", "r0meo-pw")
-        yield server.create_user("juliet", "jul1et-pw")
-        out, err, code = yield utils.getProcessOutputAndValue(
-            sys.executable,
-            [
-                str(PAIR), "127.0.0.1", str(server.port), str(server.config.tls.certificate),
-                "romeo@localhost", "wrong", "juliet@localhost", "jul1et-pw",
-            ],
-            reactor=reactor,
-        )
+        output, _, code = yield self.run_pair("wrong")
         self.assertNotEqual(code, 0)
-        self.assertIn("first auth-failed", out.decode())
+        self.assertIn("first auth-failed", output)

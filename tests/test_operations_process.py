@@ -11,10 +11,9 @@ from pathlib import Path
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.error import ProcessExitedAlready
 from twisted.trial import unittest
 
-from tests.support import make_test_certificate
+from tests.support import TWISTD, make_test_certificate, spawn_twistd
 from tests.test_operations_server import (
     OTHER_DOMAINS,
     fingerprint_of,
@@ -22,7 +21,7 @@ from tests.test_operations_server import (
     roster_answered,
     write_config,
 )
-from tests.test_plugin import TWISTD, Header, Twistd
+from tests.test_plugin import Header
 from tests.test_server_e2e import element, login, next_stanza
 from xmppd import cli
 from xmppd.storage.schema import MIGRATIONS
@@ -87,29 +86,14 @@ class ProcessTests(unittest.TestCase):
         return write_config(self.config, cert or self.cert, key or self.key, **sections)
 
     def spawn(self, *args, env=None, launcher=False, child_fds=None):
-        process = Twistd()
-        environ = dict(os.environ, PYTHONPATH=str(REPO), NOTIFY_SOCKET=self.notify.address)
-        environ.pop("JOURNAL_STREAM", None)
-        environ.update(env or {})
-        argv = ["twistd", "-n", "--pidfile=", "xmppd", "--config", str(self.config), *args]
+        argv = ["-n", "--pidfile=", "xmppd", "--config", str(self.config), *args]
+        command = None
         if launcher:
-            command = [sys.executable, "-c", LAUNCHER, TWISTD, *argv[1:]]
-        else:
-            command = [sys.executable, "-c", TWISTD, *argv[1:]]
-        transport = reactor.spawnProcess(
-            process, sys.executable, command, env=environ, path=str(self.folder),
-            childFDs=child_fds,
+            command = [sys.executable, "-c", LAUNCHER, TWISTD, *argv]
+        environ = {"NOTIFY_SOCKET": self.notify.address, "JOURNAL_STREAM": None, **(env or {})}
+        return spawn_twistd(
+            self, argv, cwd=self.folder, env=environ, command=command, child_fds=child_fds
         )
-        self.addCleanup(self._kill, transport, process)
-        return process
-
-    def _kill(self, transport, process):
-        if not process.ended.called:
-            try:
-                transport.signalProcess("KILL")
-            except ProcessExitedAlready:
-                pass
-            return process.ended
 
     @defer.inlineCallbacks
     def start(self, *args, **kwargs):

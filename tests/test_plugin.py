@@ -1,56 +1,14 @@
 """The twistd plugin, run as a real ``twistd`` subprocess."""
 
 import os
-import re
 import signal
-import sys
 from pathlib import Path
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.error import ProcessExitedAlready
 from twisted.trial import unittest
 
-from tests.support import make_test_certificate
-
-REPO = Path(__file__).resolve().parent.parent
-TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
-
-
-class Twistd(protocol.ProcessProtocol):
-    """Collects a twistd child's output; fires when it prints a pattern or ends."""
-
-    def __init__(self):
-        self.output = b""
-        self.ended = defer.Deferred()
-        self.watch: tuple[re.Pattern, defer.Deferred] | None = None
-
-    def wait_for(self, pattern: str) -> defer.Deferred:
-        d = defer.Deferred()
-        self.watch = (re.compile(pattern.encode()), d)
-        self._check()
-        return d
-
-    def _check(self):
-        if self.watch is not None:
-            found = self.watch[0].search(self.output)
-            if found:
-                d = self.watch[1]
-                self.watch = None
-                d.callback(found)
-
-    def outReceived(self, data):
-        self.output += data
-        self._check()
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):
-        if self.watch is not None:
-            self.watch[1].errback(AssertionError(self.output.decode(errors="replace")))
-            self.watch = None
-        self.signal = getattr(reason.value, "signal", None)
-        self.ended.callback(reason.value.exitCode)
+from tests.support import TwistdProcess, make_test_certificate, spawn_twistd
 
 
 class Header(protocol.Protocol):
@@ -78,22 +36,7 @@ class PluginTests(unittest.TestCase):
     timeout = 60
 
     def twistd(self, *args):
-        process = Twistd()
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        transport = reactor.spawnProcess(
-            process, sys.executable, [sys.executable, "-c", TWISTD, *args],
-            env=env, path=str(self.folder),
-        )
-        self.addCleanup(self._kill, transport, process)
-        return process
-
-    def _kill(self, transport, process):
-        if not process.ended.called:
-            try:
-                transport.signalProcess("KILL")
-            except ProcessExitedAlready:
-                pass
-            return process.ended
+        return spawn_twistd(self, list(args), cwd=self.folder)
 
     def setUp(self):
         self.folder = Path(self.mktemp()).resolve()
@@ -169,6 +112,6 @@ class PluginTests(unittest.TestCase):
         self.assertNotIn("Traceback", output)
 
 
-def process_pid(process: Twistd) -> int:
+def process_pid(process: TwistdProcess) -> int:
     """The child's pid."""
     return process.transport.pid

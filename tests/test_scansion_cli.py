@@ -11,40 +11,14 @@ import re
 import sys
 from pathlib import Path
 
-from twisted.internet import defer, protocol, reactor, utils
-from twisted.internet.error import ProcessExitedAlready
+from twisted.internet import defer, utils
 from twisted.trial import unittest
 
-from tests.support import make_test_certificate
+from tests.support import make_test_certificate, spawn_twistd
 from xmppd.scansion import parse_script
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((REPO / "tests" / "scenarios").glob("*.scs"))
-TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
-
-
-class _Output(protocol.ProcessProtocol):
-    """Collects a child's output; fires `listening` with the c2s port."""
-
-    def __init__(self):
-        self.output = b""
-        self.listening = defer.Deferred()
-        self.ended = defer.Deferred()
-
-    def outReceived(self, data):
-        self.output += data
-        found = re.search(rb"c2s on 127\.0\.0\.1:(\d+)", self.output)
-        if found and not self.listening.called:
-            self.listening.callback(int(found.group(1)))
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):
-        if not self.listening.called:
-            self.listening.errback(AssertionError(self.output.decode(errors="replace")))
-        self.ended.callback(None)
-
-
 class ScansionCommandLineTests(unittest.TestCase):
     """`python -m xmppd.scansion` runs the whole suite against a live twistd."""
 
@@ -75,22 +49,11 @@ class ScansionCommandLineTests(unittest.TestCase):
             )
             self.assertEqual(code, 0, (out + err).decode())
 
-        server = _Output()
-        transport = reactor.spawnProcess(
-            server, sys.executable,
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "xmppd", "--config", str(config)],
-            env=env, path=str(folder),
+        server = spawn_twistd(
+            self, ["-n", "--pidfile=", "xmppd", "--config", str(config)], cwd=folder
         )
-
-        def stop():
-            try:
-                transport.signalProcess("TERM")
-            except ProcessExitedAlready:
-                pass
-            return server.ended
-
-        self.addCleanup(stop)
-        port = yield server.listening
+        found = yield server.wait_for(r"c2s on 127\.0\.0\.1:(\d+)")
+        port = int(found.group(1))
         out, err, code = yield utils.getProcessOutputAndValue(
             sys.executable,
             ["-m", "xmppd.scansion", "--host", "127.0.0.1", "--port", str(port),

@@ -317,6 +317,22 @@ class ScansionClient:
             raise ConnectError(f"{self.account.name} is not connected")
         self.stream.send(element)
 
+    def answer_pings(self) -> None:
+        """Answer XEP-0199 pings from now on, as a live client would (off by default).
+
+        Scripts never enable it: a script lists the stanzas its clients send.
+        """
+
+        def pong(iq: domish.Element) -> None:
+            reply = domish.Element((None, "iq"))
+            reply["type"] = "result"
+            reply["id"] = iq.getAttribute("id", "")
+            if iq.getAttribute("from"):
+                reply["to"] = iq["from"]
+            self.stream.send(reply)
+
+        self.stream.addObserver("/iq[@type='get']/ping[@xmlns='urn:xmpp:ping']", pong)
+
     def disconnect(self, timeout: float = 5.0) -> defer.Deferred:
         """Send ``</stream:stream>`` and wait for the connection to close.
 
