@@ -151,6 +151,24 @@ class PasswordThrottleTests(unittest.TestCase):
         self.h.clock.advance(1)
         self.assertNotEqual(self.attempt(JULIET, SECRET)[0].getAttribute("type"), "error")
 
+    def test_a_new_room_of_the_same_name_starts_afresh(self):
+        """The back-off belongs to the room: destroyed and re-created, it is gone."""
+        for _ in range(3):
+            self.attempt(JULIET, "guess")
+        (error,) = self.attempt(JULIET, SECRET)
+        self.assertEqual(error_condition(error), "resource-constraint")
+        self.h.send(
+            ROMEO,
+            f"<iq type='set' id='d' to='{ROOM}'>"
+            "<query xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query></iq>",
+        )
+        self.assertNotIn("room", self.h.service.rooms)
+        self.h.create(ROMEO, "Romeo", fields={"muc#roomconfig_roomsecret": "new secret"})
+        (error,) = self.attempt(JULIET, "guess")
+        self.assertEqual(error_condition(error), "not-authorized")
+        stanzas = self.attempt(JULIET, "new secret")
+        self.assertNotEqual(stanzas[0].getAttribute("type"), "error")
+
     def test_per_room(self):
         self.h.create(ROMEO, "Romeo", room="other", fields={"muc#roomconfig_roomsecret": SECRET})
         for _ in range(3):

@@ -12,6 +12,7 @@ self-presence) and send shallow copies that differ only in 'to'.
 from __future__ import annotations
 
 import hmac
+import itertools
 import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -130,6 +131,8 @@ def resourceprep_nick(nick: str) -> str:
     return prepared
 
 
+_incarnations = itertools.count(1)
+
 class Room:
     """One room of the MUC service."""
 
@@ -143,6 +146,9 @@ class Room:
     ) -> None:
         self.service = service
         self.name = name
+        #: Tells a room apart from an earlier room of the same name (the
+        #: password back-off of a destroyed room does not carry over).
+        self.incarnation = next(_incarnations)
         self.jid = f"{name}@{service.domain}"
         self.config = config or RoomConfig()
         self.locked = locked
@@ -388,7 +394,7 @@ class Room:
         the log names the user and the room, never the password tried.
         """
         backoff = self.service.password_backoff
-        key = (self.name, bare)
+        key = (self.name, self.incarnation, bare)
         wait = backoff.delay(key)
         if wait > 0:
             log.info(
