@@ -19,6 +19,13 @@ from xmppd.router import Router
 from xmppd.scansion.parser import parse_xml_block
 
 MUC = "conference.localhost"
+
+#: The room and the users most tests use.
+ROOM = f"room@{MUC}"
+ROMEO = "romeo@localhost/r"
+JULIET = "juliet@localhost/j"
+NURSE = "nurse@localhost/n"
+TYBALT = "tybalt@localhost/t"
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = NS_MUC + "#user"
 NS_MUC_OWNER = NS_MUC + "#owner"

@@ -5,8 +5,12 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from tests.muc_fakes import (
-    MUC,
+    JULIET,
     NS_MUC_ADMIN,
+    NURSE,
+    ROMEO,
+    ROOM,
+    TYBALT,
     MUCHarness,
     error_condition,
     item_of,
@@ -14,12 +18,6 @@ from tests.muc_fakes import (
 )
 from xmppd.muc import affiliations as aff
 from xmppd.muc.errors import MUCError
-
-ROOM = f"room@{MUC}"
-ROMEO = "romeo@localhost/r"
-JULIET = "juliet@localhost/j"
-NURSE = "nurse@localhost/n"
-TYBALT = "tybalt@localhost/t"
 
 
 class PrivilegeRuleTests(unittest.TestCase):

@@ -10,22 +10,21 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from tests.muc_fakes import (
-    MUC,
+    JULIET,
     NS_MUC_ADMIN,
     NS_MUC_USER,
     NS_X_DATA,
+    NURSE,
+    ROMEO,
+    ROOM,
+    TYBALT,
     MUCHarness,
     error_condition,
     item_of,
     status_codes,
 )
 
-ROOM = f"room@{MUC}"
-ROMEO = "romeo@localhost/r"
-JULIET = "juliet@localhost/j"
 JULIET2 = "juliet@localhost/phone"
-NURSE = "nurse@localhost/n"
-TYBALT = "tybalt@localhost/t"
 
 
 def kinds(stanzas):

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from tests.muc_fakes import MUC, NS_X_DATA, MUCHarness, error_condition
+from tests.muc_fakes import JULIET, MUC, NS_X_DATA, ROMEO, ROOM, MUCHarness, error_condition
 
-ROOM = f"room@{MUC}"
-ROMEO = "romeo@localhost/r"
-JULIET = "juliet@localhost/j"
 INFO = "http://jabber.org/protocol/disco#info"
 ITEMS = "http://jabber.org/protocol/disco#items"
 COMMANDS = "http://jabber.org/protocol/commands"

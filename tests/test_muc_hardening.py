@@ -6,15 +6,11 @@ from twisted.internet import task
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from tests.muc_fakes import MUC, MUCHarness, error_condition
+from tests.muc_fakes import JULIET, MUC, NURSE, ROMEO, ROOM, MUCHarness, error_condition
 from xmppd.muc.service import MUCService
 from xmppd.ratelimit import Backoff, TokenBucket
 from xmppd.router import Router
 
-ROOM = f"room@{MUC}"
-ROMEO = "romeo@localhost/r"
-JULIET = "juliet@localhost/j"
-NURSE = "nurse@localhost/n"
 SECRET = "cauldronburn"
 
 

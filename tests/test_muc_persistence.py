@@ -8,20 +8,19 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.muc_fakes import (
+    JULIET,
     MUC,
     NS_MUC_ADMIN,
     NS_MUC_OWNER,
+    NURSE,
+    ROMEO,
+    ROOM,
     MUCHarness,
     error_condition,
     muc_user_x,
 )
 from xmppd.storage.database import Database
 from xmppd.storage.rooms import RoomStore
-
-ROOM = f"room@{MUC}"
-ROMEO = "romeo@localhost/r"
-JULIET = "juliet@localhost/j"
-NURSE = "nurse@localhost/n"
 
 
 class PersistenceTests(unittest.TestCase):

@@ -33,14 +33,13 @@ from twisted.trial import unittest
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
-from tests.muc_fakes import MUC, NS_MUC_ADMIN, MUCHarness, error_condition, parse
+from tests.muc_fakes import NS_MUC_ADMIN, ROOM, MUCHarness, error_condition, parse
 from xmppd.muc import affiliations as aff
 from xmppd.muc.config import RoomConfig
 from xmppd.muc.errors import MUCError
 from xmppd.muc.occupant import Occupant
 from xmppd.muc.room import Room
 
-ROOM = f"room@{MUC}"
 CREATOR = "creator@localhost/c"
 ACTOR = "actor@localhost/a"
 TARGET = "target@localhost/t"

@@ -5,11 +5,15 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from tests.muc_fakes import (
+    JULIET,
     MUC,
     NS_MUC,
     NS_MUC_OWNER,
     NS_MUC_USER,
     NS_X_DATA,
+    NURSE,
+    ROMEO,
+    ROOM,
     MUCHarness,
     error_condition,
     item_of,
@@ -18,10 +22,6 @@ from tests.muc_fakes import (
     status_codes,
 )
 
-ROOM = f"room@{MUC}"
-ROMEO = "romeo@localhost/r"
-JULIET = "juliet@localhost/j"
-NURSE = "nurse@localhost/n"
 NS_DELAY = "urn:xmpp:delay"
 
 
