@@ -190,9 +190,11 @@ class _Reader:
         self.defaults = defaults
 
     def fail(self, key: str, message: str) -> ConfigError:
+        """The error for a key, naming the file."""
         return ConfigError(f"{self.source}: {key}: {message}")
 
     def check_keys(self) -> None:
+        """Refuse unknown sections and keys."""
         for section, value in self.data.items():
             if section not in _SCHEMA:
                 raise self.fail(section, "unknown section")
@@ -203,6 +205,7 @@ class _Reader:
                     raise self.fail(f"{section}.{key}", "unknown key")
 
     def get(self, section: str, key: str) -> Any:
+        """A key's value (or its default), type-checked."""
         expected = _SCHEMA[section][key]
         value = self.data.get(section, {}).get(key, self.defaults[section][key])
         # bool is a subclass of int: never accept one for the other.
