@@ -130,6 +130,11 @@ class MUCHarness:
         self.clear()
 
 
+def kinds(stanzas: list[domish.Element]) -> list[tuple]:
+    """(name, from, type) of each stanza: the shape of a conversation, for assertions."""
+    return [(s.name, s.getAttribute("from"), s.getAttribute("type")) for s in stanzas]
+
+
 def status_codes(stanza: domish.Element) -> list[str]:
     """The muc#user status codes of a stanza, in order."""
     x = muc_user_x(stanza)

@@ -21,14 +21,12 @@ from tests.muc_fakes import (
     MUCHarness,
     error_condition,
     item_of,
+    kinds,
     status_codes,
 )
 
 JULIET2 = "juliet@localhost/phone"
 
-
-def kinds(stanzas):
-    return [(s.name, s.getAttribute("from"), s.getAttribute("type")) for s in stanzas]
 
 
 class OwnerAtTheDoorTests(unittest.TestCase):

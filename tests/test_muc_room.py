@@ -17,6 +17,7 @@ from tests.muc_fakes import (
     MUCHarness,
     error_condition,
     item_of,
+    kinds,
     muc_user_x,
     parse,
     status_codes,
@@ -24,9 +25,6 @@ from tests.muc_fakes import (
 
 NS_DELAY = "urn:xmpp:delay"
 
-
-def names(stanzas):
-    return [(s.name, s.getAttribute("from"), s.getAttribute("type")) for s in stanzas]
 
 
 def subject_text(stanza):
@@ -59,7 +57,7 @@ class LifecycleTests(unittest.TestCase):
     def test_creation_self_presence_is_exact(self):
         stanzas = self.h.join(ROMEO, "Romeo")
         self.assertEqual(
-            names(stanzas), [("presence", f"{ROOM}/Romeo", None), ("message", ROOM, "groupchat")]
+            kinds(stanzas), [("presence", f"{ROOM}/Romeo", None), ("message", ROOM, "groupchat")]
         )
         x = muc_user_x(stanzas[0])
         children = [(c.name, dict(c.attributes)) for c in x.elements()]
@@ -85,7 +83,7 @@ class LifecycleTests(unittest.TestCase):
         self.h.join(ROMEO, "Romeo")
         stanzas = self.h.configure(ROMEO)
         # nothing changed: only the result
-        self.assertEqual(names(stanzas), [("iq", ROOM, "result")])
+        self.assertEqual(kinds(stanzas), [("iq", ROOM, "result")])
         stanzas = self.h.join(JULIET, "Juliet")
         self.assertEqual(
             [s.getAttribute("from") for s in stanzas],
@@ -94,7 +92,7 @@ class LifecycleTests(unittest.TestCase):
         self.assertEqual(status_codes(stanzas[1]), ["110"])
         self.assertNotIn("jid", item_of(stanzas[0]).attributes)  # semi-anonymous
         romeo = self.h.take(ROMEO)
-        self.assertEqual(names(romeo), [("presence", f"{ROOM}/Juliet", None)])
+        self.assertEqual(kinds(romeo), [("presence", f"{ROOM}/Juliet", None)])
         self.assertEqual(item_of(romeo[0])["jid"], JULIET)  # moderators see JIDs
 
     def test_reserved_room_form(self):
@@ -194,7 +192,7 @@ class LifecycleTests(unittest.TestCase):
         )
         stanzas = self.h.take(ROMEO)
         self.assertEqual(
-            names(stanzas), [("iq", ROOM, "result"), ("presence", f"{ROOM}/Romeo", "unavailable")]
+            kinds(stanzas), [("iq", ROOM, "result"), ("presence", f"{ROOM}/Romeo", "unavailable")]
         )
         self.assertNotIn("room", self.h.service.rooms)
         stanzas = self.h.join(JULIET, "Juliet")
@@ -238,7 +236,7 @@ class LifecycleTests(unittest.TestCase):
         romeo = self.h.take(ROMEO)
         self.assertEqual(romeo[0].name, "iq")
         juliet = self.h.take(JULIET)
-        self.assertEqual(names(juliet), [("presence", f"{ROOM}/Juliet", "unavailable")])
+        self.assertEqual(kinds(juliet), [("presence", f"{ROOM}/Juliet", "unavailable")])
         destroy = next(muc_user_x(juliet[0]).elements(NS_MUC_USER, "destroy"))
         self.assertEqual(destroy["jid"], f"other@{MUC}")
         self.assertEqual(str(next(destroy.elements(NS_MUC_USER, "reason"))), "Macbeth doth come")
@@ -354,7 +352,7 @@ class JoinTests(unittest.TestCase):
         self.h.clear()
         self.h.send(JULIET, f"<presence to='{ROOM}/Juliet'><show>away</show></presence>")
         romeo = self.h.take(ROMEO)
-        self.assertEqual(names(romeo), [("presence", f"{ROOM}/Juliet", None)])
+        self.assertEqual(kinds(romeo), [("presence", f"{ROOM}/Juliet", None)])
         self.assertEqual(str(romeo[0].show), "away")
         juliet = self.h.take(JULIET)
         self.assertEqual(status_codes(juliet[0]), ["110"])
@@ -392,7 +390,7 @@ class JoinTests(unittest.TestCase):
         self.h.send(JULIET, f"<presence to='{ROOM}/Jules'/>")
         romeo = self.h.take(ROMEO)
         self.assertEqual(
-            names(romeo),
+            kinds(romeo),
             [("presence", f"{ROOM}/Juliet", "unavailable"), ("presence", f"{ROOM}/Jules", None)],
         )
         self.assertEqual(status_codes(romeo[0]), ["303"])
