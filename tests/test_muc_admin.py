@@ -16,15 +16,15 @@ from tests.muc_fakes import (
     item_of,
     status_codes,
 )
+from xmppd.errors import StanzaError
 from xmppd.muc import affiliations as aff
-from xmppd.muc.errors import MUCError
 
 
 class PrivilegeRuleTests(unittest.TestCase):
     """The pure rules of XEP-0045 sections 8-10."""
 
     def assertRefused(self, condition, function, *args):
-        exc = self.assertRaises(MUCError, function, *args)
+        exc = self.assertRaises(StanzaError, function, *args)
         self.assertEqual(exc.condition, condition)
 
     def test_affiliation_rules(self):

@@ -34,9 +34,9 @@ from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
 from tests.muc_fakes import NS_MUC_ADMIN, ROOM, MUCHarness, error_condition, parse
+from xmppd.errors import StanzaError
 from xmppd.muc import affiliations as aff
 from xmppd.muc.config import RoomConfig
-from xmppd.muc.errors import MUCError
 from xmppd.muc.occupant import Occupant
 from xmppd.muc.room import Room
 
@@ -142,7 +142,7 @@ class PrivilegeTableTests(unittest.TestCase):
         stanza["from"] = ACTOR
         try:
             room.handle_iq(stanza, self.actor, None)
-        except MUCError as exc:
+        except StanzaError as exc:
             return exc.condition
         replies = [s for s in self.sent if s.name == "iq" and s["to"] == ACTOR]
         if [r["type"] for r in replies] != ["result"]:
@@ -206,7 +206,7 @@ class PrivilegeTableTests(unittest.TestCase):
             try:
                 aff.check_affiliation_change(actor, old, new)
                 got = OK
-            except MUCError as exc:
+            except StanzaError as exc:
                 got = exc.condition
             self.assertEqual(got, want, (actor, old, new))
         occupants = [p for p in PEOPLE if p[1] is not None]
@@ -215,13 +215,13 @@ class PrivilegeTableTests(unittest.TestCase):
             try:
                 aff.check_role_change(actor[1], actor[0], target[1], target[0], new)
                 got = OK
-            except MUCError as exc:
+            except StanzaError as exc:
                 got = exc.condition
             self.assertEqual(got, want, (actor, target, new))
-        exc = self.assertRaises(MUCError, aff.check_affiliation_change, "owner", "none", "king")
+        exc = self.assertRaises(StanzaError, aff.check_affiliation_change, "owner", "none", "king")
         self.assertEqual(exc.condition, "bad-request")
         exc = self.assertRaises(
-            MUCError, aff.check_role_change, "moderator", "owner", "visitor", "none", "jester"
+            StanzaError, aff.check_role_change, "moderator", "owner", "visitor", "none", "jester"
         )
         self.assertEqual(exc.condition, "bad-request")
 

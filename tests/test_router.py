@@ -3,7 +3,7 @@
 from twisted.trial import unittest
 from twisted.words.xish import domish, utility
 
-from xmppd.router import Router, bounce
+from xmppd.router import Router
 
 
 class Recorder:
@@ -133,24 +133,6 @@ class ComponentRouteTests(unittest.TestCase):
         self.assertEqual(self.local.received, [])
         self.router.route(message("user@gw.localhost"))
         self.assertEqual(self.local.received[0]["type"], "error")
-
-
-class BounceTests(unittest.TestCase):
-    """Which stanzas get error replies."""
-
-    def test_iq_result_is_not_answered(self):
-        iq = domish.Element((None, "iq"))
-        iq["type"] = "result"
-        iq["from"] = "a@b/c"
-        self.assertIsNone(bounce(iq, "service-unavailable"))
-
-    def test_no_from_no_answer(self):
-        self.assertIsNone(bounce(message("x@y", sender=None), "service-unavailable"))
-
-    def test_reply_keeps_payload(self):
-        reply = bounce(message("x@y"), "service-unavailable")
-        self.assertEqual(reply["type"], "error")
-        self.assertEqual(str(reply.body), "hi")
 
 
 class SerializeTests(unittest.TestCase):

@@ -23,30 +23,11 @@ from twisted.words.xish import domish
 from wokkel import component
 
 from xmppd.addresses import normalised_domain, stanza_domain
+from xmppd.errors import bounce
 from xmppd.logs import logger
 from xmppd.stanza import describe
 
 log = logger(__name__)
-
-
-def must_not_answer(stanza: domish.Element) -> bool:
-    """True for stanzas that must never get an error reply (RFC 6120 8.3.1)."""
-    kind = stanza.getAttribute("type")
-    if kind == "error":
-        return True
-    return stanza.name == "iq" and kind == "result"
-
-
-def bounce(
-    stanza: domish.Element, condition: str, text: str | None = None
-) -> domish.Element | None:
-    """The error reply to a stanza, or None where no reply is allowed."""
-    if must_not_answer(stanza) or not stanza.getAttribute("from"):
-        return None
-    reply = error.StanzaError(condition, text=text).toResponse(stanza)
-    if reply.getAttribute("from") is None and stanza.getAttribute("to"):
-        reply["from"] = stanza["to"]
-    return reply
 
 
 class Router(component.Router):

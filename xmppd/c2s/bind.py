@@ -6,8 +6,10 @@ to do with them (the session manager does the actual binding).
 
 from __future__ import annotations
 
-from twisted.words.protocols.jabber import error, xmlstream, xmpp_stringprep
+from twisted.words.protocols.jabber import xmlstream, xmpp_stringprep
 from twisted.words.xish import domish
+
+from xmppd import errors
 
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
@@ -89,7 +91,5 @@ def empty_result(iq: domish.Element) -> domish.Element:
 
 
 def error_reply(stanza: domish.Element, condition: str, text: str | None = None) -> domish.Element:
-    """A stanza error reply (addresses swapped, id kept, payload not echoed)."""
-    reply = xmlstream.toResponse(stanza, "error")
-    reply.addChild(error.StanzaError(condition, text=text).getElement())
-    return reply
+    """A stanza error reply on the client's own stream (see :mod:`xmppd.errors`)."""
+    return errors.error_reply(stanza, errors.StanzaError(condition, text))

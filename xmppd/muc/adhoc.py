@@ -14,7 +14,7 @@ from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 from wokkel import data_form
 
-from xmppd.muc.errors import MUCError
+from xmppd.errors import StanzaError
 
 if TYPE_CHECKING:
     from xmppd.muc.service import MUCService
@@ -38,9 +38,9 @@ def handle_command(
     """Run a command request; returns the ``<command/>`` payload of the result."""
     node = command.getAttribute("node")
     if node not in COMMANDS:
-        raise MUCError("item-not-found", "no such command")
+        raise StanzaError("item-not-found", "no such command")
     if not service.is_admin(sender.userhost()):
-        raise MUCError("forbidden", "only service administrators may run commands")
+        raise StanzaError("forbidden", "only service administrators may run commands")
     action = command.getAttribute("action", "execute")
     session = command.getAttribute("sessionid") or uuid.uuid4().hex
     reply = domish.Element((NS_COMMANDS, "command"))
@@ -54,7 +54,7 @@ def handle_command(
         form_element = element
     if form_element is None:
         if action not in ("execute", "next"):
-            raise MUCError("bad-request", "unexpected action")
+            raise StanzaError("bad-request", "unexpected action")
         reply["status"] = "executing"
         actions = reply.addElement("actions")
         actions["execute"] = "complete"
@@ -75,7 +75,7 @@ def handle_command(
     try:
         form = data_form.Form.fromElement(form_element)
     except data_form.Error:
-        raise MUCError("bad-request", "malformed data form") from None
+        raise StanzaError("bad-request", "malformed data form") from None
     if form.formType == "cancel":
         reply["status"] = "canceled"
         return reply
@@ -87,7 +87,7 @@ def handle_command(
         try:
             room_jid = jid.JID(str(value))
         except (jid.InvalidFormat, UnicodeError, ValueError):
-            raise MUCError("jid-malformed") from None
+            raise StanzaError("jid-malformed") from None
         room = service.rooms.get(room_jid.user or "")
         if room is None or room_jid.host != service.domain:
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from xmppd.muc.errors import MUCError
+from xmppd.errors import StanzaError
 
 OWNER = "owner"
 ADMIN = "admin"
@@ -110,21 +110,21 @@ def default_role(affiliation: str, moderated: bool) -> str:
 def check_affiliation_change(
     actor: str, target_old: str, target_new: str, *, actor_is_target: bool = False
 ) -> None:
-    """Raise :class:`MUCError` unless ``actor`` may change ``target_old`` to ``target_new``.
+    """Raise :class:`StanzaError` unless ``actor`` may change ``target_old`` to ``target_new``.
 
     Owners may change anyone's affiliation; admins may only move users among
     none, member and outcast (and never touch admins or owners); others may
     change nothing (XEP-0045 sections 9 and 10).
     """
     if target_new not in AFFILIATIONS:
-        raise MUCError("bad-request", "unknown affiliation")
+        raise StanzaError("bad-request", "unknown affiliation")
     if actor == OWNER:
         return
     if actor == ADMIN:
         if target_old in (OWNER, ADMIN) or target_new in (OWNER, ADMIN):
-            raise MUCError("not-allowed" if target_old in (OWNER, ADMIN) else "forbidden")
+            raise StanzaError("not-allowed" if target_old in (OWNER, ADMIN) else "forbidden")
         return
-    raise MUCError("forbidden")
+    raise StanzaError("forbidden")
 
 
 def check_role_change(
@@ -134,20 +134,20 @@ def check_role_change(
     target_affiliation: str,
     new_role: str,
 ) -> None:
-    """Raise :class:`MUCError` unless a moderator may give ``new_role`` to the target.
+    """Raise :class:`StanzaError` unless a moderator may give ``new_role`` to the target.
 
     Only moderators change roles; an occupant who is an admin or owner cannot
     be kicked, silenced or demoted by anyone (not-allowed); granting or
     revoking moderator status needs an admin or owner (XEP-0045 8 and 9).
     """
     if new_role not in ROLES:
-        raise MUCError("bad-request", "unknown role")
+        raise StanzaError("bad-request", "unknown role")
     if actor_role != MODERATOR:
-        raise MUCError("forbidden")
+        raise StanzaError("forbidden")
     if target_affiliation in (OWNER, ADMIN) and new_role != MODERATOR:
-        raise MUCError("not-allowed")
+        raise StanzaError("not-allowed")
     if (new_role == MODERATOR or target_role == MODERATOR) and actor_affiliation not in (
         OWNER,
         ADMIN,
     ):
-        raise MUCError("forbidden")
+        raise StanzaError("forbidden")

@@ -9,7 +9,7 @@ from typing import Any
 from twisted.words.xish import domish
 from wokkel import data_form
 
-from xmppd.muc.errors import MUCError
+from xmppd.errors import StanzaError
 
 NS_ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig"
 PREFIX = "muc#roomconfig_"
@@ -162,7 +162,7 @@ def _parse_bool(var: str, values: list[str]) -> bool:
         return True
     if value in ("0", "false"):
         return False
-    raise MUCError("not-acceptable", f"{var} must be a boolean")
+    raise StanzaError("not-acceptable", f"{var} must be a boolean")
 
 
 def _single(values: list[str]) -> str:
@@ -172,7 +172,7 @@ def _single(values: list[str]) -> str:
 def _choice(var: str, values: list[str], options: dict[str, str]) -> str:
     value = _single(values)
     if value not in options:
-        raise MUCError("not-acceptable", f"invalid value for {var}")
+        raise StanzaError("not-acceptable", f"invalid value for {var}")
     return value
 
 
@@ -180,9 +180,9 @@ def _parse_int(var: str, value: str, low: int, high: int | None) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise MUCError("not-acceptable", f"{var} must be a number") from None
+        raise StanzaError("not-acceptable", f"{var} must be a number") from None
     if number < low or (high is not None and number > high):
-        raise MUCError("not-acceptable", f"{var} is out of range")
+        raise StanzaError("not-acceptable", f"{var} is out of range")
     return number
 
 
@@ -191,24 +191,24 @@ def parse_config_form(element: domish.Element, current: RoomConfig) -> RoomConfi
 
     Returns the new configuration, or None for a ``cancel`` form. Fields that
     are absent keep their value; unknown fields are ignored. Raises
-    :class:`MUCError` (bad-request for a malformed form, not-acceptable for a
+    :class:`StanzaError` (bad-request for a malformed form, not-acceptable for a
     bad value).
     """
     try:
         form = data_form.Form.fromElement(element)
     except data_form.Error:
-        raise MUCError("bad-request", "malformed data form") from None
+        raise StanzaError("bad-request", "malformed data form") from None
     if form.formType == "cancel":
         return None
     if form.formType != "submit":
-        raise MUCError("bad-request", "expected a submitted form")
+        raise StanzaError("bad-request", "expected a submitted form")
     fields = dict(form.fields)
     form_type = form.formNamespace
     type_field = fields.pop("FORM_TYPE", None)
     if type_field is not None and type_field.values:
         form_type = type_field.values[0]
     if form_type is not None and form_type != NS_ROOMCONFIG:
-        raise MUCError("bad-request", "form is not of type room configuration")
+        raise StanzaError("bad-request", "form is not of type room configuration")
 
     values = {
         var[len(PREFIX) :]: fld.values for var, fld in fields.items() if var.startswith(PREFIX)
@@ -245,7 +245,7 @@ def parse_config_form(element: domish.Element, current: RoomConfig) -> RoomConfi
         for role in values["presencebroadcast"]:
             role = role.strip()
             if role not in BROADCAST_OPTIONS:
-                raise MUCError("not-acceptable", f"invalid value for {PREFIX}presencebroadcast")
+                raise StanzaError("not-acceptable", f"invalid value for {PREFIX}presencebroadcast")
             if role not in roles:
                 roles.append(role)
         changes["presence_broadcast"] = tuple(r for r in BROADCAST_OPTIONS if r in roles)
@@ -265,7 +265,7 @@ def parse_config_form(element: domish.Element, current: RoomConfig) -> RoomConfi
         if not protected:
             password = ""
         elif not password:
-            raise MUCError("not-acceptable", "a password-protected room needs a password")
+            raise StanzaError("not-acceptable", "a password-protected room needs a password")
     changes["password"] = password
     return current.replace(**changes)
 

@@ -2,7 +2,7 @@
 
 A :class:`Room` receives the stanzas the service routes to it (already
 parsed into sender JID and target nick) and answers through the service's
-``send``. Room code raises :class:`~xmppd.muc.errors.MUCError` for a bad
+``send``. Room code raises :class:`~xmppd.errors.StanzaError` for a bad
 request; the service turns that into the error reply.
 
 Broadcasts build each stanza once per variant (with or without real JIDs,
@@ -21,6 +21,7 @@ from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 from wokkel import data_form, disco
 
+from xmppd.errors import StanzaError
 from xmppd.logs import logger
 from xmppd.muc import affiliations as aff
 from xmppd.muc.affiliations import (
@@ -40,7 +41,6 @@ from xmppd.muc.config import (
     parse_config_form,
     status_codes_for_change,
 )
-from xmppd.muc.errors import MUCError
 from xmppd.muc.history import History, HistoryRequest
 from xmppd.muc.occupant import Occupant
 
@@ -121,13 +121,13 @@ def _new_id() -> str:
 
 
 def resourceprep_nick(nick: str) -> str:
-    """The nick normalised by resourceprep; MUCError jid-malformed if it fails."""
+    """The nick normalised by resourceprep; StanzaError jid-malformed if it fails."""
     try:
         prepared = jid.resourceprep.prepare(nick)
     except UnicodeError:
-        raise MUCError("jid-malformed", "invalid nickname") from None
+        raise StanzaError("jid-malformed", "invalid nickname") from None
     if not prepared.strip() or len(prepared.encode("utf-8")) > 1023:
-        raise MUCError("jid-malformed", "invalid nickname")
+        raise StanzaError("jid-malformed", "invalid nickname")
     return prepared
 
 
@@ -330,7 +330,7 @@ class Room:
             return  # subscriptions and the like are not for rooms
         if occupant is None:
             if nick is None:
-                raise MUCError("jid-malformed", "a nickname is required to join")
+                raise StanzaError("jid-malformed", "a nickname is required to join")
             self.join(stanza, sender, resourceprep_nick(nick))
         elif nick is None or nick == occupant.nick:
             occupant.set_presence(full, _stored_presence(stanza))
@@ -346,35 +346,35 @@ class Room:
     def join(
         self, stanza: domish.Element, sender: jid.JID, nick: str, created: bool = False
     ) -> None:
-        """Admit a session to the room (or raise the MUCError that refuses it)."""
+        """Admit a session to the room (or raise the StanzaError that refuses it)."""
         full, bare = sender.full(), sender.userhost()
         affiliation = self.affiliation_of(bare)
         if self.locked and affiliation != OWNER:
-            raise MUCError("item-not-found", "the room is locked")
+            raise StanzaError("item-not-found", "the room is locked")
         if affiliation == OUTCAST:
-            raise MUCError("forbidden", "you are banned from this room")
+            raise StanzaError("forbidden", "you are banned from this room")
         existing = self.occupants.get(nick)
         same_user = existing is not None and existing.bare == bare
         muc_x = child(stanza, "x", NS_MUC)
         if not same_user:
             if self.config.members_only and aff.AFFILIATION_RANK[affiliation] < 1:
-                raise MUCError("registration-required", "the room is members-only")
+                raise StanzaError("registration-required", "the room is members-only")
             # XEP-0045 7.2.6 exempts nobody from the room password (Prosody
             # asks owners too); only the creator's first join predates it.
             if self.config.password:
                 self._check_password(muc_x, bare)
             if existing is not None:
-                raise MUCError("conflict", "that nickname is in use")
+                raise StanzaError("conflict", "that nickname is in use")
             registered = self.affiliations.nick_owner(nick)
             if registered is not None and registered != bare:
-                raise MUCError("conflict", "that nickname is reserved")
+                raise StanzaError("conflict", "that nickname is reserved")
             limit = self.config.max_users
             if (
                 limit is not None
                 and len(self.occupants) >= limit
                 and affiliation not in (OWNER, ADMIN)
             ):
-                raise MUCError("service-unavailable", "the room is full", error_type="wait")
+                raise StanzaError("service-unavailable", "the room is full", type="wait")
         presence = _stored_presence(stanza)
         if same_user:
             occupant = existing
@@ -403,7 +403,7 @@ class Room:
                 user=bare,
                 wait=wait,
             )
-            raise MUCError(
+            raise StanzaError(
                 "resource-constraint", "too many wrong passwords, try again later"
             )
         given = child(muc_x, "password", NS_MUC) if muc_x is not None else None
@@ -422,7 +422,7 @@ class Room:
                     user=bare,
                     wait=blocked,
                 )
-        raise MUCError("not-authorized", "a password is required")
+        raise StanzaError("not-authorized", "a password is required")
 
     def _send_join_state(
         self, occupant: Occupant, full: str, muc_x: domish.Element | None, created: bool = False
@@ -527,10 +527,10 @@ class Room:
         """
         target = self.occupants.get(new_nick)
         if target is not None and target.bare != occupant.bare:
-            raise MUCError("conflict", "that nickname is in use")
+            raise StanzaError("conflict", "that nickname is in use")
         registered = self.affiliations.nick_owner(new_nick)
         if registered is not None and registered != occupant.bare:
-            raise MUCError("conflict", "that nickname is reserved")
+            raise StanzaError("conflict", "that nickname is reserved")
         if target is None and len(occupant.sessions) == 1:
             self._broadcast_presence(
                 occupant,
@@ -620,7 +620,7 @@ class Room:
                 self._leave(occupant, full, _bounce_presence(stanza), codes=("333",))
             return
         if self.locked and self.affiliation_of(sender.userhost()) != OWNER:
-            raise MUCError("item-not-found")
+            raise StanzaError("item-not-found")
         if nick is not None:
             self._private_message(stanza, occupant, nick, kind)
             return
@@ -636,8 +636,8 @@ class Room:
             self._request_form(stanza, occupant, form)
             return
         if occupant is None:
-            raise MUCError("not-acceptable", "you are not in the room")
-        raise MUCError("bad-request", "messages to the room must be of type groupchat")
+            raise StanzaError("not-acceptable", "you are not in the room")
+        raise StanzaError("bad-request", "messages to the room must be of type groupchat")
 
     def _relay_copy(self, stanza: domish.Element, nick: str) -> domish.Element:
         message = domish.Element((None, "message"))
@@ -652,16 +652,16 @@ class Room:
 
     def _groupchat(self, stanza: domish.Element, occupant: Occupant | None) -> None:
         if occupant is None:
-            raise MUCError("not-acceptable", "only occupants may send messages to the room")
+            raise StanzaError("not-acceptable", "only occupants may send messages to the room")
         if occupant.role == VISITOR:
-            raise MUCError("forbidden", "you have no voice in this room")
+            raise StanzaError("forbidden", "you have no voice in this room")
         self._rate_limit(occupant)
         subject = child(stanza, "subject")
         body = child(stanza, "body")
         message = self._relay_copy(stanza, occupant.nick)
         if subject is not None and body is None:
             if not self.may_change_subject(occupant):
-                raise MUCError("forbidden", "you may not change the subject")
+                raise StanzaError("forbidden", "you may not change the subject")
             self.subject = str(subject)
             self.subject_from = occupant.nick
             self._send_to_occupants(message, self.occupants.values())
@@ -683,7 +683,7 @@ class Room:
                 room=self.jid,
                 user=occupant.bare,
             )
-            raise MUCError("resource-constraint", "you are sending messages too fast")
+            raise StanzaError("resource-constraint", "you are sending messages too fast")
 
     def may_change_subject(self, occupant: Occupant) -> bool:
         """Moderators always; participants when the room allows it."""
@@ -695,12 +695,12 @@ class Room:
         self, stanza: domish.Element, occupant: Occupant | None, nick: str, kind: str
     ) -> None:
         if occupant is None:
-            raise MUCError("not-acceptable", "only occupants may send private messages")
+            raise StanzaError("not-acceptable", "only occupants may send private messages")
         if kind == "groupchat":
-            raise MUCError("bad-request", "groupchat messages go to the room")
+            raise StanzaError("bad-request", "groupchat messages go to the room")
         target = self.occupants.get(nick)
         if target is None:
-            raise MUCError("item-not-found", "no such occupant")
+            raise StanzaError("item-not-found", "no such occupant")
         allow = self.config.allow_pm
         role = occupant.role
         if (
@@ -708,7 +708,7 @@ class Room:
             or (allow == "participants" and role not in (PARTICIPANT, MODERATOR))
             or (allow == "moderators" and role != MODERATOR)
         ):
-            raise MUCError("forbidden", "private messages are not allowed")
+            raise StanzaError("forbidden", "private messages are not allowed")
         self._rate_limit(occupant)
         message = self._relay_copy(stanza, occupant.nick)
         message.addElement((NS_MUC_USER, "x"))
@@ -737,7 +737,7 @@ class Room:
         if not invites:
             return
         if occupant is None:
-            raise MUCError("not-acceptable", "only occupants may invite")
+            raise StanzaError("not-acceptable", "only occupants may invite")
         affiliation = self.affiliation_of(occupant.bare)
         grants_membership = False
         if self.config.members_only:
@@ -746,7 +746,7 @@ class Room:
             elif self.config.allow_invites and affiliation == MEMBER:
                 grants_membership = True
             else:
-                raise MUCError("forbidden", "you may not invite to this room")
+                raise StanzaError("forbidden", "you may not invite to this room")
         for invite in invites:
             invitee = self._parse_jid(invite.getAttribute("to"))
             reason = child(invite, "reason", NS_MUC_USER)
@@ -782,21 +782,21 @@ class Room:
         self, stanza: domish.Element, occupant: Occupant | None, element: domish.Element
     ) -> None:
         if occupant is None:
-            raise MUCError("not-acceptable", "you are not in the room")
+            raise StanzaError("not-acceptable", "you are not in the room")
         try:
             form = data_form.Form.fromElement(element)
         except data_form.Error:
-            raise MUCError("bad-request", "malformed data form") from None
+            raise StanzaError("bad-request", "malformed data form") from None
         fields = {var: f.values for var, f in form.fields.items()}
         form_type = form.formNamespace or (fields.get("FORM_TYPE") or [None])[0]
         if form_type != NS_MUC_REQUEST:
-            raise MUCError("bad-request", "unknown form")
+            raise StanzaError("bad-request", "unknown form")
         if "muc#request_allow" in fields:
             self._voice_approval(occupant, fields)
             return
         role = (fields.get("muc#role") or [""])[0]
         if role != PARTICIPANT or not self.config.moderated or occupant.role != VISITOR:
-            raise MUCError("not-acceptable", "no voice to request")
+            raise StanzaError("not-acceptable", "no voice to request")
         self.voice_requests.add(occupant.nick)
         moderators = [o for o in self.occupants.values() if o.role == MODERATOR]
         request = data_form.Form("form", title="Voice request", formNamespace=NS_MUC_REQUEST)
@@ -812,7 +812,7 @@ class Room:
 
     def _voice_approval(self, occupant: Occupant, fields: dict[str, list]) -> None:
         if occupant.role != MODERATOR:
-            raise MUCError("forbidden")
+            raise StanzaError("forbidden")
         allow = str((fields.get("muc#request_allow") or ["false"])[0]).lower() in ("1", "true")
         nick = (fields.get("muc#roomnick") or [""])[0]
         self.voice_requests.discard(nick)
@@ -825,11 +825,11 @@ class Room:
     @staticmethod
     def _parse_jid(value: str | None) -> jid.JID:
         if not value:
-            raise MUCError("bad-request", "a JID is required")
+            raise StanzaError("bad-request", "a JID is required")
         try:
             return jid.JID(value)
         except (jid.InvalidFormat, UnicodeError, ValueError):
-            raise MUCError("jid-malformed") from None
+            raise StanzaError("jid-malformed") from None
 
     # ---------------------------------------------------------------------- iq
 
@@ -841,17 +841,17 @@ class Room:
                 self._iq_response(stanza, sender, nick)
             return
         if kind not in ("get", "set"):
-            raise MUCError("bad-request")
+            raise StanzaError("bad-request")
         bare = sender.userhost()
         affiliation = self.affiliation_of(bare)
         if self.locked and affiliation != OWNER:
-            raise MUCError("item-not-found")
+            raise StanzaError("item-not-found")
         if nick is not None:
             self._iq_to_occupant(stanza, sender, nick)
             return
         query = stanza.firstChildElement()
         if query is None:
-            raise MUCError("bad-request")
+            raise StanzaError("bad-request")
         key = (kind, query.uri, query.name)
         if key == ("get", NS_DISCO_INFO, "query"):
             self._result(stanza, self.disco_info(sender, query.getAttribute("node")))
@@ -859,7 +859,7 @@ class Room:
             self._result(stanza, self.disco_items(sender, query.getAttribute("node")))
         elif query.uri == NS_MUC_OWNER and query.name == "query":
             if affiliation != OWNER:
-                raise MUCError("forbidden", "only owners may configure the room")
+                raise StanzaError("forbidden", "only owners may configure the room")
             if kind == "get":
                 self._owner_get(stanza, query)
             else:
@@ -875,16 +875,16 @@ class Room:
             else:
                 self._register_set(stanza, sender, query)
         else:
-            raise MUCError("service-unavailable")
+            raise StanzaError("service-unavailable")
 
     def _iq_to_occupant(self, stanza: domish.Element, sender: jid.JID, nick: str) -> None:
         """Forward a request to an occupant (vCard and the like); answer self-pings."""
         occupant = self.sessions.get(sender.full())
         if occupant is None:
-            raise MUCError("not-acceptable", "you are not in the room")
+            raise StanzaError("not-acceptable", "you are not in the room")
         target = self.occupants.get(nick)
         if target is None:
-            raise MUCError("item-not-found", "no such occupant")
+            raise StanzaError("item-not-found", "no such occupant")
         query = stanza.firstChildElement()
         if target is occupant and query is not None and query.uri == NS_PING:
             self._result(stanza)  # XEP-0410 self-ping: the client is joined
@@ -922,7 +922,7 @@ class Room:
 
     def _owner_get(self, stanza: domish.Element, query: domish.Element) -> None:
         if query.firstChildElement() is not None:
-            raise MUCError("bad-request")
+            raise StanzaError("bad-request")
         payload = domish.Element((NS_MUC_OWNER, "query"))
         title = f"Configuration for {self.jid}"
         payload.addChild(config_form(self.config, title).toElement())
@@ -945,7 +945,7 @@ class Room:
             return
         form = child(query, "x", NS_X_DATA)
         if form is None:
-            raise MUCError("bad-request", "a data form or destroy is required")
+            raise StanzaError("bad-request", "a data form or destroy is required")
         new = parse_config_form(form, self.config)
         if new is None:  # cancel
             self._result(stanza)
@@ -1000,7 +1000,7 @@ class Room:
     def _admin_get(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
         items = list(query.elements(NS_MUC_ADMIN, "item"))
         if len(items) != 1:
-            raise MUCError("bad-request")
+            raise StanzaError("bad-request")
         request = items[0]
         affiliation = self.affiliation_of(sender.userhost())
         occupant = self.sessions.get(sender.full())
@@ -1009,7 +1009,7 @@ class Room:
         wanted_role = request.getAttribute("role")
         if wanted_affiliation is not None:
             if wanted_affiliation not in aff.AFFILIATIONS or wanted_affiliation == NONE:
-                raise MUCError("bad-request")
+                raise StanzaError("bad-request")
             # owners read every list, admins those up to their own rank (as
             # Prosody does: not the owner list); members in non-anonymous rooms
             # may see who belongs to the room
@@ -1022,7 +1022,7 @@ class Room:
                 and wanted_affiliation in (MEMBER, ADMIN, OWNER)
             )
             if not allowed:
-                raise MUCError("forbidden")
+                raise StanzaError("forbidden")
             for entry in self.affiliations.with_affiliation(wanted_affiliation):
                 item = payload.addElement("item")
                 item["affiliation"] = entry.affiliation
@@ -1033,9 +1033,9 @@ class Room:
                     item.addElement("reason", content=entry.reason)
         elif wanted_role is not None:
             if wanted_role not in (MODERATOR, PARTICIPANT, VISITOR):
-                raise MUCError("bad-request")
+                raise StanzaError("bad-request")
             if occupant is None or occupant.role != MODERATOR:
-                raise MUCError("forbidden")
+                raise StanzaError("forbidden")
             for other in sorted(self.occupants.values(), key=lambda o: o.nick):
                 if other.role != wanted_role:
                     continue
@@ -1045,13 +1045,13 @@ class Room:
                 item["nick"] = other.nick
                 item["jid"] = other.session
         else:
-            raise MUCError("bad-request")
+            raise StanzaError("bad-request")
         self._result(stanza, payload)
 
     def _admin_set(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
         items = list(query.elements(NS_MUC_ADMIN, "item"))
         if not items:
-            raise MUCError("bad-request")
+            raise StanzaError("bad-request")
         actor_affiliation = self.affiliation_of(sender.userhost())
         actor = self.sessions.get(sender.full())
         changes: list[tuple] = []
@@ -1068,19 +1068,19 @@ class Room:
                 if old == OWNER and new_affiliation != OWNER:
                     owners.discard(target)
                     if not owners:
-                        raise MUCError("conflict", "a room needs at least one owner")
+                        raise StanzaError("conflict", "a room needs at least one owner")
                 if new_affiliation == OWNER:
                     owners.add(target)
                 changes.append(("affiliation", target, new_affiliation, reason))
             elif new_role is not None:
                 nick = item.getAttribute("nick")
                 if not nick:
-                    raise MUCError("bad-request", "a nick is required to change a role")
+                    raise StanzaError("bad-request", "a nick is required to change a role")
                 target_occupant = self.occupants.get(nick)
                 if target_occupant is None:
-                    raise MUCError("item-not-found", "no such occupant")
+                    raise StanzaError("item-not-found", "no such occupant")
                 if actor is None:
-                    raise MUCError("forbidden")
+                    raise StanzaError("forbidden")
                 aff.check_role_change(
                     actor.role,
                     actor_affiliation,
@@ -1090,7 +1090,7 @@ class Room:
                 )
                 changes.append(("role", target_occupant, new_role, reason))
             else:
-                raise MUCError("bad-request")
+                raise StanzaError("bad-request")
         actor_nick = actor.nick if actor is not None else None
         self._result(stanza)
         for kind, target, value, reason in changes:
@@ -1105,7 +1105,7 @@ class Room:
         nick = item.getAttribute("nick")
         if nick and nick in self.occupants:
             return self.occupants[nick].bare
-        raise MUCError("bad-request", "a jid is required to change an affiliation")
+        raise StanzaError("bad-request", "a jid is required to change an affiliation")
 
     def set_affiliation(
         self, bare: str, affiliation: str, *, reason: str | None = None, actor: str | None = None
@@ -1188,7 +1188,7 @@ class Room:
         bare = sender.userhost()
         stored = self.affiliations.get(bare)
         if stored == OUTCAST:
-            raise MUCError("forbidden")
+            raise StanzaError("forbidden")
         if child(query, "remove", NS_REGISTER) is not None:
             self._result(stanza)
             entry = self.affiliations.entry(bare)
@@ -1202,24 +1202,24 @@ class Room:
             return
         form_element = child(query, "x", NS_X_DATA)
         if form_element is None:
-            raise MUCError("bad-request", "a registration form is required")
+            raise StanzaError("bad-request", "a registration form is required")
         try:
             form = data_form.Form.fromElement(form_element)
         except data_form.Error:
-            raise MUCError("bad-request") from None
+            raise StanzaError("bad-request") from None
         if form.formType == "cancel":
             self._result(stanza)
             return
         field = form.fields.get("muc#register_roomnick")
         if field is None or not field.values or not str(field.values[0]).strip():
-            raise MUCError("not-acceptable", "a nickname is required")
+            raise StanzaError("not-acceptable", "a nickname is required")
         nick = resourceprep_nick(str(field.values[0]))
         owner = self.affiliations.nick_owner(nick)
         in_use = self.occupants.get(nick)
         if (owner is not None and owner != bare) or (in_use is not None and in_use.bare != bare):
-            raise MUCError("conflict", "that nickname is taken")
+            raise StanzaError("conflict", "that nickname is taken")
         if self.config.members_only and self.affiliation_of(bare) == NONE:
-            raise MUCError("registration-required")
+            raise StanzaError("registration-required")
         self._result(stanza)
         if stored == NONE:
             self.set_affiliation(bare, MEMBER)
@@ -1251,7 +1251,7 @@ class Room:
                 info.append(disco.DiscoIdentity("conference", "text", entry.nick))
             return info.toElement()
         if node:
-            raise MUCError("item-not-found")
+            raise StanzaError("item-not-found")
         info.append(disco.DiscoIdentity("conference", "text", self.config.name or self.name))
         for feature in [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_REGISTER, *self.features()]:
             info.append(disco.DiscoFeature(feature))
@@ -1276,7 +1276,7 @@ class Room:
         """The room's occupants (for public rooms or occupants), as disco items."""
         items = disco.DiscoItems()
         if node:
-            raise MUCError("item-not-found")
+            raise StanzaError("item-not-found")
         if self.config.public or sender.full() in self.sessions:
             for nick in sorted(self.occupants):
                 items.append(disco.DiscoItem(jid.JID(self.occupant_jid(nick))))

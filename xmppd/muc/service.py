@@ -6,7 +6,7 @@ service's own output causes, such as a bounce, waits in the queue until the
 current one is done, so room state is never changed re-entrantly). Rooms
 (:class:`~xmppd.muc.room.Room`) do the XEP-0045 work; the service creates
 them, answers the service's own disco, keeps persistent rooms in the
-database and turns :class:`~xmppd.muc.errors.MUCError` into error replies.
+database and turns :class:`~xmppd.errors.StanzaError` into error replies.
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ from wokkel import disco
 from wokkel.component import InternalComponent
 
 from xmppd.addresses import parse_jid
+from xmppd.errors import StanzaError, error_reply, must_not_answer
 from xmppd.logs import logger
 from xmppd.muc import adhoc
 from xmppd.muc.affiliations import OWNER
 from xmppd.muc.config import RoomConfig
-from xmppd.muc.errors import MUCError, error_reply
 from xmppd.muc.room import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, Room, resourceprep_nick
 from xmppd.ratelimit import Backoff, TokenBucket
-from xmppd.router import must_not_answer
 from xmppd.stanza import serialize
 from xmppd.storage.rooms import RoomRecord, RoomStore
 
@@ -261,7 +260,8 @@ class MUCService(InternalComponent):
                     self._process(stanza)
                 except Exception:
                     log.failure("error while processing a {name}", name=stanza.name)
-                    reply = error_reply(stanza, MUCError("internal-server-error"), self.domain)
+                    error = StanzaError("internal-server-error")
+                    reply = self._error_reply(stanza, error, self.domain)
                     if reply is not None:
                         self.send(reply)
         finally:
@@ -277,16 +277,25 @@ class MUCService(InternalComponent):
             if sender is None or target is None:
                 if stanza.getAttribute("to"):
                     stanza["to"] = self.domain  # answer from an address the router accepts
-                raise MUCError("jid-malformed") from None
+                raise StanzaError("jid-malformed") from None
             if target.user is None:
                 self._service_stanza(stanza, sender, target)
             else:
                 by = target.userhost()
                 self._room_stanza(stanza, sender, target)
-        except MUCError as exc:
-            reply = error_reply(stanza, exc, by)
+        except StanzaError as exc:
+            reply = self._error_reply(stanza, exc, by)
             if reply is not None:
                 self.send(reply)
+
+    @staticmethod
+    def _error_reply(stanza: domish.Element, exc: StanzaError, by: str) -> domish.Element | None:
+        """The reply for a StanzaError: ``by`` the room (or the service) unless it says."""
+        if not stanza.getAttribute("from"):
+            return None
+        if exc.by is None:
+            exc.by = by
+        return error_reply(stanza, exc)
 
     def _room_stanza(self, stanza: domish.Element, sender: jid.JID, target: jid.JID) -> None:
         name = target.user
@@ -299,7 +308,7 @@ class MUCService(InternalComponent):
                 return
             if must_not_answer(stanza):
                 return
-            raise MUCError("item-not-found", "no such room")
+            raise StanzaError("item-not-found", "no such room")
         if stanza.name == "presence":
             room.handle_presence(stanza, sender, nick)
         elif stanza.name == "message":
@@ -311,10 +320,10 @@ class MUCService(InternalComponent):
         self, stanza: domish.Element, sender: jid.JID, name: str, nick: str | None
     ) -> None:
         if nick is None:
-            raise MUCError("jid-malformed", "a nickname is required to join")
+            raise StanzaError("jid-malformed", "a nickname is required to join")
         nick = resourceprep_nick(nick)
         if not self.may_create(sender):
-            raise MUCError("not-allowed", "you may not create rooms here")
+            raise StanzaError("not-allowed", "you may not create rooms here")
         room = Room(self, name, locked=True)
         room.affiliations.set(sender.userhost(), OWNER)
         self.rooms[name] = room
@@ -347,7 +356,7 @@ class MUCService(InternalComponent):
             if query is not None and kind == "set" and query.uri == adhoc.NS_COMMANDS:
                 self._reply(stanza, adhoc.handle_command(self, stanza, sender, query))
                 return
-        raise MUCError("service-unavailable")
+        raise StanzaError("service-unavailable")
 
     def _reply(self, iq: domish.Element, payload: domish.Element) -> None:
         reply = domish.Element((None, "iq"))
