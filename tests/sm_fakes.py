@@ -8,7 +8,9 @@ see what would leave the server.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from pathlib import Path
 
 from twisted.internet import defer
 from twisted.trial import unittest
@@ -16,11 +18,11 @@ from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
+from xmppd.config import config_from_dict
 from xmppd.router import Router
 from xmppd.sm.manager import SessionManager
 from xmppd.storage.accounts import AccountStore
 from xmppd.storage.database import Database
-from xmppd.storage.offline import OfflineStore
 from xmppd.storage.roster import RosterStore
 
 DOMAIN = "localhost"
@@ -106,27 +108,38 @@ class SessionManagerTestCase(unittest.TestCase):
             )
         self.accounts = AccountStore(self.db)
         self.roster_store = RosterStore(self.db)
-        self.offline_store = OfflineStore(self.db)
         self.router = Router()
         self.remote = Recorder()
         self.router.register(REMOTE, self.remote)
         self.sm = self.make_manager()
         self.sm.startService()
-        self.addCleanup(self.sm.stopService)
+        self.addCleanup(lambda: self.sm.stopService())
 
-    def make_manager(self, **kwargs) -> SessionManager:
-        """A session manager on the test's router and stores."""
-        options = dict(
-            domain=DOMAIN,
+    @property
+    def offline_store(self):
+        """The offline module's store of the current session manager."""
+        return self.sm.modules["offline"].store
+
+    def set_registration(self, enabled: bool) -> None:
+        """Open or close account creation, as a reload would."""
+        module = self.sm.modules["register"]
+        module.config = dataclasses.replace(module.config, enabled=enabled)
+
+    def make_manager(self, **sections) -> SessionManager:
+        """A session manager on the test's router and database.
+
+        Keyword arguments are config sections, e.g. ``modules={"disabled": ["version"]}``.
+        """
+        data = {"registration": {"enabled": self.registration_enabled}}
+        data.update(sections)
+        config = config_from_dict(data, Path(self.mktemp()))
+        return SessionManager(
+            config,
             router=self.router,
+            database=self.db,
             accounts=self.accounts,
-            roster=self.roster_store,
-            offline=self.offline_store,
-            registration_enabled=self.registration_enabled,
             disco_items=["conference.localhost"],
         )
-        options.update(kwargs)
-        return SessionManager(**options)
 
     @defer.inlineCallbacks
     def connect(self, user, resource="res", presence=True, priority=None, roster=True):

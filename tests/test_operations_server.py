@@ -153,7 +153,7 @@ class ReloadTests(unittest.TestCase):
         self.assertIn("log.level: 'info' -> 'debug'", result.applied)
         self.assertIn("registration.enabled: False -> True", result.applied)
         self.assertEqual(logs.current_level(), "debug")
-        self.assertTrue(server.session_manager.registration_enabled)
+        self.assertTrue(server.session_manager.modules['register'].config.enabled)
         self.assertTrue(all(f.registration_enabled for f in server.client_factories()))
         self.assertEqual(server.muc.create_rooms, "admins")
         self.assertEqual(server.muc.admins, frozenset({"boss@localhost"}))
@@ -256,14 +256,15 @@ class ShutdownTests(unittest.TestCase):
         romeo = yield login(live, "romeo")
         other = yield login(live, "romeo", resource="second")
         # Storing the offline message takes a while: the shutdown must wait for it.
-        store = live.server.offline.store
+        offline = live.server.session_manager.modules['offline'].store
+        store = offline.store
         arrived = defer.Deferred()
 
         def slow_store(*args):
             arrived.callback(None)
             return task.deferLater(reactor, 0.3, store, *args)
 
-        live.server.offline.store = slow_store
+        offline.store = slow_store
         romeo.send(element("<message to='juliet@localhost' type='chat' id='m1'>"
                            "<body>before the shutdown</body></message>"))
         yield arrived

@@ -56,7 +56,7 @@ class ServerTests(IQTestCase):
             "jabber:iq:register",
         ):
             self.assertIn(var, features)
-        self.sm.registration_enabled = False
+        self.set_registration(False)
         reply = yield self.asks(iq("localhost", DISCO_INFO))
         features = {f["var"] for f in reply.query.elements() if f.name == "feature"}
         self.assertNotIn("jabber:iq:register", features)
@@ -136,7 +136,7 @@ class ServerTests(IQTestCase):
         def broken(*args):
             raise RuntimeError("boom")
 
-        self.sm.iq._server[("jabber:iq:version", "query")] = broken
+        self.patch(self.sm.modules, "iq_handler", lambda *args: broken)
         reply = yield self.asks(iq("localhost", "<query xmlns='jabber:iq:version'/>"))
         self.assertEqual(error_condition(reply), "internal-server-error")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
@@ -145,7 +145,7 @@ class ServerTests(IQTestCase):
     def test_internal_error_async(self):
         """A failing database operation is answered internal-server-error too."""
         self.sm._rosters.clear()
-        self.roster_store.items = lambda user: defer.fail(RuntimeError("db down"))
+        self.sm.roster_store.items = lambda user: defer.fail(RuntimeError("db down"))
         reply = yield self.asks(iq(None, "<query xmlns='jabber:iq:roster'/>"))
         self.assertEqual(error_condition(reply), "internal-server-error")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
@@ -238,7 +238,7 @@ class RegisterTests(IQTestCase):
     @defer.inlineCallbacks
     def test_password_change_when_registration_is_off(self):
         """registration.enabled governs new accounts only, as in Prosody."""
-        self.sm.registration_enabled = False
+        self.set_registration(False)
         reply = yield self.asks(iq("localhost", "<query xmlns='jabber:iq:register'/>"))
         self.assertEqual(reply["type"], "result")
         reply = yield self.asks(

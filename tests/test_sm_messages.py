@@ -3,7 +3,7 @@
 from twisted.internet import defer
 
 from tests.sm_fakes import SessionManagerTestCase, error_condition, stanza
-from xmppd.sm.offline import worth_storing
+from xmppd.modules.offline import worth_storing
 from xmppd.sm.stanzas import deserialise, serialise
 
 

@@ -1,15 +1,27 @@
 """Configuration: one TOML file turned into typed, validated settings.
 
-Every key has a default (the embedded default file, ``xmppd/default.toml``,
-is the example config ``conf/xmppd.toml``). A bad value or an unknown key
-raises :class:`ConfigError` whose message names the file and the key, so the
-server can stop with a one-line error.
+The schema is defined once, as dataclasses: one per section, one field per
+key, with its type, its default and, in the field's metadata, its one-line
+description, its bounds and whether a reload (SIGHUP) applies it. Core
+sections are defined here; each feature module that has settings declares
+its own section the same way (``Module.settings``, see :mod:`xmppd.module`).
+Everything else is derived from that schema: reading and type-checking
+(:func:`load_config`), the reload's list of live keys
+(:mod:`xmppd.reload`), and the tests that keep ``conf/xmppd.toml`` (the
+embedded default) and README's table in step with it.
+
+A bad value or an unknown key raises :class:`ConfigError` whose message
+names the file and the key, so the server can stop with a one-line error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
-from dataclasses import dataclass
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,82 +37,218 @@ class ConfigError(Exception):
     """A configuration file that cannot be used; str() is a one-line message."""
 
 
+def setting(default: Any, doc: str, *, minimum: float | None = None, positive: bool = False,
+            choices: tuple[str, ...] | None = None, live: bool = False) -> Any:
+    """A config key: its default and description, bounds, and whether reload applies it."""
+    metadata = {"doc": doc, "minimum": minimum, "positive": positive, "choices": choices,
+                "live": live}
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """``[server]``: the domain, where data lives, administrators."""
+
+    domain: str = setting("localhost", "the domain users live on")
+    data_dir: str = setting("data", "database (`xmppd.sqlite`) and generated certificate")
+    admins: tuple[str, ...] = setting((), "bare JIDs with service administrator rights", live=True)
+    shutdown_timeout: float = setting(
+        15.0, "seconds a graceful shutdown (SIGTERM) may take", positive=True)
+
+
 @dataclass(frozen=True)
 class TLSSettings:
-    """Certificate and key paths (absolute, or None to generate one)."""
+    """``[tls]``: certificate and key paths (resolved; None: generate one)."""
 
-    certificate: Path | None
-    key: Path | None
+    certificate: Path | None = setting(
+        None, "PEM certificate chain; empty: generate a self-signed one", live=True)
+    key: Path | None = setting(None, "its private key (PEM)", live=True)
 
 
 @dataclass(frozen=True)
 class C2SSettings:
-    """Client listener settings."""
+    """``[c2s]``: client listeners."""
 
-    listen: str
-    direct_tls_listen: str
-    require_encryption: bool
+    listen: str = setting("tcp:5222", "client listener (a Twisted endpoint description)")
+    direct_tls_listen: str = setting("tcp:5223",
+                                     "direct TLS listener (XEP-0368); `\"\"` turns it off")
+    require_encryption: bool = setting(True, "refuse authentication before TLS", live=True)
 
 
 @dataclass(frozen=True)
 class ComponentSettings:
-    """External component (XEP-0114) listener and per-domain secrets."""
+    """``[components]``: external components (XEP-0114)."""
 
-    listen: str
-    secrets: dict[str, str]
+    listen: str = setting("tcp:5347:interface=127.0.0.1", "external component listener (XEP-0114)")
+    secrets: dict[str, str] = setting({}, "one secret per component domain")
 
 
 @dataclass(frozen=True)
 class MUCSettings:
-    """Multi-user chat service settings; domain is None when disabled."""
+    """``[muc]``: the multi-user chat service; domain is None when disabled."""
 
-    domain: str | None
-    create_rooms: str
-    password_max_failures: int
-    password_failure_window: float
-    password_backoff: float
-    password_backoff_max: float
-    message_rate: float
-    message_burst: int
+    domain: str | None = setting("conference.localhost", "the MUC service; `\"\"` disables it")
+    create_rooms: str = setting("anyone", "who may create rooms: `anyone`, `local` or `admins`",
+                                choices=CREATE_ROOMS, live=True)
+    password_max_failures: int = setting(
+        5, "wrong room passwords (per room and user, within the window) before joins are refused",
+        minimum=1)
+    password_failure_window: float = setting(60.0, "seconds over which wrong passwords count",
+                                             positive=True)
+    password_backoff: float = setting(10.0, "seconds joins stay refused, doubling per further "
+                                      "failure", positive=True)
+    password_backoff_max: float = setting(3600.0, "the longest such refusal", positive=True)
+    message_rate: float = setting(5.0, "per-occupant messages a second; excess gets "
+                                  "`resource-constraint`", positive=True)
+    message_burst: int = setting(20, "per-occupant burst of messages", minimum=1)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """``[log]``."""
+
+    level: str = setting("info", "`debug`, `info`, `warn`, `error` or `critical`",
+                         choices=LOG_LEVELS, live=True)
 
 
 @dataclass(frozen=True)
 class LimitSettings:
-    """Client stream limits ([limits]); 0 turns a timeout, rate or count limit off."""
+    """``[limits]``: client stream limits; 0 turns a timeout, rate or count limit off."""
 
-    max_stanza_size: int
-    max_depth: int
-    max_attributes: int
-    max_elements: int
-    max_auth_attempts: int
-    negotiation_timeout: float
-    idle_timeout: float
-    ping_timeout: float
-    max_connections_per_ip: int
-    max_sessions_per_account: int
-    read_rate: int
-    read_burst: int
-    auth_backoff_after: int
-    auth_backoff: float
-    auth_backoff_max: float
+    max_stanza_size: int = setting(262144, "bytes in one stanza (or the stream header)",
+                                   minimum=4096)
+    max_depth: int = setting(64, "element nesting depth", minimum=4)
+    max_attributes: int = setting(64, "attributes on one element, namespace declarations "
+                                  "included", minimum=8)
+    max_elements: int = setting(4096, "elements in one stanza", minimum=16)
+    max_auth_attempts: int = setting(5, "failed SASL attempts on one connection", minimum=1)
+    negotiation_timeout: float = setting(30.0, "seconds to authenticate and bind", minimum=0)
+    idle_timeout: float = setting(300.0, "seconds of silence before the server pings",
+                                  minimum=0)
+    ping_timeout: float = setting(60.0, "seconds to answer that ping", minimum=0)
+    max_connections_per_ip: int = setting(20, "open client connections from one address",
+                                          minimum=0)
+    max_sessions_per_account: int = setting(10, "bound resources of one account", minimum=0)
+    read_rate: int = setting(65536, "bytes a second one connection may send", minimum=0)
+    read_burst: int = setting(262144, "bytes it may send at once", minimum=1)
+    auth_backoff_after: int = setting(3, "failed logins (per account and per address) before "
+                                      "back-off", minimum=1)
+    auth_backoff: float = setting(2.0, "first back-off in seconds, doubling per failure",
+                                  minimum=0.001)
+    auth_backoff_max: float = setting(300.0, "the longest back-off", minimum=0.001)
+
+
+@dataclass(frozen=True)
+class ModulesSettings:
+    """``[modules]``: switching feature modules off."""
+
+    disabled: tuple[str, ...] = setting((), "names of modules to switch off (see Modules)")
+
+
+#: The core sections: name -> settings class (module sections are added to these).
+CORE_SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "tls": TLSSettings,
+    "c2s": C2SSettings,
+    "components": ComponentSettings,
+    "muc": MUCSettings,
+    "log": LogSettings,
+    "limits": LimitSettings,
+    "modules": ModulesSettings,
+}
+
+
+def module_sections() -> dict[str, type]:
+    """The sections the feature modules declare: name -> settings class."""
+    from xmppd.modules import MODULES
+
+    return {cls.section or cls.name: cls.settings for cls in MODULES if cls.settings is not None}
+
+
+def sections() -> dict[str, type]:
+    """Every section of the schema, core sections first."""
+    return {**CORE_SECTIONS, **module_sections()}
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of the schema, as README and the reload see it."""
+
+    section: str
+    name: str
+    default: Any
+    doc: str
+    live: bool
+
+    @property
+    def dotted(self) -> str:
+        """``section.name``."""
+        return f"{self.section}.{self.name}"
+
+
+def schema_keys() -> Iterator[Key]:
+    """Every key of the schema with its default, description and liveness."""
+    for section, cls in sections().items():
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            yield Key(section, f.name, default, f.metadata.get("doc", ""),
+                      bool(f.metadata.get("live")))
 
 
 @dataclass(frozen=True)
 class Config:
-    """The whole, validated server configuration."""
+    """The whole, validated server configuration: one settings object per section."""
 
     path: Path | None
-    domain: str
-    data_dir: Path
-    admins: tuple[str, ...]
+    server: ServerSettings
     tls: TLSSettings
     c2s: C2SSettings
     components: ComponentSettings
     muc: MUCSettings
-    registration_enabled: bool
-    log_level: str
+    log: LogSettings
     limits: LimitSettings
-    shutdown_timeout: float
+    modules: ModulesSettings
+    #: The feature modules' sections: section name -> settings object.
+    module_settings: dict[str, Any] = field(default_factory=dict)
+    #: server.data_dir resolved against the config file's folder.
+    data_dir: Path = Path("data")
+
+    @property
+    def domain(self) -> str:
+        """The domain users live on."""
+        return self.server.domain
+
+    @property
+    def admins(self) -> tuple[str, ...]:
+        """Bare JIDs with service administrator rights."""
+        return self.server.admins
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """Seconds a graceful shutdown may take."""
+        return self.server.shutdown_timeout
+
+    @property
+    def log_level(self) -> str:
+        """The log level."""
+        return self.log.level
+
+    def section(self, name: str) -> Any:
+        """A feature module's settings by section name."""
+        return self.module_settings[name]
+
+    def settings_for(self, module_class: Any) -> Any:
+        """A module class's settings object (None if it has no section)."""
+        if module_class.settings is None:
+            return None
+        return self.module_settings[module_class.section or module_class.name]
+
+    @property
+    def registration_enabled(self) -> bool:
+        """Whether account creation over client connections is open."""
+        return "register" not in self.modules.disabled and self.section("registration").enabled
 
     @property
     def database_path(self) -> Path:
@@ -116,78 +264,20 @@ class Config:
         return tuple(domains)
 
     def replace(self, **changes: Any) -> Config:
-        """A copy with some fields changed (used by tests)."""
-        import dataclasses
-
+        """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
 
-# The schema: section -> key -> (type, default). The defaults are read from
-# the embedded default file so that the file and the code cannot disagree.
-_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "server": {"domain": str, "data_dir": str, "admins": list, "shutdown_timeout": (int, float)},
-    "tls": {"certificate": str, "key": str},
-    "c2s": {"listen": str, "direct_tls_listen": str, "require_encryption": bool},
-    "components": {"listen": str, "secrets": dict},
-    "muc": {
-        "domain": str,
-        "create_rooms": str,
-        "password_max_failures": int,
-        "password_failure_window": (int, float),
-        "password_backoff": (int, float),
-        "password_backoff_max": (int, float),
-        "message_rate": (int, float),
-        "message_burst": int,
-    },
-    "registration": {"enabled": bool},
-    "log": {"level": str},
-    "limits": {
-        "max_stanza_size": int,
-        "max_depth": int,
-        "max_attributes": int,
-        "max_elements": int,
-        "max_auth_attempts": int,
-        "negotiation_timeout": (int, float),
-        "idle_timeout": (int, float),
-        "ping_timeout": (int, float),
-        "max_connections_per_ip": int,
-        "max_sessions_per_account": int,
-        "read_rate": int,
-        "read_burst": int,
-        "auth_backoff_after": int,
-        "auth_backoff": (int, float),
-        "auth_backoff_max": (int, float),
-    },
-}
-
-# Smallest accepted value of each [limits] key (a stream header must still
-# fit through the parser, a client must still be able to log in).
-_LIMIT_MINIMUMS: dict[str, float] = {
-    "max_stanza_size": 4096,
-    "max_depth": 4,
-    "max_attributes": 8,
-    "max_elements": 16,
-    "max_auth_attempts": 1,
-    "negotiation_timeout": 0,
-    "idle_timeout": 0,
-    "ping_timeout": 0,
-    "max_connections_per_ip": 0,
-    "max_sessions_per_account": 0,
-    "read_rate": 0,
-    "read_burst": 1,
-    "auth_backoff_after": 1,
-    "auth_backoff": 0.001,
-    "auth_backoff_max": 0.001,
-}
+# -- reading -------------------------------------------------------------------------
 
 
 class _Reader:
     """Reads typed values out of parsed TOML, naming file:key in errors."""
 
-    def __init__(self, source: str, data: dict[str, Any], defaults: dict[str, Any]):
+    def __init__(self, source: str, data: dict[str, Any]):
         self.source = source
         self.data = data
-        self.defaults = defaults
+        self.sections = sections()
 
     def fail(self, key: str, message: str) -> ConfigError:
         """The error for a key, naming the file."""
@@ -196,32 +286,70 @@ class _Reader:
     def check_keys(self) -> None:
         """Refuse unknown sections and keys."""
         for section, value in self.data.items():
-            if section not in _SCHEMA:
+            if section not in self.sections:
                 raise self.fail(section, "unknown section")
             if not isinstance(value, dict):
                 raise self.fail(section, "must be a table ([%s])" % section)
+            known = {f.name for f in dataclasses.fields(self.sections[section])}
             for key in value:
-                if key not in _SCHEMA[section]:
+                if key not in known:
                     raise self.fail(f"{section}.{key}", "unknown key")
 
-    def get(self, section: str, key: str) -> Any:
-        """A key's value (or its default), type-checked."""
-        expected = _SCHEMA[section][key]
-        value = self.data.get(section, {}).get(key, self.defaults[section][key])
-        # bool is a subclass of int: never accept one for the other.
-        if not isinstance(value, expected) or (
-            expected is not bool and isinstance(value, bool)
-        ):
-            raise self.fail(
-                f"{section}.{key}",
-                f"must be {_type_name(expected)}, not {_type_name(type(value))}",
-            )
+    def section(self, name: str) -> Any:
+        """A section's settings object: every key type-checked and bounded."""
+        cls = self.sections[name]
+        given = self.data.get(name, {})
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            key = f"{name}.{f.name}"
+            if f.name not in given:
+                continue
+            values[f.name] = self._check(key, hints[f.name], given[f.name], f.metadata)
+        return cls(**values)
+
+    def _check(self, key: str, hint: Any, value: Any, meta: Any) -> Any:
+        value = _coerce(self, key, hint, value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            minimum = meta.get("minimum")
+            if minimum is not None and value < minimum:
+                raise self.fail(key, f"must be at least {minimum:g}")
+            if meta.get("positive") and value <= 0:
+                raise self.fail(key, "must be greater than 0")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}")
         return value
 
 
+def _coerce(r: _Reader, key: str, hint: Any, value: Any) -> Any:
+    """Type-check a TOML value against a field's annotation (bool is never an int)."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):  # X | None: TOML has no null, "" stands for it
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise r.fail(key, f"must be a number, not {_type_name(type(value))}")
+        return float(value)
+    if hint is Path:
+        hint = str
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise r.fail(key, f"must be a list, not {_type_name(type(value))}")
+        if not all(isinstance(v, str) for v in value):
+            raise r.fail(key, "must be a list of strings")
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise r.fail(key, f"must be a table, not {_type_name(type(value))}")
+        return dict(value)
+    if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
+        raise r.fail(key, f"must be {_type_name(hint)}, not {_type_name(type(value))}")
+    return value
+
+
 def _type_name(kind: Any) -> str:
-    if kind == (int, float):
-        return "a number"
     return {
         str: "a string",
         bool: "true or false",
@@ -244,62 +372,56 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
 
-def _domain(reader: _Reader, key: str, value: str) -> str:
-    try:
-        parsed = jidlib.JID(value)
-    except Exception:
-        raise reader.fail(key, f"{value!r} is not a valid domain") from None
-    if parsed.user is not None or parsed.resource is not None or not parsed.host:
-        raise reader.fail(key, f"{value!r} is not a bare domain")
-    return parsed.host
-
-
-def _endpoint(reader: _Reader, key: str, value: str, optional: bool) -> str:
-    if value == "" and optional:
-        return ""
-    # Validate the description's grammar without creating anything.
-    from twisted.internet import endpoints
-
-    try:
-        endpoints._parseServer(value, None)
-    except Exception as e:
-        raise reader.fail(key, f"{value!r} is not a Twisted endpoint description ({e})") from None
-    return value
-
-
 def load_config(path: str | Path | None = None) -> Config:
     """Load and validate a config file; None loads the embedded default.
 
     Relative paths are resolved against the config file's folder; for the
     embedded default, against the current working directory.
     """
-    defaults = _read_toml(DEFAULT_CONFIG_PATH)
     if path is None:
-        data, source, base = defaults, "(embedded default)", Path.cwd()
+        data, source, base = _read_toml(DEFAULT_CONFIG_PATH), "(embedded default)", Path.cwd()
     else:
         path = Path(path)
         data, source = _read_toml(path), str(path)
         base = path.absolute().parent
-    return _build(_Reader(source, data, defaults), base, path)
+    return _build(_Reader(source, data), base, path)
 
 
 def config_from_dict(data: dict[str, Any], base: Path) -> Config:
     """Build a Config from already-parsed TOML (tests write configs this way)."""
-    return _build(_Reader("(dict)", data, _read_toml(DEFAULT_CONFIG_PATH)), base, None)
+    return _build(_Reader("(dict)", data), base, None)
 
 
-def _build(r: _Reader, base: Path, path: Path | None) -> Config:
-    r.check_keys()
-    domain = _domain(r, "server.domain", r.get("server", "domain"))
-    data_dir_value = r.get("server", "data_dir")
-    if not data_dir_value:
+# -- checks that span keys or need more than a type --------------------------------------
+
+def _domain(r: _Reader, key: str, value: str) -> str:
+    try:
+        parsed = jidlib.JID(value)
+    except Exception:
+        raise r.fail(key, f"{value!r} is not a valid domain") from None
+    if parsed.user is not None or parsed.resource is not None or not parsed.host:
+        raise r.fail(key, f"{value!r} is not a bare domain")
+    return parsed.host
+
+
+def _endpoint(r: _Reader, key: str, value: str, optional: bool) -> str:
+    if value == "" and optional:
+        return ""
+    from twisted.internet import endpoints
+
+    try:
+        endpoints._parseServer(value, None)
+    except Exception as e:
+        raise r.fail(key, f"{value!r} is not a Twisted endpoint description ({e})") from None
+    return value
+
+
+def _server(r: _Reader, base: Path) -> tuple[ServerSettings, Path]:
+    server = r.section("server")
+    if not server.data_dir:
         raise r.fail("server.data_dir", "must not be empty")
-    data_dir = (base / data_dir_value).resolve()
-
     admins = []
-    for value in r.get("server", "admins"):
-        if not isinstance(value, str):
-            raise r.fail("server.admins", "must be a list of bare JIDs")
+    for value in server.admins:
         try:
             admin = jidlib.JID(value)
         except Exception:
@@ -307,102 +429,91 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         if admin.resource is not None:
             raise r.fail("server.admins", f"{value!r} must be a bare JID")
         admins.append(admin.userhost())
+    server = dataclasses.replace(server, domain=_domain(r, "server.domain", server.domain),
+                                 admins=tuple(admins))
+    return server, (base / server.data_dir).resolve()
 
-    cert, key = r.get("tls", "certificate"), r.get("tls", "key")
+
+def _tls(r: _Reader, base: Path) -> TLSSettings:
+    raw = r.data.get("tls", {})
+    r.section("tls")  # type checks
+    cert, key = raw.get("certificate", ""), raw.get("key", "")
     if bool(cert) != bool(key):
         raise r.fail("tls.key" if cert else "tls.certificate",
-                      "set both tls.certificate and tls.key, or neither")
-    tls = TLSSettings(
-        certificate=(base / cert).resolve() if cert else None,
-        key=(base / key).resolve() if key else None,
-    )
+                     "set both tls.certificate and tls.key, or neither")
+    return TLSSettings(certificate=(base / cert).resolve() if cert else None,
+                       key=(base / key).resolve() if key else None)
 
-    c2s = C2SSettings(
-        listen=_endpoint(r, "c2s.listen", r.get("c2s", "listen"), optional=False),
-        direct_tls_listen=_endpoint(
-            r, "c2s.direct_tls_listen", r.get("c2s", "direct_tls_listen"), optional=True
-        ),
-        require_encryption=r.get("c2s", "require_encryption"),
-    )
 
+def _components(r: _Reader) -> ComponentSettings:
+    components = r.section("components")
     secrets = {}
-    for comp_domain, secret in r.get("components", "secrets").items():
+    for comp_domain, secret in components.secrets.items():
         key_name = f"components.secrets.{comp_domain}"
         if not isinstance(secret, str) or not secret:
             raise r.fail(key_name, "must be a non-empty string")
         secrets[_domain(r, key_name, comp_domain)] = secret
-    components = ComponentSettings(
-        listen=_endpoint(r, "components.listen", r.get("components", "listen"), optional=True),
-        secrets=secrets,
-    )
+    listen = _endpoint(r, "components.listen", components.listen, optional=True)
+    return ComponentSettings(listen=listen, secrets=secrets)
 
-    muc_domain_value = r.get("muc", "domain")
-    muc_domain = _domain(r, "muc.domain", muc_domain_value) if muc_domain_value else None
-    create_rooms = r.get("muc", "create_rooms")
-    if create_rooms not in CREATE_ROOMS:
-        raise r.fail("muc.create_rooms", f"must be one of {', '.join(CREATE_ROOMS)}")
+
+def _muc(r: _Reader, domain: str, secrets: dict[str, str]) -> MUCSettings:
+    muc = r.section("muc")
+    muc_domain = _domain(r, "muc.domain", muc.domain) if muc.domain else None
     if muc_domain == domain:
         raise r.fail("muc.domain", "must differ from server.domain")
     if muc_domain in secrets or domain in secrets:
         raise r.fail("components.secrets", "a component cannot take a served domain")
-    muc = MUCSettings(
-        domain=muc_domain,
-        create_rooms=create_rooms,
-        password_max_failures=int(_at_least(r, "muc", "password_max_failures", 1)),
-        password_failure_window=_positive(r, "muc", "password_failure_window"),
-        password_backoff=_positive(r, "muc", "password_backoff"),
-        password_backoff_max=_positive(r, "muc", "password_backoff_max"),
-        message_rate=_positive(r, "muc", "message_rate"),
-        message_burst=int(_at_least(r, "muc", "message_burst", 1)),
-    )
     if muc.password_backoff_max < muc.password_backoff:
         raise r.fail("muc.password_backoff_max", "must not be less than muc.password_backoff")
+    return dataclasses.replace(muc, domain=muc_domain)
 
-    level = r.get("log", "level")
-    if level not in LOG_LEVELS:
-        raise r.fail("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
 
-    limits = _limits(r)
+def _modules(r: _Reader) -> ModulesSettings:
+    from xmppd.modules import BY_NAME
 
+    modules = r.section("modules")
+    for name in modules.disabled:
+        if name not in BY_NAME:
+            raise r.fail("modules.disabled",
+                         f"no module is called {name!r} (known: {', '.join(sorted(BY_NAME))})")
+    return modules
+
+
+def _build(r: _Reader, base: Path, path: Path | None) -> Config:
+    r.check_keys()
+    server, data_dir = _server(r, base)
+    c2s = r.section("c2s")
+    c2s = dataclasses.replace(
+        c2s,
+        listen=_endpoint(r, "c2s.listen", c2s.listen, optional=False),
+        direct_tls_listen=_endpoint(r, "c2s.direct_tls_listen", c2s.direct_tls_listen,
+                                    optional=True),
+    )
+    components = _components(r)
+    limits = r.section("limits")
+    if limits.auth_backoff_max < limits.auth_backoff:
+        raise r.fail("limits.auth_backoff_max", "must not be less than limits.auth_backoff")
+    module_settings = {}
+    for name, cls in module_sections().items():
+        settings = r.section(name)
+        check = getattr(cls, "check", None)
+        if check is not None:
+            problem = check(settings)
+            if problem:
+                key, message = problem
+                raise r.fail(f"{name}.{key}", message)
+        module_settings[name] = settings
     return Config(
         path=path,
-        domain=domain,
-        data_dir=data_dir,
-        admins=tuple(admins),
-        tls=tls,
+        server=server,
+        tls=_tls(r, base),
         c2s=c2s,
         components=components,
-        muc=muc,
-        shutdown_timeout=_positive(r, "server", "shutdown_timeout"),
-        registration_enabled=r.get("registration", "enabled"),
-        log_level=level,
+        muc=_muc(r, server.domain, components.secrets),
+        log=r.section("log"),
         limits=limits,
+        modules=_modules(r),
+        module_settings=module_settings,
+        data_dir=data_dir,
     )
-
-
-def _at_least(r: _Reader, section: str, key: str, minimum: float) -> float:
-    value = r.get(section, key)
-    if value < minimum:
-        raise r.fail(f"{section}.{key}", f"must be at least {minimum:g}")
-    return value
-
-
-def _positive(r: _Reader, section: str, key: str) -> float:
-    value = r.get(section, key)
-    if value <= 0:
-        raise r.fail(f"{section}.{key}", "must be greater than 0")
-    return float(value)
-
-
-def _limits(r: _Reader) -> LimitSettings:
-    values: dict[str, Any] = {}
-    for key, kind in _SCHEMA["limits"].items():
-        value = r.get("limits", key)
-        minimum = _LIMIT_MINIMUMS[key]
-        if value < minimum:
-            raise r.fail(f"limits.{key}", f"must be at least {minimum:g}")
-        values[key] = float(value) if kind == (int, float) else value
-    if values["auth_backoff_max"] < values["auth_backoff"]:
-        raise r.fail("limits.auth_backoff_max", "must not be less than limits.auth_backoff")
-    return LimitSettings(**values)
-

@@ -249,18 +249,12 @@ class XMPPServer(service.MultiService):
 
     def _build_session_manager(self) -> None:
         from xmppd.sm.manager import SessionManager
-        from xmppd.storage.offline import OfflineStore
-        from xmppd.storage.roster import RosterStore
 
-        self.roster = RosterStore(self.database)
-        self.offline = OfflineStore(self.database)
         self.session_manager = SessionManager(
-            domain=self.config.domain,
+            self.config,
             router=self.router,
+            database=self.database,
             accounts=self.accounts,
-            roster=self.roster,
-            offline=self.offline,
-            registration_enabled=self.config.registration_enabled,
             reactor=self.reactor,
         )
         self.session_manager.setServiceParent(self)
@@ -435,7 +429,9 @@ class XMPPServer(service.MultiService):
             factory.require_encryption = merged.c2s.require_encryption
         self.tls_options = tls_options
         if self.session_manager is not None:
-            self.session_manager.registration_enabled = merged.registration_enabled
+            for module in self.session_manager.modules:
+                if module.settings is not None:
+                    module.config = merged.settings_for(type(module))
         if self.muc is not None:
             self.muc.create_rooms = merged.muc.create_rooms
             self.muc.admins = frozenset(merged.admins)

@@ -25,20 +25,28 @@ from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
 from xmppd.addresses import parse_jid, stanza_domain
+from xmppd.config import Config
+from xmppd.errors import bounce
 from xmppd.logs import logger
-from xmppd.router import bounce
+from xmppd.module import ModuleHost, Point, ServerContext
+from xmppd.modules import enabled_modules
 from xmppd.sm.iq import IQHandler
 from xmppd.sm.messages import MessageHandler
-from xmppd.sm.offline import OfflineMessages
 from xmppd.sm.presence import PresenceHandler
 from xmppd.sm.queue import SerialQueues
-from xmppd.sm.roster import RosterHandler
 from xmppd.sm.sessions import SessionState
 from xmppd.sm.subscriptions import SubscriptionHandler
 from xmppd.stanza import describe
-from xmppd.storage.roster import RosterItem, removal_element
+from xmppd.storage.accounts import AccountStore
+from xmppd.storage.roster import RosterItem, RosterStore, removal_element
 
 log = logger(__name__)
+
+_DELIVER_POINTS = {
+    "message": Point.DELIVER_MESSAGE,
+    "presence": Point.DELIVER_PRESENCE,
+    "iq": Point.DELIVER_IQ,
+}
 
 
 class SessionManager(service.Service):
@@ -46,13 +54,11 @@ class SessionManager(service.Service):
 
     def __init__(
         self,
+        config: Config,
         *,
-        domain: str,
         router: Any,
-        accounts: Any,
-        roster: Any,
-        offline: Any,
-        registration_enabled: bool = False,
+        database: Any,
+        accounts: Any = None,
         reactor: Any = None,
         disco_items: Iterable[str] = (),
     ):
@@ -60,15 +66,15 @@ class SessionManager(service.Service):
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
-        self.domain = domain
+        self.config = config
+        self.domain = config.domain
         self.router = router
-        self.accounts = accounts
-        self.roster_store = roster
-        self.offline_store = offline
-        self.registration_enabled = registration_enabled
+        self.database = database
+        self.accounts = accounts if accounts is not None else AccountStore(database)
+        self.roster_store = RosterStore(database)
         self.reactor = reactor
         self.disco_items = tuple(disco_items)
-        self.server_jid = jid.JID(domain)
+        self.server_jid = jid.JID(self.domain)
         self.queues = SerialQueues()
         self._users: dict[str, dict[str, SessionState]] = {}
         self._states: dict[int, SessionState] = {}
@@ -77,24 +83,31 @@ class SessionManager(service.Service):
         self._idle_waiters: list[defer.Deferred] = []
         self._push_counter = 0
         self.messages = MessageHandler(self)
-        self.offline = OfflineMessages(self)
         self.presence = PresenceHandler(self)
         self.subscriptions = SubscriptionHandler(self)
-        self.roster = RosterHandler(self)
         self.iq = IQHandler(self)
+        context = ServerContext(
+            domain=self.domain, reactor=reactor, router=router, database=database,
+            accounts=self.accounts, sessions=self,
+        )
+        self.modules = ModuleHost(context, enabled_modules(config), config.settings_for)
+        context.modules = self.modules
 
     # -- service ---------------------------------------------------------
 
     def startService(self) -> None:
-        """Serve the local domain."""
+        """Start the modules and serve the local domain."""
         super().startService()
+        self.modules.startService()
         self.router.register(self.domain, self)
 
     def stopService(self):
         """Stop serving the domain; fires once pending processing is done."""
         super().stopService()
         self.router.unregister(self.domain, self)
-        return self.wait_idle()
+        d = self.wait_idle()
+        d.addCallback(lambda _: self.modules.stopService())
+        return d
 
     # -- sessions --------------------------------------------------------
 
@@ -132,6 +145,7 @@ class SessionManager(service.Service):
         sessions[address.resource] = state
         self._states[id(session)] = state
         log.debug("bound {jid}", jid=state.full)
+        self.modules.fire(Point.SESSION_BOUND, state)
         return address
 
     def unbind(self, session: Any) -> None:
@@ -152,7 +166,12 @@ class SessionManager(service.Service):
                 del self._users[state.username]
 
     def _gone(self, state: SessionState) -> None:
-        self.run(state.username, None, self.presence.session_ended, state)
+        self.run(state.username, None, self._session_ended, state)
+
+    @defer.inlineCallbacks
+    def _session_ended(self, state: SessionState):
+        yield self.presence.session_ended(state)
+        yield self.modules.fire_async(Point.SESSION_ENDED, state)
 
     # -- lookups used by the handlers ---------------------------------------
 
@@ -196,6 +215,27 @@ class SessionManager(service.Service):
                 found.append(domain)
         return sorted(found)
 
+    def may_see_account(self, username: str | None, sender: jid.JID) -> defer.Deferred:
+        """Fire with True if the sender is the account or a contact subscribed to its presence.
+
+        False for accounts that do not exist (without saying so).
+        """
+        if not username:
+            return defer.succeed(False)
+        if sender.host == self.domain and sender.user == username:
+            return defer.succeed(True)
+
+        @defer.inlineCallbacks
+        def check():
+            exists = yield self.user_exists(username)
+            if not exists:
+                return False
+            roster = yield self.get_roster(username)
+            item = roster.get(sender.userhost())
+            return item is not None and item.subscribed_from
+
+        return check()
+
     def is_local(self, address: jid.JID) -> bool:
         """True if the JID is in the local domain."""
         return address.host == self.domain
@@ -203,8 +243,16 @@ class SessionManager(service.Service):
     # -- delivery ----------------------------------------------------------
 
     def deliver(self, state: SessionState, stanza: domish.Element) -> None:
-        """Write a stanza to one session (errors are logged, not raised)."""
+        """Write a stanza to one session (errors are logged, not raised).
+
+        Modules hooked at the "about to deliver" points may drop it.
+        """
         if not state.bound:
+            return
+        point = _DELIVER_POINTS.get(stanza.name)
+        if point is not None and self.modules.has_hooks(point) and self.modules.fire(
+            point, state, stanza
+        ):
             return
         try:
             state.session.send(stanza)
@@ -250,6 +298,25 @@ class SessionManager(service.Service):
             log.failure("handling {xml} failed", xml=describe(stanza))
             self.reply_error(stanza, "internal-server-error")
 
+    def undelivered(self, username: str, stanza: domish.Element) -> defer.Deferred:
+        """A chat/normal message no session takes: offer it to the modules (offline storage).
+
+        Runs in the user's queue. A message for an account that does not
+        exist, or one no module took, is answered ``service-unavailable``
+        (RFC 6121 8.5.2.2.1).
+        """
+
+        @defer.inlineCallbacks
+        def offer():
+            exists = yield self.user_exists(username)
+            taken = exists and (
+                yield self.modules.fire_async(Point.MESSAGE_UNDELIVERED, username, stanza)
+            )
+            if not taken:
+                self.reply_error(stanza, "service-unavailable")
+
+        return offer()
+
     def outbound(self, stanza: domish.Element) -> None:
         """Route a stanza a local client sent, applying the outbound rules.
 
@@ -260,6 +327,10 @@ class SessionManager(service.Service):
         same treatment through :meth:`send` either way.
         """
         try:
+            if self.modules.has_hooks(Point.CLIENT_STANZA):
+                state = self.state_for(parse_jid(stanza.getAttribute("from")))
+                if state is not None and self.modules.fire(Point.CLIENT_STANZA, state, stanza):
+                    return
             to = stanza.getAttribute("to")
             if stanza.name == "presence" and to and stanza_domain(to) != self.domain:
                 state = self.state_for(parse_jid(stanza.getAttribute("from")))

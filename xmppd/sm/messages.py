@@ -86,4 +86,4 @@ class MessageHandler:
             return
         if kind == "headline":
             return
-        manager.run(recipient.user, stanza, manager.offline.store, recipient.user, stanza)
+        manager.run(recipient.user, stanza, manager.undelivered, recipient.user, stanza)

@@ -14,6 +14,7 @@ from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
+from xmppd.module import Point
 from xmppd.sm.sessions import SessionState
 from xmppd.sm.stanzas import SUBSCRIPTION_TYPES, presence, readdress
 
@@ -103,7 +104,7 @@ class PresenceHandler:
                     manager.route(presence(state.bare, item.contact, "probe"))
             yield manager.subscriptions.redeliver_pending(state)
         if priority >= 0 and (initial or was_negative):
-            yield manager.offline.deliver(state)
+            yield manager.modules.fire_async(Point.SESSION_AVAILABLE, state)
 
     @defer.inlineCallbacks
     def broadcast_unavailable(self, state: SessionState, stanza: domish.Element, echo: bool):
@@ -128,6 +129,7 @@ class PresenceHandler:
                 manager.deliver(other, readdress(unavailable, to=other.full))
             if echo:
                 manager.deliver(state, readdress(unavailable, to=state.full))
+            yield manager.modules.fire_async(Point.RESOURCE_UNAVAILABLE, state, unavailable)
         for target in sorted(directed):
             if _bare(target) not in covered:
                 manager.route(readdress(unavailable, to=target))

@@ -1,15 +1,14 @@
-"""Offline messages: what is stored, how it is stamped, when it is delivered.
+"""Offline messages (RFC 6121 8.5.2.2.1; XEP-0160, XEP-0203).
 
 Chat and normal messages for an existing user with no available resource of
 non-negative priority are stored complete, with an XEP-0203 delay element
 stamped by the server, and delivered in order to the first resource that
-sends initial presence with non-negative priority (RFC 6121 8.5.2.2.1).
+sends initial presence with non-negative priority. The store has a limit
+per user (:class:`~xmppd.storage.offline.OfflineStore`); past it, senders
+get ``service-unavailable``.
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
@@ -17,14 +16,14 @@ from twisted.words.xish import domish
 from wokkel.delay import Delay
 
 from xmppd.logs import logger
+from xmppd.module import Module, Point, Scope, hook
 from xmppd.sm.sessions import SessionState
 from xmppd.sm.stanzas import deserialise, readdress, serialise
-
-if TYPE_CHECKING:
-    from xmppd.sm.manager import SessionManager
+from xmppd.storage.offline import OfflineStore
 
 log = logger(__name__)
 
+FEATURE_MSGOFFLINE = "msgoffline"
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
 NS_HINTS = "urn:xmpp:hints"
 _NOT_CONTENT = {"thread"}
@@ -42,42 +41,45 @@ def worth_storing(stanza: domish.Element) -> bool:
     return content
 
 
-class OfflineMessages:
+class Offline(Module):
     """Stores messages for absent users and hands them over at login."""
 
-    def __init__(self, manager: SessionManager):
-        self.manager = manager
+    name = "offline"
+    features = {Scope.SERVER: [FEATURE_MSGOFFLINE]}
 
+    def __init__(self, server, settings=None):
+        super().__init__(server, settings)
+        self.store = OfflineStore(server.database)
+
+    @hook(Point.MESSAGE_UNDELIVERED)
     @defer.inlineCallbacks
-    def store(self, username: str, stanza: domish.Element):
-        """Store a message (runs in the user's queue); bounce it if impossible."""
-        manager = self.manager
-        exists = yield manager.user_exists(username)
-        if not exists:
-            manager.reply_error(stanza, "service-unavailable")
-            return
+    def keep(self, username: str, stanza: domish.Element):
+        """Store a message (in the user's queue); bounce it if storage is full."""
+        sessions = self.server.sessions
         if not worth_storing(stanza):
-            return
-        now = datetime.fromtimestamp(manager.reactor.seconds(), UTC)
+            return True
+        now = datetime.fromtimestamp(self.server.reactor.seconds(), UTC)
         stored = readdress(stanza)
-        stored.addChild(Delay(now, jid.JID(manager.domain)).toElement())
+        stored.addChild(Delay(now, jid.JID(self.server.domain)).toElement())
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        kept = yield manager.offline_store.store(username, stamp, serialise(stored))
+        kept = yield self.store.store(username, stamp, serialise(stored))
         if not kept:
             log.info("offline storage of {user} is full", user=username)
-            manager.reply_error(stanza, "service-unavailable", "offline storage is full")
+            sessions.reply_error(stanza, "service-unavailable", "offline storage is full")
+        return True
 
+    @hook(Point.SESSION_AVAILABLE)
     @defer.inlineCallbacks
     def deliver(self, state: SessionState):
         """Send the user's stored messages to a resource, then delete them."""
-        manager = self.manager
-        rows = yield manager.offline_store.fetch(state.username)
+        rows = yield self.store.fetch(state.username)
         if not rows or not state.bound:
             return
+        sessions = self.server.sessions
         for _, _, xml in rows:
             stanza = deserialise(xml)
             if stanza is None:
                 log.warn("dropping an unreadable offline message of {user}", user=state.username)
                 continue
-            manager.deliver(state, stanza)
-        yield manager.offline_store.delete(state.username, [row[0] for row in rows])
+            sessions.deliver(state, stanza)
+        yield self.store.delete(state.username, [row[0] for row in rows])

@@ -1,0 +1,378 @@
+"""The module system: every feature is one module, registered in one place.
+
+A **module** is a class in one file (see :mod:`xmppd.modules`) that says,
+in its own body, everything the server needs to know about the feature:
+
+* ``name`` — what ``[modules] disabled`` calls it;
+* ``features`` and ``identities`` — its service discovery entries, per
+  :class:`Scope` (the server's domain, a user's bare JID; later the MUC
+  service and its rooms);
+* iq handlers — methods decorated with :func:`iq_handler`, keyed by
+  (``get``/``set``, namespace, element, scope);
+* hooks — methods decorated with :func:`hook`, run with a priority at the
+  named points of a stanza's path (:class:`Point`);
+* ``settings`` — the dataclass of its config section, if it has one
+  (its fields are the section's keys, see :mod:`xmppd.config`);
+* storage — ``schema``, its own tables (created at start-up), and the
+  stores it opens on ``server.database``.
+
+Modules are Twisted services (children of the server), so they start and
+stop with it. The :class:`ModuleHost` instantiates the enabled modules,
+builds the handler and hook tables once, answers service discovery from
+them, and is the one boundary where iq handlers' results and
+:class:`~xmppd.errors.StanzaError` become replies.
+
+Why this shape: wokkel's ``XMPPHandler`` + ``IQHandlerMixin`` + ``Disco``
+aggregation ties handlers to XPath observers on one XML stream, which fits a
+client or a component but not a server whose stanzas arrive already routed
+from many streams (and an XPath match per stanza costs more than a dict
+lookup). Prosody's ``module:hook``/``module:add_feature`` model fits a
+server; this is that model with Python's declarative tools: one class body
+per feature, decorators for handlers and hooks, a dataclass for settings.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+from wokkel import data_form, disco
+
+from xmppd.errors import StanzaError, error_reply
+from xmppd.logs import logger
+from xmppd.sm.stanzas import result_for
+
+log = logger(__name__)
+
+
+class Scope(enum.Enum):
+    """Whom an iq or a disco entry is addressed to."""
+
+    #: The server's own domain (``to='localhost'``).
+    SERVER = "server"
+    #: A user's bare JID (``to='romeo@localhost'``), or no 'to' at all from
+    #: one of the user's own resources (RFC 6120 10.3.3).
+    ACCOUNT = "account"
+
+
+class Point(enum.StrEnum):
+    """Named points of the stanza's path where modules hook in.
+
+    Handlers run by descending priority. Where a point is a *filter*
+    (``fire`` returns True when a handler returned True), a True result
+    means "handled here: stop", and the stanza goes no further.
+    """
+
+    #: A stanza a local client sent, stamped and checked, before routing
+    #: (session state, stanza). Filter.
+    CLIENT_STANZA = "client-stanza"
+    #: A message/presence/iq about to be written to a local session
+    #: (session state, stanza). Filter: True drops it.
+    DELIVER_MESSAGE = "deliver-message"
+    DELIVER_PRESENCE = "deliver-presence"
+    DELIVER_IQ = "deliver-iq"
+    #: A chat/normal message for a local user with no session to take it
+    #: (username, stanza); may return a Deferred. Filter: True = stored.
+    MESSAGE_UNDELIVERED = "message-undelivered"
+    #: A resource was bound (session state).
+    SESSION_BOUND = "session-bound"
+    #: A resource sent available presence of non-negative priority for the
+    #: first time (or after a negative one): it can now take messages
+    #: (session state); may return a Deferred, awaited in the user's queue.
+    SESSION_AVAILABLE = "session-available"
+    #: An available resource became unavailable, by its own unavailable
+    #: presence or because it went away (session state, the unavailable
+    #: presence); may return a Deferred.
+    RESOURCE_UNAVAILABLE = "resource-unavailable"
+    #: A resource was unbound (session state); may return a Deferred.
+    SESSION_ENDED = "session-ended"
+
+
+#: What an iq handler returns when it has sent its reply itself.
+ALREADY_ANSWERED = object()
+
+
+@dataclass(frozen=True)
+class IQKey:
+    """What an iq handler answers: type, payload namespace and name, scope."""
+
+    kind: str
+    namespace: str
+    name: str
+    scope: Scope
+
+
+@dataclass
+class IQRequest:
+    """An iq get/set handed to a module's handler.
+
+    ``recipient`` is None when the iq had no 'to' (processed on behalf of
+    the sender's own account); ``account`` is then the sender's username,
+    else the addressed user's (None for the server scope).
+    """
+
+    stanza: domish.Element
+    sender: jid.JID
+    recipient: jid.JID | None
+    payload: domish.Element
+    scope: Scope
+    account: str | None
+
+    @property
+    def kind(self) -> str:
+        """``get`` or ``set``."""
+        return self.stanza.getAttribute("type")
+
+    @property
+    def from_owner(self) -> bool:
+        """True when a resource of the addressed account itself sent it."""
+        return self.account is not None and self.sender.user == self.account and (
+            self.recipient is None or self.sender.host == self.recipient.host
+        )
+
+
+def iq_handler(kind: str, namespace: str, name: str, *scopes: Scope) -> Callable:
+    """Declare a method as the handler of an iq (in one or more scopes).
+
+    The method takes an :class:`IQRequest` and returns the result payload
+    (a ``domish.Element``), None for an empty result, :data:`ALREADY_ANSWERED`
+    when it sent its reply itself, or a Deferred of these; it raises
+    :class:`~xmppd.errors.StanzaError` to refuse.
+    """
+
+    def mark(function: Callable) -> Callable:
+        keys = getattr(function, "_xmppd_iq", [])
+        keys.extend(IQKey(kind, namespace, name, scope) for scope in scopes)
+        function._xmppd_iq = keys
+        return function
+
+    return mark
+
+
+def hook(point: Point, priority: int = 0) -> Callable:
+    """Declare a method as a hook at a point of the stanza's path."""
+
+    def mark(function: Callable) -> Callable:
+        marks = getattr(function, "_xmppd_hooks", [])
+        marks.append((point, priority))
+        function._xmppd_hooks = marks
+        return function
+
+    return mark
+
+
+@dataclass
+class ServerContext:
+    """What modules may use of the running server (a small, written-down interface)."""
+
+    domain: str
+    reactor: Any
+    router: Any
+    database: Any
+    accounts: Any
+    #: The session manager: sessions, presence, rosters, routing and replies.
+    sessions: Any
+    #: The :class:`ModuleHost` (set once it is built).
+    modules: Any = None
+
+
+class Module(service.Service):
+    """Base class of a feature module (see the module docstring).
+
+    ``server`` is what a module may use of the running server: ``domain``,
+    ``reactor``, ``database``, ``accounts``, ``router``, ``sessions`` (the
+    session manager), ``modules`` (the :class:`ModuleHost`) and ``config``.
+    ``settings`` is the module's config section (an instance of the
+    class attribute ``settings``) or None.
+    """
+
+    name: ClassVar[str] = ""
+    #: Disco features per scope.
+    features: ClassVar[dict[Scope, Sequence[str]]] = {}
+    #: Disco identities per scope: (category, type, name or None).
+    identities: ClassVar[dict[Scope, Sequence[tuple[str, str, str | None]]]] = {}
+    #: The dataclass of the module's config section, or None.
+    settings: ClassVar[type | None] = None
+    #: The config section's name, if it is not the module's name.
+    section: ClassVar[str | None] = None
+    #: The module's own tables: idempotent SQL (``CREATE TABLE IF NOT
+    #: EXISTS``), run at start-up before any query of the module.
+    schema: ClassVar[Sequence[str]] = ()
+
+    def __init__(self, server: Any, settings: Any = None):
+        self.server = server
+        self.config = settings
+
+    def disco_features(self, scope: Scope) -> Iterable[str]:
+        """This module's disco features in a scope (override for dynamic ones)."""
+        return self.features.get(scope, ())
+
+    def disco_forms(self, scope: Scope) -> Iterable[data_form.Form]:
+        """Extended service discovery forms (XEP-0128) for a scope."""
+        return ()
+
+    def iq_handlers(self) -> Iterator[tuple[IQKey, Callable]]:
+        """The bound handler methods with their keys."""
+        for _, method in self._marked("_xmppd_iq"):
+            for key in method._xmppd_iq:
+                yield key, method
+
+    def hooks(self) -> Iterator[tuple[Point, int, Callable]]:
+        """The bound hook methods with their points and priorities."""
+        for _, method in self._marked("_xmppd_hooks"):
+            for point, priority in method._xmppd_hooks:
+                yield point, priority, method
+
+    def _marked(self, attribute: str) -> Iterator[tuple[str, Callable]]:
+        for attr in dir(type(self)):
+            function = getattr(type(self), attr, None)
+            if callable(function) and hasattr(function, attribute):
+                yield attr, getattr(self, attr)
+
+
+class ModuleHost(service.MultiService):
+    """The enabled modules, their handler and hook tables, and the iq boundary."""
+
+    def __init__(self, server: Any, module_classes: Iterable[type[Module]],
+                 settings_of: Callable[[type[Module]], Any] = lambda cls: None):
+        super().__init__()
+        self._server = server
+        self.modules: dict[str, Module] = {}
+        self._iq: dict[IQKey, Callable] = {}
+        self._hooks: dict[Point, list[tuple[int, int, Callable]]] = {}
+        order = 0
+        for cls in module_classes:
+            module = cls(server, settings_of(cls))
+            if module.name in self.modules:
+                raise ValueError(f"two modules are called {module.name!r}")
+            self.modules[module.name] = module
+            module.setServiceParent(self)
+            for key, handler in module.iq_handlers():
+                if key in self._iq:
+                    raise ValueError(f"two handlers for {key}")
+                self._iq[key] = handler
+            for point, priority, function in module.hooks():
+                order += 1
+                self._hooks.setdefault(point, []).append((-priority, order, function))
+        for handlers in self._hooks.values():
+            handlers.sort(key=lambda entry: entry[:2])
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's API
+        """Create the modules' tables (queued before any query), then start them."""
+        database = getattr(self._server, "database", None)
+        for module in self.modules.values():
+            for statement in module.schema:
+                if database is not None:
+                    database.execute(statement).addErrback(
+                        lambda f, name=module.name: log.failure(
+                            "creating the tables of module {name} failed", f, name=name))
+        super().startService()
+
+    def __getitem__(self, name: str) -> Module:
+        return self.modules[name]
+
+    def get(self, name: str) -> Module | None:
+        """The enabled module of that name, or None."""
+        return self.modules.get(name)
+
+    # -- hooks -----------------------------------------------------------------
+
+    def has_hooks(self, point: Point) -> bool:
+        """True if any module hooks that point (lets hot paths skip the call)."""
+        return point in self._hooks
+
+    def fire(self, point: Point, *args: Any) -> bool:
+        """Run a point's hooks in order; True as soon as one returns True."""
+        for _, _, function in self._hooks.get(point, ()):
+            if function(*args) is True:
+                return True
+        return False
+
+    @defer.inlineCallbacks
+    def fire_async(self, point: Point, *args: Any):
+        """Run a point's hooks one after another, waiting for Deferreds.
+
+        Fires with True as soon as one hook's result is True.
+        """
+        for _, _, function in self._hooks.get(point, ()):
+            result = yield function(*args)
+            if result is True:
+                return True
+        return False
+
+    # -- iq --------------------------------------------------------------------
+
+    def iq_handler(self, kind: str, payload: domish.Element, scope: Scope) -> Callable | None:
+        """The handler for an iq's payload in a scope, or None."""
+        return self._iq.get(IQKey(kind, payload.uri, payload.name, scope))
+
+    def handles(self, payload: domish.Element, scope: Scope) -> bool:
+        """True if some module answers this payload (get or set) in the scope."""
+        return any(
+            IQKey(kind, payload.uri, payload.name, scope) in self._iq for kind in ("get", "set")
+        )
+
+    def answer_iq(
+        self, handler: Callable, request: IQRequest, send: Callable[[domish.Element], None]
+    ) -> defer.Deferred:
+        """Run a handler and send its result or error reply (the one boundary).
+
+        The returned Deferred fires (with None) once the reply was sent; it
+        never fails.
+        """
+        stanza = request.stanza
+
+        def answered(payload: domish.Element | None) -> None:
+            if payload is ALREADY_ANSWERED:
+                return
+            reply = result_for(stanza)
+            if payload is not None:
+                reply.addChild(payload)
+            send(reply)
+
+        def refused(failure: Failure) -> None:
+            if failure.check(StanzaError):
+                err = failure.value
+            else:
+                log.failure("an iq handler failed on {key}", failure,
+                            key=f"{{{request.payload.uri}}}{request.payload.name}")
+                err = StanzaError("internal-server-error")
+            reply = error_reply(stanza, err)
+            if reply is not None:
+                send(reply)
+
+        d = defer.maybeDeferred(handler, request)
+        d.addCallbacks(answered, refused)
+        d.addErrback(lambda failure: log.failure("sending an iq reply failed", failure))
+        return d
+
+    # -- service discovery ---------------------------------------------------------
+
+    def disco_info(self, scope: Scope) -> disco.DiscoInfo:
+        """The disco#info of a scope, computed from the enabled modules."""
+        info = disco.DiscoInfo()
+        seen: set[str] = set()
+        for module in self.modules.values():
+            for category, kind, name in module.identities.get(scope, ()):
+                info.append(disco.DiscoIdentity(category, kind, name))
+        for module in self.modules.values():
+            for feature in module.disco_features(scope):
+                if feature not in seen:
+                    seen.add(feature)
+                    info.append(disco.DiscoFeature(feature))
+        for module in self.modules.values():
+            for form in module.disco_forms(scope):
+                info.append(form)
+        return info
+
+    def features(self, scope: Scope) -> list[str]:
+        """Just the feature names of a scope (in module order)."""
+        info = self.disco_info(scope)
+        return [str(item) for item in info if isinstance(item, disco.DiscoFeature)]
