@@ -253,7 +253,7 @@ class ReadRateTests(BatteryTestCase):
 
     @defer.inlineCallbacks
     def test_whitespace_flood_is_paused_and_fully_read(self):
-        factory = self.live.server.ports["c2s"].factory
+        factory = self.live.server.factories["c2s"]
         result = yield self.under_attack(
             hostile.whitespace_flood(reactor, HOST, self.port, DOMAIN, size=384 * 1024)
         )
@@ -264,7 +264,7 @@ class ReadRateTests(BatteryTestCase):
 
     @defer.inlineCallbacks
     def test_fast_messages_are_all_delivered(self):
-        factory = self.live.server.ports["c2s"].factory
+        factory = self.live.server.factories["c2s"]
         body = "z" * 2000
         count = 200  # ~440 KB, several times the burst
         for i in range(count):
@@ -457,7 +457,7 @@ class ConfigWiringTests(unittest.TestCase):
                     "auth_backoff": 1.5, "auth_backoff_max": 99},
         )
         live = start_server(self, config)
-        factories = [live.server.ports[n].factory for n in ("c2s", "c2s_direct_tls")]
+        factories = [live.server.factories[n] for n in ("c2s", "c2s_direct_tls")]
         for factory in factories:
             self.assertEqual(
                 (factory.max_stanza_size, factory.max_depth, factory.max_attributes,

@@ -27,11 +27,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from twisted.application import service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from xmppd import logs, systemd, tls, traffic
+from xmppd import listeners, logs, systemd, tls, traffic
 from xmppd.auth import make_portal
 from xmppd.config import Config, ConfigError, load_config
 from xmppd.logs import logger
@@ -348,7 +348,7 @@ class XMPPServer(service.MultiService):
             self.factories[name] = factory
             outcome: list[Any] = []
             try:
-                endpoint = endpoints.serverFromString(self.reactor, description)
+                d: Deferred = listeners.listen(self.reactor, description, factory)
             except (IndexError, KeyError):  # systemd:index=N / name=X not passed to us
                 self._stop_listening()
                 raise StartupError(
@@ -358,7 +358,6 @@ class XMPPServer(service.MultiService):
             except Exception as e:
                 self._stop_listening()
                 raise StartupError(f"{keys[name]}: {description!r}: {e}") from None
-            d: Deferred = endpoint.listen(factory)
             d.addBoth(outcome.append)
             if not outcome:
                 raise StartupError(f"{keys[name]}: {description!r} did not bind at start-up")
@@ -371,14 +370,12 @@ class XMPPServer(service.MultiService):
             self.ports[name] = outcome[0]
 
     def describe_port(self, name: str) -> str:
-        """Where a listener is bound, e.g. '0.0.0.0:5222'."""
-        address = self.ports[name].getHost()
-        host = getattr(address, "host", "?")
-        return f"{host}:{getattr(address, 'port', '?')}"
+        """Where a listener is bound, e.g. '0.0.0.0:5222, [::]:5222'."""
+        return listeners.describe_ports(self.ports[name])
 
     def port_number(self, name: str = "c2s") -> int:
         """The TCP port a listener is bound to (tests listen on port 0)."""
-        return self.ports[name].getHost().port
+        return self.ports[name][0].getHost().port
 
     def client_factories(self) -> list[Any]:
         """The C2S factories (STARTTLS and direct TLS listeners)."""
@@ -462,9 +459,9 @@ class XMPPServer(service.MultiService):
     # -- shut-down ----------------------------------------------------
 
     def _stop_listening(self) -> list[Deferred]:
-        waits = [port.stopListening() for port in self.ports.values()]
+        waits = [listeners.stop_listening(ports) for ports in self.ports.values()]
         self.ports = {}
-        return [d for d in waits if d is not None]
+        return waits
 
     def stopService(self) -> Deferred:
         """Shut down gracefully, within ``shutdown_timeout`` seconds.
