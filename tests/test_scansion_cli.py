@@ -2,7 +2,7 @@
 
 This is how anyone checks a running server (xmppd, or another one) with our
 scripts: start ``twistd -n xmppd``, create the scripts' accounts with
-``xmppdctl``, run ``python -m xmppd.scansion`` over tests/scenarios/*.scs
+``xmppdctl``, run ``python -m xmppd.testing.scansion`` over tests/scenarios/*.scs
 and expect ``N passed, 0 failed``.
 """
 
@@ -15,12 +15,12 @@ from twisted.internet import defer, utils
 from twisted.trial import unittest
 
 from tests.support import make_test_certificate, spawn_twistd
-from xmppd.scansion import parse_script
+from xmppd.testing.scansion import parse_script
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((REPO / "tests" / "scenarios").glob("*.scs"))
 class ScansionCommandLineTests(unittest.TestCase):
-    """`python -m xmppd.scansion` runs the whole suite against a live twistd."""
+    """`python -m xmppd.testing.scansion` runs the whole suite against a live twistd."""
 
     timeout = 300
 
@@ -59,7 +59,7 @@ class ScansionCommandLineTests(unittest.TestCase):
         for _ in range(2):
             out, err, code = yield utils.getProcessOutputAndValue(
                 sys.executable,
-                ["-m", "xmppd.scansion", "--host", "127.0.0.1", "--port", str(port),
+                ["-m", "xmppd.testing.scansion", "--host", "127.0.0.1", "--port", str(port),
                  *[str(p) for p in SCENARIOS]],
                 env=env, path=str(REPO),
             )

@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from twisted.trial import unittest
 
 from tests.support import start_server
-from xmppd.scansion import parse_script, run_script
+from xmppd.testing.scansion import parse_script, run_script
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 log = Logger()
