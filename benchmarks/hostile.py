@@ -4,7 +4,7 @@
         --seconds 60 [--user NAME --password SECRET] [--pid SERVER_PID]
 
 Round after round until ``--seconds`` are used up, it sends every attack of
-:mod:`xmppd.hostile` (oversized and never-ending input, deep nesting, too
+:mod:`xmppd.testing.hostile` (oversized and never-ending input, deep nesting, too
 many attributes or elements, restricted XML, invalid characters, malformed
 XML), random mutations of a client stream, a connection flood and password
 guessing (against a made-up account name), each on its own connection. A
@@ -41,9 +41,9 @@ from twisted.internet import defer, task
 from twisted.words.xish import domish
 
 import xmppd  # noqa: F401  (compat shim first)
-from xmppd import hostile
-from xmppd.scansion.client import ScansionClient
-from xmppd.scansion.parser import ClientAccount
+from xmppd.testing import hostile
+from xmppd.testing.scansion.client import ScansionClient
+from xmppd.testing.scansion.parser import ClientAccount
 
 TIMEOUT = 15.0
 

@@ -16,7 +16,7 @@ from twisted.words.xish import domish
 
 from xmppd.muc.service import MUCService
 from xmppd.router import Router
-from xmppd.scansion.parser import parse_xml_block
+from xmppd.testing.scansion.parser import parse_xml_block
 
 MUC = "conference.localhost"
 

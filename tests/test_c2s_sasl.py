@@ -20,6 +20,7 @@ from tests.c2s_fakes import (
     sasl_failure_condition,
     stream_error_condition,
 )
+from xmppd import logs
 from xmppd.c2s import sasl
 from xmppd.c2s.guard import ClientGuard
 
@@ -272,13 +273,18 @@ class PlainTests(SASLTestCase):
         self.assertFailure_(events, "malformed-request")
 
     def test_password_not_logged(self):
+        self.addCleanup(logs.set_level, logs.current_level())
+        logs.set_level("info")
         logged = []
         globalLogPublisher.addObserver(logged.append)
         self.addCleanup(globalLogPublisher.removeObserver, logged.append)
         payload = plain("alice", "Sup3rS3cret!")
-        self.client.send(auth("PLAIN", payload))
-        self.client.send(auth("PLAIN", payload))
+        self.assertFailure_(self.client.send(auth("PLAIN", payload)), "not-authorized")
+        self.assertFailure_(self.client.send(auth("PLAIN", payload)), "not-authorized")
         text = repr(logged)
+        # The failed logins were logged (with the username) ...
+        self.assertIn("alice", text)
+        # ... without the password or the SASL data
         self.assertNotIn("Sup3rS3cret!", text)
         self.assertNotIn(payload, text)
 

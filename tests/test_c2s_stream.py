@@ -819,8 +819,13 @@ class RegistrationTests(unittest.TestCase):
         self.assertEqual(stanza_error_condition(events[0]), "bad-request")
 
     def test_error_does_not_echo_password(self):
-        self.register("<username>alice</username><password>hunter2</password>")
-        self.assertNotIn(b"hunter2", self.client.transport.value())
+        events = self.register("<username>alice</username><password>hunter2</password>")
+        # An error reply was sent (the username is taken) ...
+        self.assertEqual(len(events), 1)
+        self.assertEqual((events[0].name, events[0]["type"]), ("iq", "error"))
+        self.assertEqual(stanza_error_condition(events[0]), "conflict")
+        # ... and it does not carry the password
+        self.assertNotIn("hunter2", events[0].toXml())
 
     def test_one_account_per_stream(self):
         self.register("<username>carol</username><password>pw</password>")

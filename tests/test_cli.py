@@ -55,6 +55,7 @@ class XmppdctlTests(unittest.TestCase):
     def test_password_never_printed(self):
         code, out, err = (yield self.run_cli("adduser", "romeo", stdin="hunter2\n"))
         self.assertEqual(code, 0)
+        self.assertIn("created romeo@localhost", out)
         self.assertNotIn("hunter2", out + err)
 
     @defer.inlineCallbacks

@@ -1,7 +1,7 @@
 """The hostile-input battery: every attack, end to end over loopback.
 
 Each test starts the real server (``start_server``) with two well-behaved
-clients logged in, runs one attack from :mod:`xmppd.hostile` on its own
+clients logged in, runs one attack from :mod:`xmppd.testing.hostile` on its own
 connection and checks both the stream error the attacker gets and that the
 well-behaved pair keeps exchanging messages while (and after) it happens.
 """
@@ -22,9 +22,10 @@ from twisted.words.xish import domish
 
 import xmppd  # noqa: F401  (compat shim first)
 from tests.support import make_test_certificate, start_server
-from xmppd import hostile, tls
-from xmppd.scansion.client import ConnectError, ScansionClient
-from xmppd.scansion.parser import ClientAccount
+from xmppd import tls
+from xmppd.testing import hostile
+from xmppd.testing.scansion.client import ConnectError, ScansionClient
+from xmppd.testing.scansion.parser import ClientAccount
 
 REPO = str(Path(__file__).resolve().parent.parent)
 DOMAIN = "localhost"
@@ -131,7 +132,7 @@ def _attack_test(attack: hostile.Attack):
 
 
 class HostileInputTests(BatteryTestCase):
-    """One test per attack in xmppd.hostile.ATTACKS."""
+    """One test per attack in xmppd.testing.hostile.ATTACKS."""
 
     def test_every_attack_is_covered(self):
         names = {name for name in dir(self) if name.startswith("test_attack_")}
@@ -488,7 +489,7 @@ class GracefulCloseTests(BatteryTestCase):
         script = (
             "import sys\n"
             "from twisted.internet import task\n"
-            "from xmppd import hostile\n"
+            "from xmppd.testing import hostile\n"
             "def main(reactor):\n"
             "    results = []\n"
             "    d = task.deferLater(reactor, 0, lambda: None)\n"

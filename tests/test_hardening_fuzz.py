@@ -24,8 +24,8 @@ import xmppd  # noqa: F401  (compat shim first)
 from tests.c2s_fakes import DOMAIN, NS_BIND, NS_SASL, NS_STREAMS, Client, make_factory
 from tests.support import start_server
 from tests.test_hardening import HOST, TEST_LIMITS, login
-from xmppd import hostile
 from xmppd.c2s.guard import ClientGuard
+from xmppd.testing import hostile
 
 HEADER = (
     f"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='{NS_STREAMS}' "

@@ -2,7 +2,7 @@
 
 Each ``sends`` step is routed with the client's full JID as 'from'; each
 ``receives`` step looks through what the client got, in order, for the
-first stanza that matches (scansion's rules, via xmppd.scansion.matcher),
+first stanza that matches (scansion's rules, via xmppd.testing.scansion.matcher),
 passing over others, as the scenario runner does.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 from twisted.trial import unittest
 
 from tests.muc_fakes import MUC, NS_MUC_USER, MUCHarness, status_codes
-from xmppd.scansion.matcher import describe, match_stanza
-from xmppd.scansion.parser import (
+from xmppd.testing.scansion.matcher import describe, match_stanza
+from xmppd.testing.scansion.parser import (
     CONNECT,
     DISCONNECT,
     RECEIVE,

@@ -141,6 +141,10 @@ class RedactionTests(unittest.TestCase):
         data = stanza.encode()
         for cut in range(1, len(data)):
             text = redact(data[:cut], data[cut:])
+            # The traffic went through, the password replaced ...
+            self.assertIn("<password>[redacted]", text, cut)
+            self.assertIn("<body>hello</body>", text, cut)
+            # ... and no part of it is left
             self.assertNotIn("hunter", text, cut)
             self.assertNotIn("ter2", text, cut)
         whole = redact(data)

@@ -14,9 +14,15 @@ from twisted.trial import unittest
 from twisted.words.xish import domish
 
 from tests.scansion_fakes import FakeServer, SilentServer
-from xmppd.scansion import MatchResult, match_stanza, parse_script, parse_xml_block, run_script
-from xmppd.scansion.__main__ import build_parser, format_result
-from xmppd.scansion.parser import (
+from xmppd.testing.scansion import (
+    MatchResult,
+    match_stanza,
+    parse_script,
+    parse_xml_block,
+    run_script,
+)
+from xmppd.testing.scansion.__main__ import build_parser, format_result
+from xmppd.testing.scansion.parser import (
     CONNECT,
     DISCONNECT,
     RECEIVE,
@@ -25,7 +31,7 @@ from xmppd.scansion.parser import (
     ScriptError,
     expand_variables,
 )
-from xmppd.scansion.runner import PassedOver, ScriptResult
+from xmppd.testing.scansion.runner import PassedOver, ScriptResult
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "tests" / "scenarios" / "muc_password.scs"
@@ -705,7 +711,7 @@ class RunnerEndToEndTests(unittest.TestCase):
 
         argv = [
             "-m",
-            "xmppd.scansion",
+            "xmppd.testing.scansion",
             "--host",
             "127.0.0.1",
             "--port",

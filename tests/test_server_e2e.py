@@ -6,8 +6,8 @@ from twisted.trial import unittest
 from twisted.words.xish import domish
 
 from tests.support import make_test_config, start_server
-from xmppd.scansion.client import ScansionClient
-from xmppd.scansion.parser import ClientAccount
+from xmppd.testing.scansion.client import ScansionClient
+from xmppd.testing.scansion.parser import ClientAccount
 
 
 @defer.inlineCallbacks

@@ -75,6 +75,7 @@ class AccountStoreTests(unittest.TestCase):
         yield self.accounts.create("romeo", "very-distinctive-password")
         yield self.db.execute("PRAGMA wal_checkpoint(FULL)")
         raw = Path(self.db.path).read_bytes()
+        self.assertIn(b"romeo", raw)  # the account is in the file that was read
         self.assertNotIn(b"very-distinctive-password", raw)
 
     @defer.inlineCallbacks

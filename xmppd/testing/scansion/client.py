@@ -23,7 +23,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from xmppd.logs import logger
-from xmppd.scansion.parser import ClientAccount
+from xmppd.testing.scansion.parser import ClientAccount
 
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"

@@ -15,9 +15,9 @@ from twisted.internet import defer
 from twisted.words.xish import domish
 
 from xmppd.logs import logger
-from xmppd.scansion.client import ConnectError, ScansionClient
-from xmppd.scansion.matcher import describe, match_stanza
-from xmppd.scansion.parser import (
+from xmppd.testing.scansion.client import ConnectError, ScansionClient
+from xmppd.testing.scansion.matcher import describe, match_stanza
+from xmppd.testing.scansion.parser import (
     CONNECT,
     DISCONNECT,
     RECEIVE,

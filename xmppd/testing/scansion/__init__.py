@@ -4,11 +4,11 @@ Scripts (``tests/scenarios/*.scs``) declare client accounts and a sequence of
 connect/send/receive/disconnect steps; :func:`run_script` plays them against a
 live server and reports the first step that did not behave as written.
 
-Command line: ``python -m xmppd.scansion --host H --port P script.scs ...``.
+Command line: ``python -m xmppd.testing.scansion --host H --port P script.scs ...``.
 """
 
-from xmppd.scansion.matcher import MatchResult, match_stanza
-from xmppd.scansion.parser import (
+from xmppd.testing.scansion.matcher import MatchResult, match_stanza
+from xmppd.testing.scansion.parser import (
     ClientAccount,
     Script,
     ScriptError,
@@ -16,7 +16,7 @@ from xmppd.scansion.parser import (
     parse_script,
     parse_xml_block,
 )
-from xmppd.scansion.runner import PassedOver, ScriptResult, run_script
+from xmppd.testing.scansion.runner import PassedOver, ScriptResult, run_script
 
 __all__ = [
     "ClientAccount",

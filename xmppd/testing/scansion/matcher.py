@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from twisted.words.xish import domish
 
-from xmppd.scansion.parser import DEFAULT_NS, SCANSION_NS
+from xmppd.testing.scansion.parser import DEFAULT_NS, SCANSION_NS
 
 ANY = "{scansion:any}"
 _CAPTURE = re.compile(r"^\{scansion:capture:(?P<name>[^}]+)\}$")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m xmppd.scansion --host H --port P script.scs ...``.
+"""Command line: ``python -m xmppd.testing.scansion --host H --port P script.scs ...``.
 
 Prints ``PASS name`` or ``FAIL name: reason`` for each script, then
 ``N passed, M failed``; the exit status is 1 if any script failed.
@@ -13,7 +13,7 @@ from typing import TextIO
 
 from twisted.internet import defer
 
-from xmppd.scansion.runner import (
+from xmppd.testing.scansion.runner import (
     DEFAULT_QUIET_PERIOD,
     DEFAULT_TIMEOUT,
     ScriptResult,
@@ -24,7 +24,7 @@ from xmppd.scansion.runner import (
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m xmppd.scansion",
+        prog="python -m xmppd.testing.scansion",
         description="Run scansion scenario scripts against an XMPP server.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")

@@ -1,0 +1,1 @@
+"""Test tools (the scansion scenario runner, a hostile client): not the server."""
