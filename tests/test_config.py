@@ -247,3 +247,38 @@ class MUCAndShutdownSettingsTests(unittest.TestCase):
         self.assertEqual(server.muc.password_backoff.threshold, 2)
         self.assertEqual(server.muc.message_burst, 3)
         self.assertEqual(server.shutdown_timeout, 4)
+
+
+class SchemaTests(unittest.TestCase):
+    """The schema is defined once: README's table and the example file follow it."""
+
+    def test_readme_table_is_the_schema(self):
+        from xmppd.config import markdown_table
+
+        readme = (REPO / "README.md").read_text()
+        self.assertIn(markdown_table(), readme)
+
+    def test_example_file_lists_every_key_with_its_default(self):
+        import tomllib
+
+        from xmppd.config import schema_keys
+
+        example = tomllib.loads((REPO / "conf" / "xmppd.toml").read_text())
+        keys = list(schema_keys())
+        self.assertEqual({f"{s}.{k}" for s, table in example.items() for k in table},
+                         {key.dotted for key in keys})
+        for key in keys:
+            value = example[key.section][key.name]
+            if isinstance(value, list):
+                value = tuple(value)
+            default = "" if key.default is None else key.default
+            self.assertEqual(value, default, key.dotted)
+
+    def test_reload_names_keys_as_in_the_file(self):
+        from xmppd.reload import config_changes
+
+        old = config_from_dict({}, Path("."))
+        new = config_from_dict({"server": {"shutdown_timeout": 3},
+                                "contact_info": {"abuse": ["mailto:a@b"]}}, Path("."))
+        changes = {c.key: c.live for c in config_changes(old, new)}
+        self.assertEqual(changes, {"server.shutdown_timeout": False, "contact_info.abuse": True})

@@ -197,6 +197,29 @@ def schema_keys() -> Iterator[Key]:
                       bool(f.metadata.get("live")))
 
 
+def _show_default(value: Any) -> str:
+    if value is None or value == "":
+        return '`""`'
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    if isinstance(value, tuple | list):
+        return "`[" + ", ".join(f'"{v}"' for v in value) + "]`"
+    if isinstance(value, dict):
+        return "`{}`" if not value else f"`{value}`"
+    return f"`{value}`"
+
+
+def markdown_table() -> str:
+    """README's table of every key: default, meaning, and whether a reload applies it."""
+    rows = ["| key | default | meaning | reload |", "|---|---|---|---|"]
+    for key in schema_keys():
+        rows.append(f"| `{key.dotted}` | {_show_default(key.default)} | {key.doc} | "
+                    f"{'applied' if key.live else 'restart'} |")
+    return "\n".join(rows)
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole, validated server configuration: one settings object per section."""
