@@ -11,10 +11,10 @@ from xmppd.testing.scansion.parser import ClientAccount
 
 
 @defer.inlineCallbacks
-def login(server, username, password="pw", resource="res"):
+def login(server, username, password="pw", resource="res", host="127.0.0.1"):
     """A connected, authenticated, bound client (STARTTLS and SCRAM)."""
     client = ScansionClient(ClientAccount(username, f"{username}@localhost", password, resource))
-    yield client.connect("127.0.0.1", server.port, timeout=5)
+    yield client.connect(host, server.port, timeout=5)
     return client
 
 
@@ -181,3 +181,23 @@ class ElementHelperTests(unittest.TestCase):
         self.assertEqual(
             (parsed.uri, parsed.name, parsed["to"]), ("jabber:client", "message", "a@b")
         )
+
+
+class DualStackTests(unittest.TestCase):
+    """The default kind of listener, ``tcp:PORT``, takes clients over IPv6 and IPv4."""
+
+    @defer.inlineCallbacks
+    def test_login_over_ipv6_and_ipv4(self):
+        from tests.test_listeners import NO_IPV6
+
+        if NO_IPV6:
+            raise unittest.SkipTest(NO_IPV6)
+        live = start_server(self, c2s={"listen": "tcp:0"})
+        self.assertEqual(len(live.server.ports["c2s"]), 2)
+        yield live.create_user("romeo", "pw")
+        for host in ("::1", "127.0.0.1"):
+            client = yield login(live, "romeo", host=host)
+            client.send(element("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"))
+            reply = yield next_stanza(client, lambda stanza: stanza.name == "iq")
+            self.assertEqual((reply["id"], reply["type"]), ("p1", "result"))
+            yield client.disconnect()
