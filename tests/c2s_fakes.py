@@ -14,6 +14,7 @@ from twisted.words.xish import domish
 import xmppd  # noqa: F401  (compat shim first)
 from xmppd.auth import make_portal
 from xmppd.c2s.stream import C2SFactory
+from xmppd.sm.session import Session
 from xmppd.storage.accounts import (
     AccountExists,
     InvalidPassword,
@@ -97,6 +98,7 @@ class FakeSessionManager:
         self.router = FakeRouter()
         self.sessions: dict[str, Any] = {}
         self.bound: list[tuple[Any, str, str | None]] = []
+        #: The connections whose sessions were unbound.
         self.unbound: list[Any] = []
         self.counter = 0
         self.fail_with: Exception | None = None
@@ -114,19 +116,24 @@ class FakeSessionManager:
         old = self.sessions.get(full.full())
         if old is not None:
             old.close("conflict")
-        self.sessions[full.full()] = session
+        bound = Session(self, full, session)
+        self.sessions[full.full()] = bound
         if self.make_pending:
             self.pending = defer.Deferred()
-            self.pending.addCallback(lambda _: full)
+            self.pending.addCallback(lambda _: bound)
             return self.pending
-        return full
+        return bound
 
-    def outbound(self, stanza: Any) -> None:
+    def from_client(self, session: Session, stanza: Any) -> None:
         """Route a stanza a client sent (the real SM tracks directed presence first)."""
         self.router.route(stanza)
 
-    def unbind(self, session: Any) -> None:
-        self.unbound.append(session)
+    def deliver(self, session: Session, stanza: Any) -> None:
+        """Write a stanza to a session (the real SM runs the delivery hooks first)."""
+        session.write(stanza)
+
+    def unbind(self, session: Session) -> None:
+        self.unbound.append(session.connection)
         for key, value in list(self.sessions.items()):
             if value is session:
                 del self.sessions[key]

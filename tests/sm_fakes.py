@@ -50,18 +50,23 @@ def error_condition(element: domish.Element) -> str | None:
 
 
 class FakeSession:
-    """Stands in for a c2s ClientSession: records what it is sent."""
+    """Stands in for a client connection: records what is written to it.
+
+    ``session`` is the :class:`~xmppd.sm.session.Session` bound on it.
+    """
 
     def __init__(self) -> None:
         self.jid: jid.JID | None = None
+        self.session = None
+        self.closing = False
         self.sent: list[domish.Element] = []
         self.closed: list[tuple[str, str | None]] = []
 
-    def send(self, element: domish.Element) -> None:
+    def write_stanza(self, element: domish.Element) -> None:
         """Record a stanza written to the client."""
         self.sent.append(element)
 
-    def close(self, condition: str, text: str | None = None) -> None:
+    def stream_error(self, condition: str, text: str | None = None) -> None:
         """Record a stream error."""
         self.closed.append((condition, text))
 
@@ -145,7 +150,8 @@ class SessionManagerTestCase(unittest.TestCase):
     def connect(self, user, resource="res", presence=True, priority=None, roster=True):
         """Bind a fake session, optionally request the roster and send initial presence."""
         session = FakeSession()
-        session.jid = self.sm.bind(session, user, resource)
+        session.session = self.sm.bind(session, user, resource)
+        session.jid = session.session.jid
         if roster:
             yield self.client_sends(session, ROSTER_GET)
         if presence:
@@ -165,10 +171,9 @@ class SessionManagerTestCase(unittest.TestCase):
 
     @defer.inlineCallbacks
     def client_sends_out(self, session: FakeSession, xml):
-        """A client sends a stanza through ``sm.outbound`` (as c2s is meant to)."""
+        """A client sends a stanza through ``Session.receive`` (as c2s does)."""
         element = stanza(xml) if isinstance(xml, str) else xml
-        element["from"] = session.jid.full()
-        self.sm.outbound(element)
+        session.session.receive(element)
         yield self.sm.wait_idle()
         return element
 
@@ -183,7 +188,7 @@ class SessionManagerTestCase(unittest.TestCase):
     @defer.inlineCallbacks
     def disconnect(self, session: FakeSession):
         """The session's stream ends."""
-        self.sm.unbind(session)
+        self.sm.unbind(session.session)
         yield self.sm.wait_idle()
 
     @defer.inlineCallbacks

@@ -23,6 +23,7 @@ from tests.c2s_fakes import (
 from xmppd import tls
 from xmppd.auth import make_portal
 from xmppd.c2s.stream import C2SFactory
+from xmppd.sm.session import Session
 from xmppd.storage.accounts import AccountStore
 from xmppd.storage.database import Database
 
@@ -41,11 +42,14 @@ class EchoSessionManager:
         self.unbound: list[str] = []
         self.unbind_waiters: list[defer.Deferred] = []
 
-    def bind(self, session, username, resource):
+    domain = DOMAIN
+
+    def bind(self, connection, username, resource):
         full = jid.JID(tuple=(username, DOMAIN, resource or "auto"))
+        session = Session(self, full, connection)
         self.sessions[full.full()] = session
         self.bound.append(full.full())
-        return full
+        return session
 
     def unbind(self, session):
         self.unbound.append(session.jid.full())
@@ -54,15 +58,19 @@ class EchoSessionManager:
         for d in waiters:
             d.callback(None)
 
-    def outbound(self, stanza):
+    def from_client(self, session, stanza):
         """What the real SM does with client stanzas after its own checks: route them."""
         self.route(stanza)
+
+    def deliver(self, session, stanza):
+        """Write to the session (the real SM runs the delivery hooks first)."""
+        session.write(stanza)
 
     def route(self, stanza):
         target = self.sessions.get(stanza.getAttribute("to", ""))
         if target is None:
             target = self.sessions[stanza["from"]]
-        target.send(stanza)
+        target.deliver(stanza)
 
     def wait_unbind(self) -> defer.Deferred:
         d = defer.Deferred()

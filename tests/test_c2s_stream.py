@@ -23,7 +23,7 @@ from tests.c2s_fakes import (
     stanza_error_condition,
     stream_error_condition,
 )
-from xmppd.c2s.stream import ClientSession
+from xmppd.c2s.stream import C2SStream
 
 
 def elements(events):
@@ -259,10 +259,12 @@ class BindTests(unittest.TestCase):
         self.assertEqual(events[0]["type"], "result")
         self.assertEqual(events[0]["id"], "b1")
         self.assertEqual(str(events[0].bind.jid), f"alice@{DOMAIN}/Home")
-        session, username, resource = self.sm.bound[0]
-        self.assertIsInstance(session, ClientSession)
+        connection, username, resource = self.sm.bound[0]
+        self.assertIsInstance(connection, C2SStream)
         self.assertEqual((username, resource), ("alice", "Home"))
+        session = self.sm.sessions[f"alice@{DOMAIN}/Home"]
         self.assertEqual(session.jid, jid.JID(f"alice@{DOMAIN}/Home"))
+        self.assertIs(session.connection, connection)
 
     def test_resource_is_prepared(self):
         self.bind("<resource>\u2163</resource>")  # ROMAN NUMERAL FOUR -> "IV"
@@ -356,7 +358,7 @@ class BindTests(unittest.TestCase):
         self.bind()
         session = self.sm.bound[0][0]
         self.client.send("<foo xmlns='urn:unknown'/>")
-        session.close("system-shutdown")
+        session.stream_error("system-shutdown")
         self.client.lose()
         self.client.lose()
         self.assertEqual(self.sm.unbound, [session])
@@ -546,39 +548,39 @@ class BoundStanzaTests(unittest.TestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
-class ClientSessionTests(unittest.TestCase):
-    """The session object the session manager uses."""
+class SessionOverStreamTests(unittest.TestCase):
+    """A bound Session delivering to, and closing, its client stream."""
 
     def setUp(self):
         self.factory = make_factory()
         self.client = Client(self.factory)
         self.client.login()
-        self.session = self.factory.session_manager.bound[0][0]
+        [self.session] = self.factory.session_manager.sessions.values()
 
-    def test_send(self):
+    def test_deliver(self):
         message = domish.Element((None, "message"))
         message["to"] = self.session.jid.full()
         message.addElement("body", content="hello")
-        self.session.send(message)
+        self.session.deliver(message)
         events = self.client.read()
         self.assertEqual(events[0].uri, "jabber:client")
         self.assertEqual(str(events[0].body), "hello")
         self.assertEqual(self.client.transport.value(), b"")
 
-    def test_send_does_not_mutate(self):
+    def test_deliver_does_not_mutate(self):
         message = domish.Element(("jabber:client", "message"))
         message.addElement("body", content="x")
         before = message.toXml()
-        self.session.send(message)
-        self.session.send(message)
+        self.session.deliver(message)
+        self.session.deliver(message)
         self.assertEqual(message.toXml(), before)
         self.assertEqual(len(self.client.read()), 2)
 
-    def test_send_component_namespace(self):
+    def test_deliver_component_namespace(self):
         """Stanzas built in another stanza namespace reach the client as jabber:client."""
         message = domish.Element(("jabber:component:accept", "message"))
         message.addElement("body", content="x")
-        self.session.send(message)
+        self.session.deliver(message)
         raw = self.client.transport.value()
         self.assertNotIn(b"jabber:component:accept", raw)
         events = self.client.read()
@@ -592,10 +594,10 @@ class ClientSessionTests(unittest.TestCase):
         self.assertEqual(events[-1], ("end",))
         self.assertTrue(self.client.closed)
 
-    def test_send_after_close_is_dropped(self):
+    def test_deliver_after_close_is_dropped(self):
         self.session.close("conflict")
         self.client.read()
-        self.session.send(domish.Element((None, "message")))
+        self.session.deliver(domish.Element((None, "message")))
         self.assertEqual(self.client.transport.value(), b"")
 
     def test_factory_close_all(self):

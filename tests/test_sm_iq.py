@@ -275,5 +275,5 @@ class RegisterTests(IQTestCase):
         self.assertIn(("alice@localhost", "unsubscribed"), bob_presence)
         items = yield self.roster_items("bob")
         self.assertEqual(items, {"alice@localhost": ("none", False, False)})
-        self.sm.unbind(self.alice)  # c2s will call this when the stream closes: no-op
+        self.sm.unbind(self.alice.session)  # c2s will call this when the stream closes: no-op
         yield self.sm.wait_idle()

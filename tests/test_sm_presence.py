@@ -142,7 +142,7 @@ class BroadcastTests(PresenceTestCase):
         bob.take()
         yield self.disconnect(alice)
         self.assertEqual(bob.take(), [])
-        self.sm.unbind(alice)  # twice: no-op
+        self.sm.unbind(alice.session)  # twice: no-op
 
     @defer.inlineCallbacks
     def test_invalid_priority(self):
@@ -199,14 +199,11 @@ class DirectedTests(PresenceTestCase):
 
     @defer.inlineCallbacks
     def test_outbound_tracks_other_domains(self):
-        """Presence to another domain through outbound() is tracked as directed."""
+        """Presence a client sends to another domain is tracked as directed."""
         conference = []
         self.router.register("conf.example", type("D", (), {"send": conference.append})())
         alice = yield self.connect("alice")
-        self.sm.outbound(
-            stanza("<presence from='alice@localhost/res' to='room@conf.example/nick'/>")
-        )
-        yield self.sm.wait_idle()
+        yield self.client_sends_out(alice, "<presence to='room@conf.example/nick'/>")
         self.assertEqual([p["to"] for p in conference], ["room@conf.example/nick"])
         yield self.disconnect(alice)
         self.assertEqual(conference[-1]["to"], "room@conf.example/nick")
@@ -303,20 +300,20 @@ class BindTests(SessionManagerTestCase):
 
     def test_generated_resource(self):
         """No resource asked for: one is generated, unique."""
-        first = self.sm.bind(FakeSession(), "alice", None)
-        second = self.sm.bind(FakeSession(), "alice", None)
+        first = self.sm.bind(FakeSession(), "alice", None).jid
+        second = self.sm.bind(FakeSession(), "alice", None).jid
         self.assertTrue(first.resource)
         self.assertNotEqual(first.resource, second.resource)
         self.assertEqual(first.userhost(), "alice@localhost")
 
     def test_invalid_resource_replaced(self):
         """A resource that fails resourceprep is replaced by a generated one."""
-        bound = self.sm.bind(FakeSession(), "alice", "bad\u0007")
+        bound = self.sm.bind(FakeSession(), "alice", "bad\u0007").jid
         self.assertTrue(bound.resource.startswith("xmppd-"))
 
     def test_resource_normalised(self):
         """The requested resource is prepared (NFKC)."""
-        bound = self.sm.bind(FakeSession(), "alice", "\u2167")
+        bound = self.sm.bind(FakeSession(), "alice", "\u2167").jid
         self.assertEqual(bound.resource, "VIII")
 
     @defer.inlineCallbacks
@@ -327,15 +324,16 @@ class BindTests(SessionManagerTestCase):
         old = yield self.connect("alice", "same")
         bob.take()
         new = FakeSession()
-        new.jid = self.sm.bind(new, "alice", "same")
+        new.session = self.sm.bind(new, "alice", "same")
+        new.jid = new.session.jid
         yield self.sm.wait_idle()
         self.assertEqual(old.closed, [("conflict", None)])
         self.assertEqual(new.jid.full(), "alice@localhost/same")
         [gone] = bob.take("presence")
         self.assertEqual(gone["type"], "unavailable")
-        self.sm.unbind(old)  # the old stream ends later: must not unbind the new session
+        self.sm.unbind(old.session)  # the old stream ends later: must not unbind the new one
         yield self.sm.wait_idle()
-        self.assertIs(self.sm.state_for(new.jid).session, new)
+        self.assertIs(self.sm.state_for(new.jid).connection, new)
         yield self.client_sends(bob, "<message to='alice@localhost/same'><body>x</body></message>")
         self.assertEqual(len(new.take("message")), 1)
         self.assertEqual(old.take("message"), [])

@@ -12,9 +12,10 @@ The pieces, from the socket up:
   checks, stream features, STARTTLS, SASL (:mod:`xmppd.c2s.sasl`), pre-auth
   registration (:mod:`xmppd.c2s.registration`) and resource binding
   (:mod:`xmppd.c2s.bind`).
-* :class:`ClientSession` — what the session manager sees of a bound
-  resource (``jid``, ``send``, ``close``); it also stamps and checks the
-  stanzas the client sends before handing them to the router.
+* the stream is the :class:`~xmppd.sm.session.Connection` under a bound
+  :class:`~xmppd.sm.session.Session` (``write_stanza``, ``stream_error``):
+  the session manager owns the session; client stanzas enter the server
+  through ``Session.receive``.
 * :class:`C2SFactory` — the server factory, holding configuration and limits;
   its :class:`~xmppd.c2s.guard.ClientGuard` (shared by every c2s listener of
   a server) holds the limits that span connections: connections per address,
@@ -30,7 +31,6 @@ reading (never drops data) while a client sends faster than its rate.
 
 from __future__ import annotations
 
-import functools
 import re
 import secrets
 from typing import Any
@@ -59,6 +59,7 @@ from xmppd.c2s.xmlparser import (
 )
 from xmppd.logs import logger
 from xmppd.ratelimit import TokenBucket
+from xmppd.sm.session import Session
 
 NS_CLIENT = "jabber:client"
 NS_STREAMS = xmlstream.NS_STREAMS
@@ -85,86 +86,8 @@ def _new_stream_id() -> str:
     return secrets.token_hex(16)
 
 
-@functools.lru_cache(maxsize=4096)
-def normalise_jid(address: str) -> str:
-    """The stringprep-normalised form of a JID string (cached).
-
-    Raises ``jid.InvalidFormat`` (or ``UnicodeError``/``ValueError``) for
-    strings that are not JIDs; those are not cached.
-    """
-    return jid.JID(address).full()
-
-
 def _ignore(*args: object) -> None:
     """Event sink for the parser of a stream that has been restarted."""
-
-
-class ClientSession:
-    """One bound resource on a client stream, as the session manager sees it.
-
-    Public contract: ``jid`` (the bound full JID), ``send(element)`` and
-    ``close(condition, text=None)``.
-    """
-
-    def __init__(self, stream: C2SStream, username: str):
-        self.stream = stream
-        self.username = username
-        self.jid: jid.JID | None = None
-        self._full: str | None = None
-
-    def __repr__(self) -> str:
-        return f"<ClientSession {self.jid.full() if self.jid else self.username}>"
-
-    @property
-    def closed(self) -> bool:
-        """True once the stream is closing or gone (sends are dropped)."""
-        return self.stream.closing
-
-    def send(self, element: domish.Element) -> None:
-        """Write a stanza to the client (the element is not modified)."""
-        self.stream.send_stanza(element)
-
-    def close(self, condition: str, text: str | None = None) -> None:
-        """Send a stream error (e.g. ``conflict``) and close the stream."""
-        self.stream.stream_error(condition, text)
-
-    def receive(self, stanza: domish.Element) -> None:
-        """Stamp 'from', check the stanza, then route it (or answer an error)."""
-        kind = stanza.getAttribute("type")
-        if self.stream.is_ping_reply(stanza):
-            return
-        if self._full is None:
-            self._full = self.jid.full()
-        stanza["from"] = self._full
-        to = stanza.getAttribute("to")
-        if to is not None:
-            try:
-                stanza["to"] = normalise_jid(to)
-            except (jid.InvalidFormat, UnicodeError, ValueError):
-                if kind != "error" and not (stanza.name == "iq" and kind == "result"):
-                    reply = bind_mod.error_reply(stanza, "jid-malformed")
-                    reply["from"] = self.stream.factory.domain
-                    self.send(reply)
-                return
-        if stanza.name == "iq":
-            if not stanza.getAttribute("id") or kind not in IQ_TYPES:
-                if kind != "error":
-                    self._reply_error(stanza, "bad-request", "iq needs an id and a valid type")
-                return
-            if kind in ("get", "set"):
-                if len(list(stanza.elements())) != 1:
-                    self._reply_error(stanza, "bad-request", "iq get/set needs one payload")
-                    return
-                if bind_mod.is_bind_request(stanza):
-                    self._reply_error(stanza, "not-allowed", "a resource is already bound")
-                    return
-                if bind_mod.is_session_request(stanza):
-                    self.send(bind_mod.empty_result(stanza))
-                    return
-        self.stream.factory.session_manager.outbound(stanza)
-
-    def _reply_error(self, stanza: domish.Element, condition: str, text: str) -> None:
-        self.send(bind_mod.error_reply(stanza, condition, text))
 
 
 class C2SAuthenticator(xmlstream.ListenAuthenticator):
@@ -177,7 +100,7 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
         self.factory = factory
         self.tls_active = False
         self.username: str | None = None
-        self.session: ClientSession | None = None
+        self.session: Session | None = None
         self.exchange: Any = None
         self.mechanism: str | None = None
         self.sasl_failures = 0
@@ -275,7 +198,9 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
         uri, name = element.uri, element.name
         if uri == NS_CLIENT and name in STANZA_NAMES:
             if self.session is not None:
-                return self.session.receive(element)
+                if not self.xmlstream.is_ping_reply(element):
+                    self.session.receive(element)
+                return None
             return self._early_stanza(element)
         if uri == NS_TLS and name == "starttls":
             return self._starttls()
@@ -435,7 +360,7 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
                     xs.stream_error("not-authorized", "negotiate TLS first")
                     return None
                 d = self.registration.handle(stanza)
-                d.addCallback(xs.send_stanza)
+                d.addCallback(xs.write_stanza)
                 return d
             xs.stream_error("not-authorized", "authenticate first")
             return None
@@ -471,18 +396,13 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
                 )
             )
             return None
-        session = ClientSession(xs, self.username)
-        d = defer.maybeDeferred(self.factory.session_manager.bind, session, self.username, resource)
-        d.addCallbacks(
-            self._bound, self._bind_failed, callbackArgs=(iq, session), errbackArgs=(iq,)
-        )
+        d = defer.maybeDeferred(self.factory.session_manager.bind, xs, self.username, resource)
+        d.addCallbacks(self._bound, self._bind_failed, callbackArgs=(iq,), errbackArgs=(iq,))
         return d
 
-    def _bound(self, full_jid: Any, iq: domish.Element, session: ClientSession) -> None:
+    def _bound(self, session: Session, iq: domish.Element) -> None:
         xs = self.xmlstream
-        if not isinstance(full_jid, jid.JID):
-            full_jid = jid.JID(full_jid)
-        session.jid = full_jid
+        full_jid = session.jid
         self.session = session
         if xs.closing:
             # The stream ended while the session manager was binding: the
@@ -525,7 +445,7 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         self.factory = factory
         self.closing = False
         self.lost = False
-        self.session: ClientSession | None = None
+        self.session: Session | None = None
         self.lang = "en"
         self.peer: str | None = None
         self.peer_host: str | None = None
@@ -607,7 +527,7 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         self._negotiation_timer = None
         self.stream_error("connection-timeout", "stream negotiation took too long")
 
-    def bound(self, session: ClientSession) -> None:
+    def bound(self, session: Session) -> None:
         """The stream has a bound resource: stanzas now go to the session."""
         self.session = session
         if self._negotiation_timer is not None and self._negotiation_timer.active():
@@ -639,7 +559,7 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         iq["from"] = self.factory.domain
         iq["to"] = self.session.jid.full()
         iq.addElement((NS_PING, "ping"))
-        self.send_stanza(iq)
+        self.write_stanza(iq)
         self.setTimeout(ping_timeout)
 
     def _heard_from_peer(self) -> None:
@@ -808,7 +728,7 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         self.send(f"<?xml version='1.0'?><stream:stream{header}>")
         self._headerSent = True
 
-    def send_stanza(self, element: domish.Element) -> None:
+    def write_stanza(self, element: domish.Element) -> None:
         """Serialise a stanza for this client (without modifying it)."""
         if self.closing:
             return

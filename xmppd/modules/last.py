@@ -21,7 +21,7 @@ from twisted.words.xish import domish
 
 from xmppd.errors import StanzaError
 from xmppd.module import IQRequest, Module, Point, Scope, hook, iq_handler
-from xmppd.sm.sessions import SessionState
+from xmppd.sm.session import Session
 
 NS_LAST = "jabber:iq:last"
 MAX_STATUS = 1024
@@ -72,7 +72,7 @@ class LastActivity(Module):
         return _query(self.server.reactor.seconds() - stamp, status)
 
     @hook(Point.RESOURCE_UNAVAILABLE)
-    def went_away(self, state: SessionState, stanza: domish.Element) -> defer.Deferred | None:
+    def went_away(self, state: Session, stanza: domish.Element) -> defer.Deferred | None:
         """Record the time and status when a user's last available resource leaves."""
         if self.server.sessions.available_of(state.username):
             return None

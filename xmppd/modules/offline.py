@@ -17,7 +17,7 @@ from wokkel.delay import Delay
 
 from xmppd.logs import logger
 from xmppd.module import Module, Point, Scope, hook
-from xmppd.sm.sessions import SessionState
+from xmppd.sm.session import Session
 from xmppd.sm.stanzas import deserialise, readdress, serialise
 from xmppd.storage.offline import OfflineStore
 
@@ -70,7 +70,7 @@ class Offline(Module):
 
     @hook(Point.SESSION_AVAILABLE)
     @defer.inlineCallbacks
-    def deliver(self, state: SessionState):
+    def deliver(self, state: Session):
         """Send the user's stored messages to a resource, then delete them."""
         rows = yield self.store.fetch(state.username)
         if not rows or not state.bound:

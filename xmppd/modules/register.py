@@ -108,7 +108,7 @@ class Register(Module):
         user = sender.user
         states = manager.sessions_of(user)
         for state in states:
-            manager._detach(state)
+            manager._forget(state)
         for state in states:
             if state.available or state.directed:
                 yield manager.presence.broadcast_unavailable(
@@ -125,12 +125,12 @@ class Register(Module):
         for state in states:
             if state.full == sender.full():
                 try:
-                    state.session.send(reply)
+                    state.write(reply)
                 except Exception:
                     log.failure("sending the removal result to {jid} failed", jid=state.full)
         for state in states:
             try:
-                state.session.close("not-authorized")
+                state.close("not-authorized")
             except Exception:
                 log.failure("closing the session of {jid} failed", jid=state.full)
         return ALREADY_ANSWERED

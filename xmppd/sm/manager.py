@@ -34,7 +34,7 @@ from xmppd.sm.iq import IQHandler
 from xmppd.sm.messages import MessageHandler
 from xmppd.sm.presence import PresenceHandler
 from xmppd.sm.queue import SerialQueues
-from xmppd.sm.sessions import SessionState
+from xmppd.sm.session import Session
 from xmppd.sm.subscriptions import SubscriptionHandler
 from xmppd.stanza import describe
 from xmppd.storage.accounts import AccountStore
@@ -76,8 +76,7 @@ class SessionManager(service.Service):
         self.disco_items = tuple(disco_items)
         self.server_jid = jid.JID(self.domain)
         self.queues = SerialQueues()
-        self._users: dict[str, dict[str, SessionState]] = {}
-        self._states: dict[int, SessionState] = {}
+        self._users: dict[str, dict[str, Session]] = {}
         self._rosters: dict[str, dict[str, RosterItem]] = {}
         self._inflight: set[defer.Deferred] = set()
         self._idle_waiters: list[defer.Deferred] = []
@@ -111,8 +110,8 @@ class SessionManager(service.Service):
 
     # -- sessions --------------------------------------------------------
 
-    def bind(self, session: Any, username: str, resource: str | None) -> jid.JID:
-        """Bind a resource for a session and return its full JID.
+    def bind(self, connection: Any, username: str, resource: str | None) -> Session:
+        """Bind a resource for a connection and return its new :class:`Session`.
 
         A missing or invalid resource is replaced by a generated one (RFC 6120
         7.7.2.2 lets the server pick). If the full JID is taken, the older
@@ -134,48 +133,45 @@ class SessionManager(service.Service):
         old = sessions.get(address.resource)
         if old is not None:
             log.info("resource conflict for {jid}: closing the older session", jid=old.full)
-            self._detach(old)
+            self._forget(old)
             sessions = self._users.setdefault(username, {})
             try:
-                old.session.close("conflict")
+                old.close("conflict")
             except Exception:
                 log.failure("closing the session of {jid} failed", jid=old.full)
             self._gone(old)
-        state = SessionState(session, address)
-        sessions[address.resource] = state
-        self._states[id(session)] = state
-        log.debug("bound {jid}", jid=state.full)
-        self.modules.fire(Point.SESSION_BOUND, state)
-        return address
+        session = Session(self, address, connection)
+        sessions[address.resource] = session
+        log.debug("bound {jid}", jid=session.full)
+        self.modules.fire(Point.SESSION_BOUND, session)
+        return session
 
-    def unbind(self, session: Any) -> None:
+    def unbind(self, session: Session) -> None:
         """Forget a session whose stream ended; broadcast unavailable if it was available."""
-        state = self._states.get(id(session))
-        if state is None or state.session is not session:
+        if not session.bound:
             return
-        self._detach(state)
-        self._gone(state)
+        self._forget(session)
+        self._gone(session)
 
-    def _detach(self, state: SessionState) -> None:
+    def _forget(self, state: Session) -> None:
         state.bound = False
-        self._states.pop(id(state.session), None)
         sessions = self._users.get(state.username)
         if sessions is not None and sessions.get(state.resource) is state:
             del sessions[state.resource]
             if not sessions:
                 del self._users[state.username]
 
-    def _gone(self, state: SessionState) -> None:
+    def _gone(self, state: Session) -> None:
         self.run(state.username, None, self._session_ended, state)
 
     @defer.inlineCallbacks
-    def _session_ended(self, state: SessionState):
+    def _session_ended(self, state: Session):
         yield self.presence.session_ended(state)
         yield self.modules.fire_async(Point.SESSION_ENDED, state)
 
     # -- lookups used by the handlers ---------------------------------------
 
-    def state_for(self, address: jid.JID | None) -> SessionState | None:
+    def state_for(self, address: jid.JID | None) -> Session | None:
         """The bound resource with that full JID, if any."""
         if address is None or address.resource is None or address.host != self.domain:
             return None
@@ -184,12 +180,12 @@ class SessionManager(service.Service):
             return None
         return sessions.get(address.resource)
 
-    def sessions_of(self, username: str) -> list[SessionState]:
+    def sessions_of(self, username: str) -> list[Session]:
         """All bound resources of a user."""
         sessions = self._users.get(username)
         return list(sessions.values()) if sessions else []
 
-    def available_of(self, username: str) -> list[SessionState]:
+    def available_of(self, username: str) -> list[Session]:
         """The user's available resources (those that sent available presence)."""
         sessions = self._users.get(username)
         if not sessions:
@@ -242,7 +238,7 @@ class SessionManager(service.Service):
 
     # -- delivery ----------------------------------------------------------
 
-    def deliver(self, state: SessionState, stanza: domish.Element) -> None:
+    def deliver(self, state: Session, stanza: domish.Element) -> None:
         """Write a stanza to one session (errors are logged, not raised).
 
         Modules hooked at the "about to deliver" points may drop it.
@@ -255,7 +251,7 @@ class SessionManager(service.Service):
         ):
             return
         try:
-            state.session.send(stanza)
+            state.write(stanza)
         except Exception:
             log.failure("delivering to {jid} failed", jid=state.full)
 
@@ -317,30 +313,29 @@ class SessionManager(service.Service):
 
         return offer()
 
-    def outbound(self, stanza: domish.Element) -> None:
-        """Route a stanza a local client sent, applying the outbound rules.
+    def from_client(self, session: Session, stanza: domish.Element) -> None:
+        """A stanza a local client sent (through :meth:`Session.receive`).
 
-        For a stream to call instead of ``router.route``: it lets presence
-        sent to other domains (MUC rooms, remote contacts) be tracked as
-        directed presence and subscription requests to remote contacts
-        update the sender's roster. Stanzas for the local domain get the
-        same treatment through :meth:`send` either way.
+        Modules hooked at ``CLIENT_STANZA`` see it first. Presence to other
+        domains (MUC rooms, remote contacts) is tracked as directed presence
+        and subscription requests to remote contacts update the sender's
+        roster; everything else is routed (stanzas for the local domain come
+        back through :meth:`send`, where the same rules apply).
         """
         try:
-            if self.modules.has_hooks(Point.CLIENT_STANZA):
-                state = self.state_for(parse_jid(stanza.getAttribute("from")))
-                if state is not None and self.modules.fire(Point.CLIENT_STANZA, state, stanza):
-                    return
+            if self.modules.has_hooks(Point.CLIENT_STANZA) and self.modules.fire(
+                Point.CLIENT_STANZA, session, stanza
+            ):
+                return
             to = stanza.getAttribute("to")
             if stanza.name == "presence" and to and stanza_domain(to) != self.domain:
-                state = self.state_for(parse_jid(stanza.getAttribute("from")))
                 recipient = parse_jid(to)
-                if state is not None and recipient is not None and recipient.host != self.domain:
-                    self.presence.from_session(state, stanza, recipient)
+                if session.bound and recipient is not None and recipient.host != self.domain:
+                    self.presence.from_session(session, stanza, recipient)
                     return
             self.router.route(stanza)
         except Exception:
-            log.failure("handling outbound {xml} failed", xml=describe(stanza))
+            log.failure("handling {xml} from a client failed", xml=describe(stanza))
             self.reply_error(stanza, "internal-server-error")
 
     def _dispatch(self, stanza: domish.Element, outbound: bool) -> None:

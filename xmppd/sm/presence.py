@@ -15,7 +15,7 @@ from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
 from xmppd.module import Point
-from xmppd.sm.sessions import SessionState
+from xmppd.sm.session import Session
 from xmppd.sm.stanzas import SUBSCRIPTION_TYPES, presence, readdress
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class PresenceHandler:
     # -- outbound: presence sent by one of our resources ----------------------------
 
     def from_session(
-        self, state: SessionState, stanza: domish.Element, recipient: jid.JID | None
+        self, state: Session, stanza: domish.Element, recipient: jid.JID | None
     ) -> None:
         """Process presence a bound resource sent (broadcast, directed, subscription)."""
         manager = self.manager
@@ -73,7 +73,7 @@ class PresenceHandler:
             manager.reply_error(stanza, "bad-request", "unknown presence type")
 
     @defer.inlineCallbacks
-    def broadcast_available(self, state: SessionState, stanza: domish.Element):
+    def broadcast_available(self, state: Session, stanza: domish.Element):
         """Initial or updated available presence (RFC 6121 4.2.2, 4.4.2)."""
         manager = self.manager
         priority = parse_priority(stanza)
@@ -107,7 +107,7 @@ class PresenceHandler:
             yield manager.modules.fire_async(Point.SESSION_AVAILABLE, state)
 
     @defer.inlineCallbacks
-    def broadcast_unavailable(self, state: SessionState, stanza: domish.Element, echo: bool):
+    def broadcast_unavailable(self, state: Session, stanza: domish.Element, echo: bool):
         """Unavailable presence from a resource (RFC 6121 4.5.2), also when it goes away."""
         manager = self.manager
         was_available = state.available
@@ -135,7 +135,7 @@ class PresenceHandler:
                 manager.route(readdress(unavailable, to=target))
 
     @defer.inlineCallbacks
-    def session_ended(self, state: SessionState):
+    def session_ended(self, state: Session):
         """A resource was unbound: unavailable presence on its behalf, cache cleanup."""
         if state.available or state.directed:
             yield self.broadcast_unavailable(
@@ -143,7 +143,7 @@ class PresenceHandler:
             )
         self.manager.drop_roster_cache(state.username)
 
-    def directed(self, state: SessionState, stanza: domish.Element, recipient: jid.JID) -> None:
+    def directed(self, state: Session, stanza: domish.Element, recipient: jid.JID) -> None:
         """Directed presence (RFC 6121 4.6): remember who got it, then route it."""
         target = recipient.full()
         if recipient.userhost() != state.bare:

@@ -18,7 +18,7 @@ from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
 from xmppd.logs import logger
-from xmppd.sm.sessions import SessionState
+from xmppd.sm.session import Session
 from xmppd.sm.stanzas import deserialise, presence, readdress, serialise
 from xmppd.storage.roster import RosterItem
 
@@ -42,7 +42,7 @@ class SubscriptionHandler:
         self.manager = manager
 
     @defer.inlineCallbacks
-    def outbound(self, state: SessionState, stanza: domish.Element, recipient: jid.JID):
+    def outbound(self, state: Session, stanza: domish.Element, recipient: jid.JID):
         """A subscription stanza sent by one of the user's resources."""
         manager = self.manager
         user = state.username
@@ -164,7 +164,7 @@ class SubscriptionHandler:
             manager.deliver(state, stanza)
 
     @defer.inlineCallbacks
-    def redeliver_pending(self, state: SessionState):
+    def redeliver_pending(self, state: Session):
         """Deliver unanswered inbound requests to a resource at initial presence (3.1.3)."""
         rows = yield self.manager.roster_store.pending(state.username)
         for contact, xml in rows:
