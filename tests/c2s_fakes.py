@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import scramp
@@ -13,7 +14,8 @@ from twisted.words.xish import domish
 
 import xmppd  # noqa: F401  (compat shim first)
 from xmppd.auth import make_portal
-from xmppd.c2s.stream import C2SFactory
+from xmppd.c2s.factory import C2SFactory
+from xmppd.config import Config, LimitSettings, config_from_dict
 from xmppd.sm.session import Session
 from xmppd.storage.accounts import (
     AccountExists,
@@ -158,21 +160,39 @@ class TLSStringTransport(StringTransport):
 TLS_OPTIONS = object()  # stands in for CertificateOptions in unit tests
 
 
+def factory_config(overrides: dict[str, Any]) -> Config:
+    """A Config from make_factory's keyword arguments; config keys are taken out.
+
+    ``domain`` (server.domain), ``require_encryption`` (c2s),
+    ``registration_enabled`` (registration.enabled) and every ``[limits]``
+    key; the rest stays in ``overrides`` for the factory itself.
+    """
+    data: dict[str, dict[str, Any]] = {
+        "server": {"domain": overrides.pop("domain", DOMAIN)},
+        "c2s": {"require_encryption": overrides.pop("require_encryption", False)},
+        "registration": {"enabled": overrides.pop("registration_enabled", False)},
+        "limits": {},
+    }
+    for key in LimitSettings.__dataclass_fields__:
+        if key in overrides:
+            data["limits"][key] = overrides.pop(key)
+    return config_from_dict(data, Path("."))
+
+
 def make_factory(**overrides: Any) -> C2SFactory:
     """A factory over fakes; keyword arguments override the defaults."""
     accounts = overrides.pop("accounts", None) or FakeAccounts({"alice": "secret"})
     sm = overrides.pop("session_manager", None) or FakeSessionManager()
+    config = factory_config(overrides)
     settings: dict[str, Any] = dict(
-        domain=DOMAIN,
         session_manager=sm,
         accounts=accounts,
         portal=make_portal(accounts),
         tls_options=TLS_OPTIONS,
-        require_encryption=False,
         reactor=MemoryReactorClock(),
     )
     settings.update(overrides)
-    return C2SFactory(**settings)
+    return C2SFactory(config, **settings)
 
 
 class ServerOutput:

@@ -18,11 +18,12 @@ from tests.c2s_fakes import (
     NS_SASL,
     NS_STREAMS,
     NS_TLS,
+    factory_config,
     stream_error_condition,
 )
 from xmppd import tls
 from xmppd.auth import make_portal
-from xmppd.c2s.stream import C2SFactory
+from xmppd.c2s.factory import C2SFactory
 from xmppd.sm.session import Session
 from xmppd.storage.accounts import AccountStore
 from xmppd.storage.database import Database
@@ -183,16 +184,17 @@ class EndToEndTests(unittest.TestCase):
         self.sm = EchoSessionManager()
 
     def listen(self, **overrides):
+        overrides.setdefault("require_encryption", True)
+        overrides.setdefault("domain", DOMAIN)
+        config = factory_config(overrides)
         settings = dict(
-            domain=DOMAIN,
             session_manager=self.sm,
             accounts=self.accounts,
             portal=make_portal(self.accounts),
             tls_options=self.tls_options,
-            require_encryption=True,
         )
         settings.update(overrides)
-        factory = C2SFactory(**settings)
+        factory = C2SFactory(config, **settings)
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         return factory, port.getHost().port

@@ -382,7 +382,7 @@ class BindTests(unittest.TestCase):
         self.sm.make_pending = True
         self.bind("<resource>slow</resource>")
         session = self.sm.bound[0][0]
-        self.factory.reactor.advance(self.factory.negotiation_timeout + 1)
+        self.factory.reactor.advance(self.factory.limits.negotiation_timeout + 1)
         self.assertEqual(stream_error_condition(self.client.read()), "connection-timeout")
         self.sm.pending.callback(None)
         self.assertEqual(self.client.transport.value(), b"")

@@ -461,10 +461,11 @@ class ConfigWiringTests(unittest.TestCase):
         factories = [live.server.factories[n] for n in ("c2s", "c2s_direct_tls")]
         for factory in factories:
             self.assertEqual(
-                (factory.max_stanza_size, factory.max_depth, factory.max_attributes,
-                 factory.max_elements, factory.max_auth_attempts,
-                 factory.negotiation_timeout, factory.idle_timeout, factory.ping_timeout,
-                 factory.read_rate, factory.read_burst),
+                (factory.limits.max_stanza_size, factory.limits.max_depth,
+                 factory.limits.max_attributes, factory.limits.max_elements,
+                 factory.limits.max_auth_attempts, factory.limits.negotiation_timeout,
+                 factory.limits.idle_timeout, factory.limits.ping_timeout,
+                 factory.limits.read_rate, factory.limits.read_burst),
                 (5000, 7, 9, 99, 2, 4, 5, 6, 7000, 8000),
             )
         guard = factories[0].guard

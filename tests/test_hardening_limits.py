@@ -240,7 +240,7 @@ class NegotiationTimeoutTests(StreamErrorAssertions, unittest.TestCase):
 
     def test_default_is_thirty_seconds(self):
         factory = make_factory()
-        self.assertEqual(factory.negotiation_timeout, 30)
+        self.assertEqual(factory.limits.negotiation_timeout, 30)
         client = Client(factory)
         client.header()
         factory.reactor.advance(29)

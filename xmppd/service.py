@@ -282,8 +282,8 @@ class XMPPServer(service.MultiService):
         self.muc.setServiceParent(self)
 
     def _factories(self) -> dict[str, tuple[str, Any]]:
+        from xmppd.c2s.factory import C2SFactory
         from xmppd.c2s.guard import ClientGuard
-        from xmppd.c2s.stream import C2SFactory
         from xmppd.components import ComponentServerFactory
 
         config = self.config
@@ -304,26 +304,14 @@ class XMPPServer(service.MultiService):
 
         def c2s(direct_tls: bool) -> Any:
             return C2SFactory(
-                domain=config.domain,
+                config,
                 session_manager=self.session_manager,
                 router=self.router,
                 accounts=self.accounts,
                 portal=portal,
                 tls_options=self.tls_options,
-                require_encryption=config.c2s.require_encryption,
                 direct_tls=direct_tls,
-                registration_enabled=config.registration_enabled,
                 reactor=self.reactor,
-                max_stanza_size=limits.max_stanza_size,
-                max_depth=limits.max_depth,
-                max_attributes=limits.max_attributes,
-                max_elements=limits.max_elements,
-                max_auth_attempts=limits.max_auth_attempts,
-                negotiation_timeout=limits.negotiation_timeout,
-                idle_timeout=limits.idle_timeout,
-                ping_timeout=limits.ping_timeout,
-                read_rate=limits.read_rate,
-                read_burst=limits.read_burst,
                 guard=guard,
             )
 
@@ -422,8 +410,7 @@ class XMPPServer(service.MultiService):
         logs.set_level("debug" if self.force_debug else merged.log_level)
         for factory in self.client_factories():
             factory.tls_options = tls_options
-            factory.registration_enabled = merged.registration_enabled
-            factory.require_encryption = merged.c2s.require_encryption
+            factory.config = merged
         self.tls_options = tls_options
         if self.session_manager is not None:
             for module in self.session_manager.modules:

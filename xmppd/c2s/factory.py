@@ -1,0 +1,109 @@
+"""The server factory for client streams, with its configuration and limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.words.protocols.jabber import jid, xmlstream
+
+from xmppd.c2s import sasl
+from xmppd.c2s.guard import ClientGuard
+from xmppd.c2s.negotiation import C2SAuthenticator
+from xmppd.c2s.stream import C2SStream
+from xmppd.config import Config, LimitSettings
+
+
+class C2SFactory(xmlstream.XmlStreamServerFactory):
+    """Server factory for client streams.
+
+    Reads its settings from ``config`` (the whole server
+    :class:`~xmppd.config.Config`: the domain, ``[c2s]``, ``[limits]``,
+    whether registration is open), so that a reload swaps one object.
+    Besides the config: ``guard`` holds the limits shared across listeners
+    (a fresh one without connection or session limits by default);
+    ``max_pending`` bounds the stanzas queued behind an unfinished
+    asynchronous step; ``close_timeout`` is how long a closing stream may
+    linger; ``allow_plain_without_tls`` offers PLAIN before TLS when
+    encryption is not required (else PLAIN there gets
+    ``mechanism-too-weak``); ``router`` defaults to
+    ``session_manager.router``.
+    """
+
+    protocol = C2SStream
+    noisy = False
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        session_manager: Any,
+        accounts: Any,
+        portal: Any,
+        tls_options: Any,
+        direct_tls: bool = False,
+        reactor: Any = None,
+        router: Any = None,
+        guard: ClientGuard | None = None,
+        allow_plain_without_tls: bool = True,
+        max_pending: int = 32,
+        close_timeout: float = 10.0,
+    ):
+        super().__init__(lambda: C2SAuthenticator(self))
+        if direct_tls and tls_options is None:
+            raise ValueError("direct TLS needs tls_options")
+        if reactor is None:
+            from twisted.internet import reactor
+        self.config = config
+        self.domain = jid.JID(config.domain).host
+        self.session_manager = session_manager
+        self.accounts = accounts
+        self.portal = portal
+        self.tls_options = tls_options
+        self.direct_tls = direct_tls
+        self.reactor = reactor
+        self._router = router
+        self.max_pending = max_pending
+        self.close_timeout = close_timeout
+        self.guard = guard if guard is not None else ClientGuard(reactor)
+        self.sasl = sasl.SASLServer(
+            accounts=accounts,
+            portal=portal,
+            domain=self.domain,
+            allow_plain_without_tls=allow_plain_without_tls,
+        )
+        self.streams: set[C2SStream] = set()
+        #: How often reading was paused by the read-rate limit (all streams).
+        self.read_pauses = 0
+
+    @property
+    def limits(self) -> LimitSettings:
+        """The ``[limits]`` in force (0 turns a timeout, rate or count off)."""
+        return self.config.limits
+
+    @property
+    def require_encryption(self) -> bool:
+        """Refuse authentication before TLS (``c2s.require_encryption``)."""
+        return self.config.c2s.require_encryption
+
+    @property
+    def registration_enabled(self) -> bool:
+        """Offer account creation before authentication (XEP-0077)."""
+        return self.config.registration_enabled
+
+    @property
+    def router(self) -> Any:
+        """Where stanzas from bound clients go."""
+        if self._router is not None:
+            return self._router
+        return self.session_manager.router
+
+    def buildProtocol(self, addr: Any) -> C2SStream:
+        """A new client stream with its own authenticator."""
+        xs = self.protocol(self.authenticatorFactory(), self)
+        self.installBootstraps(xs)
+        return xs
+
+    def close_all(self, condition: str = "system-shutdown", text: str | None = None) -> None:
+        """Close every open client stream with a stream error."""
+        for xs in list(self.streams):
+            xs.stream_error(condition, text)
