@@ -1,13 +1,11 @@
-"""RosterStore, OfflineStore and the per-user serial queue."""
+"""xmppd.storage.roster: roster items and pending subscription requests."""
 
 import time
 
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from xmppd.sm.queue import SerialQueues
 from xmppd.storage.database import Database
-from xmppd.storage.offline import OfflineStore
 from xmppd.storage.roster import RosterItem, RosterStore
 
 
@@ -67,55 +65,3 @@ class RosterStoreTests(StoreTestCase):
             element.toXml(),
             "<item xmlns='jabber:iq:roster' jid='b@x' subscription='none' ask='subscribe'/>",
         )
-
-
-class OfflineStoreTests(StoreTestCase):
-    @defer.inlineCallbacks
-    def test_store_fetch_delete_limit(self):
-        store = OfflineStore(self.db, limit=2)
-        for i in range(3):
-            ok = yield store.store("alice", "2024-01-01T00:00:00Z", f"<message id='{i}'/>")
-            self.assertEqual(ok, i < 2)
-        rows = yield store.fetch("alice")
-        self.assertEqual([r[2] for r in rows], ["<message id='0'/>", "<message id='1'/>"])
-        yield store.delete("alice", [rows[0][0]])
-        count = yield store.count("alice")
-        self.assertEqual(count, 1)
-        other = yield store.fetch("bob")
-        self.assertEqual(other, [])
-
-
-class SerialQueuesTests(unittest.TestCase):
-    def test_order_and_results(self):
-        """Operations for one key run one at a time, in order; other keys run at once."""
-        queues = SerialQueues()
-        log = []
-        gate = defer.Deferred()
-
-        def slow():
-            log.append("slow start")
-            return gate.addCallback(lambda _: log.append("slow end") or "slow")
-
-        first = queues.run("a", slow)
-        second = queues.run("a", lambda: log.append("second") or 2)
-        other = queues.run("b", lambda: log.append("other") or 3)
-        self.assertTrue(queues.busy("a"))
-        self.assertFalse(queues.busy("b"))
-        self.assertEqual(log, ["slow start", "other"])
-        self.assertEqual(self.successResultOf(other), 3)
-        gate.callback(None)
-        self.assertEqual(log, ["slow start", "other", "slow end", "second"])
-        self.assertEqual(self.successResultOf(first), "slow")
-        self.assertEqual(self.successResultOf(second), 2)
-        self.assertFalse(queues.busy("a"))
-
-    def test_failure_does_not_stop_queue(self):
-        queues = SerialQueues()
-        gate = defer.Deferred()
-        first = queues.run("a", lambda: gate)
-        second = queues.run("a", lambda: 1 / 0)
-        third = queues.run("a", lambda: "ok")
-        gate.errback(RuntimeError("x"))
-        self.failureResultOf(first, RuntimeError)
-        self.failureResultOf(second, ZeroDivisionError)
-        self.assertEqual(self.successResultOf(third), "ok")

@@ -1,13 +1,11 @@
-"""Tests for the SQLite database, its migrations and the account store."""
+"""xmppd.storage.accounts: accounts and their SCRAM keys."""
 
-import sqlite3
 from pathlib import Path
 
 import scramp
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from xmppd.storage import schema
 from xmppd.storage.accounts import (
     AccountExists,
     AccountStore,
@@ -16,38 +14,7 @@ from xmppd.storage.accounts import (
     NoSuchAccount,
     prepare_username,
 )
-from xmppd.storage.database import Database, SchemaTooNewError, migrate_file
-
-
-class DatabaseTests(unittest.TestCase):
-    """Schema versioning and connection settings."""
-
-    def test_migrate_file_sets_version_and_wal(self):
-        path = Path(self.mktemp())
-        self.assertEqual(migrate_file(path), len(schema.MIGRATIONS))
-        connection = sqlite3.connect(path)
-        self.addCleanup(connection.close)
-        self.assertEqual(connection.execute("PRAGMA user_version").fetchone()[0],
-                         len(schema.MIGRATIONS))
-        self.assertEqual(connection.execute("PRAGMA journal_mode").fetchone()[0], "wal")
-        # Running it again changes nothing.
-        self.assertEqual(migrate_file(path), len(schema.MIGRATIONS))
-
-    def test_newer_schema_is_refused(self):
-        path = Path(self.mktemp())
-        connection = sqlite3.connect(path)
-        connection.execute(f"PRAGMA user_version = {len(schema.MIGRATIONS) + 1}")
-        connection.close()
-        self.assertRaises(SchemaTooNewError, migrate_file, path)
-
-    @defer.inlineCallbacks
-    def test_open_migrates_through_the_pool(self):
-        db = Database(self.mktemp())
-        self.addCleanup(db.close)
-        version = yield db.open()
-        self.assertEqual(version, len(schema.MIGRATIONS))
-        rows = yield db.query("SELECT name FROM sqlite_master WHERE type = 'table'")
-        self.assertIn(("accounts",), rows)
+from xmppd.storage.database import Database
 
 
 class AccountStoreTests(unittest.TestCase):

@@ -1,0 +1,110 @@
+"""xmppd.sm.session: what Session.receive checks and stamps (through a c2s stream)."""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+
+from tests.c2s_fakes import (
+    DOMAIN,
+    Client,
+    make_factory,
+    stanza_error_condition,
+    stream_error_condition,
+)
+
+
+class BoundStanzaTests(unittest.TestCase):
+    """After bind: 'from' stamped, 'to' checked, iq rules, routing."""
+
+    def setUp(self):
+        self.factory = make_factory()
+        self.router = self.factory.session_manager.router
+        self.client = Client(self.factory)
+        self.full = self.client.login()
+
+    def test_from_is_stamped(self):
+        self.client.send("<message from='mallory@evil.example' to='bob@example.org'/>")
+        self.assertEqual(self.router.routed[0]["from"], self.full)
+
+    def test_to_is_normalised(self):
+        self.client.send("<message to='Bob@Example.ORG/Phone'/>")
+        self.assertEqual(self.router.routed[0]["to"], "bob@example.org/Phone")
+
+    def test_no_to_is_routed(self):
+        self.client.send("<presence/>")
+        self.assertEqual(len(self.router.routed), 1)
+        self.assertFalse(self.router.routed[0].hasAttribute("to"))
+
+    def test_malformed_to(self):
+        events = self.client.send("<message to='a@b@c' id='m1'><body>x</body></message>")
+        self.assertEqual(events[0].name, "message")
+        self.assertEqual(events[0]["type"], "error")
+        self.assertEqual(events[0]["to"], self.full)
+        self.assertEqual(events[0]["from"], DOMAIN)
+        self.assertEqual(stanza_error_condition(events[0]), "jid-malformed")
+        self.assertEqual(self.router.routed, [])
+        self.assertFalse(self.client.closed)
+
+    def test_malformed_to_on_error_stanza_is_dropped(self):
+        events = self.client.send("<message to='a@b@c' type='error'/>")
+        self.assertEqual(events, [])
+        self.assertEqual(self.router.routed, [])
+
+    def test_iq_without_id(self):
+        events = self.client.send("<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+        self.assertEqual(stanza_error_condition(events[0]), "bad-request")
+        self.assertEqual(self.router.routed, [])
+
+    def test_iq_bad_type(self):
+        events = self.client.send("<iq type='fetch' id='1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        self.assertEqual(stanza_error_condition(events[0]), "bad-request")
+        self.assertEqual(events[0]["id"], "1")
+
+    def test_iq_get_without_payload(self):
+        events = self.client.send("<iq type='get' id='1'/>")
+        self.assertEqual(stanza_error_condition(events[0]), "bad-request")
+
+    def test_iq_result_is_routed(self):
+        self.client.send("<iq type='result' id='1' to='bob@example.org/x'/>")
+        self.assertEqual(len(self.router.routed), 1)
+
+    def test_unknown_top_level_element(self):
+        events = self.client.send("<foo xmlns='urn:example'/>")
+        self.assertEqual(stream_error_condition(events), "unsupported-stanza-type")
+
+    def test_stanza_in_wrong_namespace(self):
+        events = self.client.send("<message xmlns='jabber:server' to='bob@example.org'/>")
+        self.assertEqual(stream_error_condition(events), "unsupported-stanza-type")
+        self.assertEqual(self.router.routed, [])
+
+    def test_auth_after_bind(self):
+        events = self.client.auth_plain()
+        self.assertEqual(stream_error_condition(events), "policy-violation")
+
+    def test_client_stream_error(self):
+        events = self.client.send(
+            "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+        )
+        self.assertEqual(events, [("end",)])
+        self.assertTrue(self.client.closed)
+
+    def test_whitespace_keepalive(self):
+        for _ in range(10):
+            self.assertEqual(self.client.send(" \n "), [])
+        self.assertFalse(self.client.closed)
+
+    def test_client_closes_stream(self):
+        events = self.client.send("</stream:stream>")
+        self.assertEqual(events, [("end",)])
+        self.assertTrue(self.client.closed)
+        self.client.lose()
+        self.assertEqual(len(self.factory.session_manager.unbound), 1)
+
+    def test_router_crash(self):
+        def crash(stanza):
+            raise RuntimeError("router bug")
+
+        self.router.route = crash
+        events = self.client.send("<message to='bob@example.org'/>")
+        self.assertEqual(stream_error_condition(events), "internal-server-error")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
