@@ -287,19 +287,11 @@ class XMPPServer(service.MultiService):
         from xmppd.components import ComponentServerFactory
 
         config = self.config
-        limits = config.limits
         portal = make_portal(self.accounts)
         factories: dict[str, tuple[str, Any]] = {}
         # One guard for both client listeners: the per-address, per-account
         # and authentication back-off limits span them.
-        guard = ClientGuard(
-            self.reactor,
-            max_connections_per_ip=limits.max_connections_per_ip,
-            max_sessions_per_account=limits.max_sessions_per_account,
-            auth_backoff_after=limits.auth_backoff_after,
-            auth_backoff=limits.auth_backoff,
-            auth_backoff_max=limits.auth_backoff_max,
-        )
+        guard = ClientGuard.from_limits(self.reactor, config.limits)
         self.c2s_guard = guard
 
         def c2s(direct_tls: bool) -> Any:

@@ -47,6 +47,18 @@ class ClientGuard:
             clock, threshold=auth_backoff_after, base=auth_backoff, maximum=auth_backoff_max
         )
 
+    @classmethod
+    def from_limits(cls, clock: Any, limits: Any) -> ClientGuard:
+        """A guard with the cross-connection limits of a ``[limits]`` section."""
+        return cls(
+            clock,
+            max_connections_per_ip=limits.max_connections_per_ip,
+            max_sessions_per_account=limits.max_sessions_per_account,
+            auth_backoff_after=limits.auth_backoff_after,
+            auth_backoff=limits.auth_backoff,
+            auth_backoff_max=limits.auth_backoff_max,
+        )
+
     # -- connections per address ------------------------------------------
 
     def connection_opened(self, host: str | None) -> bool:
