@@ -24,9 +24,11 @@ OTHER_DOMAINS = ("localhost", "conference.localhost", "other.localhost")
 
 
 def toml_value(value):
-    """A Python value as TOML (strings, booleans, lists of strings, flat tables)."""
+    """A Python value as TOML (strings, booleans, numbers, lists of strings, flat tables)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list):
@@ -190,6 +192,21 @@ class ReloadTests(unittest.TestCase):
         self.assertFalse(result.new_certificate)
         # The certificate still covers the running domains (the merged config is checked).
         self.assertFalse(any("not valid for" in m for m in captured.messages()))
+
+    def test_module_settings_and_key_names(self):
+        """A module's live section is applied; a restart key is named as in the file."""
+        live = self.start()
+        server = live.server
+        write_config(self.path, self.cert, self.key,
+                     contact_info={"abuse": ["mailto:abuse@localhost"]},
+                     server={"shutdown_timeout": 3})
+        result = server.reload()
+        self.assertIsNone(result.rejected)
+        self.assertEqual(result.applied, ["contact_info.abuse: [] -> [mailto:abuse@localhost]"])
+        self.assertEqual(result.needs_restart, ["server.shutdown_timeout: 15.0 -> 3.0"])
+        module = server.session_manager.modules["contact_info"]
+        self.assertEqual(module.config.abuse, ("mailto:abuse@localhost",))
+        self.assertEqual(server.config.shutdown_timeout, 15.0)
 
     @defer.inlineCallbacks
     def test_rejected_file_keeps_the_running_config(self):
