@@ -9,6 +9,7 @@ from twisted.trial import unittest
 from tests.support import start_server
 
 PAIR = Path(__file__).resolve().parent / "interop" / "slixmpp_pair.py"
+SERVER_INFO = Path(__file__).resolve().parent / "interop" / "slixmpp_server_info.py"
 
 
 class SlixmppTests(unittest.TestCase):
@@ -48,3 +49,37 @@ class SlixmppTests(unittest.TestCase):
         output, _, code = yield self.run_pair("wrong")
         self.assertNotEqual(code, 0)
         self.assertIn("first auth-failed", output)
+
+
+class SlixmppServerInfoTests(unittest.TestCase):
+    """slixmpp's XEP-0012, XEP-0092 and XEP-0030/0128 plugins against the new modules."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_uptime_version_contact_addresses_and_last_activity(self):
+        from xmppd.storage.roster import RosterItem
+
+        server = start_server(self, c2s={"require_encryption": True},
+                              contact_info={"abuse": ["mailto:abuse@localhost"]})
+        yield server.create_user("romeo", "r0meo-pw")
+        yield server.create_user("juliet", "jul1et-pw")
+        roster = server.server.session_manager.roster_store
+        yield roster.save("juliet", RosterItem("romeo@localhost", subscription="from"))
+        yield roster.save("romeo", RosterItem("juliet@localhost", subscription="to"))
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable,
+            [
+                str(SERVER_INFO), "127.0.0.1", str(server.port),
+                str(server.config.tls.certificate),
+                "romeo@localhost", "r0meo-pw", "juliet@localhost", "jul1et-pw",
+            ],
+            reactor=reactor,
+        )
+        output = out.decode()
+        self.assertEqual(code, 0, output + err.decode()[-3000:])
+        self.assertRegex(output, r"uptime seconds=\d+")
+        self.assertIn("version name=xmppd", output)
+        self.assertIn("jabber:iq:last", output)
+        self.assertIn("abuse-addresses mailto:abuse@localhost", output)
+        self.assertRegex(output, r"contact seconds=\d+ status=gone fishing")
