@@ -17,15 +17,6 @@ NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 MAX_RESOURCE_BYTES = 1023
 
 
-class BindError(Exception):
-    """A bind request the server must refuse with stanza error ``condition``."""
-
-    def __init__(self, condition: str, text: str | None = None):
-        super().__init__(condition, text)
-        self.condition = condition
-        self.text = text
-
-
 def payload(iq: domish.Element) -> domish.Element | None:
     """The first child element of an iq, or None."""
     for child in iq.elements():
@@ -46,24 +37,24 @@ def is_session_request(iq: domish.Element) -> bool:
 
 
 def prepare_resource(resource: str) -> str:
-    """resourceprep a client-chosen resource; BindError(bad-request) if invalid."""
+    """resourceprep a client-chosen resource; StanzaError(bad-request) if invalid."""
     try:
         prepared = xmpp_stringprep.resourceprep.prepare(resource)
     except (UnicodeError, ValueError):
-        raise BindError("bad-request", "invalid resource") from None
+        raise errors.StanzaError("bad-request", "invalid resource") from None
     if not prepared or len(prepared.encode("utf-8")) > MAX_RESOURCE_BYTES:
-        raise BindError("bad-request", "invalid resource")
+        raise errors.StanzaError("bad-request", "invalid resource")
     return prepared
 
 
 def requested_resource(iq: domish.Element) -> str | None:
     """The resource a bind request asks for, prepared, or None to generate one.
 
-    Raises BindError(bad-request) for a request that is not a proper
+    Raises StanzaError(bad-request) for a request that is not a proper
     ``<iq type='set'>`` with an id or whose resource is invalid.
     """
     if iq.getAttribute("type") != "set" or not iq.getAttribute("id"):
-        raise BindError("bad-request", "bind needs an iq of type set with an id")
+        raise errors.StanzaError("bad-request", "bind needs an iq of type set with an id")
     bind = payload(iq)
     resource_element = None
     for child in bind.elements():

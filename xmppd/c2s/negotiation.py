@@ -27,6 +27,7 @@ from xmppd.c2s.registration import (
     PreAuthRegistration,
     is_register_request,
 )
+from xmppd.errors import StanzaError, error_reply
 from xmppd.logs import logger
 from xmppd.sm.session import Session
 
@@ -333,8 +334,8 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
     def _bind(self, iq: domish.Element) -> defer.Deferred | None:
         try:
             resource = bind_mod.requested_resource(iq)
-        except bind_mod.BindError as e:
-            self.xmlstream.send(bind_mod.error_reply(iq, e.condition, e.text))
+        except StanzaError as e:
+            self.xmlstream.send(error_reply(iq, e))
             return None
         xs = self.xmlstream
         guard = self.factory.guard
