@@ -17,6 +17,7 @@ import ssl
 import sys
 
 from slixmpp import ClientXMPP
+from slixmpp_main import report, run
 
 TIME_LIMIT = 30
 
@@ -66,11 +67,6 @@ class Client(ClientXMPP):
             self.got_message.set_result(message["body"])
 
 
-def report(line):
-    """One progress line on stdout."""
-    print(line, flush=True)
-
-
 async def scenario(host, port, ca_cert, jid1, password1, jid2, password2):
     """The whole exchange; raises on timeout."""
     first = Client("first", jid1, password1, ca_cert)
@@ -90,21 +86,7 @@ async def scenario(host, port, ca_cert, jid1, password1, jid2, password2):
 
 def main(argv):
     """Run the scenario within TIME_LIMIT seconds; exit code 0 on success."""
-    host, port, ca_cert, jid1, password1, jid2, password2 = argv
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(
-            asyncio.wait_for(
-                scenario(host, int(port), ca_cert, jid1, password1, jid2, password2), TIME_LIMIT
-            )
-        )
-    except TimeoutError:
-        report("timeout")
-        return 1
-    except PermissionError:
-        return 2
-    return 0
+    return run(scenario, argv, TIME_LIMIT)
 
 
 if __name__ == "__main__":

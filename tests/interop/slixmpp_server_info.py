@@ -15,6 +15,7 @@ import asyncio
 import sys
 
 from slixmpp import ClientXMPP
+from slixmpp_main import report, run
 
 TIME_LIMIT = 30
 NS_DATA = "jabber:x:data"
@@ -39,11 +40,6 @@ class Client(ClientXMPP):
         self.send_presence()
         if not self.online.done():
             self.online.set_result(True)
-
-
-def report(line):
-    """One line on stdout."""
-    print(line, flush=True)
 
 
 def forms(query):
@@ -90,19 +86,7 @@ async def scenario(host, port, ca_cert, jid1, password1, jid2, password2):
 
 def main(argv):
     """Run the scenario within TIME_LIMIT seconds; exit code 0 on success."""
-    host, port, ca_cert, jid1, password1, jid2, password2 = argv
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(
-            asyncio.wait_for(
-                scenario(host, int(port), ca_cert, jid1, password1, jid2, password2), TIME_LIMIT
-            )
-        )
-    except TimeoutError:
-        report("timeout")
-        return 1
-    return 0
+    return run(scenario, argv, TIME_LIMIT)
 
 
 if __name__ == "__main__":
