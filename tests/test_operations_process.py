@@ -14,15 +14,15 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 
 from tests.support import TWISTD, make_test_certificate, spawn_twistd
-from tests.test_operations_server import (
+from tests.test_plugin import Header
+from tests.test_server_e2e import element, login, next_stanza
+from tests.test_service import (
     OTHER_DOMAINS,
     fingerprint_of,
     presented_certificate,
     roster_answered,
     write_config,
 )
-from tests.test_plugin import Header
-from tests.test_server_e2e import element, login, next_stanza
 from xmppd import cli
 from xmppd.storage.schema import MIGRATIONS
 

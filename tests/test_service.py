@@ -1,4 +1,4 @@
-"""Operations on a live in-process server: reload, graceful stop, readiness, traffic, schema."""
+"""xmppd.service: the server as a service: reload, shutdown, readiness, traffic log, schema."""
 
 import json
 import sqlite3
