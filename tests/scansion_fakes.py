@@ -10,7 +10,9 @@ full JID) to it, with ``from`` stamped, and echoes anything addressed to
 ``echo@DOMAIN`` (or ``echo@DOMAIN/...``) back to the sender, with ``from``
 and ``to`` swapped; every child of an echoed stanza is copied.  An echoed
 message whose body is ``twice`` is sent back twice.  A stanza addressed to
-``drop@DOMAIN`` makes the server close the sender's connection.
+``drop@DOMAIN`` makes the server close the sender's connection.  A ping
+(XEP-0199) to the domain gets its empty result, as the runner's strict order
+needs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_CLIENT = "jabber:client"
+NS_PING = "urn:xmpp:ping"
 
 Responder = Callable[["FakeServer", "FakeSession", domish.Element], None]
 
@@ -234,6 +237,14 @@ class _FakeFactory(protocol.ServerFactory):
 def route_or_echo(server: FakeServer, session: FakeSession, stanza: domish.Element) -> None:
     """Default responder: deliver to a connected client, or echo from ``echo@``."""
     to = stanza.getAttribute("to")
+    if is_server_ping(server, stanza):
+        result = domish.Element((NS_CLIENT, "iq"))
+        result["type"] = "result"
+        result["id"] = stanza.getAttribute("id", "")
+        result["from"] = server.domain
+        result["to"] = session.jid.full()
+        session.send(result)
+        return
     if not to:
         return
     target = JID(to)
@@ -254,6 +265,16 @@ def route_or_echo(server: FakeServer, session: FakeSession, stanza: domish.Eleme
         return
     for other in server.find(target):
         other.send(stanza)
+
+
+def is_server_ping(server: FakeServer, stanza: domish.Element) -> bool:
+    """True for an XEP-0199 ping addressed to the server's domain."""
+    return (
+        stanza.name == "iq"
+        and stanza.getAttribute("type") == "get"
+        and stanza.getAttribute("to") == server.domain
+        and any(child.uri == NS_PING and child.name == "ping" for child in stanza.elements())
+    )
 
 
 class SilentServer:

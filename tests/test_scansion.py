@@ -13,7 +13,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from tests.scansion_fakes import FakeServer, SilentServer
+from tests.scansion_fakes import FakeServer, SilentServer, is_server_ping, route_or_echo
 from xmppd.testing.scansion import (
     MatchResult,
     match_stanza,
@@ -31,7 +31,7 @@ from xmppd.testing.scansion.parser import (
     ScriptError,
     expand_variables,
 )
-from xmppd.testing.scansion.runner import PassedOver, ScriptResult
+from xmppd.testing.scansion.runner import PassedOver, ScriptResult, Unconsumed
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "tests" / "scenarios" / "muc_password.scs"
@@ -555,6 +555,157 @@ class RunnerEndToEndTests(unittest.TestCase):
         self.assertIn("script:18:", result.failure_message)
         self.assertIn("--strict-order", result.failure_message)
         self.assertIn("first", result.failure_message)
+
+    def start_recording_server(self, *, answer_pings: bool = True) -> tuple[FakeServer, list]:
+        """A fake server that records the ids of the pings it gets (and may ignore them)."""
+        pings: list[str] = []
+
+        def responder(server, session, stanza) -> None:
+            if is_server_ping(server, stanza):
+                pings.append(stanza["id"])
+                if not answer_pings:
+                    return
+            route_or_echo(server, session, stanza)
+
+        return self.start_server(responder=responder), pings
+
+    LEFTOVER_BEFORE_DISCONNECT = """
+        Romeo connects
+        Romeo sends:
+            <message to='echo@localhost'><body>twice</body></message>
+        Romeo receives:
+            <message from='echo@localhost'><body>twice</body></message>
+        Romeo disconnects
+        """
+
+    async def test_leftover_before_disconnect_strict(self) -> None:
+        """Strict order: a stanza no step consumed fails the disconnects step, naming it."""
+        server = self.start_server()
+        result = await self.play(server, self.LEFTOVER_BEFORE_DISCONNECT, strict_order=True)
+        self.assertFalse(result.passed)
+        self.assertEqual(result.failed_line, 18)
+        message = result.failure_message
+        self.assertTrue(
+            message.startswith(
+                "script:18: Romeo disconnects: Romeo received 1 stanza(s) that no step "
+                "consumed (--strict-order)\n"
+            ),
+            message,
+        )
+        self.assertIn("<body>twice</body>", message)
+        self.assertEqual(len(result.unconsumed), 1)
+        self.assertIsInstance(result.unconsumed[0], Unconsumed)
+        self.assertEqual((result.unconsumed[0].line, result.unconsumed[0].client), (18, "Romeo"))
+        self.assertEqual(result.passed_over, [])
+        await self.assert_closed(server)
+
+    async def test_leftover_before_disconnect_lenient(self) -> None:
+        """Lenient order: the same script passes, and no settling ping is sent."""
+        server, pings = self.start_recording_server()
+        result = await self.play(server, self.LEFTOVER_BEFORE_DISCONNECT)
+        self.assertTrue(result.passed, result.failure_message)
+        self.assertEqual(result.unconsumed, [])
+        self.assertEqual(pings, [])
+        await self.assert_closed(server)
+
+    async def test_leftover_at_end_strict(self) -> None:
+        """Strict order: stanzas still unconsumed at the end fail, listed per client.
+
+        Juliet's message is sent by the script's last step: only the settling
+        round trip makes sure it has arrived when the queues are checked.
+        """
+        server = self.start_server()
+        result = await self.play(
+            server,
+            """
+            Romeo connects
+            Juliet connects
+            Romeo sends:
+                <message to='echo@localhost'><body>twice</body></message>
+            Romeo receives:
+                <message from='echo@localhost'><body>twice</body></message>
+            Romeo sends:
+                <message type='chat' to="${Juliet's full JID}"><body>Hello</body></message>
+            """,
+            strict_order=True,
+        )
+        self.assertFalse(result.passed)
+        self.assertIsNone(result.failed_line)
+        message = result.failure_message
+        self.assertTrue(
+            message.startswith(
+                "script: end of script: stanza(s) that no step consumed (--strict-order)\n"
+                "  Romeo (after line 19) received 1 stanza(s):\n"
+            ),
+            message,
+        )
+        self.assertIn("  Juliet (after line 14) received 1 stanza(s):\n", message)
+        self.assertIn("<body>twice</body>", message)
+        self.assertIn("<body>Hello</body>", message)
+        self.assertEqual(
+            [(u.line, u.client) for u in result.unconsumed], [(None, "Romeo"), (None, "Juliet")]
+        )
+        await self.assert_closed(server)
+
+    async def test_leftover_of_connection_closed_by_server(self) -> None:
+        """Strict order: stanzas received before the server closed the stream count too."""
+        server = self.start_server()
+        result = await self.play(
+            server,
+            """
+            Romeo connects
+            Romeo sends:
+                <message to='echo@localhost'><body>one</body></message>
+            Romeo sends:
+                <message to='drop@localhost'/>
+            """,
+            strict_order=True,
+        )
+        self.assertFalse(result.passed)
+        self.assertIn("Romeo (after line 16) received 1 stanza(s)", result.failure_message)
+        self.assertIn("<body>one</body>", result.failure_message)
+
+    async def test_strict_consumed_everything_passes(self) -> None:
+        """Strict order: a script that consumes every stanza passes.
+
+        The settling pings were sent and answered, and their answers are never
+        reported: two rounds for Juliet's disconnects (both connected), one for
+        Romeo's (alone), none at the end (nobody left).
+        """
+        server, pings = self.start_recording_server()
+        result = await self.play(server, self.CHAT, strict_order=True)
+        self.assertTrue(result.passed, result.failure_message)
+        self.assertEqual(result.unconsumed, [])
+        self.assertEqual(result.passed_over, [])
+        self.assertEqual(len(pings), 4)
+        self.assertTrue(all(ping.startswith("scansion-settle-") for ping in pings), pings)
+        await self.assert_closed(server)
+
+    async def test_strict_end_of_script_answers_not_reported(self) -> None:
+        """At the end, both connected clients settle in two rounds; nothing is left over."""
+        server, pings = self.start_recording_server()
+        body = self.CHAT.replace("Juliet disconnects", "").replace("Romeo disconnects", "")
+        result = await self.play(server, body, strict_order=True)
+        self.assertTrue(result.passed, result.failure_message)
+        self.assertEqual(result.unconsumed, [])
+        self.assertEqual(len(pings), 4)
+        self.assertIn("    settled (2 ping round(s))", result.log)
+        await self.assert_closed(server)
+
+    async def test_settle_ping_not_answered(self) -> None:
+        """Strict order: a server that ignores the settling ping fails the step."""
+        server, pings = self.start_recording_server(answer_pings=False)
+        result = await self.play(
+            server, "Romeo connects\nRomeo disconnects\n", strict_order=True, timeout=0.3
+        )
+        self.assertFalse(result.passed)
+        self.assertEqual(
+            result.failure_message,
+            "script:14: Romeo disconnects: the server did not answer Romeo's settling ping "
+            "(XEP-0199) within 0.3 s",
+        )
+        self.assertEqual(len(pings), 1)
+        await self.assert_closed(server)
 
     async def test_nothing_fails_on_stanza(self) -> None:
         """receives: nothing fails when a stanza arrives."""

@@ -4,8 +4,9 @@ Each script is one test: the server is started in-process on a free port
 with its production defaults (STARTTLS offered and required, SCRAM), the
 accounts the script names are created, and the scansion runner plays the
 script in strict order: our own scripts list every stanza each client
-receives, so a stanza that a ``receives`` step would pass over fails the
-test. The scripts in LENIENT (written for other servers) run with the
+receives, so a stanza that a ``receives`` step would pass over, or that no
+step consumed by a client's ``disconnects`` step or the end of the script,
+fails the test. The scripts in LENIENT (written for other servers) run with the
 scansion rules' lenient order, where passed-over stanzas are only logged.
 """
 

@@ -16,7 +16,7 @@ from xmppd.testing.scansion.parser import (
     parse_script,
     parse_xml_block,
 )
-from xmppd.testing.scansion.runner import PassedOver, ScriptResult, run_script
+from xmppd.testing.scansion.runner import PassedOver, ScriptResult, Unconsumed, run_script
 
 __all__ = [
     "ClientAccount",
@@ -26,6 +26,7 @@ __all__ = [
     "ScriptError",
     "ScriptResult",
     "Step",
+    "Unconsumed",
     "match_stanza",
     "parse_script",
     "parse_xml_block",

@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--strict-order",
         action="store_true",
-        help="fail on any received stanza that a receives step passes over",
+        help=(
+            "fail on any received stanza that a receives step passes over, or that no "
+            "step consumed by a client's disconnects step or the end of the script"
+        ),
     )
     parser.add_argument(
         "--timeout",

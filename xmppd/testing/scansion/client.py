@@ -5,7 +5,8 @@ when offered (accepting any certificate: test servers use self-signed ones),
 authenticates with SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN (in that order of
 preference), binds a resource (and opens a session when the server requires
 one) and sends no initial presence.  Afterwards every stanza it receives is
-appended to :attr:`ScansionClient.queue`.
+appended to :attr:`ScansionClient.queue`, except the answers to its own
+:meth:`ScansionClient.round_trip` pings.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from xmppd.testing.scansion.parser import ClientAccount
 
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
+NS_PING = "urn:xmpp:ping"
+ROUND_TRIP_ID = "scansion-settle-"
 SCRAM_PREFERENCE = ("SCRAM-SHA-256", "SCRAM-SHA-1")
 
 log = logger(__name__)
@@ -176,6 +179,8 @@ class ScansionClient:
         self._closed_waiters: list[defer.Deferred] = []
         self._transport_open = False
         self._aborted = False
+        self._round_trips: dict[str, tuple[defer.Deferred, object]] = {}
+        self._round_trip_count = 0
 
     # -- connecting -------------------------------------------------------
 
@@ -265,6 +270,9 @@ class ScansionClient:
         if element.uri == xmlstream.NS_STREAMS and element.name == "error":
             # Stream errors are reported through _on_stream_error.
             return
+        if self._is_round_trip_answer(element):
+            self._finish_round_trip(element["id"], True)
+            return
         self.queue.append(element)
         self._wake_waiters(True)
 
@@ -281,6 +289,8 @@ class ScansionClient:
             self.close_reason = "the server closed the connection"
         self._finish_connect(Failure(ConnectError(f"connection lost: {self.close_reason}")))
         self._wake_waiters(False)
+        for iq_id in list(self._round_trips):
+            self._finish_round_trip(iq_id, False)
         closed, self._closed_waiters = self._closed_waiters, []
         for deferred in closed:
             deferred.callback(True)
@@ -316,6 +326,49 @@ class ScansionClient:
         if not self.connected or self.stream is None:
             raise ConnectError(f"{self.account.name} is not connected")
         self.stream.send(element)
+
+    def round_trip(self, timeout: float) -> defer.Deferred:
+        """Ping the server (XEP-0199) and wait for its answer.
+
+        Sends ``<iq type='get' to=DOMAIN id='scansion-settle-N'><ping/></iq>``
+        and fires with True when the server answers it (a result or an
+        error: either proves that the server has processed every stanza this
+        client sent before), False on timeout or when the connection closes.
+        The answer is never put in :attr:`queue`; every stanza that arrived
+        before it is there.
+        """
+        if not self.connected or self.stream is None:
+            return defer.succeed(False)
+        self._round_trip_count += 1
+        iq_id = f"{ROUND_TRIP_ID}{self._round_trip_count}"
+        iq = domish.Element((None, "iq"))
+        iq["type"] = "get"
+        iq["id"] = iq_id
+        iq["to"] = self.account.domain
+        iq.addElement((NS_PING, "ping"))
+        deferred: defer.Deferred = defer.Deferred()
+        call = self.reactor.callLater(max(timeout, 0.0), self._finish_round_trip, iq_id, False)
+        self._round_trips[iq_id] = (deferred, call)
+        self.stream.send(iq)
+        return deferred
+
+    def _is_round_trip_answer(self, element: domish.Element) -> bool:
+        """True for the result or error answering one of our pending pings."""
+        return (
+            element.name == "iq"
+            and element.getAttribute("type") in ("result", "error")
+            and element.getAttribute("id") in self._round_trips
+        )
+
+    def _finish_round_trip(self, iq_id: str, answered: bool) -> None:
+        """Fire a pending :meth:`round_trip` once."""
+        pending = self._round_trips.pop(iq_id, None)
+        if pending is None:
+            return
+        deferred, call = pending
+        if call.active():
+            call.cancel()
+        deferred.callback(answered)
 
     def answer_pings(self) -> None:
         """Answer XEP-0199 pings from now on, as a live client would (off by default).

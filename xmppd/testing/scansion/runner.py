@@ -3,6 +3,34 @@
 Use :func:`run_script` from trial or any Twisted code; it returns a Deferred
 that fires with a :class:`ScriptResult` (it never errbacks for a failing
 script) and always closes every client connection before firing.
+
+Each client's received stanzas are consumed in arrival order by its
+``receives`` steps.  In the default, lenient order a ``receives`` step passes
+over (and reports) stanzas that do not match, and stanzas that no step
+consumes are ignored.  With ``strict_order=True`` (the command line's
+``--strict-order``) a script must list every stanza each client receives:
+
+* a stanza that a ``receives`` step would pass over fails that step;
+* at each ``Name disconnects`` step, before the stream is closed, and at the
+  end of the script for every client still connected (or whose connection
+  the server closed), stanzas that no step consumed fail the script; the
+  failure names the client and lists them.
+
+Before either check the runner *settles* instead of sleeping: every
+connected client pings the server (XEP-0199, ``<iq type='get' to=DOMAIN
+id='scansion-settle-N'>``) and waits for the answer, which proves that the
+server has processed every stanza the clients sent before; then the checked
+clients ping once more, so that their answer comes after whatever the server
+sent them while processing those stanzas (one round is enough when a single
+client is connected).  The answers to these pings are not queued and never
+reported; everything that arrived before them is checked (and anything that
+arrived after them too).  This relies on the server handling a client's
+stanzas in order; a stanza it sends only later, from deferred work such as a
+database query still running when the ping is answered, may come too late to
+be checked.  A server that does not answer a settling ping within the step
+timeout fails the script.  Stanzas that arrive while a ``disconnects`` step
+waits for the server to close the stream are not checked.  The lenient order
+sends no pings.
 """
 
 from __future__ import annotations
@@ -51,6 +79,23 @@ class PassedOver:
 
 
 @dataclass
+class Unconsumed:
+    """A received stanza that no step consumed (reported in strict order only).
+
+    ``line`` is the ``disconnects`` step that found it, or None at the end of
+    the script.
+    """
+
+    line: int | None
+    client: str
+    stanza: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line is not None else "end of script"
+        return f"{where}: {self.client} did not consume {self.stanza}"
+
+
+@dataclass
 class ScriptResult:
     """The outcome of one script run."""
 
@@ -59,6 +104,7 @@ class ScriptResult:
     failure_message: str = ""
     failed_line: int | None = None
     passed_over: list[PassedOver] = field(default_factory=list)
+    unconsumed: list[Unconsumed] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
 
@@ -113,6 +159,9 @@ class ScriptRunner:
         self.result = ScriptResult(name=name)
         self.variables: dict[str, str] = {}
         self.clients: dict[str, ScansionClient] = {}
+        #: Clients whose stream a ``disconnects`` step closed (and checked).
+        self.closed_by_script: set[str] = set()
+        self.settle_failure = ""
         for account in script.clients:
             self.variables[f"{account.name}'s JID"] = account.jid
             self.clients[account.name] = ScansionClient(account, reactor)
@@ -122,6 +171,8 @@ class ScriptRunner:
         try:
             for step in self.script.steps:
                 await self.run_step(step)
+            if self.strict_order:
+                await self.check_end_of_script()
             self.result.passed = True
         except StepFailed as exc:
             self.result.passed = False
@@ -147,6 +198,10 @@ class ScriptRunner:
         self.result.failed_line = step.line
         return StepFailed(f"{self.source}:{step.line}: {step.describe()}: {message}")
 
+    def fail_at_end(self, message: str) -> StepFailed:
+        """Build a failure found after the last step (no line)."""
+        return StepFailed(f"{self.source}: end of script: {message}")
+
     def note(self, text: str) -> None:
         """Add a line to the verbose log."""
         self.result.log.append(text)
@@ -156,6 +211,17 @@ class ScriptRunner:
         client = self.clients[step.client]
         self.note(f"line {step.line}: {step.describe()}")
         if step.action == CONNECT:
+            if self.strict_order and step.client not in self.closed_by_script:
+                # Stanzas left from a connection that the server closed.
+                leftovers = self.take_unconsumed(step.line, step.client, client)
+                if leftovers:
+                    raise self.fail(
+                        step,
+                        f"{step.client} received {len(leftovers)} stanza(s) on its previous "
+                        "connection that no step consumed (--strict-order)\n"
+                        + self.report_unconsumed(leftovers),
+                    )
+            self.closed_by_script.discard(step.client)
             await self.do_connect(step, client)
         elif step.action == DISCONNECT:
             await self.do_disconnect(step, client)
@@ -179,9 +245,24 @@ class ScriptRunner:
         self.note(f"    bound as {full_jid.full()}")
 
     async def do_disconnect(self, step: Step, client: ScansionClient) -> None:
-        """Close the stream and wait for the server to close it too."""
+        """Close the stream and wait for the server to close it too.
+
+        In strict order, first settle and fail if the client holds stanzas
+        that no step consumed.
+        """
         if not client.connected:
             raise self.fail(step, "the client is not connected")
+        if self.strict_order:
+            if not await self.settle([client]):
+                raise self.fail(step, self.settle_failure)
+            leftovers = self.take_unconsumed(step.line, step.client, client)
+            if leftovers:
+                raise self.fail(
+                    step,
+                    f"{step.client} received {len(leftovers)} stanza(s) that no step "
+                    "consumed (--strict-order)\n" + self.report_unconsumed(leftovers),
+                )
+        self.closed_by_script.add(step.client)
         closed = await client.disconnect(self.timeout)
         if not closed:
             raise self.fail(step, f"the server did not close the stream within {self.timeout:g} s")
@@ -251,6 +332,75 @@ class ScriptRunner:
         else:
             lines.append("received: nothing")
         return "\n".join(lines)
+
+    async def settle(self, checked: list[ScansionClient]) -> bool:
+        """Make sure the server has processed everything and the answers are in.
+
+        Round one: every connected client pings the server and waits for the
+        answer, so every stanza any client sent has been processed.  Round
+        two: the ``checked`` clients ping again, so their answer follows
+        whatever the server sent them meanwhile; skipped when only one client
+        is connected.  Returns False (and sets :attr:`settle_failure`) if a
+        connected client got no answer within the timeout; a client whose
+        connection closes meanwhile is simply not waited for.
+        """
+        connected = [client for client in self.clients.values() if client.connected]
+        rounds = [connected]
+        if len(connected) > 1:
+            rounds.append([client for client in checked if client.connected])
+        for clients in rounds:
+            answers = await defer.gatherResults(
+                [client.round_trip(self.timeout) for client in clients]
+            )
+            for client, answered in zip(clients, answers, strict=True):
+                if not answered and client.connected:
+                    self.settle_failure = (
+                        f"the server did not answer {client.account.name}'s settling ping "
+                        f"(XEP-0199) within {self.timeout:g} s"
+                    )
+                    return False
+        self.note(f"    settled ({len(rounds)} ping round(s))")
+        return True
+
+    def take_unconsumed(
+        self, line: int | None, name: str, client: ScansionClient
+    ) -> list[Unconsumed]:
+        """Empty the client's queue into :attr:`ScriptResult.unconsumed`."""
+        leftovers = [Unconsumed(line, name, describe(stanza)) for stanza in client.queue]
+        client.queue.clear()
+        self.result.unconsumed.extend(leftovers)
+        for leftover in leftovers:
+            self.note(f"    {name} did not consume {leftover.stanza}")
+        return leftovers
+
+    async def check_end_of_script(self) -> None:
+        """Strict order: no client may hold stanzas that no step consumed."""
+        self.note("end of script")
+        if not await self.settle(list(self.clients.values())):
+            raise self.fail_at_end(self.settle_failure)
+        last_lines: dict[str, int] = {}
+        for step in self.script.steps:
+            last_lines[step.client] = step.line
+        sections = []
+        for name, client in self.clients.items():
+            if name in self.closed_by_script and not client.connected:
+                continue
+            leftovers = self.take_unconsumed(None, name, client)
+            if leftovers:
+                where = f"after line {last_lines[name]}" if name in last_lines else "never used"
+                sections.append(
+                    f"  {name} ({where}) received {len(leftovers)} stanza(s):\n"
+                    + self.report_unconsumed(leftovers)
+                )
+        if sections:
+            raise self.fail_at_end(
+                "stanza(s) that no step consumed (--strict-order)\n" + "\n".join(sections)
+            )
+
+    @staticmethod
+    def report_unconsumed(leftovers: list[Unconsumed]) -> str:
+        """List the stanzas that no step consumed."""
+        return "\n".join(_indent(leftover.stanza) for leftover in leftovers)
 
     async def do_receive_nothing(self, step: Step, client: ScansionClient) -> None:
         """Fail if a stanza is queued or arrives within the quiet period."""
