@@ -108,3 +108,103 @@ class BoundStanzaTests(unittest.TestCase):
         events = self.client.send("<message to='bob@example.org'/>")
         self.assertEqual(stream_error_condition(events), "internal-server-error")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class FakeConnection:
+    """Records what the session writes and the stream errors it asks for."""
+
+    def __init__(self):
+        self.closing = False
+        self.written = []
+        self.errors = []
+
+    def write_stanza(self, stanza):
+        self.written.append(stanza)
+
+    def stream_error(self, condition, text=None):
+        self.errors.append(condition)
+        self.closing = True
+
+
+class RecordingManager:
+    """The part of the session manager a Session calls."""
+
+    domain = DOMAIN
+
+    def __init__(self):
+        self.received = []
+        self.hooked = []
+
+    def deliver(self, session, stanza):
+        self.hooked.append(stanza)
+        session.write(stanza)
+
+    def from_client(self, session, stanza):
+        self.received.append(stanza)
+
+
+class SessionConnectionTests(unittest.TestCase):
+    """A session outlives its connection: attach, detach, close, deliver, receive."""
+
+    def setUp(self):
+        from twisted.words.protocols.jabber import jid
+
+        from xmppd.sm.session import Session
+
+        self.manager = RecordingManager()
+        self.received = self.manager.received
+        self.first = FakeConnection()
+        self.session = Session(self.manager, jid.JID(f"romeo@{DOMAIN}/orchard"), self.first)
+
+    def message(self):
+        from twisted.words.xish import domish
+
+        element = domish.Element((None, "message"))
+        element["to"] = f"juliet@{DOMAIN}"
+        element["id"] = "m1"
+        return element
+
+    def test_deliver_goes_through_the_manager_to_the_connection(self):
+        stanza = self.message()
+        self.session.deliver(stanza)
+        self.assertEqual(self.manager.hooked, [stanza])
+        self.assertEqual(self.first.written, [stanza])
+
+    def test_detached_session_keeps_its_state_and_drops_writes(self):
+        self.session.available = True
+        self.assertIs(self.session.detach(), self.first)
+        self.assertTrue(self.session.closed)
+        self.session.deliver(self.message())
+        self.assertEqual(self.first.written, [])
+        self.assertTrue(self.session.available)
+        self.session.close("conflict")  # nothing to close: no error
+        self.assertEqual(self.first.errors, [])
+
+    def test_attach_a_new_connection(self):
+        self.session.detach()
+        second = FakeConnection()
+        self.session.attach(second)
+        self.assertFalse(self.session.closed)
+        stanza = self.message()
+        self.session.deliver(stanza)
+        self.assertEqual((self.first.written, second.written), ([], [stanza]))
+        self.session.close("conflict")
+        self.assertEqual(second.errors, ["conflict"])
+        self.assertTrue(self.session.closed)
+
+    def test_receive_stamps_and_hands_over(self):
+        stanza = self.message()
+        stanza["from"] = "mallory@evil.example"
+        self.session.receive(stanza)
+        self.assertEqual(self.received, [stanza])
+        self.assertEqual(stanza["from"], f"romeo@{DOMAIN}/orchard")
+
+    def test_receive_refuses_a_malformed_to_from_the_server(self):
+        stanza = self.message()
+        stanza["to"] = "a@b@c"
+        self.session.receive(stanza)
+        self.assertEqual(self.received, [])
+        [reply] = self.first.written
+        self.assertEqual((reply["type"], reply["from"], reply["to"]),
+                         ("error", DOMAIN, f"romeo@{DOMAIN}/orchard"))
+        self.assertEqual(reply.error.firstChildElement().name, "jid-malformed")
