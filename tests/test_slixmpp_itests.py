@@ -304,7 +304,7 @@ def _make_cases(itests: slixmpp_sdist.Itests, expected: dict[str, str]) -> dict[
         module, _, rest = test_id.partition(".")
         class_name, _, method = rest.rpartition(".")
         name = class_name or module  # a module that does not import is listed alone
-        if modules.setdefault(name, module) != module:
+        if modules.setdefault(name, module) != module or name in globals():
             name = f"{module}_{name}"
         namespace = methods.setdefault(name, {
             "__doc__": f"slixmpp {itests.version}'s itests/{module}.py",
