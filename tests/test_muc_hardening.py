@@ -7,6 +7,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from tests.muc_fakes import JULIET, MUC, NURSE, ROMEO, ROOM, MUCHarness, error_condition
+from xmppd.config import MUCSettings
 from xmppd.muc.service import MUCService
 from xmppd.ratelimit import Backoff, TokenBucket
 from xmppd.router import Router
@@ -232,8 +233,8 @@ class MessageRateLimitTests(unittest.TestCase):
     def test_defaults_are_generous(self):
         router = Router()
         service = MUCService(
+            MUCSettings(domain=MUC),
             router=router,
-            domain=MUC,
             server_domain="localhost",
             database=None,
             reactor=task.Clock(),
@@ -243,9 +244,8 @@ class MessageRateLimitTests(unittest.TestCase):
         self.assertRaises(
             ValueError,
             MUCService,
+            MUCSettings(domain=MUC, message_rate=0),
             router=router,
-            domain=MUC,
             server_domain="localhost",
             database=None,
-            message_rate=0,
         )

@@ -11,10 +11,11 @@ database and turns :class:`~xmppd.errors.StanzaError` into error replies.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
@@ -34,6 +35,9 @@ from xmppd.ratelimit import Backoff, TokenBucket
 from xmppd.stanza import serialize
 from xmppd.storage.rooms import RoomRecord, RoomStore
 
+if TYPE_CHECKING:
+    from xmppd.config import MUCSettings
+
 log = logger(__name__)
 
 CREATE_ROOMS_POLICIES = ("anyone", "local", "admins")
@@ -49,6 +53,12 @@ class _StanzaHandler(XMPPHandler):
 class MUCService(InternalComponent):
     """Multi-user chat (XEP-0045) for one domain, e.g. ``conference.localhost``.
 
+    Built from the ``[muc]`` section whole (:class:`~xmppd.config.MUCSettings`:
+    the domain, the ``create_rooms`` policy, the abuse limits) plus what
+    comes from elsewhere: the router, the server's domain (for the
+    ``local`` policy), the database (None: nothing is stored), the service
+    administrators (owners of every room) and the reactor.
+
     Abuse limits (issue 6), all on the reactor's clock: after
     ``password_max_failures`` wrong room passwords within
     ``password_failure_window`` seconds, a user's joins to that room are
@@ -60,44 +70,40 @@ class MUCService(InternalComponent):
 
     def __init__(
         self,
+        settings: MUCSettings,
         *,
         router: Any,
-        domain: str,
         server_domain: str,
         database: Any,
-        create_rooms: str = "anyone",
         admins: Iterable[str] = (),
         reactor: Any = None,
-        password_max_failures: int = 5,
-        password_failure_window: float = 60.0,
-        password_backoff: float = 10.0,
-        password_backoff_max: float = 3600.0,
-        message_rate: float = 5.0,
-        message_burst: int = 20,
     ) -> None:
-        InternalComponent.__init__(self, router, domain)
-        if create_rooms not in CREATE_ROOMS_POLICIES:
+        if not settings.domain:
+            raise ValueError("the MUC service needs a domain")
+        InternalComponent.__init__(self, router, settings.domain)
+        if settings.create_rooms not in CREATE_ROOMS_POLICIES:
             raise ValueError(f"create_rooms must be one of {CREATE_ROOMS_POLICIES}")
+        if settings.message_rate <= 0 or settings.message_burst < 1:
+            raise ValueError("message_rate must be positive and message_burst at least 1")
         if reactor is None:
             from twisted.internet import reactor
-        self.domain = domain
+        #: The ``[muc]`` section in force (reload replaces its live keys).
+        self.settings = settings
+        self.domain = settings.domain
         self.server_domain = server_domain
-        self.create_rooms = create_rooms
         self.admins = frozenset(jid.JID(a).userhost() for a in admins)
         self.reactor = reactor
         self.store = RoomStore(database) if database is not None else None
         self.password_backoff = Backoff(
             reactor,
-            threshold=password_max_failures,
-            base=password_backoff,
-            maximum=password_backoff_max,
-            window=password_failure_window,
+            threshold=settings.password_max_failures,
+            base=settings.password_backoff,
+            maximum=settings.password_backoff_max,
+            window=settings.password_failure_window,
             max_keys=10_000,
         )
-        if message_rate <= 0 or message_burst < 1:
-            raise ValueError("message_rate must be positive and message_burst at least 1")
-        self.message_rate = message_rate
-        self.message_burst = message_burst
+        self.message_rate = settings.message_rate
+        self.message_burst = settings.message_burst
         self.rooms: dict[str, Room] = {}
         self.ready: defer.Deferred = defer.Deferred()
         self._queue: deque[domish.Element] = deque()
@@ -105,6 +111,25 @@ class MUCService(InternalComponent):
         self._loaded = False
         self._writes: defer.Deferred = defer.succeed(None)
         _StanzaHandler().setHandlerParent(self)
+
+    @property
+    def create_rooms(self) -> str:
+        """Who may create rooms (``anyone``, ``local``, ``admins``)."""
+        return self.settings.create_rooms
+
+    def reload(self, settings: MUCSettings, admins: Iterable[str]) -> None:
+        """Apply a reloaded ``[muc]`` section's live keys and the new admins.
+
+        Keys that need a restart (the domain, the abuse limits) keep their
+        running values.
+        """
+        live = {
+            f.name: getattr(settings, f.name)
+            for f in dataclasses.fields(settings)
+            if f.metadata.get("live")
+        }
+        self.settings = dataclasses.replace(self.settings, **live)
+        self.admins = frozenset(jid.JID(a).userhost() for a in admins)
 
     # ------------------------------------------------------------- lifecycle
 
