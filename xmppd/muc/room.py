@@ -1,9 +1,11 @@
 """A chat room: occupants, roles and affiliations, configuration, messages.
 
 A :class:`Room` receives the stanzas the service routes to it (already
-parsed into sender JID and target nick) and answers through the service's
-``send``. Room code raises :class:`~xmppd.errors.StanzaError` for a bad
-request; the service turns that into the error reply.
+parsed into sender JID and target nick) and reaches the service only
+through its :class:`~xmppd.muc.host.RoomHost`. Room code raises
+:class:`~xmppd.errors.StanzaError` for a bad request; the service turns
+that into the error reply. Iqs to the room go to the MUC feature modules'
+handlers (``Scope.ROOM``).
 
 Broadcasts build each stanza once per variant (with or without real JIDs,
 self-presence) and send shallow copies that differ only in 'to'.
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import hmac
 import itertools
-import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from wokkel import data_form, disco
 
 from xmppd.errors import StanzaError
 from xmppd.logs import logger
+from xmppd.module import ALREADY_ANSWERED, Scope
 from xmppd.muc import affiliations as aff
 from xmppd.muc.affiliations import (
     ADMIN,
@@ -41,95 +43,38 @@ from xmppd.muc.config import (
     parse_config_form,
     status_codes_for_change,
 )
+from xmppd.muc.feature import MUCRequest, answer
 from xmppd.muc.history import History, HistoryRequest
 from xmppd.muc.occupant import Occupant
+from xmppd.muc.stanzas import (
+    NS_CONFERENCE,
+    NS_DISCO_INFO,
+    NS_DISCO_ITEMS,
+    NS_MUC,
+    NS_MUC_ADMIN,
+    NS_MUC_OWNER,
+    NS_MUC_REGISTER,
+    NS_MUC_REQUEST,
+    NS_MUC_ROOMINFO,
+    NS_MUC_USER,
+    NS_PING,
+    NS_REGISTER,
+    NS_X_DATA,
+    child,
+    parse_jid,
+    resourceprep_nick,
+)
+from xmppd.muc.stanzas import bounce_presence as _bounce_presence
+from xmppd.muc.stanzas import new_id as _new_id
+from xmppd.muc.stanzas import shallow_copy as _copy
+from xmppd.muc.stanzas import stored_presence as _stored_presence
 
 if TYPE_CHECKING:
-    from xmppd.muc.service import MUCService
+    from xmppd.muc.host import RoomHost
 
 log = logger(__name__)
 
-NS_CLIENT = "jabber:client"
-NS_MUC = "http://jabber.org/protocol/muc"
-NS_MUC_USER = NS_MUC + "#user"
-NS_MUC_ADMIN = NS_MUC + "#admin"
-NS_MUC_OWNER = NS_MUC + "#owner"
-NS_MUC_REQUEST = NS_MUC + "#request"
-NS_MUC_ROOMINFO = NS_MUC + "#roominfo"
-NS_MUC_REGISTER = NS_MUC + "#register"
-NS_CONFERENCE = "jabber:x:conference"
-NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
-NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
-NS_REGISTER = "jabber:iq:register"
-NS_X_DATA = "jabber:x:data"
-NS_PING = "urn:xmpp:ping"
-NS_STANZAS_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 MAX_PENDING_IQS = 1000
-
-_STANZA_NAMESPACES = (None, "", NS_CLIENT)
-
-
-def child(element: domish.Element, name: str, uri: str | None = None) -> domish.Element | None:
-    """The first child element called ``name`` (in ``uri``, or in the stanza namespace)."""
-    for candidate in element.elements():
-        if candidate.name != name:
-            continue
-        if uri is None:
-            if candidate.uri in _STANZA_NAMESPACES or candidate.uri == element.uri:
-                return candidate
-        elif candidate.uri == uri:
-            return candidate
-    return None
-
-
-def _copy(element: domish.Element) -> domish.Element:
-    """A shallow copy: own attributes and child list, shared children."""
-    copy = domish.Element((element.uri, element.name), element.defaultUri, dict(element.attributes))
-    copy.children = list(element.children)
-    return copy
-
-
-def _stored_presence(stanza: domish.Element | None) -> domish.Element:
-    """The parts of a client's presence the room relays (no MUC payloads)."""
-    presence = domish.Element((None, "presence"))
-    if stanza is not None:
-        for element in stanza.elements():
-            if element.uri not in (NS_MUC, NS_MUC_USER):
-                presence.children.append(element)
-    return presence
-
-
-def _bounce_presence(stanza: domish.Element) -> domish.Element:
-    """An unavailable presence whose status tells which error removed the occupant."""
-    condition, text = "undefined-condition", None
-    error = child(stanza, "error")
-    if error is not None:
-        for element in error.elements():
-            if element.uri == NS_STANZAS_ERRORS:
-                if element.name == "text":
-                    text = str(element)
-                else:
-                    condition = element.name
-    presence = domish.Element((None, "presence"))
-    reason = f"Kicked: {condition.replace('-', ' ')}" + (f": {text}" if text else "")
-    presence.addElement("status", content=reason)
-    return presence
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex[:16]
-
-
-def resourceprep_nick(nick: str) -> str:
-    """The nick normalised by resourceprep; StanzaError jid-malformed if it fails."""
-    try:
-        prepared = jid.resourceprep.prepare(nick)
-    except UnicodeError:
-        raise StanzaError("jid-malformed", "invalid nickname") from None
-    if not prepared.strip() or len(prepared.encode("utf-8")) > 1023:
-        raise StanzaError("jid-malformed", "invalid nickname")
-    return prepared
-
 
 _incarnations = itertools.count(1)
 
@@ -138,18 +83,18 @@ class Room:
 
     def __init__(
         self,
-        service: MUCService,
+        host: RoomHost,
         name: str,
         config: RoomConfig | None = None,
         *,
         locked: bool = False,
     ) -> None:
-        self.service = service
+        self.host = host
         self.name = name
         #: Tells a room apart from an earlier room of the same name (the
         #: password back-off of a destroyed room does not carry over).
         self.incarnation = next(_incarnations)
-        self.jid = f"{name}@{service.domain}"
+        self.jid = f"{name}@{host.domain}"
         self.config = config or RoomConfig()
         self.locked = locked
         self.destroyed = False
@@ -169,7 +114,7 @@ class Room:
 
     def affiliation_of(self, bare: str) -> str:
         """A user's affiliation; service admins are owners of every room."""
-        if self.service.is_admin(bare):
+        if self.host.is_admin(bare):
             return OWNER
         return self.affiliations.get(bare)
 
@@ -181,12 +126,12 @@ class Room:
         return self.config.whois == "anyone" or occupant.role == MODERATOR
 
     def _send(self, element: domish.Element) -> None:
-        self.service.send(element)
+        self.host.send(element)
 
     def _send_to(self, element: domish.Element, to: str) -> None:
         copy = _copy(element)
         copy["to"] = to
-        self.service.send(copy)
+        self.host.send(copy)
 
     def _send_to_occupants(self, element: domish.Element, occupants: Iterable[Occupant]) -> None:
         for occupant in list(occupants):
@@ -393,7 +338,7 @@ class Room:
         Failures are counted per room and user (see :class:`xmppd.ratelimit.Backoff`);
         the log names the user and the room, never the password tried.
         """
-        backoff = self.service.password_backoff
+        backoff = self.host.password_backoff
         key = (self.name, self.incarnation, bare)
         wait = backoff.delay(key)
         if wait > 0:
@@ -451,7 +396,7 @@ class Room:
         request = HistoryRequest.from_element(
             child(muc_x, "history", NS_MUC) if muc_x is not None else None
         )
-        for message in self.history.select(request, self.service.now(), self.jid):
+        for message in self.history.select(request, self.host.now(), self.jid):
             self._send_to(message, full)
         self._send_to(self._subject_message(), full)
 
@@ -511,7 +456,7 @@ class Room:
             self.sessions.pop(session, None)
         self.voice_requests.discard(occupant.nick)
         if not self.occupants:
-            self.service.room_emptied(self)
+            self.host.room_emptied(self)
 
     def _change_nick(
         self, occupant: Occupant, full: str, stanza: domish.Element, new_nick: str
@@ -665,18 +610,18 @@ class Room:
             self.subject = str(subject)
             self.subject_from = occupant.nick
             self._send_to_occupants(message, self.occupants.values())
-            self.service.room_changed(self)
+            self.host.room_changed(self)
         else:
             if body is not None:
-                self.history.add(message, self.service.now())
+                self.history.add(message, self.host.now())
             self._send_to_occupants(message, self.occupants.values())
         if self.config.logging:
-            self.service.room_logged(self, occupant.nick, message)
+            self.host.room_logged(self, occupant.nick, message)
 
     def _rate_limit(self, occupant: Occupant) -> None:
         """Refuse a message when the occupant's token bucket is empty."""
         if occupant.bucket is None:
-            occupant.bucket = self.service.message_bucket()
+            occupant.bucket = self.host.message_bucket()
         if not occupant.bucket.take():
             log.info(
                 "room {room}: message from {user} refused by the rate limit",
@@ -722,7 +667,7 @@ class Room:
         x: domish.Element,
     ) -> None:
         for decline in x.elements(NS_MUC_USER, "decline"):
-            to = self._parse_jid(decline.getAttribute("to"))
+            to = parse_jid(decline.getAttribute("to"))
             message = domish.Element((None, "message"))
             message["from"] = self.jid
             message["to"] = to.full()
@@ -748,12 +693,12 @@ class Room:
             else:
                 raise StanzaError("forbidden", "you may not invite to this room")
         for invite in invites:
-            invitee = self._parse_jid(invite.getAttribute("to"))
+            invitee = parse_jid(invite.getAttribute("to"))
             reason = child(invite, "reason", NS_MUC_USER)
             reason_text = str(reason) if reason is not None else None
             if grants_membership and self.affiliations.get(invitee.userhost()) == NONE:
                 self.affiliations.set(invitee.userhost(), MEMBER)
-                self.service.room_changed(self)
+                self.host.room_changed(self)
             message = domish.Element((None, "message"))
             message["from"] = self.jid
             message["to"] = invitee.full()
@@ -822,15 +767,6 @@ class Room:
         target.role = PARTICIPANT
         self._broadcast_presence(target, actor=occupant.nick)
 
-    @staticmethod
-    def _parse_jid(value: str | None) -> jid.JID:
-        if not value:
-            raise StanzaError("bad-request", "a JID is required")
-        try:
-            return jid.JID(value)
-        except (jid.InvalidFormat, UnicodeError, ValueError):
-            raise StanzaError("jid-malformed") from None
-
     # ---------------------------------------------------------------------- iq
 
     def handle_iq(self, stanza: domish.Element, sender: jid.JID, nick: str | None) -> None:
@@ -842,9 +778,7 @@ class Room:
             return
         if kind not in ("get", "set"):
             raise StanzaError("bad-request")
-        bare = sender.userhost()
-        affiliation = self.affiliation_of(bare)
-        if self.locked and affiliation != OWNER:
+        if self.locked and self.affiliation_of(sender.userhost()) != OWNER:
             raise StanzaError("item-not-found")
         if nick is not None:
             self._iq_to_occupant(stanza, sender, nick)
@@ -852,6 +786,15 @@ class Room:
         query = stanza.firstChildElement()
         if query is None:
             raise StanzaError("bad-request")
+        modules = self.host.modules
+        handler = modules.iq_handler(kind, query, Scope.ROOM) or self._legacy_iq
+        request = MUCRequest(stanza, sender, jid.JID(self.jid), query, Scope.ROOM, None, self)
+        answer(modules, handler, request, self.host.send, self.jid, self.host.domain)
+
+    def _legacy_iq(self, request: MUCRequest) -> object:
+        """The requests no module answers yet (they send their own replies)."""
+        stanza, sender, query, kind = request.stanza, request.sender, request.payload, request.kind
+        affiliation = self.affiliation_of(sender.userhost())
         key = (kind, query.uri, query.name)
         if key == ("get", NS_DISCO_INFO, "query"):
             self._result(stanza, self.disco_info(sender, query.getAttribute("node")))
@@ -876,6 +819,7 @@ class Room:
                 self._register_set(stanza, sender, query)
         else:
             raise StanzaError("service-unavailable")
+        return ALREADY_ANSWERED
 
     def _iq_to_occupant(self, stanza: domish.Element, sender: jid.JID, nick: str) -> None:
         """Forward a request to an occupant (vCard and the like); answer self-pings."""
@@ -933,7 +877,7 @@ class Room:
         if destroy is not None:
             alternate = destroy.getAttribute("jid")
             if alternate is not None:
-                alternate = self._parse_jid(alternate).full()
+                alternate = parse_jid(alternate).full()
             reason = child(destroy, "reason", NS_MUC_OWNER)
             password = child(destroy, "password", NS_MUC_OWNER)
             self._result(stanza)
@@ -966,7 +910,7 @@ class Room:
                     self._remove(occupant, codes=("322",), affiliation=NONE)
         if self.destroyed:
             return
-        self.service.room_configured(self, old)
+        self.host.room_configured(self, old)
 
     def destroy(
         self, reason: str | None = None, alternate: str | None = None, password: str | None = None
@@ -993,7 +937,7 @@ class Room:
             self._send_to_occupants(presence, [occupant])
         self.occupants.clear()
         self.sessions.clear()
-        self.service.room_destroyed(self)
+        self.host.room_destroyed(self)
 
     # ------------------------------------------------------------------ admin
 
@@ -1101,7 +1045,7 @@ class Room:
 
     def _item_target(self, item: domish.Element) -> str:
         if item.getAttribute("jid"):
-            return self._parse_jid(item["jid"]).userhost()
+            return parse_jid(item["jid"]).userhost()
         nick = item.getAttribute("nick")
         if nick and nick in self.occupants:
             return self.occupants[nick].bare
@@ -1125,7 +1069,7 @@ class Room:
                 self._broadcast_presence(occupant, reason=reason, actor=actor)
         if not affected and not self.destroyed:
             self._announce_affiliation(bare, affiliation)
-        self.service.room_changed(self)
+        self.host.room_changed(self)
 
     def _announce_affiliation(self, bare: str, affiliation: str) -> None:
         """Tell the occupants about the affiliation change of an absent user."""
@@ -1198,7 +1142,7 @@ class Room:
             if entry.affiliation == MEMBER:
                 self.set_affiliation(bare, NONE)
             else:
-                self.service.room_changed(self)
+                self.host.room_changed(self)
             return
         form_element = child(query, "x", NS_X_DATA)
         if form_element is None:
@@ -1224,7 +1168,7 @@ class Room:
         if stored == NONE:
             self.set_affiliation(bare, MEMBER)
         self.affiliations.set_nick(bare, nick)
-        self.service.room_changed(self)
+        self.host.room_changed(self)
 
     # ------------------------------------------------------------------- disco
 

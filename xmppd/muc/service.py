@@ -27,10 +27,15 @@ from wokkel.component import InternalComponent
 from xmppd.addresses import parse_jid
 from xmppd.errors import StanzaError, error_reply, must_not_answer
 from xmppd.logs import logger
+from xmppd.module import ModuleHost, Scope
 from xmppd.muc import adhoc
 from xmppd.muc.affiliations import OWNER
 from xmppd.muc.config import RoomConfig
-from xmppd.muc.room import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, Room, resourceprep_nick
+from xmppd.muc.feature import MUCRequest, answer
+from xmppd.muc.features import MUC_MODULES
+from xmppd.muc.host import MUCContext
+from xmppd.muc.room import Room
+from xmppd.muc.stanzas import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, resourceprep_nick
 from xmppd.ratelimit import Backoff, TokenBucket
 from xmppd.stanza import serialize
 from xmppd.storage.rooms import RoomRecord, RoomStore
@@ -48,6 +53,58 @@ class _StanzaHandler(XMPPHandler):
 
     def connectionInitialized(self) -> None:  # noqa: N802 (Twisted API)
         self.xmlstream.addObserver("/*", self.parent.receive)
+
+
+class _RoomHost:
+    """The service as its rooms see it (:class:`~xmppd.muc.host.RoomHost`)."""
+
+    def __init__(self, service: MUCService) -> None:
+        self._service = service
+        self.domain = service.domain
+        self.modules = service.modules
+
+    def send(self, stanza: domish.Element) -> None:
+        """Send a stanza to the router."""
+        self._service.send(stanza)
+
+    def now(self) -> float:
+        """The reactor's time."""
+        return self._service.reactor.seconds()
+
+    def is_admin(self, bare: str) -> bool:
+        """True for service administrators."""
+        return self._service.is_admin(bare)
+
+    def message_bucket(self) -> TokenBucket:
+        """A per-occupant bucket with the service's rate and burst."""
+        service = self._service
+        return TokenBucket(service.message_rate, service.message_burst, service.reactor)
+
+    def room_changed(self, room: Room) -> None:
+        """Store the room (if persistent)."""
+        self._service.room_changed(room)
+
+    def room_configured(self, room: Room, old: RoomConfig) -> None:
+        """Store, delete or forget the room after a configuration change."""
+        self._service.room_configured(room, old)
+
+    def room_emptied(self, room: Room) -> None:
+        """A temporary room goes away."""
+        self._service.room_emptied(room)
+
+    def room_destroyed(self, room: Room) -> None:
+        """Forget the room and delete it from storage."""
+        self._service.room_destroyed(room)
+
+    # until the password and logging modules own them
+    @property
+    def password_backoff(self) -> Backoff:
+        """The password back-off table."""
+        return self._service.password_backoff
+
+    def room_logged(self, room: Room, nick: str, message: domish.Element) -> None:
+        """Append to the conversation log."""
+        self._service.room_logged(room, nick, message)
 
 
 class MUCService(InternalComponent):
@@ -105,6 +162,20 @@ class MUCService(InternalComponent):
         self.message_rate = settings.message_rate
         self.message_burst = settings.message_burst
         self.rooms: dict[str, Room] = {}
+        #: What the MUC feature modules may use of the service.
+        self.context = MUCContext(
+            domain=self.domain,
+            reactor=reactor,
+            rooms=self.rooms,
+            is_admin=self.is_admin,
+            store=self.store,
+            write=self._write,
+        )
+        #: The MUC feature modules: their iq handlers, hooks and disco entries.
+        self.modules = ModuleHost(self.context, MUC_MODULES, lambda cls: self.settings)
+        self.context.modules = self.modules
+        #: What the rooms may use of the service.
+        self.room_host = _RoomHost(self)
         self.ready: defer.Deferred = defer.Deferred()
         self._queue: deque[domish.Element] = deque()
         self._busy = False
@@ -129,6 +200,8 @@ class MUCService(InternalComponent):
             if f.metadata.get("live")
         }
         self.settings = dataclasses.replace(self.settings, **live)
+        for module in self.modules.modules.values():
+            module.config = self.settings
         self.admins = frozenset(jid.JID(a).userhost() for a in admins)
 
     # ------------------------------------------------------------- lifecycle
@@ -136,6 +209,8 @@ class MUCService(InternalComponent):
     def startService(self) -> None:  # noqa: N802 (Twisted API)
         """Register with the router and load the persistent rooms."""
         InternalComponent.startService(self)
+        if not self.modules.running:
+            self.modules.startService()
         if self._loaded:
             return
         if self.store is None:
@@ -149,11 +224,13 @@ class MUCService(InternalComponent):
     def stopService(self) -> defer.Deferred:  # noqa: N802 (Twisted API)
         """Unregister from the router; fires when pending room writes are done."""
         InternalComponent.stopService(self)
+        if self.modules.running:
+            self.modules.stopService()
         return self.flush()
 
     def _rooms_loaded(self, records: list[RoomRecord]) -> None:
         for record in records:
-            room = Room(self, record.name, RoomConfig.from_dict(record.config))
+            room = Room(self.room_host, record.name, RoomConfig.from_dict(record.config))
             room.subject = record.subject or ""
             room.subject_from = record.subject_from
             for bare, affiliation, reason, nick in record.affiliations:
@@ -194,10 +271,6 @@ class MUCService(InternalComponent):
         """The current time (the reactor's clock)."""
         return self.reactor.seconds()
 
-    def message_bucket(self) -> TokenBucket:
-        """A new per-occupant message bucket with the service's rate and burst."""
-        return TokenBucket(self.message_rate, self.message_burst, self.reactor)
-
     def is_admin(self, bare: str) -> bool:
         """True for the service administrators (owners of every room)."""
         return bare in self.admins
@@ -214,7 +287,7 @@ class MUCService(InternalComponent):
     def room_changed(self, room: Room) -> None:
         """Persist a room's state (for persistent rooms)."""
         if room.config.persistent and not room.destroyed and self.store is not None:
-            self._write(self.store.save, self.domain, room.name, room.to_record())
+            self._write(room.name, self.store.save, self.domain, room.name, room.to_record())
 
     def room_logged(self, room: Room, nick: str, message: domish.Element) -> None:
         """Append a message to the room's conversation log (rooms with logging on)."""
@@ -222,6 +295,7 @@ class MUCService(InternalComponent):
             return
         stamp = datetime.datetime.fromtimestamp(self.now(), datetime.UTC)
         self._write(
+            room.name,
             self.store.append_log,
             self.domain,
             room.name,
@@ -236,7 +310,7 @@ class MUCService(InternalComponent):
             self.room_changed(room)
         else:
             if old.persistent and self.store is not None:
-                self._write(self.store.delete, self.domain, room.name)
+                self._write(room.name, self.store.delete, self.domain, room.name)
             if not room.occupants:
                 self._forget(room)
 
@@ -250,19 +324,19 @@ class MUCService(InternalComponent):
         """The room was destroyed by an owner (or a cancelled creation)."""
         self._forget(room)
         if self.store is not None and room.config.persistent:
-            self._write(self.store.delete, self.domain, room.name)
+            self._write(room.name, self.store.delete, self.domain, room.name)
 
     def _forget(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             log.debug("room {room} removed", room=room.jid)
 
-    def _write(self, function: Any, *args: Any) -> None:
+    def _write(self, room: str, function: Any, *args: Any) -> None:
         def run(_: Any) -> Any:
             return function(*args)
 
         def failed(failure: Any) -> None:
-            log.failure("could not store room {room}", failure, room=args[1])
+            log.failure("could not store room {room}", failure, room=room)
 
         self._writes.addCallback(run)
         self._writes.addErrback(failed)
@@ -349,7 +423,7 @@ class MUCService(InternalComponent):
         nick = resourceprep_nick(nick)
         if not self.may_create(sender):
             raise StanzaError("not-allowed", "you may not create rooms here")
-        room = Room(self, name, locked=True)
+        room = Room(self.room_host, name, locked=True)
         room.affiliations.set(sender.userhost(), OWNER)
         self.rooms[name] = room
         try:
@@ -367,6 +441,13 @@ class MUCService(InternalComponent):
         if stanza.name == "iq":
             query = stanza.firstChildElement()
             kind = stanza.getAttribute("type")
+            handler = None
+            if query is not None and kind in ("get", "set"):
+                handler = self.modules.iq_handler(kind, query, Scope.MUC_SERVICE)
+            if handler is not None:
+                request = MUCRequest(stanza, sender, target, query, Scope.MUC_SERVICE, None)
+                answer(self.modules, handler, request, self.send, self.domain, self.domain)
+                return
             if query is not None and kind == "get" and query.name == "query":
                 node = query.getAttribute("node")
                 if query.uri == NS_DISCO_INFO and not node:

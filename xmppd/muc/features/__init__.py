@@ -1,0 +1,11 @@
+"""The MUC feature modules, one file each, and the one MUC module list.
+
+Each module is a :class:`xmppd.muc.feature.MUCModule`: iq handlers for the
+service (``Scope.MUC_SERVICE``) or a room (``Scope.ROOM``), disco entries
+for both (a room's may depend on its configuration), and hooks at the
+room's points (``Point.ROOM_*``). The MUC service's own
+:class:`~xmppd.module.ModuleHost` holds them.
+"""
+
+#: Every MUC module, in the order their disco features are listed.
+MUC_MODULES: tuple = ()
