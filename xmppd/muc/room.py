@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
-from wokkel import data_form, disco
+from wokkel import data_form
 
 from xmppd.errors import StanzaError
 from xmppd.logs import logger
@@ -48,14 +48,11 @@ from xmppd.muc.history import History, HistoryRequest
 from xmppd.muc.occupant import Occupant
 from xmppd.muc.stanzas import (
     NS_CONFERENCE,
-    NS_DISCO_INFO,
-    NS_DISCO_ITEMS,
     NS_MUC,
     NS_MUC_ADMIN,
     NS_MUC_OWNER,
     NS_MUC_REGISTER,
     NS_MUC_REQUEST,
-    NS_MUC_ROOMINFO,
     NS_MUC_USER,
     NS_PING,
     NS_REGISTER,
@@ -795,12 +792,7 @@ class Room:
         """The requests no module answers yet (they send their own replies)."""
         stanza, sender, query, kind = request.stanza, request.sender, request.payload, request.kind
         affiliation = self.affiliation_of(sender.userhost())
-        key = (kind, query.uri, query.name)
-        if key == ("get", NS_DISCO_INFO, "query"):
-            self._result(stanza, self.disco_info(sender, query.getAttribute("node")))
-        elif key == ("get", NS_DISCO_ITEMS, "query"):
-            self._result(stanza, self.disco_items(sender, query.getAttribute("node")))
-        elif query.uri == NS_MUC_OWNER and query.name == "query":
+        if query.uri == NS_MUC_OWNER and query.name == "query":
             if affiliation != OWNER:
                 raise StanzaError("forbidden", "only owners may configure the room")
             if kind == "get":
@@ -1176,7 +1168,6 @@ class Room:
         """The muc_* features describing this room."""
         c = self.config
         return [
-            NS_MUC,
             "muc_passwordprotected" if c.password else "muc_unsecured",
             "muc_membersonly" if c.members_only else "muc_open",
             "muc_moderated" if c.moderated else "muc_unmoderated",
@@ -1184,47 +1175,6 @@ class Room:
             "muc_public" if c.public else "muc_hidden",
             "muc_nonanonymous" if c.non_anonymous else "muc_semianonymous",
         ]
-
-    def disco_info(self, sender: jid.JID, node: str | None) -> domish.Element:
-        """The disco#info answer of the room (identity, features, roominfo form)."""
-        info = disco.DiscoInfo()
-        if node == "x-roomuser-item":
-            info.nodeIdentifier = node
-            entry = self.affiliations.entry(sender.userhost())
-            if entry is not None and entry.nick:
-                info.append(disco.DiscoIdentity("conference", "text", entry.nick))
-            return info.toElement()
-        if node:
-            raise StanzaError("item-not-found")
-        info.append(disco.DiscoIdentity("conference", "text", self.config.name or self.name))
-        for feature in [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_REGISTER, *self.features()]:
-            info.append(disco.DiscoFeature(feature))
-        form = data_form.Form("result", formNamespace=NS_MUC_ROOMINFO)
-        form.addField(
-            data_form.Field(var="muc#roominfo_description", value=self.config.description)
-        )
-        form.addField(data_form.Field(var="muc#roominfo_occupants", value=str(len(self.occupants))))
-        form.addField(data_form.Field(var="muc#roominfo_subject", value=self.subject))
-        if self.config.language:
-            form.addField(data_form.Field(var="muc#roominfo_lang", value=self.config.language))
-        form.addField(data_form.Field(var="muc#roomconfig_roomname", value=self.config.name))
-        form.addField(
-            data_form.Field(
-                "boolean", var="muc#roomconfig_changesubject", value=self.config.change_subject
-            )
-        )
-        info.append(form)
-        return info.toElement()
-
-    def disco_items(self, sender: jid.JID, node: str | None) -> domish.Element:
-        """The room's occupants (for public rooms or occupants), as disco items."""
-        items = disco.DiscoItems()
-        if node:
-            raise StanzaError("item-not-found")
-        if self.config.public or sender.full() in self.sessions:
-            for nick in sorted(self.occupants):
-                items.append(disco.DiscoItem(jid.JID(self.occupant_jid(nick))))
-        return items.toElement()
 
     # ------------------------------------------------------------- persistence
 

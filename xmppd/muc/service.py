@@ -21,7 +21,6 @@ from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 from twisted.words.protocols.jabber.xmlstream import XMPPHandler
 from twisted.words.xish import domish
-from wokkel import disco
 from wokkel.component import InternalComponent
 
 from xmppd.addresses import parse_jid
@@ -35,7 +34,7 @@ from xmppd.muc.feature import MUCRequest, answer
 from xmppd.muc.features import MUC_MODULES
 from xmppd.muc.host import MUCContext
 from xmppd.muc.room import Room
-from xmppd.muc.stanzas import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, resourceprep_nick
+from xmppd.muc.stanzas import resourceprep_nick
 from xmppd.ratelimit import Backoff, TokenBucket
 from xmppd.stanza import serialize
 from xmppd.storage.rooms import RoomRecord, RoomStore
@@ -448,17 +447,6 @@ class MUCService(InternalComponent):
                 request = MUCRequest(stanza, sender, target, query, Scope.MUC_SERVICE, None)
                 answer(self.modules, handler, request, self.send, self.domain, self.domain)
                 return
-            if query is not None and kind == "get" and query.name == "query":
-                node = query.getAttribute("node")
-                if query.uri == NS_DISCO_INFO and not node:
-                    self._reply(stanza, self.disco_info())
-                    return
-                if query.uri == NS_DISCO_ITEMS and not node:
-                    self._reply(stanza, self.disco_items(sender))
-                    return
-                if query.uri == NS_DISCO_ITEMS and node == adhoc.NS_COMMANDS:
-                    self._reply(stanza, self.command_items(sender))
-                    return
             if query is not None and kind == "set" and query.uri == adhoc.NS_COMMANDS:
                 self._reply(stanza, adhoc.handle_command(self, stanza, sender, query))
                 return
@@ -473,29 +461,3 @@ class MUCService(InternalComponent):
             reply["id"] = iq["id"]
         reply.addChild(payload)
         self.send(reply)
-
-    def disco_info(self) -> domish.Element:
-        """The service's disco#info: conference identity and the muc feature."""
-        info = disco.DiscoInfo()
-        info.append(disco.DiscoIdentity("conference", "text", "Chatrooms"))
-        for feature in (NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, adhoc.NS_COMMANDS):
-            info.append(disco.DiscoFeature(feature))
-        return info.toElement()
-
-    def command_items(self, sender: jid.JID) -> domish.Element:
-        """The ad-hoc commands this user may run (none unless a service admin)."""
-        items = disco.DiscoItems()
-        items.nodeIdentifier = adhoc.NS_COMMANDS
-        for node, name in adhoc.command_items(self, sender):
-            items.append(disco.DiscoItem(jid.JID(self.domain), node, name))
-        return items.toElement()
-
-    def disco_items(self, sender: jid.JID) -> domish.Element:
-        """The public (unlocked) rooms, as disco items."""
-        items = disco.DiscoItems()
-        for name in sorted(self.rooms):
-            room = self.rooms[name]
-            if room.locked or not room.config.public:
-                continue
-            items.append(disco.DiscoItem(jid.JID(room.jid), name=room.config.name or name))
-        return items.toElement()
