@@ -27,7 +27,6 @@ from xmppd.addresses import parse_jid
 from xmppd.errors import StanzaError, error_reply, must_not_answer
 from xmppd.logs import logger
 from xmppd.module import ModuleHost, Scope
-from xmppd.muc import adhoc
 from xmppd.muc.affiliations import OWNER
 from xmppd.muc.config import RoomConfig
 from xmppd.muc.feature import MUCRequest, answer
@@ -447,17 +446,4 @@ class MUCService(InternalComponent):
                 request = MUCRequest(stanza, sender, target, query, Scope.MUC_SERVICE, None)
                 answer(self.modules, handler, request, self.send, self.domain, self.domain)
                 return
-            if query is not None and kind == "set" and query.uri == adhoc.NS_COMMANDS:
-                self._reply(stanza, adhoc.handle_command(self, stanza, sender, query))
-                return
         raise StanzaError("service-unavailable")
-
-    def _reply(self, iq: domish.Element, payload: domish.Element) -> None:
-        reply = domish.Element((None, "iq"))
-        reply["type"] = "result"
-        reply["to"] = iq["from"]
-        reply["from"] = iq.getAttribute("to") or self.domain
-        if iq.getAttribute("id") is not None:
-            reply["id"] = iq["id"]
-        reply.addChild(payload)
-        self.send(reply)

@@ -7,11 +7,12 @@ room's points (``Point.ROOM_*``). The MUC service's own
 :class:`~xmppd.module.ModuleHost` holds them.
 """
 
+from xmppd.muc.features.adhoc import AdHoc
 from xmppd.muc.features.core import Core
 from xmppd.muc.features.disco import Disco
 
 #: Every MUC module, in the order their disco features are listed.
-MUC_MODULES = (Disco, Core)
+MUC_MODULES = (Disco, Core, AdHoc)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MUC_MODULES}

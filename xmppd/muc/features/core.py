@@ -7,14 +7,8 @@ The room core (occupants, roles, affiliations, broadcasts) is
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from twisted.words.protocols.jabber import jid
-from wokkel import disco
-
 from xmppd.module import Scope
-from xmppd.muc import adhoc
-from xmppd.muc.feature import MUCModule, MUCRequest
+from xmppd.muc.feature import MUCModule
 from xmppd.muc.room import Room
 from xmppd.muc.stanzas import NS_MUC, NS_REGISTER
 
@@ -23,21 +17,10 @@ class Core(MUCModule):
     """The muc feature of the service and the rooms."""
 
     name = "muc"
-    features = {Scope.MUC_SERVICE: [NS_MUC, adhoc.NS_COMMANDS]}
+    features = {Scope.MUC_SERVICE: [NS_MUC]}
 
     def disco_features(self, scope: Scope, target: Room | None = None) -> list[str]:
         """The muc feature (a room's until its features are modules: all of them)."""
         if scope is Scope.ROOM and target is not None:
             return [NS_REGISTER, NS_MUC, *target.features()]
         return list(self.features.get(scope, ()))
-
-    def node_items(
-        self, scope: Scope, node: str, request: MUCRequest
-    ) -> Iterable[disco.DiscoItem] | None:
-        """The ad-hoc commands this user may run."""
-        if scope is not Scope.MUC_SERVICE or node != adhoc.NS_COMMANDS:
-            return None
-        return [
-            disco.DiscoItem(jid.JID(self.server.domain), command, name)
-            for command, name in adhoc.command_items(self.server, request.sender)
-        ]
