@@ -102,6 +102,22 @@ class Point(enum.StrEnum):
     #: A resource was unbound (session state); may return a Deferred.
     SESSION_ENDED = "session-ended"
 
+    # -- MUC rooms (hooks of the MUC feature modules, see xmppd.muc.features) --
+
+    #: The configuration form's fields are collected (room, fields: the
+    #: list of :class:`xmppd.muc.config.ConfigField` to extend). The form
+    #: shows them, and a submitted form is read through them, in their
+    #: ``order``.
+    ROOM_CONFIG_FORM = "muc-room-config-form"
+    #: An owner submitted a configuration form, read but not applied yet
+    #: (room, submission: a :class:`xmppd.muc.config.ConfigSubmission`).
+    #: Hooks may amend ``submission.config`` or refuse the whole form by
+    #: raising :class:`~xmppd.errors.StanzaError`.
+    ROOM_CONFIG_SUBMITTED = "muc-room-config-submitted"
+    #: A changed configuration took effect (room, the old RoomConfig); the
+    #: owner has had the iq result and the occupants the 104 message.
+    ROOM_CONFIG_CHANGED = "muc-room-config-changed"
+
 
 
 #: What an iq handler returns when it has sent its reply itself.

@@ -24,7 +24,7 @@ from wokkel import data_form
 
 from xmppd.errors import StanzaError
 from xmppd.logs import logger
-from xmppd.module import ALREADY_ANSWERED, Scope
+from xmppd.module import ALREADY_ANSWERED, Point, Scope
 from xmppd.muc import affiliations as aff
 from xmppd.muc.affiliations import (
     ADMIN,
@@ -37,12 +37,7 @@ from xmppd.muc.affiliations import (
     VISITOR,
     Affiliations,
 )
-from xmppd.muc.config import (
-    RoomConfig,
-    config_form,
-    parse_config_form,
-    status_codes_for_change,
-)
+from xmppd.muc.config import RoomConfig, status_codes_for_change
 from xmppd.muc.feature import MUCRequest, answer
 from xmppd.muc.history import History, HistoryRequest
 from xmppd.muc.occupant import Occupant
@@ -50,7 +45,6 @@ from xmppd.muc.stanzas import (
     NS_CONFERENCE,
     NS_MUC,
     NS_MUC_ADMIN,
-    NS_MUC_OWNER,
     NS_MUC_REGISTER,
     NS_MUC_REQUEST,
     NS_MUC_USER,
@@ -791,15 +785,7 @@ class Room:
     def _legacy_iq(self, request: MUCRequest) -> object:
         """The requests no module answers yet (they send their own replies)."""
         stanza, sender, query, kind = request.stanza, request.sender, request.payload, request.kind
-        affiliation = self.affiliation_of(sender.userhost())
-        if query.uri == NS_MUC_OWNER and query.name == "query":
-            if affiliation != OWNER:
-                raise StanzaError("forbidden", "only owners may configure the room")
-            if kind == "get":
-                self._owner_get(stanza, query)
-            else:
-                self._owner_set(stanza, sender, query)
-        elif query.uri == NS_MUC_ADMIN and query.name == "query":
+        if query.uri == NS_MUC_ADMIN and query.name == "query":
             if kind == "get":
                 self._admin_get(stanza, sender, query)
             else:
@@ -856,46 +842,21 @@ class Room:
 
     # ------------------------------------------------------------------ owner
 
-    def _owner_get(self, stanza: domish.Element, query: domish.Element) -> None:
-        if query.firstChildElement() is not None:
-            raise StanzaError("bad-request")
-        payload = domish.Element((NS_MUC_OWNER, "query"))
-        title = f"Configuration for {self.jid}"
-        payload.addChild(config_form(self.config, title).toElement())
-        self._result(stanza, payload)
+    def configure(self, new: RoomConfig) -> None:
+        """Put a new configuration in force (its owner has had the iq result).
 
-    def _owner_set(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
-        destroy = child(query, "destroy", NS_MUC_OWNER)
-        if destroy is not None:
-            alternate = destroy.getAttribute("jid")
-            if alternate is not None:
-                alternate = parse_jid(alternate).full()
-            reason = child(destroy, "reason", NS_MUC_OWNER)
-            password = child(destroy, "password", NS_MUC_OWNER)
-            self._result(stanza)
-            self.destroy(
-                reason=str(reason) if reason is not None else None,
-                alternate=alternate,
-                password=str(password) if password is not None else None,
-            )
-            return
-        form = child(query, "x", NS_X_DATA)
-        if form is None:
-            raise StanzaError("bad-request", "a data form or destroy is required")
-        new = parse_config_form(form, self.config)
-        if new is None:  # cancel
-            self._result(stanza)
-            if self.locked:
-                self.destroy()
-            return
+        Unlocks the room; a change is announced to the occupants (104,
+        170-174) and handed to the modules (``Point.ROOM_CONFIG_CHANGED``);
+        then the service stores, deletes or forgets the room.
+        """
         old = self.config
         codes = status_codes_for_change(old, new)
         self.config = new
         self.locked = False
         self.history.resize(new.history_length)
-        self._result(stanza)
         if codes:
             self._status_message(codes)
+            self.host.modules.fire(Point.ROOM_CONFIG_CHANGED, self, old)
         if new.members_only and not old.members_only:
             for occupant in list(self.occupants.values()):
                 if aff.AFFILIATION_RANK[self.affiliation_of(occupant.bare)] < 1:
@@ -1171,9 +1132,6 @@ class Room:
             "muc_passwordprotected" if c.password else "muc_unsecured",
             "muc_membersonly" if c.members_only else "muc_open",
             "muc_moderated" if c.moderated else "muc_unmoderated",
-            "muc_persistent" if c.persistent else "muc_temporary",
-            "muc_public" if c.public else "muc_hidden",
-            "muc_nonanonymous" if c.non_anonymous else "muc_semianonymous",
         ]
 
     # ------------------------------------------------------------- persistence
