@@ -44,7 +44,6 @@ from xmppd.muc.occupant import Occupant
 from xmppd.muc.stanzas import (
     NS_CONFERENCE,
     NS_MUC,
-    NS_MUC_ADMIN,
     NS_MUC_REGISTER,
     NS_MUC_REQUEST,
     NS_MUC_USER,
@@ -785,12 +784,7 @@ class Room:
     def _legacy_iq(self, request: MUCRequest) -> object:
         """The requests no module answers yet (they send their own replies)."""
         stanza, sender, query, kind = request.stanza, request.sender, request.payload, request.kind
-        if query.uri == NS_MUC_ADMIN and query.name == "query":
-            if kind == "get":
-                self._admin_get(stanza, sender, query)
-            else:
-                self._admin_set(stanza, sender, query)
-        elif query.uri == NS_REGISTER and query.name == "query":
+        if query.uri == NS_REGISTER and query.name == "query":
             if kind == "get":
                 self._register_get(stanza, sender)
             else:
@@ -893,116 +887,6 @@ class Room:
         self.host.room_destroyed(self)
 
     # ------------------------------------------------------------------ admin
-
-    def _admin_get(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
-        items = list(query.elements(NS_MUC_ADMIN, "item"))
-        if len(items) != 1:
-            raise StanzaError("bad-request")
-        request = items[0]
-        affiliation = self.affiliation_of(sender.userhost())
-        occupant = self.sessions.get(sender.full())
-        payload = domish.Element((NS_MUC_ADMIN, "query"))
-        wanted_affiliation = request.getAttribute("affiliation")
-        wanted_role = request.getAttribute("role")
-        if wanted_affiliation is not None:
-            if wanted_affiliation not in aff.AFFILIATIONS or wanted_affiliation == NONE:
-                raise StanzaError("bad-request")
-            # owners read every list, admins those up to their own rank (as
-            # Prosody does: not the owner list); members in non-anonymous rooms
-            # may see who belongs to the room
-            allowed = (
-                affiliation == OWNER
-                or (affiliation == ADMIN and wanted_affiliation != OWNER)
-            ) or (
-                affiliation == MEMBER
-                and self.config.non_anonymous
-                and wanted_affiliation in (MEMBER, ADMIN, OWNER)
-            )
-            if not allowed:
-                raise StanzaError("forbidden")
-            for entry in self.affiliations.with_affiliation(wanted_affiliation):
-                item = payload.addElement("item")
-                item["affiliation"] = entry.affiliation
-                item["jid"] = entry.jid
-                if entry.nick:
-                    item["nick"] = entry.nick
-                if entry.reason:
-                    item.addElement("reason", content=entry.reason)
-        elif wanted_role is not None:
-            if wanted_role not in (MODERATOR, PARTICIPANT, VISITOR):
-                raise StanzaError("bad-request")
-            if occupant is None or occupant.role != MODERATOR:
-                raise StanzaError("forbidden")
-            for other in sorted(self.occupants.values(), key=lambda o: o.nick):
-                if other.role != wanted_role:
-                    continue
-                item = payload.addElement("item")
-                item["affiliation"] = self.affiliation_of(other.bare)
-                item["role"] = other.role
-                item["nick"] = other.nick
-                item["jid"] = other.session
-        else:
-            raise StanzaError("bad-request")
-        self._result(stanza, payload)
-
-    def _admin_set(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
-        items = list(query.elements(NS_MUC_ADMIN, "item"))
-        if not items:
-            raise StanzaError("bad-request")
-        actor_affiliation = self.affiliation_of(sender.userhost())
-        actor = self.sessions.get(sender.full())
-        changes: list[tuple] = []
-        owners = set(self.affiliations.owners())
-        for item in items:
-            reason_element = child(item, "reason", NS_MUC_ADMIN)
-            reason = str(reason_element) if reason_element is not None else None
-            new_affiliation = item.getAttribute("affiliation")
-            new_role = item.getAttribute("role")
-            if new_affiliation is not None:
-                target = self._item_target(item)
-                old = self.affiliations.get(target)
-                aff.check_affiliation_change(actor_affiliation, old, new_affiliation)
-                if old == OWNER and new_affiliation != OWNER:
-                    owners.discard(target)
-                    if not owners:
-                        raise StanzaError("conflict", "a room needs at least one owner")
-                if new_affiliation == OWNER:
-                    owners.add(target)
-                changes.append(("affiliation", target, new_affiliation, reason))
-            elif new_role is not None:
-                nick = item.getAttribute("nick")
-                if not nick:
-                    raise StanzaError("bad-request", "a nick is required to change a role")
-                target_occupant = self.occupants.get(nick)
-                if target_occupant is None:
-                    raise StanzaError("item-not-found", "no such occupant")
-                if actor is None:
-                    raise StanzaError("forbidden")
-                aff.check_role_change(
-                    actor.role,
-                    actor_affiliation,
-                    target_occupant.role,
-                    self.affiliation_of(target_occupant.bare),
-                    new_role,
-                )
-                changes.append(("role", target_occupant, new_role, reason))
-            else:
-                raise StanzaError("bad-request")
-        actor_nick = actor.nick if actor is not None else None
-        self._result(stanza)
-        for kind, target, value, reason in changes:
-            if kind == "affiliation":
-                self.set_affiliation(target, value, reason=reason, actor=actor_nick)
-            else:
-                self.set_role(target, value, reason=reason, actor=actor_nick)
-
-    def _item_target(self, item: domish.Element) -> str:
-        if item.getAttribute("jid"):
-            return parse_jid(item["jid"]).userhost()
-        nick = item.getAttribute("nick")
-        if nick and nick in self.occupants:
-            return self.occupants[nick].bare
-        raise StanzaError("bad-request", "a jid is required to change an affiliation")
 
     def set_affiliation(
         self, bare: str, affiliation: str, *, reason: str | None = None, actor: str | None = None

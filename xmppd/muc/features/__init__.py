@@ -8,12 +8,13 @@ room's points (``Point.ROOM_*``). The MUC service's own
 """
 
 from xmppd.muc.features.adhoc import AdHoc
+from xmppd.muc.features.admin import Admin
 from xmppd.muc.features.core import Core
 from xmppd.muc.features.disco import Disco
 from xmppd.muc.features.owner import Owner
 
 #: Every MUC module, in the order their disco features are listed.
-MUC_MODULES = (Disco, Core, AdHoc, Owner)
+MUC_MODULES = (Disco, Core, AdHoc, Owner, Admin)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MUC_MODULES}
