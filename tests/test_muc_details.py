@@ -13,7 +13,6 @@ from tests.muc_fakes import (
     JULIET,
     NS_MUC_ADMIN,
     NS_MUC_USER,
-    NS_X_DATA,
     NURSE,
     ROMEO,
     ROOM,
@@ -149,79 +148,6 @@ class MultiSessionNickChangeTests(unittest.TestCase):
         self.assertEqual(error_condition(error), "conflict")
         self.assertEqual(sorted(self.room.occupants["Juliet"].sessions), [JULIET, JULIET2])
         self.assertEqual(self.h.take(ROMEO), [])
-
-
-class RegistrationTests(unittest.TestCase):
-    """Reserved nicks (muc#register) at nick change; deregistration ends membership."""
-
-    def setUp(self):
-        self.h = MUCHarness(self)
-        self.h.create(ROMEO, "Romeo")
-        self.room = self.h.service.rooms["room"]
-
-    def register(self, who, nick):
-        self.h.send(
-            who,
-            f"<iq type='set' id='r' to='{ROOM}'><query xmlns='jabber:iq:register'>"
-            f"<x xmlns='{NS_X_DATA}' type='submit'><field var='FORM_TYPE'>"
-            "<value>http://jabber.org/protocol/muc#register</value></field>"
-            f"<field var='muc#register_roomnick'><value>{nick}</value></field></x></query></iq>",
-        )
-        return self.h.take(who)
-
-    def test_reserved_nick_refused_at_nick_change(self):
-        self.register(JULIET, "Jules")
-        self.h.join(NURSE, "Nurse")
-        self.h.clear()
-        self.h.send(NURSE, f"<presence to='{ROOM}/Jules'/>")
-        (error,) = self.h.take(NURSE)
-        self.assertEqual(error_condition(error), "conflict")
-        self.assertIn("Nurse", self.room.occupants)
-        # the owner of the nick may take it
-        self.h.join(JULIET, "Juliet")
-        self.h.send(JULIET, f"<presence to='{ROOM}/Jules'/>")
-        self.assertIn("Jules", self.room.occupants)
-
-    def test_registered_nick_taken_by_someone_else_is_refused(self):
-        self.h.join(NURSE, "Nurse")
-        (reply,) = self.register(JULIET, "Nurse")
-        self.assertEqual(error_condition(reply), "conflict")
-
-    def test_deregistration_removes_member_from_members_only_room(self):
-        self.register(JULIET, "Jules")
-        self.h.configure(ROMEO, fields={"muc#roomconfig_membersonly": "1"})
-        self.h.join(JULIET, "Jules")
-        self.h.clear()
-        self.h.send(
-            JULIET,
-            f"<iq type='set' id='u' to='{ROOM}'><query xmlns='jabber:iq:register'><remove/>"
-            "</query></iq>",
-        )
-        juliet = self.h.take(JULIET)
-        self.assertEqual(juliet[0]["type"], "result")
-        self.assertEqual(juliet[1]["type"], "unavailable")
-        self.assertEqual(status_codes(juliet[1]), ["321", "110"])
-        romeo = self.h.take(ROMEO)
-        self.assertEqual(status_codes(romeo[0]), ["321"])
-        self.assertNotIn("Jules", self.room.occupants)
-        (error,) = self.h.join(JULIET, "Jules")
-        self.assertEqual(error_condition(error), "registration-required")
-
-    def test_registration_form_and_registered_answer(self):
-        self.h.send(
-            JULIET, f"<iq type='get' id='f' to='{ROOM}'><query xmlns='jabber:iq:register'/></iq>"
-        )
-        (reply,) = self.h.take(JULIET)
-        fields = [f.getAttribute("var") for f in reply.query.x.elements(NS_X_DATA, "field")]
-        self.assertIn("muc#register_roomnick", fields)
-        self.assertNotIn("registered", [c.name for c in reply.query.elements()])
-        self.register(JULIET, "Jules")
-        self.h.send(
-            JULIET, f"<iq type='get' id='f' to='{ROOM}'><query xmlns='jabber:iq:register'/></iq>"
-        )
-        (reply,) = self.h.take(JULIET)
-        self.assertEqual([c.name for c in reply.query.elements()][:2], ["registered", "username"])
-        self.assertEqual(str(reply.query.username), "Jules")
 
 
 class NickPreparationTests(unittest.TestCase):

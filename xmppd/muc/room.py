@@ -24,7 +24,7 @@ from wokkel import data_form
 
 from xmppd.errors import StanzaError
 from xmppd.logs import logger
-from xmppd.module import ALREADY_ANSWERED, Point, Scope
+from xmppd.module import Point, Scope
 from xmppd.muc import affiliations as aff
 from xmppd.muc.affiliations import (
     ADMIN,
@@ -44,11 +44,9 @@ from xmppd.muc.occupant import Occupant
 from xmppd.muc.stanzas import (
     NS_CONFERENCE,
     NS_MUC,
-    NS_MUC_REGISTER,
     NS_MUC_REQUEST,
     NS_MUC_USER,
     NS_PING,
-    NS_REGISTER,
     NS_X_DATA,
     child,
     parse_jid,
@@ -107,6 +105,10 @@ class Room:
         if self.host.is_admin(bare):
             return OWNER
         return self.affiliations.get(bare)
+
+    def changed(self) -> None:
+        """Have the service store the room's state (persistent rooms only)."""
+        self.host.room_changed(self)
 
     def occupant_jid(self, nick: str) -> str:
         """The room JID of a nick (room@service/nick)."""
@@ -600,7 +602,7 @@ class Room:
             self.subject = str(subject)
             self.subject_from = occupant.nick
             self._send_to_occupants(message, self.occupants.values())
-            self.host.room_changed(self)
+            self.changed()
         else:
             if body is not None:
                 self.history.add(message, self.host.now())
@@ -688,7 +690,7 @@ class Room:
             reason_text = str(reason) if reason is not None else None
             if grants_membership and self.affiliations.get(invitee.userhost()) == NONE:
                 self.affiliations.set(invitee.userhost(), MEMBER)
-                self.host.room_changed(self)
+                self.changed()
             message = domish.Element((None, "message"))
             message["from"] = self.jid
             message["to"] = invitee.full()
@@ -760,7 +762,10 @@ class Room:
     # ---------------------------------------------------------------------- iq
 
     def handle_iq(self, stanza: domish.Element, sender: jid.JID, nick: str | None) -> None:
-        """muc#owner, muc#admin, disco and registration requests."""
+        """Requests to the room (answered by the MUC modules' handlers) or to an occupant.
+
+        Answers of occupants to forwarded requests go back to the requester.
+        """
         kind = stanza.getAttribute("type")
         if kind in ("result", "error"):
             if nick is not None:
@@ -777,21 +782,11 @@ class Room:
         if query is None:
             raise StanzaError("bad-request")
         modules = self.host.modules
-        handler = modules.iq_handler(kind, query, Scope.ROOM) or self._legacy_iq
+        handler = modules.iq_handler(kind, query, Scope.ROOM)
+        if handler is None:
+            raise StanzaError("service-unavailable")
         request = MUCRequest(stanza, sender, jid.JID(self.jid), query, Scope.ROOM, None, self)
         answer(modules, handler, request, self.host.send, self.jid, self.host.domain)
-
-    def _legacy_iq(self, request: MUCRequest) -> object:
-        """The requests no module answers yet (they send their own replies)."""
-        stanza, sender, query, kind = request.stanza, request.sender, request.payload, request.kind
-        if query.uri == NS_REGISTER and query.name == "query":
-            if kind == "get":
-                self._register_get(stanza, sender)
-            else:
-                self._register_set(stanza, sender, query)
-        else:
-            raise StanzaError("service-unavailable")
-        return ALREADY_ANSWERED
 
     def _iq_to_occupant(self, stanza: domish.Element, sender: jid.JID, nick: str) -> None:
         """Forward a request to an occupant (vCard and the like); answer self-pings."""
@@ -906,7 +901,7 @@ class Room:
                 self._broadcast_presence(occupant, reason=reason, actor=actor)
         if not affected and not self.destroyed:
             self._announce_affiliation(bare, affiliation)
-        self.host.room_changed(self)
+        self.changed()
 
     def _announce_affiliation(self, bare: str, affiliation: str) -> None:
         """Tell the occupants about the affiliation change of an absent user."""
@@ -943,69 +938,6 @@ class Room:
         self._broadcast_presence(occupant, reason=reason, actor=actor)
 
     # ----------------------------------------------------------- registration
-
-    def _register_get(self, stanza: domish.Element, sender: jid.JID) -> None:
-        bare = sender.userhost()
-        entry = self.affiliations.entry(bare)
-        payload = domish.Element((NS_REGISTER, "query"))
-        if entry is not None and entry.nick and entry.affiliation != OUTCAST:
-            payload.addElement("registered")
-            payload.addElement("username", content=entry.nick)
-        form = data_form.Form(
-            "form", title=f"Nickname registration for {self.jid}", formNamespace=NS_MUC_REGISTER
-        )
-        form.addField(
-            data_form.Field(
-                var="muc#register_roomnick",
-                label="Nickname",
-                required=True,
-                value=entry.nick if entry is not None and entry.nick else None,
-            )
-        )
-        payload.addChild(form.toElement())
-        self._result(stanza, payload)
-
-    def _register_set(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
-        bare = sender.userhost()
-        stored = self.affiliations.get(bare)
-        if stored == OUTCAST:
-            raise StanzaError("forbidden")
-        if child(query, "remove", NS_REGISTER) is not None:
-            self._result(stanza)
-            entry = self.affiliations.entry(bare)
-            if entry is None:
-                return
-            self.affiliations.set_nick(bare, None)
-            if entry.affiliation == MEMBER:
-                self.set_affiliation(bare, NONE)
-            else:
-                self.host.room_changed(self)
-            return
-        form_element = child(query, "x", NS_X_DATA)
-        if form_element is None:
-            raise StanzaError("bad-request", "a registration form is required")
-        try:
-            form = data_form.Form.fromElement(form_element)
-        except data_form.Error:
-            raise StanzaError("bad-request") from None
-        if form.formType == "cancel":
-            self._result(stanza)
-            return
-        field = form.fields.get("muc#register_roomnick")
-        if field is None or not field.values or not str(field.values[0]).strip():
-            raise StanzaError("not-acceptable", "a nickname is required")
-        nick = resourceprep_nick(str(field.values[0]))
-        owner = self.affiliations.nick_owner(nick)
-        in_use = self.occupants.get(nick)
-        if (owner is not None and owner != bare) or (in_use is not None and in_use.bare != bare):
-            raise StanzaError("conflict", "that nickname is taken")
-        if self.config.members_only and self.affiliation_of(bare) == NONE:
-            raise StanzaError("registration-required")
-        self._result(stanza)
-        if stored == NONE:
-            self.set_affiliation(bare, MEMBER)
-        self.affiliations.set_nick(bare, nick)
-        self.host.room_changed(self)
 
     # ------------------------------------------------------------------- disco
 

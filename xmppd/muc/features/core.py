@@ -10,7 +10,7 @@ from __future__ import annotations
 from xmppd.module import Scope
 from xmppd.muc.feature import MUCModule
 from xmppd.muc.room import Room
-from xmppd.muc.stanzas import NS_MUC, NS_REGISTER
+from xmppd.muc.stanzas import NS_MUC
 
 
 class Core(MUCModule):
@@ -22,5 +22,5 @@ class Core(MUCModule):
     def disco_features(self, scope: Scope, target: Room | None = None) -> list[str]:
         """The muc feature (a room's until its features are modules: all of them)."""
         if scope is Scope.ROOM and target is not None:
-            return [NS_REGISTER, NS_MUC, *target.features()]
+            return [NS_MUC, *target.features()]
         return list(self.features.get(scope, ()))
