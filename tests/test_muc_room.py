@@ -94,21 +94,6 @@ class LifecycleTests(unittest.TestCase):
         self.assertEqual(kinds(romeo), [("presence", f"{ROOM}/Juliet", None)])
         self.assertEqual(item_of(romeo[0])["jid"], JULIET)  # moderators see JIDs
 
-    def test_password_protection(self):
-        self.h.create(ROMEO, "Romeo", fields={"muc#roomconfig_roomsecret": "pw"})
-        (error,) = self.h.join(JULIET, "Juliet", password="nightingale")
-        self.assertEqual(error["type"], "error")
-        self.assertEqual(error["from"], f"{ROOM}/Juliet")
-        err = error.firstChildElement()
-        self.assertEqual(dict(err.attributes), {"type": "auth", "code": "401", "by": ROOM})
-        self.assertEqual(error_condition(error), "not-authorized")
-        # The error does not echo the password the joiner sent
-        self.assertNotIn("nightingale", error.toXml())
-        stanzas = self.h.configure(ROMEO, fields={"muc#roomconfig_passwordprotectedroom": "0"})
-        self.assertEqual(status_codes(stanzas[1]), ["104"])
-        stanzas = self.h.join(JULIET, "Juliet")
-        self.assertEqual(stanzas[-1].name, "message")
-
     def test_temporary_room_vanishes(self):
         self.h.create(ROMEO, "Romeo")
         self.h.send(ROMEO, f"<presence type='unavailable' to='{ROOM}/Romeo'/>")

@@ -104,6 +104,13 @@ class Point(enum.StrEnum):
 
     # -- MUC rooms (hooks of the MUC feature modules, see xmppd.muc.features) --
 
+    #: Someone asks to enter a room as a new occupant (room, attempt: a
+    #: :class:`xmppd.muc.room.JoinAttempt`), after the lock and ban checks
+    #: and before the nick, reservation and capacity checks; not for one
+    #: more session of a user already in the room under that nick. A hook
+    #: refuses by raising :class:`~xmppd.errors.StanzaError`.
+    ROOM_JOIN_CHECK = "muc-room-join-check"
+
     #: The configuration form's fields are collected (room, fields: the
     #: list of :class:`xmppd.muc.config.ConfigField` to extend). The form
     #: shows them, and a submitted form is read through them, in their

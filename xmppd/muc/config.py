@@ -253,9 +253,6 @@ def _read_history_length(var: str, values: list[str]) -> int:
 FEATURE_FIELDS: tuple[ConfigField, ...] = (
     boolean_field("membersonly", "Only members may join", 60, "members_only"),
     boolean_field("moderatedroom", "Only occupants with voice may speak", 70, "moderated"),
-    ConfigField("passwordprotectedroom", "Password protected", 80, "boolean",
-                show=lambda c: c.password_protected),
-    ConfigField("roomsecret", "Password", 90, "text-private", "password", read=read_secret),
     boolean_field("allowinvites", "Occupants may invite others", 130, "allow_invites"),
     ConfigField("historylength",
                 f"Number of messages kept as history (0-{MAX_HISTORY_LENGTH})", 160,

@@ -13,10 +13,9 @@ self-presence) and send shallow copies that differ only in 'to'.
 
 from __future__ import annotations
 
-import hmac
-import itertools
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
@@ -64,7 +63,27 @@ log = logger(__name__)
 
 MAX_PENDING_IQS = 1000
 
-_incarnations = itertools.count(1)
+
+@dataclass
+class JoinAttempt:
+    """A request to enter a room as a new occupant (what ``Point.ROOM_JOIN_CHECK`` hooks get)."""
+
+    #: The joining session's full JID.
+    sender: jid.JID
+    #: The nick asked for (resourceprepped).
+    nick: str
+    #: The user's affiliation with the room.
+    affiliation: str
+    #: The join's ``<x xmlns='http://jabber.org/protocol/muc'/>``, or None.
+    muc_x: domish.Element | None
+    #: The join presence itself.
+    stanza: domish.Element
+
+    @property
+    def bare(self) -> str:
+        """The joining user's bare JID."""
+        return self.sender.userhost()
+
 
 class Room:
     """One room of the MUC service."""
@@ -79,9 +98,6 @@ class Room:
     ) -> None:
         self.host = host
         self.name = name
-        #: Tells a room apart from an earlier room of the same name (the
-        #: password back-off of a destroyed room does not carry over).
-        self.incarnation = next(_incarnations)
         self.jid = f"{name}@{host.domain}"
         self.config = config or RoomConfig()
         self.locked = locked
@@ -94,6 +110,8 @@ class Room:
         self.subject_from: str | None = None
         self.voice_requests: set[str] = set()
         self.pending_iqs: dict[str, tuple[str | None, str, str]] = {}
+        #: Per-room state of the feature modules, by module name.
+        self.data: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"<Room {self.jid} occupants={len(self.occupants)} locked={self.locked}>"
@@ -296,10 +314,8 @@ class Room:
         if not same_user:
             if self.config.members_only and aff.AFFILIATION_RANK[affiliation] < 1:
                 raise StanzaError("registration-required", "the room is members-only")
-            # XEP-0045 7.2.6 exempts nobody from the room password (Prosody
-            # asks owners too); only the creator's first join predates it.
-            if self.config.password:
-                self._check_password(muc_x, bare)
+            attempt = JoinAttempt(sender, nick, affiliation, muc_x, stanza)
+            self.host.modules.fire(Point.ROOM_JOIN_CHECK, self, attempt)
             if existing is not None:
                 raise StanzaError("conflict", "that nickname is in use")
             registered = self.affiliations.nick_owner(nick)
@@ -323,43 +339,6 @@ class Room:
         self.sessions[full] = occupant
 
         self._send_join_state(occupant, full, muc_x, created)
-
-    def _check_password(self, muc_x: domish.Element | None, bare: str) -> None:
-        """Raise not-authorized for a wrong password, resource-constraint while throttled.
-
-        Failures are counted per room and user (see :class:`xmppd.ratelimit.Backoff`);
-        the log names the user and the room, never the password tried.
-        """
-        backoff = self.host.password_backoff
-        key = (self.name, self.incarnation, bare)
-        wait = backoff.delay(key)
-        if wait > 0:
-            log.info(
-                "room {room}: join by {user} refused, password attempts blocked for {wait:.0f} s",
-                room=self.jid,
-                user=bare,
-                wait=wait,
-            )
-            raise StanzaError(
-                "resource-constraint", "too many wrong passwords, try again later"
-            )
-        given = child(muc_x, "password", NS_MUC) if muc_x is not None else None
-        if given is not None and hmac.compare_digest(
-            str(given).encode("utf-8"), self.config.password.encode("utf-8")
-        ):
-            backoff.forget(key)
-            return
-        if given is not None:
-            blocked = backoff.failed(key)
-            log.info("room {room}: wrong password from {user}", room=self.jid, user=bare)
-            if blocked:
-                log.warn(
-                    "room {room}: password attempts by {user} blocked for {wait:.0f} s",
-                    room=self.jid,
-                    user=bare,
-                    wait=blocked,
-                )
-        raise StanzaError("not-authorized", "a password is required")
 
     def _send_join_state(
         self, occupant: Occupant, full: str, muc_x: domish.Element | None, created: bool = False
@@ -945,7 +924,6 @@ class Room:
         """The muc_* features describing this room."""
         c = self.config
         return [
-            "muc_passwordprotected" if c.password else "muc_unsecured",
             "muc_membersonly" if c.members_only else "muc_open",
             "muc_moderated" if c.moderated else "muc_unmoderated",
         ]

@@ -94,12 +94,7 @@ class _RoomHost:
         """Forget the room and delete it from storage."""
         self._service.room_destroyed(room)
 
-    # until the password and logging modules own them
-    @property
-    def password_backoff(self) -> Backoff:
-        """The password back-off table."""
-        return self._service.password_backoff
-
+    # until the logging module owns it
     def room_logged(self, room: Room, nick: str, message: domish.Element) -> None:
         """Append to the conversation log."""
         self._service.room_logged(room, nick, message)
@@ -149,14 +144,6 @@ class MUCService(InternalComponent):
         self.admins = frozenset(jid.JID(a).userhost() for a in admins)
         self.reactor = reactor
         self.store = RoomStore(database) if database is not None else None
-        self.password_backoff = Backoff(
-            reactor,
-            threshold=settings.password_max_failures,
-            base=settings.password_backoff,
-            maximum=settings.password_backoff_max,
-            window=settings.password_failure_window,
-            max_keys=10_000,
-        )
         self.message_rate = settings.message_rate
         self.message_burst = settings.message_burst
         self.rooms: dict[str, Room] = {}
@@ -180,6 +167,11 @@ class MUCService(InternalComponent):
         self._loaded = False
         self._writes: defer.Deferred = defer.succeed(None)
         _StanzaHandler().setHandlerParent(self)
+
+    @property
+    def password_backoff(self) -> Backoff:
+        """The password module's back-off table (wrong room passwords)."""
+        return self.modules["password"].backoff
 
     @property
     def create_rooms(self) -> str:

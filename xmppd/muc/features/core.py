@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from xmppd.module import Scope
 from xmppd.muc.feature import MUCModule
-from xmppd.muc.room import Room
 from xmppd.muc.stanzas import NS_MUC
 
 
@@ -17,10 +16,5 @@ class Core(MUCModule):
     """The muc feature of the service and the rooms."""
 
     name = "muc"
-    features = {Scope.MUC_SERVICE: [NS_MUC]}
+    features = {Scope.MUC_SERVICE: [NS_MUC], Scope.ROOM: [NS_MUC]}
 
-    def disco_features(self, scope: Scope, target: Room | None = None) -> list[str]:
-        """The muc feature (a room's until its features are modules: all of them)."""
-        if scope is Scope.ROOM and target is not None:
-            return [NS_MUC, *target.features()]
-        return list(self.features.get(scope, ()))

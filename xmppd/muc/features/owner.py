@@ -24,7 +24,6 @@ from xmppd.muc.config import (
     CORE_FIELDS,
     FEATURE_FIELDS,
     ConfigField,
-    ConfigSubmission,
     config_form,
     parse_config_form,
 )
@@ -44,6 +43,7 @@ class Owner(MUCModule):
             return []
         config = target.config
         return [
+            *target.features(),  # of the features that are not modules yet
             "muc_persistent" if config.persistent else "muc_temporary",
             "muc_public" if config.public else "muc_hidden",
             "muc_nonanonymous" if config.non_anonymous else "muc_semianonymous",
@@ -95,22 +95,12 @@ class Owner(MUCModule):
         request.after_reply(lambda: room.configure(submission.config))
         return None
 
-    # -- until the features are modules: their fields and the password rule --
+    # -- until the features are modules: their fields --
 
     @hook(Point.ROOM_CONFIG_FORM)
     def feature_fields(self, room: Room, fields: list[ConfigField]) -> None:
         """The fields of features that are not modules yet."""
         fields.extend(FEATURE_FIELDS)
-
-    @hook(Point.ROOM_CONFIG_SUBMITTED)
-    def password_rule(self, room: Room, submission: ConfigSubmission) -> None:
-        """passwordprotectedroom off removes the secret; on needs one."""
-        if "passwordprotectedroom" not in submission.values:
-            return
-        if not submission.values["passwordprotectedroom"]:
-            submission.config = submission.config.replace(password="")
-        elif not submission.config.password:
-            raise StanzaError("not-acceptable", "a password-protected room needs a password")
 
 
 def _owner_only(request: MUCRequest) -> Room:
