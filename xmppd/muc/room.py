@@ -312,8 +312,6 @@ class Room:
         same_user = existing is not None and existing.bare == bare
         muc_x = child(stanza, "x", NS_MUC)
         if not same_user:
-            if self.config.members_only and aff.AFFILIATION_RANK[affiliation] < 1:
-                raise StanzaError("registration-required", "the room is members-only")
             attempt = JoinAttempt(sender, nick, affiliation, muc_x, stanza)
             self.host.modules.fire(Point.ROOM_JOIN_CHECK, self, attempt)
             if existing is not None:
@@ -395,9 +393,9 @@ class Room:
             del self.sessions[full]
             self._broadcast_presence(occupant)
             return
-        self._remove(occupant, base=base, codes=codes)
+        self.remove(occupant, base=base, codes=codes)
 
-    def _remove(
+    def remove(
         self,
         occupant: Occupant,
         *,
@@ -825,10 +823,6 @@ class Room:
         if codes:
             self._status_message(codes)
             self.host.modules.fire(Point.ROOM_CONFIG_CHANGED, self, old)
-        if new.members_only and not old.members_only:
-            for occupant in list(self.occupants.values()):
-                if aff.AFFILIATION_RANK[self.affiliation_of(occupant.bare)] < 1:
-                    self._remove(occupant, codes=("322",), affiliation=NONE)
         if self.destroyed:
             return
         self.host.room_configured(self, old)
@@ -870,11 +864,11 @@ class Room:
         affected = [o for o in self.occupants.values() if o.bare == bare]
         for occupant in affected:
             if affiliation == OUTCAST:
-                self._remove(
+                self.remove(
                     occupant, codes=("301",), reason=reason, actor=actor, affiliation=OUTCAST
                 )
             elif self.config.members_only and affiliation == NONE:
-                self._remove(occupant, codes=("321",), reason=reason, actor=actor, affiliation=NONE)
+                self.remove(occupant, codes=("321",), reason=reason, actor=actor, affiliation=NONE)
             else:
                 occupant.role = aff.default_role(affiliation, self.config.moderated)
                 self._broadcast_presence(occupant, reason=reason, actor=actor)
@@ -909,7 +903,7 @@ class Room:
         if occupant.nick not in self.occupants:
             return
         if role == NONE:
-            self._remove(occupant, codes=("307",), reason=reason, actor=actor)
+            self.remove(occupant, codes=("307",), reason=reason, actor=actor)
             return
         occupant.role = role
         if role != VISITOR:
@@ -924,7 +918,6 @@ class Room:
         """The muc_* features describing this room."""
         c = self.config
         return [
-            "muc_membersonly" if c.members_only else "muc_open",
             "muc_moderated" if c.moderated else "muc_unmoderated",
         ]
 

@@ -78,7 +78,7 @@ class Password(MUCModule):
         elif not submission.config.password:
             raise StanzaError("not-acceptable", "a password-protected room needs a password")
 
-    @hook(Point.ROOM_JOIN_CHECK)
+    @hook(Point.ROOM_JOIN_CHECK, priority=10)
     def check(self, room: Room, attempt: JoinAttempt) -> None:
         """Raise not-authorized for a wrong password, resource-constraint while throttled."""
         secret = room.config.password
