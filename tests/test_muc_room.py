@@ -418,31 +418,6 @@ class MessagingTests(unittest.TestCase):
         stanzas = self.h.join(NURSE, "Nurse")
         self.assertEqual(stanzas[-1].name, "message")
 
-    def test_voice_request(self):
-        self.h.configure(ROMEO, fields={"muc#roomconfig_moderatedroom": "1"})
-        self.h.join(NURSE, "Nurse")
-        self.h.clear()
-        self.h.send(
-            NURSE,
-            f"<message to='{ROOM}'><x xmlns='{NS_X_DATA}' type='submit'>"
-            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>"
-            "<field var='muc#role'><value>participant</value></field></x></message>",
-        )
-        (request,) = self.h.take(ROMEO)
-        values = form_values(next(request.elements(NS_X_DATA, "x")))
-        self.assertEqual(values["muc#roomnick"], ["Nurse"])
-        self.assertEqual(self.h.take(JULIET), [])
-        self.h.send(
-            ROMEO,
-            f"<message to='{ROOM}'><x xmlns='{NS_X_DATA}' type='submit'>"
-            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>"
-            "<field var='muc#role'><value>participant</value></field>"
-            "<field var='muc#roomnick'><value>Nurse</value></field>"
-            "<field var='muc#request_allow'><value>true</value></field></x></message>",
-        )
-        nurse = self.h.take(NURSE)
-        self.assertEqual(item_of(nurse[0])["role"], "participant")
-
     def test_bounced_groupchat_removes_occupant(self):
         self.h.send(
             JULIET,

@@ -124,6 +124,11 @@ class Point(enum.StrEnum):
     #: A changed configuration took effect (room, the old RoomConfig); the
     #: owner has had the iq result and the occupants the 104 message.
     ROOM_CONFIG_CHANGED = "muc-room-config-changed"
+    #: A message to the room's bare JID that is neither groupchat nor an
+    #: error (room, sender JID, its occupant or None, the stanza): voice
+    #: requests and approvals, invitations, declines. Filter: True =
+    #: handled; nobody handled it: the room refuses it.
+    ROOM_DIRECT_MESSAGE = "muc-room-direct-message"
 
 
 

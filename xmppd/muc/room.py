@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
-from wokkel import data_form
 
 from xmppd.errors import StanzaError
 from xmppd.logs import logger
@@ -43,10 +42,8 @@ from xmppd.muc.occupant import Occupant
 from xmppd.muc.stanzas import (
     NS_CONFERENCE,
     NS_MUC,
-    NS_MUC_REQUEST,
     NS_MUC_USER,
     NS_PING,
-    NS_X_DATA,
     child,
     parse_jid,
     resourceprep_nick,
@@ -108,7 +105,6 @@ class Room:
         self.history = History(self.config.history_length)
         self.subject = ""
         self.subject_from: str | None = None
-        self.voice_requests: set[str] = set()
         self.pending_iqs: dict[str, tuple[str | None, str, str]] = {}
         #: Per-room state of the feature modules, by module name.
         self.data: dict[str, Any] = {}
@@ -143,7 +139,7 @@ class Room:
         copy["to"] = to
         self.host.send(copy)
 
-    def _send_to_occupants(self, element: domish.Element, occupants: Iterable[Occupant]) -> None:
+    def send_to_occupants(self, element: domish.Element, occupants: Iterable[Occupant]) -> None:
         for occupant in list(occupants):
             for session in list(occupant.sessions):
                 self._send_to(element, session)
@@ -208,7 +204,7 @@ class Room:
             x.addElement("status")["code"] = "110"
         return presence
 
-    def _broadcast_presence(
+    def broadcast_presence(
         self,
         occupant: Occupant,
         *,
@@ -250,7 +246,7 @@ class Room:
         x = message.addElement((NS_MUC_USER, "x"))
         for code in codes:
             x.addElement("status")["code"] = code
-        self._send_to_occupants(message, self.occupants.values())
+        self.send_to_occupants(message, self.occupants.values())
 
     def _subject_message(self) -> domish.Element:
         message = domish.Element((None, "message"))
@@ -294,7 +290,7 @@ class Room:
                 # a join from a session already in the room: it lost its state, send it again
                 self._send_join_state(occupant, full, muc_x)
             else:
-                self._broadcast_presence(occupant, session=full)
+                self.broadcast_presence(occupant, session=full)
         else:
             self._change_nick(occupant, full, stanza, resourceprep_nick(nick))
 
@@ -354,7 +350,7 @@ class Room:
             self_codes.append("100")
         if self.config.logging:
             self_codes.append("170")
-        self._broadcast_presence(
+        self.broadcast_presence(
             occupant,
             self_sessions=[full],
             pre_codes=("201",) if created else (),
@@ -391,7 +387,7 @@ class Room:
             self._send_to(element, full)
             occupant.remove_session(full)
             del self.sessions[full]
-            self._broadcast_presence(occupant)
+            self.broadcast_presence(occupant)
             return
         self.remove(occupant, base=base, codes=codes)
 
@@ -409,7 +405,7 @@ class Room:
         """Take an occupant out of the room with an unavailable broadcast."""
         visible = occupant.role in self.config.presence_broadcast
         occupant.role = NONE
-        self._broadcast_presence(
+        self.broadcast_presence(
             occupant,
             visible=visible,
             others=not self_only,
@@ -423,7 +419,6 @@ class Room:
         self.occupants.pop(occupant.nick, None)
         for session in occupant.sessions:
             self.sessions.pop(session, None)
-        self.voice_requests.discard(occupant.nick)
         if not self.occupants:
             self.host.room_emptied(self)
 
@@ -446,7 +441,7 @@ class Room:
         if registered is not None and registered != occupant.bare:
             raise StanzaError("conflict", "that nickname is reserved")
         if target is None and len(occupant.sessions) == 1:
-            self._broadcast_presence(
+            self.broadcast_presence(
                 occupant,
                 unavailable=True,
                 base=_stored_presence(None),
@@ -457,7 +452,7 @@ class Room:
             occupant.nick = new_nick
             self.occupants[new_nick] = occupant
             occupant.set_presence(full, _stored_presence(stanza))
-            self._broadcast_presence(occupant, session=full)
+            self.broadcast_presence(occupant, session=full)
             return
         self._split_session(occupant, full, stanza, new_nick, target)
 
@@ -486,9 +481,9 @@ class Room:
         del self.sessions[full]
         # 2. the others (and the remaining sessions) see the old occupant stay, or leave
         if occupant.sessions:
-            self._broadcast_presence(occupant)
+            self.broadcast_presence(occupant)
         else:
-            self._broadcast_presence(
+            self.broadcast_presence(
                 occupant,
                 self_sessions=(),
                 unavailable=True,
@@ -503,7 +498,7 @@ class Room:
             self.occupants[new_nick] = target
         target.set_presence(full, _stored_presence(stanza))
         self.sessions[full] = target
-        self._broadcast_presence(target, session=full)
+        self.broadcast_presence(target, session=full)
         # 4. the moving session still sees its other sessions' occupant
         if occupant.sessions:
             self._send_to(self._occupant_presence(occupant, with_jid=True, is_self=False), full)
@@ -545,9 +540,7 @@ class Room:
         if x is not None and (child(x, "invite", NS_MUC_USER) or child(x, "decline", NS_MUC_USER)):
             self._invitations(stanza, sender, occupant, x)
             return
-        form = child(stanza, "x", NS_X_DATA)
-        if form is not None:
-            self._request_form(stanza, occupant, form)
+        if self.host.modules.fire(Point.ROOM_DIRECT_MESSAGE, self, sender, occupant, stanza):
             return
         if occupant is None:
             raise StanzaError("not-acceptable", "you are not in the room")
@@ -578,12 +571,12 @@ class Room:
                 raise StanzaError("forbidden", "you may not change the subject")
             self.subject = str(subject)
             self.subject_from = occupant.nick
-            self._send_to_occupants(message, self.occupants.values())
+            self.send_to_occupants(message, self.occupants.values())
             self.changed()
         else:
             if body is not None:
                 self.history.add(message, self.host.now())
-            self._send_to_occupants(message, self.occupants.values())
+            self.send_to_occupants(message, self.occupants.values())
         if self.config.logging:
             self.host.room_logged(self, occupant.nick, message)
 
@@ -626,7 +619,7 @@ class Room:
         self._rate_limit(occupant)
         message = self._relay_copy(stanza, occupant.nick)
         message.addElement((NS_MUC_USER, "x"))
-        self._send_to_occupants(message, [target])
+        self.send_to_occupants(message, [target])
 
     def _invitations(
         self,
@@ -691,50 +684,6 @@ class Room:
                 text += f" ({reason_text})"
             message.addElement("body", content=text)
             self._send(message)
-
-    def _request_form(
-        self, stanza: domish.Element, occupant: Occupant | None, element: domish.Element
-    ) -> None:
-        if occupant is None:
-            raise StanzaError("not-acceptable", "you are not in the room")
-        try:
-            form = data_form.Form.fromElement(element)
-        except data_form.Error:
-            raise StanzaError("bad-request", "malformed data form") from None
-        fields = {var: f.values for var, f in form.fields.items()}
-        form_type = form.formNamespace or (fields.get("FORM_TYPE") or [None])[0]
-        if form_type != NS_MUC_REQUEST:
-            raise StanzaError("bad-request", "unknown form")
-        if "muc#request_allow" in fields:
-            self._voice_approval(occupant, fields)
-            return
-        role = (fields.get("muc#role") or [""])[0]
-        if role != PARTICIPANT or not self.config.moderated or occupant.role != VISITOR:
-            raise StanzaError("not-acceptable", "no voice to request")
-        self.voice_requests.add(occupant.nick)
-        moderators = [o for o in self.occupants.values() if o.role == MODERATOR]
-        request = data_form.Form("form", title="Voice request", formNamespace=NS_MUC_REQUEST)
-        request.addField(data_form.Field("list-single", var="muc#role", value=PARTICIPANT))
-        request.addField(data_form.Field("jid-single", var="muc#jid", value=occupant.session))
-        request.addField(data_form.Field(var="muc#roomnick", value=occupant.nick))
-        request.addField(data_form.Field("boolean", var="muc#request_allow", value=False))
-        message = domish.Element((None, "message"))
-        message["from"] = self.jid
-        message["id"] = _new_id()
-        message.addChild(request.toElement())
-        self._send_to_occupants(message, moderators)
-
-    def _voice_approval(self, occupant: Occupant, fields: dict[str, list]) -> None:
-        if occupant.role != MODERATOR:
-            raise StanzaError("forbidden")
-        allow = str((fields.get("muc#request_allow") or ["false"])[0]).lower() in ("1", "true")
-        nick = (fields.get("muc#roomnick") or [""])[0]
-        self.voice_requests.discard(nick)
-        target = self.occupants.get(nick)
-        if not allow or target is None or target.role != VISITOR:
-            return
-        target.role = PARTICIPANT
-        self._broadcast_presence(target, actor=occupant.nick)
 
     # ---------------------------------------------------------------------- iq
 
@@ -849,7 +798,7 @@ class Room:
                 element.addElement("reason", content=reason)
             if password:
                 element.addElement("password", content=password)
-            self._send_to_occupants(presence, [occupant])
+            self.send_to_occupants(presence, [occupant])
         self.occupants.clear()
         self.sessions.clear()
         self.host.room_destroyed(self)
@@ -871,7 +820,7 @@ class Room:
                 self.remove(occupant, codes=("321",), reason=reason, actor=actor, affiliation=NONE)
             else:
                 occupant.role = aff.default_role(affiliation, self.config.moderated)
-                self._broadcast_presence(occupant, reason=reason, actor=actor)
+                self.broadcast_presence(occupant, reason=reason, actor=actor)
         if not affected and not self.destroyed:
             self._announce_affiliation(bare, affiliation)
         self.changed()
@@ -894,7 +843,7 @@ class Room:
                 item["affiliation"] = affiliation
                 item["role"] = NONE
                 variants[with_jid] = message
-            self._send_to_occupants(message, [occupant])
+            self.send_to_occupants(message, [occupant])
 
     def set_role(
         self, occupant: Occupant, role: str, *, reason: str | None = None, actor: str | None = None
@@ -906,20 +855,9 @@ class Room:
             self.remove(occupant, codes=("307",), reason=reason, actor=actor)
             return
         occupant.role = role
-        if role != VISITOR:
-            self.voice_requests.discard(occupant.nick)
-        self._broadcast_presence(occupant, reason=reason, actor=actor)
+        self.broadcast_presence(occupant, reason=reason, actor=actor)
 
     # ----------------------------------------------------------- registration
-
-    # ------------------------------------------------------------------- disco
-
-    def features(self) -> list[str]:
-        """The muc_* features describing this room."""
-        c = self.config
-        return [
-            "muc_moderated" if c.moderated else "muc_unmoderated",
-        ]
 
     # ------------------------------------------------------------- persistence
 

@@ -12,12 +12,15 @@ from xmppd.muc.features.admin import Admin
 from xmppd.muc.features.core import Core
 from xmppd.muc.features.disco import Disco
 from xmppd.muc.features.members_only import MembersOnly
+from xmppd.muc.features.moderation import Moderation
 from xmppd.muc.features.owner import Owner
 from xmppd.muc.features.password import Password
 from xmppd.muc.features.register import Register
 
 #: Every MUC module, in the order their disco features are listed.
-MUC_MODULES = (Disco, Register, Core, AdHoc, Password, MembersOnly, Owner, Admin)
+MUC_MODULES = (
+    Disco, Register, Core, AdHoc, Password, MembersOnly, Moderation, Owner, Admin,
+)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MUC_MODULES}

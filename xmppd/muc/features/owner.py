@@ -43,7 +43,6 @@ class Owner(MUCModule):
             return []
         config = target.config
         return [
-            *target.features(),  # of the features that are not modules yet
             "muc_persistent" if config.persistent else "muc_temporary",
             "muc_public" if config.public else "muc_hidden",
             "muc_nonanonymous" if config.non_anonymous else "muc_semianonymous",
