@@ -8,7 +8,6 @@ from tests.muc_fakes import (
     JULIET,
     MUC,
     NS_MUC,
-    NS_MUC_USER,
     NS_X_DATA,
     NURSE,
     ROMEO,
@@ -297,7 +296,7 @@ class JoinTests(unittest.TestCase):
 
 
 class MessagingTests(unittest.TestCase):
-    """Groupchat, subject, private messages, invitations, voice requests."""
+    """Groupchat, subject, private messages, bounces."""
 
     def setUp(self):
         self.h = MUCHarness(self)
@@ -376,47 +375,6 @@ class MessagingTests(unittest.TestCase):
         self.assertEqual(error_condition(error), "forbidden")
         self.h.send(ROMEO, f"<message type='chat' to='{ROOM}/Juliet'><body>ok</body></message>")
         self.assertEqual(body_text(self.h.take(JULIET)[0]), "ok")
-
-    def test_invitation(self):
-        self.h.configure(ROMEO, fields={"muc#roomconfig_roomsecret": "pw"})
-        self.h.clear()
-        self.h.send(
-            JULIET,
-            f"<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'>"
-            "<invite to='nurse@localhost'><reason>come</reason></invite></x></message>",
-        )
-        (invite,) = self.h.take("nurse@localhost")
-        self.assertEqual(invite["from"], ROOM)
-        x = muc_user_x(invite)
-        element = next(x.elements(NS_MUC_USER, "invite"))
-        self.assertEqual(element["from"], JULIET)
-        self.assertEqual(str(next(element.elements(NS_MUC_USER, "reason"))), "come")
-        self.assertEqual(str(next(x.elements(NS_MUC_USER, "password"))), "pw")
-        legacy = next(invite.elements("jabber:x:conference", "x"))
-        self.assertEqual(legacy["jid"], ROOM)
-        self.assertEqual(legacy["password"], "pw")
-
-    def test_decline(self):
-        self.h.send(
-            NURSE,
-            f"<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'>"
-            f"<decline to='{JULIET}'><reason>busy</reason></decline></x></message>",
-        )
-        (decline,) = self.h.take(JULIET)
-        element = next(muc_user_x(decline).elements(NS_MUC_USER, "decline"))
-        self.assertEqual(element["from"], "nurse@localhost")
-
-    def test_members_only_invite_makes_member(self):
-        self.h.configure(ROMEO, fields={"muc#roomconfig_membersonly": "1"})
-        self.h.clear()
-        self.h.send(
-            ROMEO,
-            f"<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'><invite to='nurse@localhost'/>"
-            "</x></message>",
-        )
-        self.assertEqual(len(self.h.take("nurse@localhost")), 1)
-        stanzas = self.h.join(NURSE, "Nurse")
-        self.assertEqual(stanzas[-1].name, "message")
 
     def test_bounced_groupchat_removes_occupant(self):
         self.h.send(

@@ -251,7 +251,6 @@ def _read_history_length(var: str, values: list[str]) -> int:
 
 #: Fields of features that are not modules yet.
 FEATURE_FIELDS: tuple[ConfigField, ...] = (
-    boolean_field("allowinvites", "Occupants may invite others", 130, "allow_invites"),
     ConfigField("historylength",
                 f"Number of messages kept as history (0-{MAX_HISTORY_LENGTH})", 160,
                 attribute="history_length", show=lambda c: str(c.history_length),

@@ -26,7 +26,6 @@ from xmppd.module import Point, Scope
 from xmppd.muc import affiliations as aff
 from xmppd.muc.affiliations import (
     ADMIN,
-    MEMBER,
     MODERATOR,
     NONE,
     OUTCAST,
@@ -40,12 +39,10 @@ from xmppd.muc.feature import MUCRequest, answer
 from xmppd.muc.history import History, HistoryRequest
 from xmppd.muc.occupant import Occupant
 from xmppd.muc.stanzas import (
-    NS_CONFERENCE,
     NS_MUC,
     NS_MUC_USER,
     NS_PING,
     child,
-    parse_jid,
     resourceprep_nick,
 )
 from xmppd.muc.stanzas import bounce_presence as _bounce_presence
@@ -131,7 +128,7 @@ class Room:
     def _sees_jids(self, occupant: Occupant) -> bool:
         return self.config.whois == "anyone" or occupant.role == MODERATOR
 
-    def _send(self, element: domish.Element) -> None:
+    def send(self, element: domish.Element) -> None:
         self.host.send(element)
 
     def _send_to(self, element: domish.Element, to: str) -> None:
@@ -153,7 +150,7 @@ class Room:
             reply["id"] = iq["id"]
         if payload is not None:
             reply.addChild(payload)
-        self._send(reply)
+        self.send(reply)
 
     # ----------------------------------------------------------- presence build
 
@@ -536,10 +533,6 @@ class Room:
         if kind == "groupchat":
             self._groupchat(stanza, occupant)
             return
-        x = child(stanza, "x", NS_MUC_USER)
-        if x is not None and (child(x, "invite", NS_MUC_USER) or child(x, "decline", NS_MUC_USER)):
-            self._invitations(stanza, sender, occupant, x)
-            return
         if self.host.modules.fire(Point.ROOM_DIRECT_MESSAGE, self, sender, occupant, stanza):
             return
         if occupant is None:
@@ -621,70 +614,6 @@ class Room:
         message.addElement((NS_MUC_USER, "x"))
         self.send_to_occupants(message, [target])
 
-    def _invitations(
-        self,
-        stanza: domish.Element,
-        sender: jid.JID,
-        occupant: Occupant | None,
-        x: domish.Element,
-    ) -> None:
-        for decline in x.elements(NS_MUC_USER, "decline"):
-            to = parse_jid(decline.getAttribute("to"))
-            message = domish.Element((None, "message"))
-            message["from"] = self.jid
-            message["to"] = to.full()
-            out = message.addElement((NS_MUC_USER, "x"))
-            forwarded = out.addElement("decline")
-            forwarded["from"] = sender.userhost()
-            reason = child(decline, "reason", NS_MUC_USER)
-            if reason is not None:
-                forwarded.addElement("reason", content=str(reason))
-            self._send(message)
-        invites = list(x.elements(NS_MUC_USER, "invite"))
-        if not invites:
-            return
-        if occupant is None:
-            raise StanzaError("not-acceptable", "only occupants may invite")
-        affiliation = self.affiliation_of(occupant.bare)
-        grants_membership = False
-        if self.config.members_only:
-            if affiliation in (OWNER, ADMIN):
-                grants_membership = True
-            elif self.config.allow_invites and affiliation == MEMBER:
-                grants_membership = True
-            else:
-                raise StanzaError("forbidden", "you may not invite to this room")
-        for invite in invites:
-            invitee = parse_jid(invite.getAttribute("to"))
-            reason = child(invite, "reason", NS_MUC_USER)
-            reason_text = str(reason) if reason is not None else None
-            if grants_membership and self.affiliations.get(invitee.userhost()) == NONE:
-                self.affiliations.set(invitee.userhost(), MEMBER)
-                self.changed()
-            message = domish.Element((None, "message"))
-            message["from"] = self.jid
-            message["to"] = invitee.full()
-            if stanza.getAttribute("id"):
-                message["id"] = stanza["id"]
-            out = message.addElement((NS_MUC_USER, "x"))
-            forwarded = out.addElement("invite")
-            forwarded["from"] = sender.full()
-            if reason_text:
-                forwarded.addElement("reason", content=reason_text)
-            if self.config.password:
-                out.addElement("password", content=self.config.password)
-            legacy = message.addElement((NS_CONFERENCE, "x"))
-            legacy["jid"] = self.jid
-            if reason_text:
-                legacy["reason"] = reason_text
-            if self.config.password:
-                legacy["password"] = self.config.password
-            text = f"{sender.userhost()} invited you to the room {self.jid}"
-            if reason_text:
-                text += f" ({reason_text})"
-            message.addElement("body", content=text)
-            self._send(message)
-
     # ---------------------------------------------------------------------- iq
 
     def handle_iq(self, stanza: domish.Element, sender: jid.JID, nick: str | None) -> None:
@@ -736,7 +665,7 @@ class Room:
         forwarded["from"] = self.occupant_jid(occupant.nick)
         forwarded["to"] = target.session
         forwarded.children = list(stanza.elements())
-        self._send(forwarded)
+        self.send(forwarded)
 
     def _iq_response(self, stanza: domish.Element, sender: jid.JID, nick: str) -> None:
         """Route an occupant's answer to a forwarded request back to the requester."""
@@ -753,7 +682,7 @@ class Room:
         reply["from"] = self.occupant_jid(responder.nick) if responder else self.jid
         reply["to"] = requester
         reply.children = list(stanza.elements())
-        self._send(reply)
+        self.send(reply)
 
     # ------------------------------------------------------------------ owner
 
