@@ -130,7 +130,7 @@ class LifecycleTests(unittest.TestCase):
 
 
 class JoinTests(unittest.TestCase):
-    """Joining details: history, conflicts, limits, multiple resources, nick changes."""
+    """Joining details: conflicts, limits, multiple resources, nick changes."""
 
     def setUp(self):
         self.h = MUCHarness(self)
@@ -138,45 +138,6 @@ class JoinTests(unittest.TestCase):
 
     def say(self, who, text):
         self.h.send(who, f"<message type='groupchat' to='{ROOM}'><body>{text}</body></message>")
-
-    def test_history_default_and_delay(self):
-        for i in range(25):
-            self.say(ROMEO, f"m{i}")
-            self.h.clock.advance(1)
-        stanzas = self.h.join(JULIET, "Juliet")
-        history = [s for s in stanzas if s.name == "message" and body_text(s)]
-        self.assertEqual(len(history), 20)
-        self.assertEqual(body_text(history[0]), "m5")
-        delay = next(history[0].elements(NS_DELAY, "delay"))
-        self.assertEqual(delay["from"], ROOM)
-        self.assertTrue(delay["stamp"].endswith("Z"))
-        self.assertEqual(history[0]["from"], f"{ROOM}/Romeo")
-        # order: occupants, self, history, subject
-        self.assertEqual(stanzas[1]["from"], f"{ROOM}/Juliet")
-        self.assertIsNotNone(subject_text(stanzas[-1]))
-
-    def test_history_limits(self):
-        for i in range(5):
-            self.say(ROMEO, f"m{i}")
-            self.h.clock.advance(10)
-        got = self.h.join(JULIET, "Juliet", extra="<history maxstanzas='2'/>")
-        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m3", "m4"])
-        got = self.h.join(NURSE, "Nurse", extra="<history maxchars='0'/>")
-        self.assertEqual([body_text(s) for s in got if body_text(s)], [])
-        got = self.h.join("a@localhost/a", "A", extra="<history seconds='25'/>")
-        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m3", "m4"])
-        stamp = "2001-09-09T01:46:50Z"  # 1_000_000_010 + 0: after m0 and m1? m1 at ..010
-        got = self.h.join("b@localhost/b", "B", extra=f"<history since='{stamp}'/>")
-        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m2", "m3", "m4"])
-        got = self.h.join("c@localhost/c", "C", extra="<history maxchars='bogus'/>")
-        self.assertEqual(len([s for s in got if body_text(s)]), 5)
-
-    def test_history_length_config(self):
-        self.h.configure(ROMEO, fields={"muc#roomconfig_historylength": "2"})
-        for i in range(5):
-            self.say(ROMEO, f"m{i}")
-        got = self.h.join(JULIET, "Juliet")
-        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m3", "m4"])
 
     def test_nick_conflict(self):
         (error,) = self.h.join(JULIET, "Romeo")

@@ -110,6 +110,11 @@ class Point(enum.StrEnum):
     #: more session of a user already in the room under that nick. A hook
     #: refuses by raising :class:`~xmppd.errors.StanzaError`.
     ROOM_JOIN_CHECK = "muc-room-join-check"
+    #: A session entered a room (room, occupant, the session's full JID,
+    #: the join's ``<x xmlns='http://jabber.org/protocol/muc'/>`` or None).
+    #: It has had the occupants' presence and its own; what hooks send it
+    #: (the discussion history) comes before the room's subject.
+    ROOM_JOINED = "muc-room-joined"
 
     #: The configuration form's fields are collected (room, fields: the
     #: list of :class:`xmppd.muc.config.ConfigField` to extend). The form
@@ -124,6 +129,9 @@ class Point(enum.StrEnum):
     #: A changed configuration took effect (room, the old RoomConfig); the
     #: owner has had the iq result and the occupants the 104 message.
     ROOM_CONFIG_CHANGED = "muc-room-config-changed"
+    #: A groupchat message or subject change was broadcast to the room
+    #: (room, the sending occupant, the message as broadcast, without 'to').
+    ROOM_MESSAGE = "muc-room-message"
     #: A message to the room's bare JID that is neither groupchat nor an
     #: error (room, sender JID, its occupant or None, the stanza): voice
     #: requests and approvals, invitations, declines. Filter: True =

@@ -244,17 +244,8 @@ CORE_FIELDS: tuple[ConfigField, ...] = (
 )
 
 
-def _read_history_length(var: str, values: list[str]) -> int:
-    value = read_text(var, values)
-    return DEFAULT_HISTORY_LENGTH if value == "" else read_int(var, value, 0, MAX_HISTORY_LENGTH)
-
-
 #: Fields of features that are not modules yet.
 FEATURE_FIELDS: tuple[ConfigField, ...] = (
-    ConfigField("historylength",
-                f"Number of messages kept as history (0-{MAX_HISTORY_LENGTH})", 160,
-                attribute="history_length", show=lambda c: str(c.history_length),
-                read=_read_history_length),
     boolean_field("enablelogging", "Log the conversation", 170, "logging"),
 )
 

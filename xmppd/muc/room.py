@@ -36,7 +36,6 @@ from xmppd.muc.affiliations import (
 )
 from xmppd.muc.config import RoomConfig, status_codes_for_change
 from xmppd.muc.feature import MUCRequest, answer
-from xmppd.muc.history import History, HistoryRequest
 from xmppd.muc.occupant import Occupant
 from xmppd.muc.stanzas import (
     NS_MUC,
@@ -99,7 +98,6 @@ class Room:
         self.occupants: dict[str, Occupant] = {}
         self.sessions: dict[str, Occupant] = {}
         self.affiliations = Affiliations()
-        self.history = History(self.config.history_length)
         self.subject = ""
         self.subject_from: str | None = None
         self.pending_iqs: dict[str, tuple[str | None, str, str]] = {}
@@ -131,7 +129,7 @@ class Room:
     def send(self, element: domish.Element) -> None:
         self.host.send(element)
 
-    def _send_to(self, element: domish.Element, to: str) -> None:
+    def send_to(self, element: domish.Element, to: str) -> None:
         copy = _copy(element)
         copy["to"] = to
         self.host.send(copy)
@@ -139,7 +137,7 @@ class Room:
     def send_to_occupants(self, element: domish.Element, occupants: Iterable[Occupant]) -> None:
         for occupant in list(occupants):
             for session in list(occupant.sessions):
-                self._send_to(element, session)
+                self.send_to(element, session)
 
     def _result(self, iq: domish.Element, payload: domish.Element | None = None) -> None:
         reply = domish.Element((None, "iq"))
@@ -233,7 +231,7 @@ class Room:
                 )
                 variants[key] = element
             for session in sessions:
-                self._send_to(element, session)
+                self.send_to(element, session)
 
     def _status_message(self, codes: Iterable[str]) -> None:
         message = domish.Element((None, "message"))
@@ -340,7 +338,7 @@ class Room:
         for other in list(self.occupants.values()):
             if other is occupant or other.role not in self.config.presence_broadcast:
                 continue
-            self._send_to(self._occupant_presence(other, with_jid=sees, is_self=False), full)
+            self.send_to(self._occupant_presence(other, with_jid=sees, is_self=False), full)
         # 2. the joiner's presence to the others, 3. its self-presence
         self_codes = []
         if self.config.non_anonymous:
@@ -354,13 +352,9 @@ class Room:
             self_codes=self_codes,
             session=full,
         )
-        # 4. history, 5. subject
-        request = HistoryRequest.from_element(
-            child(muc_x, "history", NS_MUC) if muc_x is not None else None
-        )
-        for message in self.history.select(request, self.host.now(), self.jid):
-            self._send_to(message, full)
-        self._send_to(self._subject_message(), full)
+        # 4. what modules send (the history), 5. the subject
+        self.host.modules.fire(Point.ROOM_JOINED, self, occupant, full, muc_x)
+        self.send_to(self._subject_message(), full)
 
     def _leave(
         self,
@@ -381,7 +375,7 @@ class Room:
                 session=full,
                 codes=codes,
             )
-            self._send_to(element, full)
+            self.send_to(element, full)
             occupant.remove_session(full)
             del self.sessions[full]
             self.broadcast_presence(occupant)
@@ -473,7 +467,7 @@ class Room:
             codes=("303",),
             new_nick=new_nick,
         )
-        self._send_to(element, full)
+        self.send_to(element, full)
         occupant.remove_session(full)
         del self.sessions[full]
         # 2. the others (and the remaining sessions) see the old occupant stay, or leave
@@ -498,7 +492,7 @@ class Room:
         self.broadcast_presence(target, session=full)
         # 4. the moving session still sees its other sessions' occupant
         if occupant.sessions:
-            self._send_to(self._occupant_presence(occupant, with_jid=True, is_self=False), full)
+            self.send_to(self._occupant_presence(occupant, with_jid=True, is_self=False), full)
 
     def _probe(self, occupant: Occupant | None, full: str, nick: str | None) -> None:
         if occupant is None:
@@ -511,7 +505,7 @@ class Room:
             with_jid=target is occupant or self._sees_jids(occupant),
             is_self=target is occupant,
         )
-        self._send_to(element, full)
+        self.send_to(element, full)
 
     # ----------------------------------------------------------------- messages
 
@@ -567,9 +561,8 @@ class Room:
             self.send_to_occupants(message, self.occupants.values())
             self.changed()
         else:
-            if body is not None:
-                self.history.add(message, self.host.now())
             self.send_to_occupants(message, self.occupants.values())
+        self.host.modules.fire(Point.ROOM_MESSAGE, self, occupant, message)
         if self.config.logging:
             self.host.room_logged(self, occupant.nick, message)
 
@@ -697,7 +690,6 @@ class Room:
         codes = status_codes_for_change(old, new)
         self.config = new
         self.locked = False
-        self.history.resize(new.history_length)
         if codes:
             self._status_message(codes)
             self.host.modules.fire(Point.ROOM_CONFIG_CHANGED, self, old)
