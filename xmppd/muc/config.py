@@ -244,12 +244,6 @@ CORE_FIELDS: tuple[ConfigField, ...] = (
 )
 
 
-#: Fields of features that are not modules yet.
-FEATURE_FIELDS: tuple[ConfigField, ...] = (
-    boolean_field("enablelogging", "Log the conversation", 170, "logging"),
-)
-
-
 def config_form(config: RoomConfig, title: str, fields: Iterable[ConfigField]) -> data_form.Form:
     """The configuration form with the room's current values, fields in their order."""
     form = data_form.Form("form", title=title, formNamespace=NS_ROOMCONFIG)

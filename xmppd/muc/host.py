@@ -2,7 +2,7 @@
 
 * :class:`RoomHost` is all a :class:`~xmppd.muc.room.Room` may use of the
   service: its domain, its module host (hooks and iq handlers), sending,
-  the clock, the admin list, the per-occupant rate limit, and the
+  the admin list, the per-occupant rate limit, and the
   callbacks through which the service stores, forgets or removes rooms.
 * :class:`MUCContext` is all a MUC feature module may use of it (as
   ``self.server``; ``self.config`` is the ``[muc]`` section).
@@ -38,9 +38,6 @@ class RoomHost(Protocol):
 
     def send(self, stanza: domish.Element) -> None:
         """Send a stanza (addressed) to the router."""
-
-    def now(self) -> float:
-        """The current time in seconds (the reactor's clock)."""
 
     def is_admin(self, bare: str) -> bool:
         """True for service administrators (owners of every room)."""

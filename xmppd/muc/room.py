@@ -563,8 +563,6 @@ class Room:
         else:
             self.send_to_occupants(message, self.occupants.values())
         self.host.modules.fire(Point.ROOM_MESSAGE, self, occupant, message)
-        if self.config.logging:
-            self.host.room_logged(self, occupant.nick, message)
 
     def _rate_limit(self, occupant: Occupant) -> None:
         """Refuse a message when the occupant's token bucket is empty."""

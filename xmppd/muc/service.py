@@ -12,7 +12,6 @@ database and turns :class:`~xmppd.errors.StanzaError` into error replies.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,6 @@ from xmppd.muc.host import MUCContext
 from xmppd.muc.room import Room
 from xmppd.muc.stanzas import resourceprep_nick
 from xmppd.ratelimit import Backoff, TokenBucket
-from xmppd.stanza import serialize
 from xmppd.storage.rooms import RoomRecord, RoomStore
 
 if TYPE_CHECKING:
@@ -65,10 +63,6 @@ class _RoomHost:
         """Send a stanza to the router."""
         self._service.send(stanza)
 
-    def now(self) -> float:
-        """The reactor's time."""
-        return self._service.reactor.seconds()
-
     def is_admin(self, bare: str) -> bool:
         """True for service administrators."""
         return self._service.is_admin(bare)
@@ -93,11 +87,6 @@ class _RoomHost:
     def room_destroyed(self, room: Room) -> None:
         """Forget the room and delete it from storage."""
         self._service.room_destroyed(room)
-
-    # until the logging module owns it
-    def room_logged(self, room: Room, nick: str, message: domish.Element) -> None:
-        """Append to the conversation log."""
-        self._service.room_logged(room, nick, message)
 
 
 class MUCService(InternalComponent):
@@ -257,10 +246,6 @@ class MUCService(InternalComponent):
             return
         InternalComponent.send(self, obj)
 
-    def now(self) -> float:
-        """The current time (the reactor's clock)."""
-        return self.reactor.seconds()
-
     def is_admin(self, bare: str) -> bool:
         """True for the service administrators (owners of every room)."""
         return bare in self.admins
@@ -278,21 +263,6 @@ class MUCService(InternalComponent):
         """Persist a room's state (for persistent rooms)."""
         if room.config.persistent and not room.destroyed and self.store is not None:
             self._write(room.name, self.store.save, self.domain, room.name, room.to_record())
-
-    def room_logged(self, room: Room, nick: str, message: domish.Element) -> None:
-        """Append a message to the room's conversation log (rooms with logging on)."""
-        if self.store is None:
-            return
-        stamp = datetime.datetime.fromtimestamp(self.now(), datetime.UTC)
-        self._write(
-            room.name,
-            self.store.append_log,
-            self.domain,
-            room.name,
-            stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            nick,
-            serialize(message),
-        )
 
     def room_configured(self, room: Room, old: RoomConfig) -> None:
         """After a configuration change: store, forget, or remove the room."""

@@ -13,6 +13,7 @@ from xmppd.muc.features.core import Core
 from xmppd.muc.features.disco import Disco
 from xmppd.muc.features.history import RoomHistory
 from xmppd.muc.features.invitations import Invitations
+from xmppd.muc.features.logging import ConversationLog
 from xmppd.muc.features.members_only import MembersOnly
 from xmppd.muc.features.moderation import Moderation
 from xmppd.muc.features.owner import Owner
@@ -22,7 +23,7 @@ from xmppd.muc.features.register import Register
 #: Every MUC module, in the order their disco features are listed.
 MUC_MODULES = (
     Disco, Register, Core, AdHoc, Password, MembersOnly, Moderation, Owner, Admin, Invitations,
-    RoomHistory,
+    RoomHistory, ConversationLog,
 )
 
 #: Module name -> class.

@@ -18,11 +18,10 @@ from __future__ import annotations
 from twisted.words.xish import domish
 
 from xmppd.errors import StanzaError
-from xmppd.module import Point, Scope, hook, iq_handler
+from xmppd.module import Point, Scope, iq_handler
 from xmppd.muc.affiliations import OWNER
 from xmppd.muc.config import (
     CORE_FIELDS,
-    FEATURE_FIELDS,
     ConfigField,
     config_form,
     parse_config_form,
@@ -93,13 +92,6 @@ class Owner(MUCModule):
         self.server.modules.fire(Point.ROOM_CONFIG_SUBMITTED, room, submission)
         request.after_reply(lambda: room.configure(submission.config))
         return None
-
-    # -- until the features are modules: their fields --
-
-    @hook(Point.ROOM_CONFIG_FORM)
-    def feature_fields(self, room: Room, fields: list[ConfigField]) -> None:
-        """The fields of features that are not modules yet."""
-        fields.extend(FEATURE_FIELDS)
 
 
 def _owner_only(request: MUCRequest) -> Room:
