@@ -1,11 +1,33 @@
-"""A chat room: occupants, roles and affiliations, configuration, messages.
+"""The room core: occupants, roles, affiliations and broadcasting (XEP-0045).
 
 A :class:`Room` receives the stanzas the service routes to it (already
 parsed into sender JID and target nick) and reaches the service only
-through its :class:`~xmppd.muc.host.RoomHost`. Room code raises
+through its :class:`~xmppd.muc.host.RoomHost`. It does what every room
+does: joins, leaves, presence updates, nick changes (one or several
+sessions per nick), probes, the relay of groupchat and private messages
+(:mod:`xmppd.muc.messages`), requests between occupants
+(:mod:`xmppd.muc.forwarding`), and the affiliation and role machinery with
+XEP-0045's privilege rules (:mod:`xmppd.muc.affiliations`). Everything a
+feature adds is a MUC module (:mod:`xmppd.muc.features`): iqs to the room
+go to the modules' handlers (``Scope.ROOM``), and the room fires the
+``Point.ROOM_*`` hooks at its points. Room code raises
 :class:`~xmppd.errors.StanzaError` for a bad request; the service turns
-that into the error reply. Iqs to the room go to the MUC feature modules'
-handlers (``Scope.ROOM``).
+that into the error reply.
+
+What modules may use of a room (its written-down interface):
+
+* attributes: ``name``, ``jid``, ``config`` (:class:`RoomConfig`),
+  ``locked``, ``destroyed``, ``occupants`` (nick -> :class:`Occupant`),
+  ``sessions`` (full JID -> Occupant), ``affiliations``
+  (:class:`Affiliations`, with reserved nicks), ``subject``,
+  ``subject_from``, ``data`` (per-room state of modules, by module name);
+* queries: :meth:`~Room.affiliation_of`, :meth:`~Room.occupant_jid`,
+  :meth:`~Room.sees_jids`;
+* sending: :meth:`~Room.send`, :meth:`~Room.send_to`,
+  :meth:`~Room.send_to_occupants`, :meth:`~Room.broadcast_presence`;
+* changes: :meth:`~Room.set_affiliation`, :meth:`~Room.set_role`,
+  :meth:`~Room.remove`, :meth:`~Room.configure`, :meth:`~Room.destroy`,
+  :meth:`~Room.changed` (store the room).
 
 Broadcasts build each stanza once per variant (with or without real JIDs,
 self-presence) and send shallow copies that differ only in 'to'.
@@ -30,22 +52,27 @@ from xmppd.muc.affiliations import (
     NONE,
     OUTCAST,
     OWNER,
-    PARTICIPANT,
-    VISITOR,
     Affiliations,
 )
 from xmppd.muc.config import RoomConfig, status_codes_for_change
 from xmppd.muc.feature import MUCRequest, answer
+from xmppd.muc.forwarding import IqForwarding
+from xmppd.muc.messages import groupchat, private_message
+from xmppd.muc.nicks import change_nick
 from xmppd.muc.occupant import Occupant
+from xmppd.muc.outgoing import (
+    affiliation_notice,
+    destroy_presence,
+    occupant_presence,
+    status_message,
+    subject_message,
+)
 from xmppd.muc.stanzas import (
     NS_MUC,
-    NS_MUC_USER,
-    NS_PING,
     child,
     resourceprep_nick,
 )
 from xmppd.muc.stanzas import bounce_presence as _bounce_presence
-from xmppd.muc.stanzas import new_id as _new_id
 from xmppd.muc.stanzas import shallow_copy as _copy
 from xmppd.muc.stanzas import stored_presence as _stored_presence
 
@@ -53,8 +80,6 @@ if TYPE_CHECKING:
     from xmppd.muc.host import RoomHost
 
 log = logger(__name__)
-
-MAX_PENDING_IQS = 1000
 
 
 @dataclass
@@ -79,7 +104,7 @@ class JoinAttempt:
 
 
 class Room:
-    """One room of the MUC service."""
+    """One room of the MUC service (see the module docstring for its interface)."""
 
     def __init__(
         self,
@@ -100,7 +125,8 @@ class Room:
         self.affiliations = Affiliations()
         self.subject = ""
         self.subject_from: str | None = None
-        self.pending_iqs: dict[str, tuple[str | None, str, str]] = {}
+        #: Requests passed on between occupants, waiting for their answer.
+        self.forwarding = IqForwarding()
         #: Per-room state of the feature modules, by module name.
         self.data: dict[str, Any] = {}
 
@@ -123,81 +149,27 @@ class Room:
         """The room JID of a nick (room@service/nick)."""
         return f"{self.jid}/{nick}"
 
-    def _sees_jids(self, occupant: Occupant) -> bool:
+    def sees_jids(self, occupant: Occupant) -> bool:
+        """Whether an occupant sees the others' real JIDs (moderators, or everyone)."""
         return self.config.whois == "anyone" or occupant.role == MODERATOR
 
     def send(self, element: domish.Element) -> None:
+        """Send an addressed stanza."""
         self.host.send(element)
 
     def send_to(self, element: domish.Element, to: str) -> None:
+        """Send a shallow copy of ``element`` addressed to ``to``."""
         copy = _copy(element)
         copy["to"] = to
         self.host.send(copy)
 
     def send_to_occupants(self, element: domish.Element, occupants: Iterable[Occupant]) -> None:
+        """Send ``element`` to every session of these occupants."""
         for occupant in list(occupants):
             for session in list(occupant.sessions):
                 self.send_to(element, session)
 
-    def _result(self, iq: domish.Element, payload: domish.Element | None = None) -> None:
-        reply = domish.Element((None, "iq"))
-        reply["type"] = "result"
-        reply["to"] = iq["from"]
-        reply["from"] = iq.getAttribute("to") or self.jid
-        if iq.getAttribute("id") is not None:
-            reply["id"] = iq["id"]
-        if payload is not None:
-            reply.addChild(payload)
-        self.send(reply)
-
-    # ----------------------------------------------------------- presence build
-
-    def _occupant_presence(
-        self,
-        occupant: Occupant,
-        *,
-        with_jid: bool,
-        is_self: bool,
-        unavailable: bool = False,
-        base: domish.Element | None = None,
-        role: str | None = None,
-        affiliation: str | None = None,
-        session: str | None = None,
-        pre_codes: Iterable[str] = (),
-        codes: Iterable[str] = (),
-        self_codes: Iterable[str] = (),
-        reason: str | None = None,
-        actor: str | None = None,
-        new_nick: str | None = None,
-    ) -> domish.Element:
-        presence = domish.Element((None, "presence"))
-        presence["from"] = self.occupant_jid(occupant.nick)
-        if unavailable:
-            presence["type"] = "unavailable"
-        source = base if base is not None else occupant.presence
-        if source is not None:
-            presence.children.extend(source.children)
-        x = presence.addElement((NS_MUC_USER, "x"))
-        for code in pre_codes:
-            x.addElement("status")["code"] = code
-        item = x.addElement("item")
-        if with_jid:
-            item["jid"] = session or occupant.session
-        item["affiliation"] = affiliation or self.affiliation_of(occupant.bare)
-        item["role"] = role or occupant.role
-        if new_nick is not None:
-            item["nick"] = new_nick
-        if actor is not None:
-            item.addElement("actor")["nick"] = actor
-        if reason:
-            item.addElement("reason", content=reason)
-        for code in codes:
-            x.addElement("status")["code"] = code
-        if is_self:
-            for code in self_codes:
-                x.addElement("status")["code"] = code
-            x.addElement("status")["code"] = "110"
-        return presence
+    # ------------------------------------------------------------- broadcasting
 
     def broadcast_presence(
         self,
@@ -208,7 +180,14 @@ class Room:
         others: bool = True,
         **spec,
     ) -> None:
-        """Send an occupant's presence to the room (self-presence to itself)."""
+        """Send an occupant's presence to the room (self-presence to itself).
+
+        ``visible`` (default: the role is in ``presence_broadcast``) decides
+        whether the others get it; ``self_sessions`` are the occupant's
+        sessions that get the self-presence (default: all); ``spec`` is
+        what :func:`~xmppd.muc.outgoing.occupant_presence` takes (codes,
+        reason, actor, ...).
+        """
         if visible is None:
             visible = occupant.role in self.config.presence_broadcast
         variants: dict[tuple[bool, bool], domish.Element] = {}
@@ -222,37 +201,16 @@ class Room:
                 continue
             if not sessions:
                 continue
-            with_jid = is_self or self._sees_jids(recipient)
+            with_jid = is_self or self.sees_jids(recipient)
             key = (with_jid, is_self)
             element = variants.get(key)
             if element is None:
-                element = self._occupant_presence(
-                    occupant, with_jid=with_jid, is_self=is_self, **spec
+                element = occupant_presence(
+                    self, occupant, with_jid=with_jid, is_self=is_self, **spec
                 )
                 variants[key] = element
             for session in sessions:
                 self.send_to(element, session)
-
-    def _status_message(self, codes: Iterable[str]) -> None:
-        message = domish.Element((None, "message"))
-        message["type"] = "groupchat"
-        message["from"] = self.jid
-        message["id"] = _new_id()
-        x = message.addElement((NS_MUC_USER, "x"))
-        for code in codes:
-            x.addElement("status")["code"] = code
-        self.send_to_occupants(message, self.occupants.values())
-
-    def _subject_message(self) -> domish.Element:
-        message = domish.Element((None, "message"))
-        message["type"] = "groupchat"
-        if self.subject and self.subject_from:
-            message["from"] = self.occupant_jid(self.subject_from)
-        else:
-            message["from"] = self.jid
-        message["id"] = _new_id()
-        message.addElement("subject", content=self.subject or None)
-        return message
 
     # ----------------------------------------------------------------- presence
 
@@ -287,7 +245,7 @@ class Room:
             else:
                 self.broadcast_presence(occupant, session=full)
         else:
-            self._change_nick(occupant, full, stanza, resourceprep_nick(nick))
+            change_nick(self, occupant, full, stanza, resourceprep_nick(nick))
 
     def join(
         self, stanza: domish.Element, sender: jid.JID, nick: str, created: bool = False
@@ -334,11 +292,11 @@ class Room:
     ) -> None:
         """Occupants, self-presence (others get the joiner's), history, subject."""
         # 1. the others' presence to the joining session
-        sees = self._sees_jids(occupant)
+        sees = self.sees_jids(occupant)
         for other in list(self.occupants.values()):
             if other is occupant or other.role not in self.config.presence_broadcast:
                 continue
-            self.send_to(self._occupant_presence(other, with_jid=sees, is_self=False), full)
+            self.send_to(occupant_presence(self, other, with_jid=sees, is_self=False), full)
         # 2. the joiner's presence to the others, 3. its self-presence
         self_codes = []
         if self.config.non_anonymous:
@@ -354,7 +312,7 @@ class Room:
         )
         # 4. what modules send (the history), 5. the subject
         self.host.modules.fire(Point.ROOM_JOINED, self, occupant, full, muc_x)
-        self.send_to(self._subject_message(), full)
+        self.send_to(subject_message(self), full)
 
     def _leave(
         self,
@@ -365,7 +323,8 @@ class Room:
     ) -> None:
         base = _stored_presence(stanza)
         if len(occupant.sessions) > 1:
-            element = self._occupant_presence(
+            element = occupant_presence(
+                self,
                 occupant,
                 with_jid=True,
                 is_self=True,
@@ -391,7 +350,6 @@ class Room:
         reason: str | None = None,
         actor: str | None = None,
         affiliation: str | None = None,
-        self_only: bool = False,
     ) -> None:
         """Take an occupant out of the room with an unavailable broadcast."""
         visible = occupant.role in self.config.presence_broadcast
@@ -399,7 +357,6 @@ class Room:
         self.broadcast_presence(
             occupant,
             visible=visible,
-            others=not self_only,
             unavailable=True,
             base=base if base is not None else _stored_presence(None),
             codes=codes,
@@ -413,96 +370,16 @@ class Room:
         if not self.occupants:
             self.host.room_emptied(self)
 
-    def _change_nick(
-        self, occupant: Occupant, full: str, stanza: domish.Element, new_nick: str
-    ) -> None:
-        """A session asks for another nick (XEP-0045 7.6).
-
-        The usual case (the occupant's only session, a free nick) is the 303
-        nick change every occupant sees. A session of an occupant with
-        several, or a session moving to a nick its user already holds, moves
-        alone (as Prosody does): it sees itself change nick (303 + 110), the
-        others see the old occupant stay (or leave) and the session appear
-        under the new nick.
-        """
-        target = self.occupants.get(new_nick)
-        if target is not None and target.bare != occupant.bare:
-            raise StanzaError("conflict", "that nickname is in use")
-        registered = self.affiliations.nick_owner(new_nick)
-        if registered is not None and registered != occupant.bare:
-            raise StanzaError("conflict", "that nickname is reserved")
-        if target is None and len(occupant.sessions) == 1:
-            self.broadcast_presence(
-                occupant,
-                unavailable=True,
-                base=_stored_presence(None),
-                codes=("303",),
-                new_nick=new_nick,
-            )
-            del self.occupants[occupant.nick]
-            occupant.nick = new_nick
-            self.occupants[new_nick] = occupant
-            occupant.set_presence(full, _stored_presence(stanza))
-            self.broadcast_presence(occupant, session=full)
-            return
-        self._split_session(occupant, full, stanza, new_nick, target)
-
-    def _split_session(
-        self,
-        occupant: Occupant,
-        full: str,
-        stanza: domish.Element,
-        new_nick: str,
-        target: Occupant | None,
-    ) -> None:
-        """Move one session of ``occupant`` to ``new_nick`` (a new or a same-user occupant)."""
-        # 1. the moving session sees its old nick go, as a nick change
-        element = self._occupant_presence(
-            occupant,
-            with_jid=True,
-            is_self=True,
-            unavailable=True,
-            base=_stored_presence(None),
-            session=full,
-            codes=("303",),
-            new_nick=new_nick,
-        )
-        self.send_to(element, full)
-        occupant.remove_session(full)
-        del self.sessions[full]
-        # 2. the others (and the remaining sessions) see the old occupant stay, or leave
-        if occupant.sessions:
-            self.broadcast_presence(occupant)
-        else:
-            self.broadcast_presence(
-                occupant,
-                self_sessions=(),
-                unavailable=True,
-                base=_stored_presence(None),
-                role=NONE,
-            )
-            del self.occupants[occupant.nick]
-        # 3. the session appears under the new nick
-        if target is None:
-            target = Occupant(new_nick, occupant.bare, occupant.role)
-            target.bucket = occupant.bucket
-            self.occupants[new_nick] = target
-        target.set_presence(full, _stored_presence(stanza))
-        self.sessions[full] = target
-        self.broadcast_presence(target, session=full)
-        # 4. the moving session still sees its other sessions' occupant
-        if occupant.sessions:
-            self.send_to(self._occupant_presence(occupant, with_jid=True, is_self=False), full)
-
     def _probe(self, occupant: Occupant | None, full: str, nick: str | None) -> None:
         if occupant is None:
             return
         target = self.occupants.get(nick) if nick is not None else None
         if target is None:
             return
-        element = self._occupant_presence(
+        element = occupant_presence(
+            self,
             target,
-            with_jid=target is occupant or self._sees_jids(occupant),
+            with_jid=target is occupant or self.sees_jids(occupant),
             is_self=target is occupant,
         )
         self.send_to(element, full)
@@ -522,88 +399,16 @@ class Room:
         if self.locked and self.affiliation_of(sender.userhost()) != OWNER:
             raise StanzaError("item-not-found")
         if nick is not None:
-            self._private_message(stanza, occupant, nick, kind)
+            private_message(self, stanza, occupant, nick, kind)
             return
         if kind == "groupchat":
-            self._groupchat(stanza, occupant)
+            groupchat(self, stanza, occupant)
             return
         if self.host.modules.fire(Point.ROOM_DIRECT_MESSAGE, self, sender, occupant, stanza):
             return
         if occupant is None:
             raise StanzaError("not-acceptable", "you are not in the room")
         raise StanzaError("bad-request", "messages to the room must be of type groupchat")
-
-    def _relay_copy(self, stanza: domish.Element, nick: str) -> domish.Element:
-        message = domish.Element((None, "message"))
-        for key, value in stanza.attributes.items():
-            if key not in ("to", "from"):
-                message[key] = value
-        message["from"] = self.occupant_jid(nick)
-        for element in stanza.elements():
-            if element.uri != NS_MUC_USER:
-                message.children.append(element)
-        return message
-
-    def _groupchat(self, stanza: domish.Element, occupant: Occupant | None) -> None:
-        if occupant is None:
-            raise StanzaError("not-acceptable", "only occupants may send messages to the room")
-        if occupant.role == VISITOR:
-            raise StanzaError("forbidden", "you have no voice in this room")
-        self._rate_limit(occupant)
-        subject = child(stanza, "subject")
-        body = child(stanza, "body")
-        message = self._relay_copy(stanza, occupant.nick)
-        if subject is not None and body is None:
-            if not self.may_change_subject(occupant):
-                raise StanzaError("forbidden", "you may not change the subject")
-            self.subject = str(subject)
-            self.subject_from = occupant.nick
-            self.send_to_occupants(message, self.occupants.values())
-            self.changed()
-        else:
-            self.send_to_occupants(message, self.occupants.values())
-        self.host.modules.fire(Point.ROOM_MESSAGE, self, occupant, message)
-
-    def _rate_limit(self, occupant: Occupant) -> None:
-        """Refuse a message when the occupant's token bucket is empty."""
-        if occupant.bucket is None:
-            occupant.bucket = self.host.message_bucket()
-        if not occupant.bucket.take():
-            log.info(
-                "room {room}: message from {user} refused by the rate limit",
-                room=self.jid,
-                user=occupant.bare,
-            )
-            raise StanzaError("resource-constraint", "you are sending messages too fast")
-
-    def may_change_subject(self, occupant: Occupant) -> bool:
-        """Moderators always; participants when the room allows it."""
-        if occupant.role == MODERATOR:
-            return True
-        return self.config.change_subject and occupant.role == PARTICIPANT
-
-    def _private_message(
-        self, stanza: domish.Element, occupant: Occupant | None, nick: str, kind: str
-    ) -> None:
-        if occupant is None:
-            raise StanzaError("not-acceptable", "only occupants may send private messages")
-        if kind == "groupchat":
-            raise StanzaError("bad-request", "groupchat messages go to the room")
-        target = self.occupants.get(nick)
-        if target is None:
-            raise StanzaError("item-not-found", "no such occupant")
-        allow = self.config.allow_pm
-        role = occupant.role
-        if (
-            allow == "none"
-            or (allow == "participants" and role not in (PARTICIPANT, MODERATOR))
-            or (allow == "moderators" and role != MODERATOR)
-        ):
-            raise StanzaError("forbidden", "private messages are not allowed")
-        self._rate_limit(occupant)
-        message = self._relay_copy(stanza, occupant.nick)
-        message.addElement((NS_MUC_USER, "x"))
-        self.send_to_occupants(message, [target])
 
     # ---------------------------------------------------------------------- iq
 
@@ -615,14 +420,14 @@ class Room:
         kind = stanza.getAttribute("type")
         if kind in ("result", "error"):
             if nick is not None:
-                self._iq_response(stanza, sender, nick)
+                self.forwarding.answered(self, stanza, sender)
             return
         if kind not in ("get", "set"):
             raise StanzaError("bad-request")
         if self.locked and self.affiliation_of(sender.userhost()) != OWNER:
             raise StanzaError("item-not-found")
         if nick is not None:
-            self._iq_to_occupant(stanza, sender, nick)
+            self.forwarding.forward(self, stanza, sender, nick)
             return
         query = stanza.firstChildElement()
         if query is None:
@@ -633,47 +438,6 @@ class Room:
             raise StanzaError("service-unavailable")
         request = MUCRequest(stanza, sender, jid.JID(self.jid), query, Scope.ROOM, None, self)
         answer(modules, handler, request, self.host.send, self.jid, self.host.domain)
-
-    def _iq_to_occupant(self, stanza: domish.Element, sender: jid.JID, nick: str) -> None:
-        """Forward a request to an occupant (vCard and the like); answer self-pings."""
-        occupant = self.sessions.get(sender.full())
-        if occupant is None:
-            raise StanzaError("not-acceptable", "you are not in the room")
-        target = self.occupants.get(nick)
-        if target is None:
-            raise StanzaError("item-not-found", "no such occupant")
-        query = stanza.firstChildElement()
-        if target is occupant and query is not None and query.uri == NS_PING:
-            self._result(stanza)  # XEP-0410 self-ping: the client is joined
-            return
-        forward_id = _new_id()
-        self.pending_iqs[forward_id] = (stanza.getAttribute("id"), sender.full(), target.session)
-        while len(self.pending_iqs) > MAX_PENDING_IQS:
-            del self.pending_iqs[next(iter(self.pending_iqs))]
-        forwarded = domish.Element((None, "iq"))
-        forwarded["type"] = stanza["type"]
-        forwarded["id"] = forward_id
-        forwarded["from"] = self.occupant_jid(occupant.nick)
-        forwarded["to"] = target.session
-        forwarded.children = list(stanza.elements())
-        self.send(forwarded)
-
-    def _iq_response(self, stanza: domish.Element, sender: jid.JID, nick: str) -> None:
-        """Route an occupant's answer to a forwarded request back to the requester."""
-        pending = self.pending_iqs.get(stanza.getAttribute("id", ""))
-        if pending is None or pending[2] != sender.full():
-            return
-        del self.pending_iqs[stanza["id"]]
-        original_id, requester, _ = pending
-        responder = self.sessions.get(sender.full())
-        reply = domish.Element((None, "iq"))
-        reply["type"] = stanza["type"]
-        if original_id is not None:
-            reply["id"] = original_id
-        reply["from"] = self.occupant_jid(responder.nick) if responder else self.jid
-        reply["to"] = requester
-        reply.children = list(stanza.elements())
-        self.send(reply)
 
     # ------------------------------------------------------------------ owner
 
@@ -689,7 +453,7 @@ class Room:
         self.config = new
         self.locked = False
         if codes:
-            self._status_message(codes)
+            self.send_to_occupants(status_message(self, codes), self.occupants.values())
             self.host.modules.fire(Point.ROOM_CONFIG_CHANGED, self, old)
         if self.destroyed:
             return
@@ -703,20 +467,7 @@ class Room:
             return
         self.destroyed = True
         for occupant in list(self.occupants.values()):
-            presence = domish.Element((None, "presence"))
-            presence["from"] = self.occupant_jid(occupant.nick)
-            presence["type"] = "unavailable"
-            x = presence.addElement((NS_MUC_USER, "x"))
-            item = x.addElement("item")
-            item["affiliation"] = NONE
-            item["role"] = NONE
-            element = x.addElement("destroy")
-            if alternate:
-                element["jid"] = alternate
-            if reason:
-                element.addElement("reason", content=reason)
-            if password:
-                element.addElement("password", content=password)
+            presence = destroy_presence(self, occupant, reason, alternate, password)
             self.send_to_occupants(presence, [occupant])
         self.occupants.clear()
         self.sessions.clear()
@@ -750,18 +501,10 @@ class Room:
             return
         variants: dict[bool, domish.Element] = {}
         for occupant in list(self.occupants.values()):
-            with_jid = self._sees_jids(occupant)
+            with_jid = self.sees_jids(occupant)
             message = variants.get(with_jid)
             if message is None:
-                message = domish.Element((None, "message"))
-                message["from"] = self.jid
-                message["id"] = _new_id()
-                item = message.addElement((NS_MUC_USER, "x")).addElement("item")
-                if with_jid:
-                    item["jid"] = bare
-                item["affiliation"] = affiliation
-                item["role"] = NONE
-                variants[with_jid] = message
+                message = variants[with_jid] = affiliation_notice(self, bare, affiliation, with_jid)
             self.send_to_occupants(message, [occupant])
 
     def set_role(
@@ -775,8 +518,6 @@ class Room:
             return
         occupant.role = role
         self.broadcast_presence(occupant, reason=reason, actor=actor)
-
-    # ----------------------------------------------------------- registration
 
     # ------------------------------------------------------------- persistence
 
