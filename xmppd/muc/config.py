@@ -176,6 +176,11 @@ class ConfigField:
     ``options`` are (value, label) pairs of a list field (or a function of
     the configuration giving them). ``read`` coerces the submitted values;
     by default a list-single value must be one of the options.
+
+    The coercions are these functions rather than wokkel's
+    ``Form.typeCheck``: that one refuses a field whose submitted type
+    differs from the definition's and takes values as sent, where the room
+    has always ignored submitted types and stripped whitespace.
     """
 
     name: str

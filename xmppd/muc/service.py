@@ -3,10 +3,17 @@
 Stanzas for the domain reach :meth:`MUCService.receive` through the
 component's XML pipe; they are processed one at a time (a stanza the
 service's own output causes, such as a bounce, waits in the queue until the
-current one is done, so room state is never changed re-entrantly). Rooms
-(:class:`~xmppd.muc.room.Room`) do the XEP-0045 work; the service creates
-them, answers the service's own disco, keeps persistent rooms in the
-database and turns :class:`~xmppd.errors.StanzaError` into error replies.
+current one is done, so room state is never changed re-entrantly).
+
+The room core (:class:`~xmppd.muc.room.Room`) keeps occupants, roles,
+affiliations and broadcasts; every feature is a MUC module
+(:mod:`xmppd.muc.features`) in the service's own
+:class:`~xmppd.module.ModuleHost`: iqs to the service (``Scope.MUC_SERVICE``)
+and to rooms (``Scope.ROOM``) go to their handlers, and rooms fire their
+hooks. The service creates and forgets rooms, keeps persistent ones in the
+database, and turns :class:`~xmppd.errors.StanzaError` into error replies.
+Rooms see it only as a :class:`~xmppd.muc.host.RoomHost`, modules as a
+:class:`~xmppd.muc.host.MUCContext`.
 """
 
 from __future__ import annotations
@@ -98,13 +105,11 @@ class MUCService(InternalComponent):
     ``local`` policy), the database (None: nothing is stored), the service
     administrators (owners of every room) and the reactor.
 
-    Abuse limits (issue 6), all on the reactor's clock: after
-    ``password_max_failures`` wrong room passwords within
-    ``password_failure_window`` seconds, a user's joins to that room are
-    refused (wait, resource-constraint) for ``password_backoff`` seconds,
-    doubling with each further failure up to ``password_backoff_max``; each
-    occupant may send ``message_burst`` messages at once and ``message_rate``
-    a second after that (wait, resource-constraint beyond).
+    Abuse limits (issue 6), all on the reactor's clock: each occupant may
+    send ``message_burst`` messages at once and ``message_rate`` a second
+    after that (wait, resource-constraint beyond); the back-off against
+    guessing room passwords is the password module's
+    (:mod:`xmppd.muc.features.password`).
     """
 
     def __init__(
@@ -159,7 +164,7 @@ class MUCService(InternalComponent):
 
     @property
     def password_backoff(self) -> Backoff:
-        """The password module's back-off table (wrong room passwords)."""
+        """The password module's back-off table (wrong room passwords), for inspection."""
         return self.modules["password"].backoff
 
     @property
