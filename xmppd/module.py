@@ -102,7 +102,8 @@ class Point(enum.StrEnum):
     #: A resource was unbound (session state); may return a Deferred.
     SESSION_ENDED = "session-ended"
 
-    # -- MUC rooms (hooks of the MUC feature modules, see xmppd.muc.features) --
+    # -- MUC rooms: hooks of the MUC feature modules (xmppd.muc.features),
+    # -- fired by the room core and, for the configuration form, the owner module.
 
     #: Someone asks to enter a room as a new occupant (room, attempt: a
     #: :class:`xmppd.muc.room.JoinAttempt`), after the lock and ban checks
@@ -115,7 +116,6 @@ class Point(enum.StrEnum):
     #: It has had the occupants' presence and its own; what hooks send it
     #: (the discussion history) comes before the room's subject.
     ROOM_JOINED = "muc-room-joined"
-
     #: The configuration form's fields are collected (room, fields: the
     #: list of :class:`xmppd.muc.config.ConfigField` to extend). The form
     #: shows them, and a submitted form is read through them, in their
@@ -137,7 +137,6 @@ class Point(enum.StrEnum):
     #: requests and approvals, invitations, declines. Filter: True =
     #: handled; nobody handled it: the room refuses it.
     ROOM_DIRECT_MESSAGE = "muc-room-direct-message"
-
 
 
 #: What an iq handler returns when it has sent its reply itself.

@@ -290,7 +290,7 @@ class Room:
     def _send_join_state(
         self, occupant: Occupant, full: str, muc_x: domish.Element | None, created: bool = False
     ) -> None:
-        """Occupants, self-presence (others get the joiner's), history, subject."""
+        """Occupants, self-presence (others get the joiner's), the modules' (history), subject."""
         # 1. the others' presence to the joining session
         sees = self.sees_jids(occupant)
         for other in list(self.occupants.values()):
@@ -387,7 +387,7 @@ class Room:
     # ----------------------------------------------------------------- messages
 
     def handle_message(self, stanza: domish.Element, sender: jid.JID, nick: str | None) -> None:
-        """Groupchat, private messages, invitations, declines, voice requests."""
+        """Groupchat and private messages; others go to the modules (invitations, voice)."""
         full = sender.full()
         occupant = self.sessions.get(full)
         kind = stanza.getAttribute("type", "normal")
@@ -439,7 +439,7 @@ class Room:
         request = MUCRequest(stanza, sender, jid.JID(self.jid), query, Scope.ROOM, None, self)
         answer(modules, handler, request, self.host.send, self.jid, self.host.domain)
 
-    # ------------------------------------------------------------------ owner
+    # --------------------------------------------------- configuration, destruction
 
     def configure(self, new: RoomConfig) -> None:
         """Put a new configuration in force (its owner has had the iq result).
@@ -473,7 +473,7 @@ class Room:
         self.sessions.clear()
         self.host.room_destroyed(self)
 
-    # ------------------------------------------------------------------ admin
+    # ------------------------------------------------------ affiliations and roles
 
     def set_affiliation(
         self, bare: str, affiliation: str, *, reason: str | None = None, actor: str | None = None
