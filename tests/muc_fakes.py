@@ -14,6 +14,7 @@ from collections import defaultdict
 from twisted.internet import task
 from twisted.words.xish import domish
 
+from xmppd.config import MUCSettings
 from xmppd.muc.service import MUCService
 from xmppd.router import Router
 from xmppd.testing.scansion.parser import parse_xml_block
@@ -56,19 +57,20 @@ class FakeDestination:
 class MUCHarness:
     """A started MUC service with a fake user domain and a task.Clock."""
 
-    def __init__(self, testcase, database=None, **options) -> None:
+    def __init__(self, testcase, database=None, admins=(), **options) -> None:
+        """``options`` are ``[muc]`` keys (:class:`~xmppd.config.MUCSettings`)."""
         self.router = Router()
         self.users = FakeDestination()
         self.router.register("localhost", self.users)
         self.clock = task.Clock()
         self.clock.advance(1_000_000_000)
         self.service = MUCService(
+            MUCSettings(domain=MUC, **options),
             router=self.router,
-            domain=MUC,
             server_domain="localhost",
             database=database,
+            admins=admins,
             reactor=self.clock,
-            **options,
         )
         self.service.startService()
         testcase.addCleanup(self.stop)

@@ -13,7 +13,6 @@ from tests.muc_fakes import (
     JULIET,
     NS_MUC_ADMIN,
     NS_MUC_USER,
-    NS_X_DATA,
     NURSE,
     ROMEO,
     ROOM,
@@ -151,79 +150,6 @@ class MultiSessionNickChangeTests(unittest.TestCase):
         self.assertEqual(self.h.take(ROMEO), [])
 
 
-class RegistrationTests(unittest.TestCase):
-    """Reserved nicks (muc#register) at nick change; deregistration ends membership."""
-
-    def setUp(self):
-        self.h = MUCHarness(self)
-        self.h.create(ROMEO, "Romeo")
-        self.room = self.h.service.rooms["room"]
-
-    def register(self, who, nick):
-        self.h.send(
-            who,
-            f"<iq type='set' id='r' to='{ROOM}'><query xmlns='jabber:iq:register'>"
-            f"<x xmlns='{NS_X_DATA}' type='submit'><field var='FORM_TYPE'>"
-            "<value>http://jabber.org/protocol/muc#register</value></field>"
-            f"<field var='muc#register_roomnick'><value>{nick}</value></field></x></query></iq>",
-        )
-        return self.h.take(who)
-
-    def test_reserved_nick_refused_at_nick_change(self):
-        self.register(JULIET, "Jules")
-        self.h.join(NURSE, "Nurse")
-        self.h.clear()
-        self.h.send(NURSE, f"<presence to='{ROOM}/Jules'/>")
-        (error,) = self.h.take(NURSE)
-        self.assertEqual(error_condition(error), "conflict")
-        self.assertIn("Nurse", self.room.occupants)
-        # the owner of the nick may take it
-        self.h.join(JULIET, "Juliet")
-        self.h.send(JULIET, f"<presence to='{ROOM}/Jules'/>")
-        self.assertIn("Jules", self.room.occupants)
-
-    def test_registered_nick_taken_by_someone_else_is_refused(self):
-        self.h.join(NURSE, "Nurse")
-        (reply,) = self.register(JULIET, "Nurse")
-        self.assertEqual(error_condition(reply), "conflict")
-
-    def test_deregistration_removes_member_from_members_only_room(self):
-        self.register(JULIET, "Jules")
-        self.h.configure(ROMEO, fields={"muc#roomconfig_membersonly": "1"})
-        self.h.join(JULIET, "Jules")
-        self.h.clear()
-        self.h.send(
-            JULIET,
-            f"<iq type='set' id='u' to='{ROOM}'><query xmlns='jabber:iq:register'><remove/>"
-            "</query></iq>",
-        )
-        juliet = self.h.take(JULIET)
-        self.assertEqual(juliet[0]["type"], "result")
-        self.assertEqual(juliet[1]["type"], "unavailable")
-        self.assertEqual(status_codes(juliet[1]), ["321", "110"])
-        romeo = self.h.take(ROMEO)
-        self.assertEqual(status_codes(romeo[0]), ["321"])
-        self.assertNotIn("Jules", self.room.occupants)
-        (error,) = self.h.join(JULIET, "Jules")
-        self.assertEqual(error_condition(error), "registration-required")
-
-    def test_registration_form_and_registered_answer(self):
-        self.h.send(
-            JULIET, f"<iq type='get' id='f' to='{ROOM}'><query xmlns='jabber:iq:register'/></iq>"
-        )
-        (reply,) = self.h.take(JULIET)
-        fields = [f.getAttribute("var") for f in reply.query.x.elements(NS_X_DATA, "field")]
-        self.assertIn("muc#register_roomnick", fields)
-        self.assertNotIn("registered", [c.name for c in reply.query.elements()])
-        self.register(JULIET, "Jules")
-        self.h.send(
-            JULIET, f"<iq type='get' id='f' to='{ROOM}'><query xmlns='jabber:iq:register'/></iq>"
-        )
-        (reply,) = self.h.take(JULIET)
-        self.assertEqual([c.name for c in reply.query.elements()][:2], ["registered", "username"])
-        self.assertEqual(str(reply.query.username), "Jules")
-
-
 class NickPreparationTests(unittest.TestCase):
     """Nicks pass resourceprep (RFC 7622 / 3920 profile): jid-malformed otherwise."""
 
@@ -276,50 +202,3 @@ class AffiliationNoticeTests(unittest.TestCase):
         self.assertNotIn("jid", item_of(juliet[0]).attributes)
         self.assertEqual(juliet[0]["from"], ROOM)
         self.assertEqual([c.uri for c in juliet[0].elements()], [NS_MUC_USER])
-
-
-class ListReadingTests(unittest.TestCase):
-    """Who may read which affiliation list (Prosody's rules, XEP-0045 9.5, 10.5)."""
-
-    def setUp(self):
-        self.h = MUCHarness(self)
-        self.h.create(ROMEO, "Romeo")
-        room = self.h.service.rooms["room"]
-        room.affiliations.set("juliet@localhost", "admin")
-        room.affiliations.set("nurse@localhost", "member")
-        room.affiliations.set("tybalt@localhost", "outcast", "feud")
-
-    def read(self, who, affiliation):
-        self.h.send(
-            who,
-            f"<iq type='get' id='l' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>"
-            f"<item affiliation='{affiliation}'/></query></iq>",
-        )
-        (reply,) = self.h.take(who)
-        if reply["type"] == "error":
-            return error_condition(reply)
-        return [i["jid"] for i in reply.query.elements(NS_MUC_ADMIN, "item")]
-
-    def test_who_reads_what(self):
-        lists = ("owner", "admin", "member", "outcast")
-        expected = {
-            ROMEO: (
-                ["romeo@localhost"],
-                ["juliet@localhost"],
-                ["nurse@localhost"],
-                ["tybalt@localhost"],
-            ),
-            JULIET: ("forbidden", ["juliet@localhost"], ["nurse@localhost"], ["tybalt@localhost"]),
-            NURSE: ("forbidden",) * 4,
-            "paris@localhost/p": ("forbidden",) * 4,
-        }
-        for who, wanted in expected.items():
-            self.assertEqual(tuple(self.read(who, a) for a in lists), wanted, who)
-        # in a non-anonymous room members see who belongs (not the outcasts)
-        self.h.configure(ROMEO, fields={"muc#roomconfig_whois": "anyone"})
-        got = tuple(self.read(NURSE, a) for a in lists)
-        self.assertEqual(
-            got,
-            (["romeo@localhost"], ["juliet@localhost"], ["nurse@localhost"], "forbidden"),
-        )
-        self.assertEqual(self.read("paris@localhost/p", "member"), "forbidden")

@@ -8,7 +8,6 @@ from tests.muc_fakes import JULIET, MUC, NS_X_DATA, ROMEO, ROOM, MUCHarness, err
 
 INFO = "http://jabber.org/protocol/disco#info"
 ITEMS = "http://jabber.org/protocol/disco#items"
-COMMANDS = "http://jabber.org/protocol/commands"
 
 
 class DiscoTests(unittest.TestCase):
@@ -117,51 +116,3 @@ class DiscoTests(unittest.TestCase):
         )
         (reply,) = self.h.take(ROMEO)
         self.assertEqual(error_condition(reply), "service-unavailable")
-
-
-class AdminCommandTests(unittest.TestCase):
-    """XEP-0050 destroy-room command for service administrators."""
-
-    def setUp(self):
-        self.h = MUCHarness(self, admins=("boss@localhost",))
-        self.h.create(ROMEO, "Romeo")
-
-    def command(self, who, inner="", action="execute"):
-        self.h.send(
-            who,
-            f"<iq type='set' id='c' to='{MUC}'><command xmlns='{COMMANDS}' node='destroy-room'"
-            f" action='{action}'>{inner}</command></iq>",
-        )
-        return self.h.take(who)
-
-    def test_commands_listed_for_admins_only(self):
-        self.h.send(
-            "boss@localhost/b",
-            f"<iq type='get' id='l' to='{MUC}'><query xmlns='{ITEMS}' node='{COMMANDS}'/></iq>",
-        )
-        (reply,) = self.h.take("boss@localhost/b")
-        self.assertEqual([i["node"] for i in reply.query.elements()], ["destroy-room"])
-        self.h.send(
-            ROMEO,
-            f"<iq type='get' id='l' to='{MUC}'><query xmlns='{ITEMS}' node='{COMMANDS}'/></iq>",
-        )
-        (reply,) = self.h.take(ROMEO)
-        self.assertEqual(list(reply.query.elements()), [])
-
-    def test_destroy_room(self):
-        (reply,) = self.command("boss@localhost/b")
-        command = reply.firstChildElement()
-        self.assertEqual(command["status"], "executing")
-        (reply,) = self.command(
-            "boss@localhost/b",
-            f"<x xmlns='{NS_X_DATA}' type='submit'><field var='rooms'><value>{ROOM}</value></field>"
-            "<field var='reason'><value>closing</value></field></x>",
-        )
-        self.assertEqual(reply.firstChildElement()["status"], "completed")
-        (presence,) = self.h.take(ROMEO)
-        self.assertEqual(presence["type"], "unavailable")
-        self.assertNotIn("room", self.h.service.rooms)
-
-    def test_non_admin_forbidden(self):
-        (reply,) = self.command(ROMEO)
-        self.assertEqual(error_condition(reply), "forbidden")

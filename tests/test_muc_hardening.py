@@ -1,12 +1,15 @@
-"""Abuse protection in the MUC: password guessing back-off and message rate limits."""
+"""Abuse protection in the MUC: the back-off and rate-limit tools and message rate limits.
+
+The password back-off of rooms is tested in tests/test_muc_features_password.py.
+"""
 
 from __future__ import annotations
 
 from twisted.internet import task
-from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from tests.muc_fakes import JULIET, MUC, NURSE, ROMEO, ROOM, MUCHarness, error_condition
+from tests.muc_fakes import JULIET, MUC, ROMEO, ROOM, MUCHarness, error_condition
+from xmppd.config import MUCSettings
 from xmppd.muc.service import MUCService
 from xmppd.ratelimit import Backoff, TokenBucket
 from xmppd.router import Router
@@ -99,96 +102,6 @@ class TokenBucketTakeTests(unittest.TestCase):
         self.assertRaises(ValueError, TokenBucket, 1, 0, clock)
 
 
-class PasswordThrottleTests(unittest.TestCase):
-    """Failed room-password joins are throttled per room and user."""
-
-    def setUp(self):
-        self.h = MUCHarness(
-            self, password_max_failures=3, password_failure_window=60, password_backoff=30
-        )
-        self.h.create(ROMEO, "Romeo", fields={"muc#roomconfig_roomsecret": SECRET})
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def attempt(self, who, password, nick="Juliet"):
-        stanzas = self.h.join(who, nick, password=password)
-        return stanzas
-
-    def test_back_off_after_failures(self):
-        for _ in range(3):
-            (error,) = self.attempt(JULIET, "guess")
-            self.assertEqual(error_condition(error), "not-authorized")
-        # blocked now: even the right password is refused, with a wait error
-        (error,) = self.attempt(JULIET, SECRET)
-        self.assertEqual(error_condition(error), "resource-constraint")
-        self.assertEqual(error_of(error)["type"], "wait")
-        self.assertEqual(error_of(error)["by"], ROOM)
-        # another user is not affected
-        stanzas = self.attempt(NURSE, SECRET, nick="Nurse")
-        self.assertEqual(stanzas[0].getAttribute("type"), None)
-        self.h.clock.advance(29)
-        (error,) = self.attempt(JULIET, SECRET)
-        self.assertEqual(error_condition(error), "resource-constraint")
-        self.h.clock.advance(1)
-        stanzas = self.attempt(JULIET, SECRET)
-        self.assertIn("Juliet", self.h.service.rooms["room"].occupants)
-        self.assertNotEqual(stanzas[0].getAttribute("type"), "error")
-
-    def test_second_block_is_longer(self):
-        for _ in range(3):
-            self.attempt(JULIET, "guess")
-        self.h.clock.advance(30)
-        (error,) = self.attempt(JULIET, "guess again")
-        self.assertEqual(error_condition(error), "not-authorized")
-        self.h.clock.advance(59)
-        (error,) = self.attempt(JULIET, SECRET)
-        self.assertEqual(error_condition(error), "resource-constraint")
-        self.h.clock.advance(1)
-        self.assertNotEqual(self.attempt(JULIET, SECRET)[0].getAttribute("type"), "error")
-
-    def test_a_new_room_of_the_same_name_starts_afresh(self):
-        """The back-off belongs to the room: destroyed and re-created, it is gone."""
-        for _ in range(3):
-            self.attempt(JULIET, "guess")
-        (error,) = self.attempt(JULIET, SECRET)
-        self.assertEqual(error_condition(error), "resource-constraint")
-        self.h.send(
-            ROMEO,
-            f"<iq type='set' id='d' to='{ROOM}'>"
-            "<query xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query></iq>",
-        )
-        self.assertNotIn("room", self.h.service.rooms)
-        self.h.create(ROMEO, "Romeo", fields={"muc#roomconfig_roomsecret": "new secret"})
-        (error,) = self.attempt(JULIET, "guess")
-        self.assertEqual(error_condition(error), "not-authorized")
-        stanzas = self.attempt(JULIET, "new secret")
-        self.assertNotEqual(stanzas[0].getAttribute("type"), "error")
-
-    def test_per_room(self):
-        self.h.create(ROMEO, "Romeo", room="other", fields={"muc#roomconfig_roomsecret": SECRET})
-        for _ in range(3):
-            self.attempt(JULIET, "guess")
-        stanzas = self.h.join(JULIET, "Juliet", room="other", password=SECRET)
-        self.assertNotEqual(stanzas[0].getAttribute("type"), "error")
-
-    def test_join_without_password_is_not_a_failure(self):
-        for _ in range(5):
-            (error,) = self.h.join(JULIET, "Juliet")
-            self.assertEqual(error_condition(error), "not-authorized")
-        self.assertNotEqual(self.attempt(JULIET, SECRET)[0].getAttribute("type"), "error")
-
-    def test_secret_never_logged(self):
-        for _ in range(4):
-            self.attempt(JULIET, "myguess")
-        self.attempt(JULIET, SECRET)
-        self.assertTrue(self.events)
-        text = repr(self.events)
-        self.assertNotIn("myguess", text)
-        self.assertNotIn(SECRET, text)
-        self.assertIn("juliet@localhost", text)
-
-
 class MessageRateLimitTests(unittest.TestCase):
     """Each occupant's messages go through a token bucket."""
 
@@ -232,8 +145,8 @@ class MessageRateLimitTests(unittest.TestCase):
     def test_defaults_are_generous(self):
         router = Router()
         service = MUCService(
+            MUCSettings(domain=MUC),
             router=router,
-            domain=MUC,
             server_domain="localhost",
             database=None,
             reactor=task.Clock(),
@@ -243,9 +156,8 @@ class MessageRateLimitTests(unittest.TestCase):
         self.assertRaises(
             ValueError,
             MUCService,
+            MUCSettings(domain=MUC, message_rate=0),
             router=router,
-            domain=MUC,
             server_domain="localhost",
             database=None,
-            message_rate=0,
         )

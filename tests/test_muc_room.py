@@ -8,8 +8,6 @@ from tests.muc_fakes import (
     JULIET,
     MUC,
     NS_MUC,
-    NS_MUC_OWNER,
-    NS_MUC_USER,
     NS_X_DATA,
     NURSE,
     ROMEO,
@@ -95,154 +93,6 @@ class LifecycleTests(unittest.TestCase):
         self.assertEqual(kinds(romeo), [("presence", f"{ROOM}/Juliet", None)])
         self.assertEqual(item_of(romeo[0])["jid"], JULIET)  # moderators see JIDs
 
-    def test_reserved_room_form(self):
-        self.h.join(ROMEO, "Romeo")
-        self.h.send(
-            ROMEO, f"<iq type='get' id='g' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'/></iq>"
-        )
-        (reply,) = self.h.take(ROMEO)
-        self.assertEqual(reply["type"], "result")
-        form = next(reply.query.elements(NS_X_DATA, "x"))
-        self.assertEqual(form["type"], "form")
-        values = form_values(form)
-        self.assertEqual(values["FORM_TYPE"], ["http://jabber.org/protocol/muc#roomconfig"])
-        for var in (
-            "roomname",
-            "roomdesc",
-            "lang",
-            "persistentroom",
-            "publicroom",
-            "membersonly",
-            "moderatedroom",
-            "passwordprotectedroom",
-            "roomsecret",
-            "whois",
-            "maxusers",
-            "changesubject",
-            "allowinvites",
-            "allowpm",
-            "presencebroadcast",
-            "historylength",
-            "enablelogging",
-        ):
-            self.assertIn("muc#roomconfig_" + var, values)
-        self.assertEqual(values["muc#roomconfig_whois"], ["moderators"])
-        self.assertEqual(values["muc#roomconfig_historylength"], ["20"])
-        self.assertEqual(values["muc#roomconfig_publicroom"], ["true"])
-
-    def test_form_shows_current_values(self):
-        self.h.create(
-            ROMEO,
-            "Romeo",
-            fields={"muc#roomconfig_roomname": "Balcony", "muc#roomconfig_roomsecret": "s3"},
-        )
-        self.h.send(
-            ROMEO, f"<iq type='get' id='g' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'/></iq>"
-        )
-        (reply,) = self.h.take(ROMEO)
-        values = form_values(next(reply.query.elements(NS_X_DATA, "x")))
-        self.assertEqual(values["muc#roomconfig_roomname"], ["Balcony"])
-        self.assertEqual(values["muc#roomconfig_passwordprotectedroom"], ["true"])
-        self.assertEqual(values["muc#roomconfig_roomsecret"], ["s3"])
-
-    def test_non_owner_cannot_configure(self):
-        self.h.create(ROMEO, "Romeo")
-        self.h.join(JULIET, "Juliet")
-        self.h.send(
-            JULIET, f"<iq type='get' id='g' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'/></iq>"
-        )
-        (reply,) = self.h.take(JULIET)
-        self.assertEqual(error_condition(reply), "forbidden")
-        stanzas = self.h.configure(JULIET, fields={"muc#roomconfig_roomname": "x"})
-        self.assertEqual(error_condition(stanzas[0]), "forbidden")
-
-    def test_bad_values(self):
-        self.h.create(ROMEO, "Romeo")
-        for fields in (
-            {"muc#roomconfig_persistentroom": "maybe"},
-            {"muc#roomconfig_whois": "everybody"},
-            {"muc#roomconfig_maxusers": "many"},
-            {"muc#roomconfig_historylength": "-3"},
-            {"muc#roomconfig_allowpm": "all"},
-            {"muc#roomconfig_passwordprotectedroom": "1"},
-        ):
-            (reply,) = self.h.configure(ROMEO, fields=fields)
-            self.assertEqual(reply["type"], "error", fields)
-            self.assertEqual(error_condition(reply), "not-acceptable", fields)
-        self.h.send(
-            ROMEO,
-            f"<iq type='set' id='b' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'>"
-            f"<x xmlns='{NS_X_DATA}' type='submit'><field var='FORM_TYPE'>"
-            "<value>urn:other</value></field></x></query></iq>",
-        )
-        (reply,) = self.h.take(ROMEO)
-        self.assertEqual(error_condition(reply), "bad-request")
-        self.h.send(
-            ROMEO, f"<iq type='set' id='b' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'/></iq>"
-        )
-        (reply,) = self.h.take(ROMEO)
-        self.assertEqual(error_condition(reply), "bad-request")
-
-    def test_cancel_destroys_locked_room(self):
-        self.h.join(ROMEO, "Romeo")
-        self.h.send(
-            ROMEO,
-            f"<iq type='set' id='c' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'>"
-            f"<x xmlns='{NS_X_DATA}' type='cancel'/></query></iq>",
-        )
-        stanzas = self.h.take(ROMEO)
-        self.assertEqual(
-            kinds(stanzas), [("iq", ROOM, "result"), ("presence", f"{ROOM}/Romeo", "unavailable")]
-        )
-        self.assertNotIn("room", self.h.service.rooms)
-        stanzas = self.h.join(JULIET, "Juliet")
-        self.assertEqual(status_codes(stanzas[0])[0], "201")
-
-    def test_status_codes_for_anonymity_and_logging(self):
-        self.h.create(ROMEO, "Romeo")
-        stanzas = self.h.configure(
-            ROMEO, fields={"muc#roomconfig_whois": "anyone", "muc#roomconfig_enablelogging": "1"}
-        )
-        self.assertEqual(status_codes(stanzas[1]), ["104", "170", "172"])
-        stanzas = self.h.configure(ROMEO, fields={"muc#roomconfig_whois": "moderators"})
-        self.assertEqual(status_codes(stanzas[1]), ["104", "173"])
-        stanzas = self.h.configure(ROMEO, fields={"muc#roomconfig_whois": "moderators"})
-        self.assertEqual(len(stanzas), 1)  # no change, no announcement
-
-    def test_password_protection(self):
-        self.h.create(ROMEO, "Romeo", fields={"muc#roomconfig_roomsecret": "pw"})
-        (error,) = self.h.join(JULIET, "Juliet", password="nightingale")
-        self.assertEqual(error["type"], "error")
-        self.assertEqual(error["from"], f"{ROOM}/Juliet")
-        err = error.firstChildElement()
-        self.assertEqual(dict(err.attributes), {"type": "auth", "code": "401", "by": ROOM})
-        self.assertEqual(error_condition(error), "not-authorized")
-        # The error does not echo the password the joiner sent
-        self.assertNotIn("nightingale", error.toXml())
-        stanzas = self.h.configure(ROMEO, fields={"muc#roomconfig_passwordprotectedroom": "0"})
-        self.assertEqual(status_codes(stanzas[1]), ["104"])
-        stanzas = self.h.join(JULIET, "Juliet")
-        self.assertEqual(stanzas[-1].name, "message")
-
-    def test_destroy(self):
-        self.h.create(ROMEO, "Romeo")
-        self.h.join(JULIET, "Juliet")
-        self.h.clear()
-        self.h.send(
-            ROMEO,
-            f"<iq type='set' id='d' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'>"
-            f"<destroy jid='other@{MUC}'><reason>Macbeth doth come</reason></destroy>"
-            "</query></iq>",
-        )
-        romeo = self.h.take(ROMEO)
-        self.assertEqual(romeo[0].name, "iq")
-        juliet = self.h.take(JULIET)
-        self.assertEqual(kinds(juliet), [("presence", f"{ROOM}/Juliet", "unavailable")])
-        destroy = next(muc_user_x(juliet[0]).elements(NS_MUC_USER, "destroy"))
-        self.assertEqual(destroy["jid"], f"other@{MUC}")
-        self.assertEqual(str(next(destroy.elements(NS_MUC_USER, "reason"))), "Macbeth doth come")
-        self.assertNotIn("room", self.h.service.rooms)
-
     def test_temporary_room_vanishes(self):
         self.h.create(ROMEO, "Romeo")
         self.h.send(ROMEO, f"<presence type='unavailable' to='{ROOM}/Romeo'/>")
@@ -280,7 +130,7 @@ class LifecycleTests(unittest.TestCase):
 
 
 class JoinTests(unittest.TestCase):
-    """Joining details: history, conflicts, limits, multiple resources, nick changes."""
+    """Joining details: conflicts, limits, multiple resources, nick changes."""
 
     def setUp(self):
         self.h = MUCHarness(self)
@@ -288,45 +138,6 @@ class JoinTests(unittest.TestCase):
 
     def say(self, who, text):
         self.h.send(who, f"<message type='groupchat' to='{ROOM}'><body>{text}</body></message>")
-
-    def test_history_default_and_delay(self):
-        for i in range(25):
-            self.say(ROMEO, f"m{i}")
-            self.h.clock.advance(1)
-        stanzas = self.h.join(JULIET, "Juliet")
-        history = [s for s in stanzas if s.name == "message" and body_text(s)]
-        self.assertEqual(len(history), 20)
-        self.assertEqual(body_text(history[0]), "m5")
-        delay = next(history[0].elements(NS_DELAY, "delay"))
-        self.assertEqual(delay["from"], ROOM)
-        self.assertTrue(delay["stamp"].endswith("Z"))
-        self.assertEqual(history[0]["from"], f"{ROOM}/Romeo")
-        # order: occupants, self, history, subject
-        self.assertEqual(stanzas[1]["from"], f"{ROOM}/Juliet")
-        self.assertIsNotNone(subject_text(stanzas[-1]))
-
-    def test_history_limits(self):
-        for i in range(5):
-            self.say(ROMEO, f"m{i}")
-            self.h.clock.advance(10)
-        got = self.h.join(JULIET, "Juliet", extra="<history maxstanzas='2'/>")
-        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m3", "m4"])
-        got = self.h.join(NURSE, "Nurse", extra="<history maxchars='0'/>")
-        self.assertEqual([body_text(s) for s in got if body_text(s)], [])
-        got = self.h.join("a@localhost/a", "A", extra="<history seconds='25'/>")
-        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m3", "m4"])
-        stamp = "2001-09-09T01:46:50Z"  # 1_000_000_010 + 0: after m0 and m1? m1 at ..010
-        got = self.h.join("b@localhost/b", "B", extra=f"<history since='{stamp}'/>")
-        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m2", "m3", "m4"])
-        got = self.h.join("c@localhost/c", "C", extra="<history maxchars='bogus'/>")
-        self.assertEqual(len([s for s in got if body_text(s)]), 5)
-
-    def test_history_length_config(self):
-        self.h.configure(ROMEO, fields={"muc#roomconfig_historylength": "2"})
-        for i in range(5):
-            self.say(ROMEO, f"m{i}")
-        got = self.h.join(JULIET, "Juliet")
-        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m3", "m4"])
 
     def test_nick_conflict(self):
         (error,) = self.h.join(JULIET, "Romeo")
@@ -446,7 +257,7 @@ class JoinTests(unittest.TestCase):
 
 
 class MessagingTests(unittest.TestCase):
-    """Groupchat, subject, private messages, invitations, voice requests."""
+    """Groupchat, subject, private messages, bounces."""
 
     def setUp(self):
         self.h = MUCHarness(self)
@@ -525,72 +336,6 @@ class MessagingTests(unittest.TestCase):
         self.assertEqual(error_condition(error), "forbidden")
         self.h.send(ROMEO, f"<message type='chat' to='{ROOM}/Juliet'><body>ok</body></message>")
         self.assertEqual(body_text(self.h.take(JULIET)[0]), "ok")
-
-    def test_invitation(self):
-        self.h.configure(ROMEO, fields={"muc#roomconfig_roomsecret": "pw"})
-        self.h.clear()
-        self.h.send(
-            JULIET,
-            f"<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'>"
-            "<invite to='nurse@localhost'><reason>come</reason></invite></x></message>",
-        )
-        (invite,) = self.h.take("nurse@localhost")
-        self.assertEqual(invite["from"], ROOM)
-        x = muc_user_x(invite)
-        element = next(x.elements(NS_MUC_USER, "invite"))
-        self.assertEqual(element["from"], JULIET)
-        self.assertEqual(str(next(element.elements(NS_MUC_USER, "reason"))), "come")
-        self.assertEqual(str(next(x.elements(NS_MUC_USER, "password"))), "pw")
-        legacy = next(invite.elements("jabber:x:conference", "x"))
-        self.assertEqual(legacy["jid"], ROOM)
-        self.assertEqual(legacy["password"], "pw")
-
-    def test_decline(self):
-        self.h.send(
-            NURSE,
-            f"<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'>"
-            f"<decline to='{JULIET}'><reason>busy</reason></decline></x></message>",
-        )
-        (decline,) = self.h.take(JULIET)
-        element = next(muc_user_x(decline).elements(NS_MUC_USER, "decline"))
-        self.assertEqual(element["from"], "nurse@localhost")
-
-    def test_members_only_invite_makes_member(self):
-        self.h.configure(ROMEO, fields={"muc#roomconfig_membersonly": "1"})
-        self.h.clear()
-        self.h.send(
-            ROMEO,
-            f"<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'><invite to='nurse@localhost'/>"
-            "</x></message>",
-        )
-        self.assertEqual(len(self.h.take("nurse@localhost")), 1)
-        stanzas = self.h.join(NURSE, "Nurse")
-        self.assertEqual(stanzas[-1].name, "message")
-
-    def test_voice_request(self):
-        self.h.configure(ROMEO, fields={"muc#roomconfig_moderatedroom": "1"})
-        self.h.join(NURSE, "Nurse")
-        self.h.clear()
-        self.h.send(
-            NURSE,
-            f"<message to='{ROOM}'><x xmlns='{NS_X_DATA}' type='submit'>"
-            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>"
-            "<field var='muc#role'><value>participant</value></field></x></message>",
-        )
-        (request,) = self.h.take(ROMEO)
-        values = form_values(next(request.elements(NS_X_DATA, "x")))
-        self.assertEqual(values["muc#roomnick"], ["Nurse"])
-        self.assertEqual(self.h.take(JULIET), [])
-        self.h.send(
-            ROMEO,
-            f"<message to='{ROOM}'><x xmlns='{NS_X_DATA}' type='submit'>"
-            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>"
-            "<field var='muc#role'><value>participant</value></field>"
-            "<field var='muc#roomnick'><value>Nurse</value></field>"
-            "<field var='muc#request_allow'><value>true</value></field></x></message>",
-        )
-        nurse = self.h.take(NURSE)
-        self.assertEqual(item_of(nurse[0])["role"], "participant")
 
     def test_bounced_groupchat_removes_occupant(self):
         self.h.send(

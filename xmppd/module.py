@@ -5,8 +5,8 @@ in its own body, everything the server needs to know about the feature:
 
 * ``name`` — what ``[modules] disabled`` calls it;
 * ``features`` and ``identities`` — its service discovery entries, per
-  :class:`Scope` (the server's domain, a user's bare JID; later the MUC
-  service and its rooms);
+  :class:`Scope` (the server's domain, a user's bare JID, the MUC service,
+  a room);
 * iq handlers — methods decorated with :func:`iq_handler`, keyed by
   (``get``/``set``, namespace, element, scope);
 * hooks — methods decorated with :func:`hook`, run with a priority at the
@@ -60,6 +60,14 @@ class Scope(enum.Enum):
     #: A user's bare JID (``to='romeo@localhost'``), or no 'to' at all from
     #: one of the user's own resources (RFC 6120 10.3.3).
     ACCOUNT = "account"
+    #: The MUC service's own domain (``to='conference.localhost'``); its
+    #: modules live in the MUC service's own :class:`ModuleHost`
+    #: (see :mod:`xmppd.muc.features`).
+    MUC_SERVICE = "muc-service"
+    #: A room's bare JID (``to='room@conference.localhost'``); the request
+    #: names the room (:class:`xmppd.muc.feature.MUCRequest`), and disco
+    #: features may depend on it (``disco_features(Scope.ROOM, room)``).
+    ROOM = "room"
 
 
 class Point(enum.StrEnum):
@@ -93,6 +101,42 @@ class Point(enum.StrEnum):
     RESOURCE_UNAVAILABLE = "resource-unavailable"
     #: A resource was unbound (session state); may return a Deferred.
     SESSION_ENDED = "session-ended"
+
+    # -- MUC rooms: hooks of the MUC feature modules (xmppd.muc.features),
+    # -- fired by the room core and, for the configuration form, the owner module.
+
+    #: Someone asks to enter a room as a new occupant (room, attempt: a
+    #: :class:`xmppd.muc.room.JoinAttempt`), after the lock and ban checks
+    #: and before the nick, reservation and capacity checks; not for one
+    #: more session of a user already in the room under that nick. A hook
+    #: refuses by raising :class:`~xmppd.errors.StanzaError`.
+    ROOM_JOIN_CHECK = "muc-room-join-check"
+    #: A session entered a room (room, occupant, the session's full JID,
+    #: the join's ``<x xmlns='http://jabber.org/protocol/muc'/>`` or None).
+    #: It has had the occupants' presence and its own; what hooks send it
+    #: (the discussion history) comes before the room's subject.
+    ROOM_JOINED = "muc-room-joined"
+    #: The configuration form's fields are collected (room, fields: the
+    #: list of :class:`xmppd.muc.config.ConfigField` to extend). The form
+    #: shows them, and a submitted form is read through them, in their
+    #: ``order``.
+    ROOM_CONFIG_FORM = "muc-room-config-form"
+    #: An owner submitted a configuration form, read but not applied yet
+    #: (room, submission: a :class:`xmppd.muc.config.ConfigSubmission`).
+    #: Hooks may amend ``submission.config`` or refuse the whole form by
+    #: raising :class:`~xmppd.errors.StanzaError`.
+    ROOM_CONFIG_SUBMITTED = "muc-room-config-submitted"
+    #: A changed configuration took effect (room, the old RoomConfig); the
+    #: owner has had the iq result and the occupants the 104 message.
+    ROOM_CONFIG_CHANGED = "muc-room-config-changed"
+    #: A groupchat message or subject change was broadcast to the room
+    #: (room, the sending occupant, the message as broadcast, without 'to').
+    ROOM_MESSAGE = "muc-room-message"
+    #: A message to the room's bare JID that is neither groupchat nor an
+    #: error (room, sender JID, its occupant or None, the stanza): voice
+    #: requests and approvals, invitations, declines. Filter: True =
+    #: handled; nobody handled it: the room refuses it.
+    ROOM_DIRECT_MESSAGE = "muc-room-direct-message"
 
 
 #: What an iq handler returns when it has sent its reply itself.
@@ -210,12 +254,17 @@ class Module(service.Service):
         self.server = server
         self.config = settings
 
-    def disco_features(self, scope: Scope) -> Iterable[str]:
-        """This module's disco features in a scope (override for dynamic ones)."""
+    def disco_features(self, scope: Scope, target: Any = None) -> Iterable[str]:
+        """This module's disco features in a scope (override for dynamic ones).
+
+        ``target`` is what the scope addresses when the features depend on
+        it (the :class:`~xmppd.muc.room.Room` for ``Scope.ROOM``); it is only
+        passed when not None, so overrides without it keep working.
+        """
         return self.features.get(scope, ())
 
-    def disco_forms(self, scope: Scope) -> Iterable[data_form.Form]:
-        """Extended service discovery forms (XEP-0128) for a scope."""
+    def disco_forms(self, scope: Scope, target: Any = None) -> Iterable[data_form.Form]:
+        """Extended service discovery forms (XEP-0128) for a scope (and target)."""
         return ()
 
     def iq_handlers(self) -> Iterator[tuple[IQKey, Callable]]:
@@ -355,24 +404,29 @@ class ModuleHost(service.MultiService):
 
     # -- service discovery ---------------------------------------------------------
 
-    def disco_info(self, scope: Scope) -> disco.DiscoInfo:
-        """The disco#info of a scope, computed from the enabled modules."""
+    def disco_info(self, scope: Scope, target: Any = None) -> disco.DiscoInfo:
+        """The disco#info of a scope, computed from the enabled modules.
+
+        ``target`` (e.g. a room) is handed to the modules' ``disco_features``
+        and ``disco_forms`` when given.
+        """
+        extra = () if target is None else (target,)
         info = disco.DiscoInfo()
         seen: set[str] = set()
         for module in self.modules.values():
             for category, kind, name in module.identities.get(scope, ()):
                 info.append(disco.DiscoIdentity(category, kind, name))
         for module in self.modules.values():
-            for feature in module.disco_features(scope):
+            for feature in module.disco_features(scope, *extra):
                 if feature not in seen:
                     seen.add(feature)
                     info.append(disco.DiscoFeature(feature))
         for module in self.modules.values():
-            for form in module.disco_forms(scope):
+            for form in module.disco_forms(scope, *extra):
                 info.append(form)
         return info
 
-    def features(self, scope: Scope) -> list[str]:
+    def features(self, scope: Scope, target: Any = None) -> list[str]:
         """Just the feature names of a scope (in module order)."""
-        info = self.disco_info(scope)
+        info = self.disco_info(scope, target)
         return [str(item) for item in info if isinstance(item, disco.DiscoFeature)]

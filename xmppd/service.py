@@ -265,19 +265,12 @@ class XMPPServer(service.MultiService):
         from xmppd.muc.service import MUCService
 
         self.muc = MUCService(
+            self.config.muc,
             router=self.router,
-            domain=self.config.muc.domain,
             server_domain=self.config.domain,
             database=self.database,
-            create_rooms=self.config.muc.create_rooms,
             admins=self.config.admins,
             reactor=self.reactor,
-            password_max_failures=self.config.muc.password_max_failures,
-            password_failure_window=self.config.muc.password_failure_window,
-            password_backoff=self.config.muc.password_backoff,
-            password_backoff_max=self.config.muc.password_backoff_max,
-            message_rate=self.config.muc.message_rate,
-            message_burst=self.config.muc.message_burst,
         )
         self.muc.setServiceParent(self)
 
@@ -409,8 +402,7 @@ class XMPPServer(service.MultiService):
                 if module.settings is not None:
                     module.config = merged.settings_for(type(module))
         if self.muc is not None:
-            self.muc.create_rooms = merged.muc.create_rooms
-            self.muc.admins = frozenset(merged.admins)
+            self.muc.reload(merged.muc, merged.admins)
         self.config = merged
 
         for change in changes:

@@ -1,9 +1,32 @@
-"""Room configuration and the muc#roomconfig data form (XEP-0045 10.2, 16.5.3)."""
+"""Room configuration and the muc#roomconfig data form (XEP-0045 10.2, 16.5.3).
+
+:class:`RoomConfig` is a room's settings (what is stored). Every
+``muc#roomconfig_*`` field is defined once, as a :class:`ConfigField`: its
+name, type, label and options, the RoomConfig attribute it shows and sets,
+and the coercion of a submitted value. The same list of fields builds the
+form (:func:`config_form`) and reads a submitted one
+(:func:`parse_config_form`). The core's fields are :data:`CORE_FIELDS`;
+feature modules add theirs at ``Point.ROOM_CONFIG_FORM``; ``order`` puts
+them in the form's place, the positions being:
+
+====  ======================  ====  ==========================
+  10  roomname                 100  whois
+  20  roomdesc                 110  maxusers
+  30  lang                     120  changesubject
+  40  persistentroom           130  allowinvites (invitations)
+  50  publicroom               140  allowpm
+  60  membersonly (members)    150  presencebroadcast
+  70  moderatedroom (mod.)     160  historylength (history)
+  80  passwordprotectedroom    170  enablelogging (logging)
+  90  roomsecret (password)
+====  ======================  ====  ==========================
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.words.xish import domish
@@ -78,85 +101,16 @@ class RoomConfig:
         return cls(**values)
 
 
-def _bool_field(var: str, label: str, value: bool) -> data_form.Field:
-    return data_form.Field("boolean", var=PREFIX + var, label=label, value=value)
+# -- coercions: (var, submitted values) -> value; StanzaError not-acceptable ----------
 
 
-def config_form(config: RoomConfig, title: str) -> data_form.Form:
-    """The configuration form with the room's current values."""
-    form = data_form.Form("form", title=title, formNamespace=NS_ROOMCONFIG)
-    f = form.addField
-    f(data_form.Field(var=PREFIX + "roomname", label="Title", value=config.name))
-    f(data_form.Field(var=PREFIX + "roomdesc", label="Description", value=config.description))
-    f(
-        data_form.Field(
-            var=PREFIX + "lang", label="Language tag for the room", value=config.language
-        )
-    )
-    f(_bool_field("persistentroom", "Persistent (the room stays when empty)", config.persistent))
-    f(_bool_field("publicroom", "Include the room in public lists", config.public))
-    f(_bool_field("membersonly", "Only members may join", config.members_only))
-    f(_bool_field("moderatedroom", "Only occupants with voice may speak", config.moderated))
-    f(_bool_field("passwordprotectedroom", "Password protected", config.password_protected))
-    f(
-        data_form.Field(
-            "text-private", var=PREFIX + "roomsecret", label="Password", value=config.password
-        )
-    )
-    f(
-        data_form.Field(
-            "list-single",
-            var=PREFIX + "whois",
-            label="Who may discover the real JIDs of occupants",
-            value=config.whois,
-            options=[data_form.Option(v, label) for v, label in WHOIS_OPTIONS.items()],
-        )
-    )
-    max_users = "none" if config.max_users is None else str(config.max_users)
-    options = list(MAXUSERS_OPTIONS)
-    if max_users not in options:
-        options.insert(0, max_users)
-    f(
-        data_form.Field(
-            "list-single",
-            var=PREFIX + "maxusers",
-            label="Maximum number of occupants",
-            value=max_users,
-            options=[data_form.Option(v) for v in options],
-        )
-    )
-    f(_bool_field("changesubject", "Occupants may change the subject", config.change_subject))
-    f(_bool_field("allowinvites", "Occupants may invite others", config.allow_invites))
-    f(
-        data_form.Field(
-            "list-single",
-            var=PREFIX + "allowpm",
-            label="Who may send private messages",
-            value=config.allow_pm,
-            options=[data_form.Option(v, label) for v, label in ALLOWPM_OPTIONS.items()],
-        )
-    )
-    f(
-        data_form.Field(
-            "list-multi",
-            var=PREFIX + "presencebroadcast",
-            label="Roles whose presence is broadcast",
-            values=list(config.presence_broadcast),
-            options=[data_form.Option(v, label) for v, label in BROADCAST_OPTIONS.items()],
-        )
-    )
-    f(
-        data_form.Field(
-            var=PREFIX + "historylength",
-            label=f"Number of messages kept as history (0-{MAX_HISTORY_LENGTH})",
-            value=str(config.history_length),
-        )
-    )
-    f(_bool_field("enablelogging", "Log the conversation", config.logging))
-    return form
+def read_text(var: str, values: list[str]) -> str:
+    """A text field's value, stripped ('' when absent)."""
+    return values[0].strip() if values else ""
 
 
-def _parse_bool(var: str, values: list[str]) -> bool:
+def read_boolean(var: str, values: list[str]) -> bool:
+    """A boolean field: 1/true or 0/false (XEP-0004), anything else not-acceptable."""
     value = (values[0] if values else "").strip().lower()
     if value in ("1", "true"):
         return True
@@ -165,18 +119,13 @@ def _parse_bool(var: str, values: list[str]) -> bool:
     raise StanzaError("not-acceptable", f"{var} must be a boolean")
 
 
-def _single(values: list[str]) -> str:
-    return values[0].strip() if values else ""
+def read_secret(var: str, values: list[str]) -> str:
+    """A password as typed (not stripped)."""
+    return values[0] if values else ""
 
 
-def _choice(var: str, values: list[str], options: dict[str, str]) -> str:
-    value = _single(values)
-    if value not in options:
-        raise StanzaError("not-acceptable", f"invalid value for {var}")
-    return value
-
-
-def _parse_int(var: str, value: str, low: int, high: int | None) -> int:
+def read_int(var: str, value: str, low: int, high: int | None) -> int:
+    """A number within [low, high] (high None: no upper bound)."""
     try:
         number = int(value)
     except ValueError:
@@ -186,13 +135,151 @@ def _parse_int(var: str, value: str, low: int, high: int | None) -> int:
     return number
 
 
-def parse_config_form(element: domish.Element, current: RoomConfig) -> RoomConfig | None:
-    """Apply a submitted muc#roomconfig form to ``current``.
+def _read_max_users(var: str, values: list[str]) -> int | None:
+    value = read_text(var, values).lower()
+    if value in ("", "none", "0"):
+        return None
+    return read_int(var, value, 1, None)
 
-    Returns the new configuration, or None for a ``cancel`` form. Fields that
-    are absent keep their value; unknown fields are ignored. Raises
-    :class:`StanzaError` (bad-request for a malformed form, not-acceptable for a
-    bad value).
+
+def _read_roles(var: str, values: list[str]) -> tuple[str, ...]:
+    roles = []
+    for role in values:
+        role = role.strip()
+        if role not in BROADCAST_OPTIONS:
+            raise StanzaError("not-acceptable", f"invalid value for {var}")
+        if role not in roles:
+            roles.append(role)
+    return tuple(r for r in BROADCAST_OPTIONS if r in roles)
+
+
+def _max_users_options(config: RoomConfig) -> list[tuple[str, None]]:
+    current = "none" if config.max_users is None else str(config.max_users)
+    options = list(MAXUSERS_OPTIONS)
+    if current not in options:
+        options.insert(0, current)
+    return [(value, None) for value in options]
+
+
+#: (value, label) pairs of a list field's options.
+Choices = Sequence[tuple[str, str | None]]
+Options = Choices | Callable[[RoomConfig], Choices]
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One ``muc#roomconfig_*`` field: how the form shows it, how a submitted value is read.
+
+    ``attribute`` is the :class:`RoomConfig` attribute the field shows and
+    sets (None: a field whose meaning a module's hook gives, such as
+    ``passwordprotectedroom``; ``show`` then says what the form shows).
+    ``options`` are (value, label) pairs of a list field (or a function of
+    the configuration giving them). ``read`` coerces the submitted values;
+    by default a list-single value must be one of the options.
+
+    The coercions are these functions rather than wokkel's
+    ``Form.typeCheck``: that one refuses a field whose submitted type
+    differs from the definition's and takes values as sent, where the room
+    has always ignored submitted types and stripped whitespace.
+    """
+
+    name: str
+    label: str
+    order: int
+    kind: str = "text-single"
+    attribute: str | None = None
+    options: Options = ()
+    show: Callable[[RoomConfig], Any] | None = None
+    read: Callable[[str, list[str]], Any] | None = None
+
+    @property
+    def var(self) -> str:
+        """The field's var: ``muc#roomconfig_`` and the name."""
+        return PREFIX + self.name
+
+    def choices(self, config: RoomConfig) -> Choices:
+        """The options as (value, label) pairs."""
+        return self.options(config) if callable(self.options) else self.options
+
+    def form_field(self, config: RoomConfig) -> data_form.Field:
+        """The data form field showing ``config``'s value."""
+        value = self.show(config) if self.show is not None else getattr(config, self.attribute)
+        options = [data_form.Option(v, label) for v, label in self.choices(config)] or None
+        if self.kind == "list-multi":
+            return data_form.Field(self.kind, var=self.var, label=self.label,
+                                   values=list(value), options=options)
+        return data_form.Field(self.kind, var=self.var, label=self.label, value=value,
+                               options=options)
+
+    def coerce(self, values: list[str], config: RoomConfig) -> Any:
+        """The submitted values as the setting's value (StanzaError not-acceptable if bad)."""
+        if self.read is not None:
+            return self.read(self.var, values)
+        if self.kind == "boolean":
+            return read_boolean(self.var, values)
+        value = read_text(self.var, values)
+        if self.kind == "list-single" and value not in dict(self.choices(config)):
+            raise StanzaError("not-acceptable", f"invalid value for {self.var}")
+        return value
+
+
+def boolean_field(name: str, label: str, order: int, attribute: str) -> ConfigField:
+    """A boolean field for a boolean RoomConfig attribute."""
+    return ConfigField(name, label, order, "boolean", attribute)
+
+
+#: The room core's fields (feature modules add theirs at Point.ROOM_CONFIG_FORM).
+CORE_FIELDS: tuple[ConfigField, ...] = (
+    ConfigField("roomname", "Title", 10, attribute="name"),
+    ConfigField("roomdesc", "Description", 20, attribute="description"),
+    ConfigField("lang", "Language tag for the room", 30, attribute="language"),
+    boolean_field("persistentroom", "Persistent (the room stays when empty)", 40, "persistent"),
+    boolean_field("publicroom", "Include the room in public lists", 50, "public"),
+    ConfigField("whois", "Who may discover the real JIDs of occupants", 100, "list-single",
+                "whois", tuple(WHOIS_OPTIONS.items())),
+    ConfigField("maxusers", "Maximum number of occupants", 110, "list-single", "max_users",
+                _max_users_options,
+                show=lambda c: "none" if c.max_users is None else str(c.max_users),
+                read=_read_max_users),
+    boolean_field("changesubject", "Occupants may change the subject", 120, "change_subject"),
+    ConfigField("allowpm", "Who may send private messages", 140, "list-single", "allow_pm",
+                tuple(ALLOWPM_OPTIONS.items())),
+    ConfigField("presencebroadcast", "Roles whose presence is broadcast", 150, "list-multi",
+                "presence_broadcast", tuple(BROADCAST_OPTIONS.items()), read=_read_roles),
+)
+
+
+def config_form(config: RoomConfig, title: str, fields: Iterable[ConfigField]) -> data_form.Form:
+    """The configuration form with the room's current values, fields in their order."""
+    form = data_form.Form("form", title=title, formNamespace=NS_ROOMCONFIG)
+    for definition in sorted(fields, key=lambda f: f.order):
+        form.addField(definition.form_field(config))
+    return form
+
+
+@dataclass
+class ConfigSubmission:
+    """A submitted configuration form, read through the fields but not applied yet.
+
+    ``values`` are the submitted fields' coerced values by name (without
+    the ``muc#roomconfig_`` prefix); ``config`` is the new configuration
+    (``old`` with the attributes of the submitted fields set), which the
+    hooks at ``Point.ROOM_CONFIG_SUBMITTED`` may still amend.
+    """
+
+    old: RoomConfig
+    config: RoomConfig
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_config_form(
+    element: domish.Element, current: RoomConfig, fields: Iterable[ConfigField]
+) -> ConfigSubmission | None:
+    """Read a submitted muc#roomconfig form against ``current``.
+
+    Returns None for a ``cancel`` form. Fields that are absent keep their
+    value; unknown fields are ignored. Raises :class:`StanzaError`
+    (bad-request for a malformed form, not-acceptable for a bad value).
     """
     try:
         form = data_form.Form.fromElement(element)
@@ -202,72 +289,23 @@ def parse_config_form(element: domish.Element, current: RoomConfig) -> RoomConfi
         return None
     if form.formType != "submit":
         raise StanzaError("bad-request", "expected a submitted form")
-    fields = dict(form.fields)
+    submitted = dict(form.fields)
     form_type = form.formNamespace
-    type_field = fields.pop("FORM_TYPE", None)
+    type_field = submitted.pop("FORM_TYPE", None)
     if type_field is not None and type_field.values:
         form_type = type_field.values[0]
     if form_type is not None and form_type != NS_ROOMCONFIG:
         raise StanzaError("bad-request", "form is not of type room configuration")
-
-    values = {
-        var[len(PREFIX) :]: fld.values for var, fld in fields.items() if var.startswith(PREFIX)
-    }
+    values: dict[str, Any] = {}
     changes: dict[str, Any] = {}
-    texts = {"roomname": "name", "roomdesc": "description", "lang": "language"}
-    for key, attribute in texts.items():
-        if key in values:
-            changes[attribute] = _single(values[key])
-    bools = {
-        "persistentroom": "persistent",
-        "publicroom": "public",
-        "membersonly": "members_only",
-        "moderatedroom": "moderated",
-        "changesubject": "change_subject",
-        "allowinvites": "allow_invites",
-        "enablelogging": "logging",
-    }
-    for key, attribute in bools.items():
-        if key in values:
-            changes[attribute] = _parse_bool(PREFIX + key, values[key])
-    if "whois" in values:
-        changes["whois"] = _choice(PREFIX + "whois", values["whois"], WHOIS_OPTIONS)
-    if "allowpm" in values:
-        changes["allow_pm"] = _choice(PREFIX + "allowpm", values["allowpm"], ALLOWPM_OPTIONS)
-    if "maxusers" in values:
-        value = _single(values["maxusers"]).lower()
-        if value in ("", "none", "0"):
-            changes["max_users"] = None
-        else:
-            changes["max_users"] = _parse_int(PREFIX + "maxusers", value, 1, None)
-    if "presencebroadcast" in values:
-        roles = []
-        for role in values["presencebroadcast"]:
-            role = role.strip()
-            if role not in BROADCAST_OPTIONS:
-                raise StanzaError("not-acceptable", f"invalid value for {PREFIX}presencebroadcast")
-            if role not in roles:
-                roles.append(role)
-        changes["presence_broadcast"] = tuple(r for r in BROADCAST_OPTIONS if r in roles)
-    if "historylength" in values:
-        value = _single(values["historylength"])
-        changes["history_length"] = (
-            DEFAULT_HISTORY_LENGTH
-            if value == ""
-            else _parse_int(PREFIX + "historylength", value, 0, MAX_HISTORY_LENGTH)
-        )
-
-    password = current.password
-    if "roomsecret" in values:
-        password = values["roomsecret"][0] if values["roomsecret"] else ""
-    if "passwordprotectedroom" in values:
-        protected = _parse_bool(PREFIX + "passwordprotectedroom", values["passwordprotectedroom"])
-        if not protected:
-            password = ""
-        elif not password:
-            raise StanzaError("not-acceptable", "a password-protected room needs a password")
-    changes["password"] = password
-    return current.replace(**changes)
+    for definition in sorted(fields, key=lambda f: f.order):
+        if definition.var not in submitted:
+            continue
+        value = definition.coerce(submitted[definition.var].values, current)
+        values[definition.name] = value
+        if definition.attribute is not None:
+            changes[definition.attribute] = value
+    return ConfigSubmission(current, current.replace(**changes), values)
 
 
 def status_codes_for_change(old: RoomConfig, new: RoomConfig) -> list[str]:
@@ -283,7 +321,10 @@ def status_codes_for_change(old: RoomConfig, new: RoomConfig) -> list[str]:
 
 
 __all__ = [
+    "CORE_FIELDS",
     "NS_ROOMCONFIG",
+    "ConfigField",
+    "ConfigSubmission",
     "RoomConfig",
     "config_form",
     "parse_config_form",

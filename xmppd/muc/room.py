@@ -1,9 +1,33 @@
-"""A chat room: occupants, roles and affiliations, configuration, messages.
+"""The room core: occupants, roles, affiliations and broadcasting (XEP-0045).
 
 A :class:`Room` receives the stanzas the service routes to it (already
-parsed into sender JID and target nick) and answers through the service's
-``send``. Room code raises :class:`~xmppd.errors.StanzaError` for a bad
-request; the service turns that into the error reply.
+parsed into sender JID and target nick) and reaches the service only
+through its :class:`~xmppd.muc.host.RoomHost`. It does what every room
+does: joins, leaves, presence updates, nick changes (one or several
+sessions per nick), probes, the relay of groupchat and private messages
+(:mod:`xmppd.muc.messages`), requests between occupants
+(:mod:`xmppd.muc.forwarding`), and the affiliation and role machinery with
+XEP-0045's privilege rules (:mod:`xmppd.muc.affiliations`). Everything a
+feature adds is a MUC module (:mod:`xmppd.muc.features`): iqs to the room
+go to the modules' handlers (``Scope.ROOM``), and the room fires the
+``Point.ROOM_*`` hooks at its points. Room code raises
+:class:`~xmppd.errors.StanzaError` for a bad request; the service turns
+that into the error reply.
+
+What modules may use of a room (its written-down interface):
+
+* attributes: ``name``, ``jid``, ``config`` (:class:`RoomConfig`),
+  ``locked``, ``destroyed``, ``occupants`` (nick -> :class:`Occupant`),
+  ``sessions`` (full JID -> Occupant), ``affiliations``
+  (:class:`Affiliations`, with reserved nicks), ``subject``,
+  ``subject_from``, ``data`` (per-room state of modules, by module name);
+* queries: :meth:`~Room.affiliation_of`, :meth:`~Room.occupant_jid`,
+  :meth:`~Room.sees_jids`;
+* sending: :meth:`~Room.send`, :meth:`~Room.send_to`,
+  :meth:`~Room.send_to_occupants`, :meth:`~Room.broadcast_presence`;
+* changes: :meth:`~Room.set_affiliation`, :meth:`~Room.set_role`,
+  :meth:`~Room.remove`, :meth:`~Room.configure`, :meth:`~Room.destroy`,
+  :meth:`~Room.changed` (store the room).
 
 Broadcasts build each stanza once per variant (with or without real JIDs,
 self-presence) and send shallow copies that differ only in 'to'.
@@ -11,156 +35,100 @@ self-presence) and send shallow copies that differ only in 'to'.
 
 from __future__ import annotations
 
-import hmac
-import itertools
-import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
-from wokkel import data_form, disco
 
 from xmppd.errors import StanzaError
 from xmppd.logs import logger
+from xmppd.module import Point, Scope
 from xmppd.muc import affiliations as aff
 from xmppd.muc.affiliations import (
     ADMIN,
-    MEMBER,
     MODERATOR,
     NONE,
     OUTCAST,
     OWNER,
-    PARTICIPANT,
-    VISITOR,
     Affiliations,
 )
-from xmppd.muc.config import (
-    RoomConfig,
-    config_form,
-    parse_config_form,
-    status_codes_for_change,
-)
-from xmppd.muc.history import History, HistoryRequest
+from xmppd.muc.config import RoomConfig, status_codes_for_change
+from xmppd.muc.feature import MUCRequest, answer
+from xmppd.muc.forwarding import IqForwarding
+from xmppd.muc.messages import groupchat, private_message
+from xmppd.muc.nicks import change_nick
 from xmppd.muc.occupant import Occupant
+from xmppd.muc.outgoing import (
+    affiliation_notice,
+    destroy_presence,
+    occupant_presence,
+    status_message,
+    subject_message,
+)
+from xmppd.muc.stanzas import (
+    NS_MUC,
+    child,
+    resourceprep_nick,
+)
+from xmppd.muc.stanzas import bounce_presence as _bounce_presence
+from xmppd.muc.stanzas import shallow_copy as _copy
+from xmppd.muc.stanzas import stored_presence as _stored_presence
 
 if TYPE_CHECKING:
-    from xmppd.muc.service import MUCService
+    from xmppd.muc.host import RoomHost
 
 log = logger(__name__)
 
-NS_CLIENT = "jabber:client"
-NS_MUC = "http://jabber.org/protocol/muc"
-NS_MUC_USER = NS_MUC + "#user"
-NS_MUC_ADMIN = NS_MUC + "#admin"
-NS_MUC_OWNER = NS_MUC + "#owner"
-NS_MUC_REQUEST = NS_MUC + "#request"
-NS_MUC_ROOMINFO = NS_MUC + "#roominfo"
-NS_MUC_REGISTER = NS_MUC + "#register"
-NS_CONFERENCE = "jabber:x:conference"
-NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
-NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
-NS_REGISTER = "jabber:iq:register"
-NS_X_DATA = "jabber:x:data"
-NS_PING = "urn:xmpp:ping"
-NS_STANZAS_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
-MAX_PENDING_IQS = 1000
 
-_STANZA_NAMESPACES = (None, "", NS_CLIENT)
+@dataclass
+class JoinAttempt:
+    """A request to enter a room as a new occupant (what ``Point.ROOM_JOIN_CHECK`` hooks get)."""
 
+    #: The joining session's full JID.
+    sender: jid.JID
+    #: The nick asked for (resourceprepped).
+    nick: str
+    #: The user's affiliation with the room.
+    affiliation: str
+    #: The join's ``<x xmlns='http://jabber.org/protocol/muc'/>``, or None.
+    muc_x: domish.Element | None
+    #: The join presence itself.
+    stanza: domish.Element
 
-def child(element: domish.Element, name: str, uri: str | None = None) -> domish.Element | None:
-    """The first child element called ``name`` (in ``uri``, or in the stanza namespace)."""
-    for candidate in element.elements():
-        if candidate.name != name:
-            continue
-        if uri is None:
-            if candidate.uri in _STANZA_NAMESPACES or candidate.uri == element.uri:
-                return candidate
-        elif candidate.uri == uri:
-            return candidate
-    return None
+    @property
+    def bare(self) -> str:
+        """The joining user's bare JID."""
+        return self.sender.userhost()
 
-
-def _copy(element: domish.Element) -> domish.Element:
-    """A shallow copy: own attributes and child list, shared children."""
-    copy = domish.Element((element.uri, element.name), element.defaultUri, dict(element.attributes))
-    copy.children = list(element.children)
-    return copy
-
-
-def _stored_presence(stanza: domish.Element | None) -> domish.Element:
-    """The parts of a client's presence the room relays (no MUC payloads)."""
-    presence = domish.Element((None, "presence"))
-    if stanza is not None:
-        for element in stanza.elements():
-            if element.uri not in (NS_MUC, NS_MUC_USER):
-                presence.children.append(element)
-    return presence
-
-
-def _bounce_presence(stanza: domish.Element) -> domish.Element:
-    """An unavailable presence whose status tells which error removed the occupant."""
-    condition, text = "undefined-condition", None
-    error = child(stanza, "error")
-    if error is not None:
-        for element in error.elements():
-            if element.uri == NS_STANZAS_ERRORS:
-                if element.name == "text":
-                    text = str(element)
-                else:
-                    condition = element.name
-    presence = domish.Element((None, "presence"))
-    reason = f"Kicked: {condition.replace('-', ' ')}" + (f": {text}" if text else "")
-    presence.addElement("status", content=reason)
-    return presence
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex[:16]
-
-
-def resourceprep_nick(nick: str) -> str:
-    """The nick normalised by resourceprep; StanzaError jid-malformed if it fails."""
-    try:
-        prepared = jid.resourceprep.prepare(nick)
-    except UnicodeError:
-        raise StanzaError("jid-malformed", "invalid nickname") from None
-    if not prepared.strip() or len(prepared.encode("utf-8")) > 1023:
-        raise StanzaError("jid-malformed", "invalid nickname")
-    return prepared
-
-
-_incarnations = itertools.count(1)
 
 class Room:
-    """One room of the MUC service."""
+    """One room of the MUC service (see the module docstring for its interface)."""
 
     def __init__(
         self,
-        service: MUCService,
+        host: RoomHost,
         name: str,
         config: RoomConfig | None = None,
         *,
         locked: bool = False,
     ) -> None:
-        self.service = service
+        self.host = host
         self.name = name
-        #: Tells a room apart from an earlier room of the same name (the
-        #: password back-off of a destroyed room does not carry over).
-        self.incarnation = next(_incarnations)
-        self.jid = f"{name}@{service.domain}"
+        self.jid = f"{name}@{host.domain}"
         self.config = config or RoomConfig()
         self.locked = locked
         self.destroyed = False
         self.occupants: dict[str, Occupant] = {}
         self.sessions: dict[str, Occupant] = {}
         self.affiliations = Affiliations()
-        self.history = History(self.config.history_length)
         self.subject = ""
         self.subject_from: str | None = None
-        self.voice_requests: set[str] = set()
-        self.pending_iqs: dict[str, tuple[str | None, str, str]] = {}
+        #: Requests passed on between occupants, waiting for their answer.
+        self.forwarding = IqForwarding()
+        #: Per-room state of the feature modules, by module name.
+        self.data: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"<Room {self.jid} occupants={len(self.occupants)} locked={self.locked}>"
@@ -169,91 +137,41 @@ class Room:
 
     def affiliation_of(self, bare: str) -> str:
         """A user's affiliation; service admins are owners of every room."""
-        if self.service.is_admin(bare):
+        if self.host.is_admin(bare):
             return OWNER
         return self.affiliations.get(bare)
+
+    def changed(self) -> None:
+        """Have the service store the room's state (persistent rooms only)."""
+        self.host.room_changed(self)
 
     def occupant_jid(self, nick: str) -> str:
         """The room JID of a nick (room@service/nick)."""
         return f"{self.jid}/{nick}"
 
-    def _sees_jids(self, occupant: Occupant) -> bool:
+    def sees_jids(self, occupant: Occupant) -> bool:
+        """Whether an occupant sees the others' real JIDs (moderators, or everyone)."""
         return self.config.whois == "anyone" or occupant.role == MODERATOR
 
-    def _send(self, element: domish.Element) -> None:
-        self.service.send(element)
+    def send(self, element: domish.Element) -> None:
+        """Send an addressed stanza."""
+        self.host.send(element)
 
-    def _send_to(self, element: domish.Element, to: str) -> None:
+    def send_to(self, element: domish.Element, to: str) -> None:
+        """Send a shallow copy of ``element`` addressed to ``to``."""
         copy = _copy(element)
         copy["to"] = to
-        self.service.send(copy)
+        self.host.send(copy)
 
-    def _send_to_occupants(self, element: domish.Element, occupants: Iterable[Occupant]) -> None:
+    def send_to_occupants(self, element: domish.Element, occupants: Iterable[Occupant]) -> None:
+        """Send ``element`` to every session of these occupants."""
         for occupant in list(occupants):
             for session in list(occupant.sessions):
-                self._send_to(element, session)
+                self.send_to(element, session)
 
-    def _result(self, iq: domish.Element, payload: domish.Element | None = None) -> None:
-        reply = domish.Element((None, "iq"))
-        reply["type"] = "result"
-        reply["to"] = iq["from"]
-        reply["from"] = iq.getAttribute("to") or self.jid
-        if iq.getAttribute("id") is not None:
-            reply["id"] = iq["id"]
-        if payload is not None:
-            reply.addChild(payload)
-        self._send(reply)
+    # ------------------------------------------------------------- broadcasting
 
-    # ----------------------------------------------------------- presence build
-
-    def _occupant_presence(
-        self,
-        occupant: Occupant,
-        *,
-        with_jid: bool,
-        is_self: bool,
-        unavailable: bool = False,
-        base: domish.Element | None = None,
-        role: str | None = None,
-        affiliation: str | None = None,
-        session: str | None = None,
-        pre_codes: Iterable[str] = (),
-        codes: Iterable[str] = (),
-        self_codes: Iterable[str] = (),
-        reason: str | None = None,
-        actor: str | None = None,
-        new_nick: str | None = None,
-    ) -> domish.Element:
-        presence = domish.Element((None, "presence"))
-        presence["from"] = self.occupant_jid(occupant.nick)
-        if unavailable:
-            presence["type"] = "unavailable"
-        source = base if base is not None else occupant.presence
-        if source is not None:
-            presence.children.extend(source.children)
-        x = presence.addElement((NS_MUC_USER, "x"))
-        for code in pre_codes:
-            x.addElement("status")["code"] = code
-        item = x.addElement("item")
-        if with_jid:
-            item["jid"] = session or occupant.session
-        item["affiliation"] = affiliation or self.affiliation_of(occupant.bare)
-        item["role"] = role or occupant.role
-        if new_nick is not None:
-            item["nick"] = new_nick
-        if actor is not None:
-            item.addElement("actor")["nick"] = actor
-        if reason:
-            item.addElement("reason", content=reason)
-        for code in codes:
-            x.addElement("status")["code"] = code
-        if is_self:
-            for code in self_codes:
-                x.addElement("status")["code"] = code
-            x.addElement("status")["code"] = "110"
-        return presence
-
-    def _broadcast_presence(
+    def broadcast_presence(
         self,
         occupant: Occupant,
         *,
@@ -262,7 +180,14 @@ class Room:
         others: bool = True,
         **spec,
     ) -> None:
-        """Send an occupant's presence to the room (self-presence to itself)."""
+        """Send an occupant's presence to the room (self-presence to itself).
+
+        ``visible`` (default: the role is in ``presence_broadcast``) decides
+        whether the others get it; ``self_sessions`` are the occupant's
+        sessions that get the self-presence (default: all); ``spec`` is
+        what :func:`~xmppd.muc.outgoing.occupant_presence` takes (codes,
+        reason, actor, ...).
+        """
         if visible is None:
             visible = occupant.role in self.config.presence_broadcast
         variants: dict[tuple[bool, bool], domish.Element] = {}
@@ -276,37 +201,16 @@ class Room:
                 continue
             if not sessions:
                 continue
-            with_jid = is_self or self._sees_jids(recipient)
+            with_jid = is_self or self.sees_jids(recipient)
             key = (with_jid, is_self)
             element = variants.get(key)
             if element is None:
-                element = self._occupant_presence(
-                    occupant, with_jid=with_jid, is_self=is_self, **spec
+                element = occupant_presence(
+                    self, occupant, with_jid=with_jid, is_self=is_self, **spec
                 )
                 variants[key] = element
             for session in sessions:
-                self._send_to(element, session)
-
-    def _status_message(self, codes: Iterable[str]) -> None:
-        message = domish.Element((None, "message"))
-        message["type"] = "groupchat"
-        message["from"] = self.jid
-        message["id"] = _new_id()
-        x = message.addElement((NS_MUC_USER, "x"))
-        for code in codes:
-            x.addElement("status")["code"] = code
-        self._send_to_occupants(message, self.occupants.values())
-
-    def _subject_message(self) -> domish.Element:
-        message = domish.Element((None, "message"))
-        message["type"] = "groupchat"
-        if self.subject and self.subject_from:
-            message["from"] = self.occupant_jid(self.subject_from)
-        else:
-            message["from"] = self.jid
-        message["id"] = _new_id()
-        message.addElement("subject", content=self.subject or None)
-        return message
+                self.send_to(element, session)
 
     # ----------------------------------------------------------------- presence
 
@@ -339,9 +243,9 @@ class Room:
                 # a join from a session already in the room: it lost its state, send it again
                 self._send_join_state(occupant, full, muc_x)
             else:
-                self._broadcast_presence(occupant, session=full)
+                self.broadcast_presence(occupant, session=full)
         else:
-            self._change_nick(occupant, full, stanza, resourceprep_nick(nick))
+            change_nick(self, occupant, full, stanza, resourceprep_nick(nick))
 
     def join(
         self, stanza: domish.Element, sender: jid.JID, nick: str, created: bool = False
@@ -357,12 +261,8 @@ class Room:
         same_user = existing is not None and existing.bare == bare
         muc_x = child(stanza, "x", NS_MUC)
         if not same_user:
-            if self.config.members_only and aff.AFFILIATION_RANK[affiliation] < 1:
-                raise StanzaError("registration-required", "the room is members-only")
-            # XEP-0045 7.2.6 exempts nobody from the room password (Prosody
-            # asks owners too); only the creator's first join predates it.
-            if self.config.password:
-                self._check_password(muc_x, bare)
+            attempt = JoinAttempt(sender, nick, affiliation, muc_x, stanza)
+            self.host.modules.fire(Point.ROOM_JOIN_CHECK, self, attempt)
             if existing is not None:
                 raise StanzaError("conflict", "that nickname is in use")
             registered = self.affiliations.nick_owner(nick)
@@ -387,73 +287,32 @@ class Room:
 
         self._send_join_state(occupant, full, muc_x, created)
 
-    def _check_password(self, muc_x: domish.Element | None, bare: str) -> None:
-        """Raise not-authorized for a wrong password, resource-constraint while throttled.
-
-        Failures are counted per room and user (see :class:`xmppd.ratelimit.Backoff`);
-        the log names the user and the room, never the password tried.
-        """
-        backoff = self.service.password_backoff
-        key = (self.name, self.incarnation, bare)
-        wait = backoff.delay(key)
-        if wait > 0:
-            log.info(
-                "room {room}: join by {user} refused, password attempts blocked for {wait:.0f} s",
-                room=self.jid,
-                user=bare,
-                wait=wait,
-            )
-            raise StanzaError(
-                "resource-constraint", "too many wrong passwords, try again later"
-            )
-        given = child(muc_x, "password", NS_MUC) if muc_x is not None else None
-        if given is not None and hmac.compare_digest(
-            str(given).encode("utf-8"), self.config.password.encode("utf-8")
-        ):
-            backoff.forget(key)
-            return
-        if given is not None:
-            blocked = backoff.failed(key)
-            log.info("room {room}: wrong password from {user}", room=self.jid, user=bare)
-            if blocked:
-                log.warn(
-                    "room {room}: password attempts by {user} blocked for {wait:.0f} s",
-                    room=self.jid,
-                    user=bare,
-                    wait=blocked,
-                )
-        raise StanzaError("not-authorized", "a password is required")
-
     def _send_join_state(
         self, occupant: Occupant, full: str, muc_x: domish.Element | None, created: bool = False
     ) -> None:
-        """Occupants, self-presence (others get the joiner's), history, subject."""
+        """Occupants, self-presence (others get the joiner's), the modules' (history), subject."""
         # 1. the others' presence to the joining session
-        sees = self._sees_jids(occupant)
+        sees = self.sees_jids(occupant)
         for other in list(self.occupants.values()):
             if other is occupant or other.role not in self.config.presence_broadcast:
                 continue
-            self._send_to(self._occupant_presence(other, with_jid=sees, is_self=False), full)
+            self.send_to(occupant_presence(self, other, with_jid=sees, is_self=False), full)
         # 2. the joiner's presence to the others, 3. its self-presence
         self_codes = []
         if self.config.non_anonymous:
             self_codes.append("100")
         if self.config.logging:
             self_codes.append("170")
-        self._broadcast_presence(
+        self.broadcast_presence(
             occupant,
             self_sessions=[full],
             pre_codes=("201",) if created else (),
             self_codes=self_codes,
             session=full,
         )
-        # 4. history, 5. subject
-        request = HistoryRequest.from_element(
-            child(muc_x, "history", NS_MUC) if muc_x is not None else None
-        )
-        for message in self.history.select(request, self.service.now(), self.jid):
-            self._send_to(message, full)
-        self._send_to(self._subject_message(), full)
+        # 4. what modules send (the history), 5. the subject
+        self.host.modules.fire(Point.ROOM_JOINED, self, occupant, full, muc_x)
+        self.send_to(subject_message(self), full)
 
     def _leave(
         self,
@@ -464,7 +323,8 @@ class Room:
     ) -> None:
         base = _stored_presence(stanza)
         if len(occupant.sessions) > 1:
-            element = self._occupant_presence(
+            element = occupant_presence(
+                self,
                 occupant,
                 with_jid=True,
                 is_self=True,
@@ -474,14 +334,14 @@ class Room:
                 session=full,
                 codes=codes,
             )
-            self._send_to(element, full)
+            self.send_to(element, full)
             occupant.remove_session(full)
             del self.sessions[full]
-            self._broadcast_presence(occupant)
+            self.broadcast_presence(occupant)
             return
-        self._remove(occupant, base=base, codes=codes)
+        self.remove(occupant, base=base, codes=codes)
 
-    def _remove(
+    def remove(
         self,
         occupant: Occupant,
         *,
@@ -490,15 +350,13 @@ class Room:
         reason: str | None = None,
         actor: str | None = None,
         affiliation: str | None = None,
-        self_only: bool = False,
     ) -> None:
         """Take an occupant out of the room with an unavailable broadcast."""
         visible = occupant.role in self.config.presence_broadcast
         occupant.role = NONE
-        self._broadcast_presence(
+        self.broadcast_presence(
             occupant,
             visible=visible,
-            others=not self_only,
             unavailable=True,
             base=base if base is not None else _stored_presence(None),
             codes=codes,
@@ -509,90 +367,8 @@ class Room:
         self.occupants.pop(occupant.nick, None)
         for session in occupant.sessions:
             self.sessions.pop(session, None)
-        self.voice_requests.discard(occupant.nick)
         if not self.occupants:
-            self.service.room_emptied(self)
-
-    def _change_nick(
-        self, occupant: Occupant, full: str, stanza: domish.Element, new_nick: str
-    ) -> None:
-        """A session asks for another nick (XEP-0045 7.6).
-
-        The usual case (the occupant's only session, a free nick) is the 303
-        nick change every occupant sees. A session of an occupant with
-        several, or a session moving to a nick its user already holds, moves
-        alone (as Prosody does): it sees itself change nick (303 + 110), the
-        others see the old occupant stay (or leave) and the session appear
-        under the new nick.
-        """
-        target = self.occupants.get(new_nick)
-        if target is not None and target.bare != occupant.bare:
-            raise StanzaError("conflict", "that nickname is in use")
-        registered = self.affiliations.nick_owner(new_nick)
-        if registered is not None and registered != occupant.bare:
-            raise StanzaError("conflict", "that nickname is reserved")
-        if target is None and len(occupant.sessions) == 1:
-            self._broadcast_presence(
-                occupant,
-                unavailable=True,
-                base=_stored_presence(None),
-                codes=("303",),
-                new_nick=new_nick,
-            )
-            del self.occupants[occupant.nick]
-            occupant.nick = new_nick
-            self.occupants[new_nick] = occupant
-            occupant.set_presence(full, _stored_presence(stanza))
-            self._broadcast_presence(occupant, session=full)
-            return
-        self._split_session(occupant, full, stanza, new_nick, target)
-
-    def _split_session(
-        self,
-        occupant: Occupant,
-        full: str,
-        stanza: domish.Element,
-        new_nick: str,
-        target: Occupant | None,
-    ) -> None:
-        """Move one session of ``occupant`` to ``new_nick`` (a new or a same-user occupant)."""
-        # 1. the moving session sees its old nick go, as a nick change
-        element = self._occupant_presence(
-            occupant,
-            with_jid=True,
-            is_self=True,
-            unavailable=True,
-            base=_stored_presence(None),
-            session=full,
-            codes=("303",),
-            new_nick=new_nick,
-        )
-        self._send_to(element, full)
-        occupant.remove_session(full)
-        del self.sessions[full]
-        # 2. the others (and the remaining sessions) see the old occupant stay, or leave
-        if occupant.sessions:
-            self._broadcast_presence(occupant)
-        else:
-            self._broadcast_presence(
-                occupant,
-                self_sessions=(),
-                unavailable=True,
-                base=_stored_presence(None),
-                role=NONE,
-            )
-            del self.occupants[occupant.nick]
-        # 3. the session appears under the new nick
-        if target is None:
-            target = Occupant(new_nick, occupant.bare, occupant.role)
-            target.bucket = occupant.bucket
-            self.occupants[new_nick] = target
-        target.set_presence(full, _stored_presence(stanza))
-        self.sessions[full] = target
-        self._broadcast_presence(target, session=full)
-        # 4. the moving session still sees its other sessions' occupant
-        if occupant.sessions:
-            self._send_to(self._occupant_presence(occupant, with_jid=True, is_self=False), full)
+            self.host.room_emptied(self)
 
     def _probe(self, occupant: Occupant | None, full: str, nick: str | None) -> None:
         if occupant is None:
@@ -600,17 +376,18 @@ class Room:
         target = self.occupants.get(nick) if nick is not None else None
         if target is None:
             return
-        element = self._occupant_presence(
+        element = occupant_presence(
+            self,
             target,
-            with_jid=target is occupant or self._sees_jids(occupant),
+            with_jid=target is occupant or self.sees_jids(occupant),
             is_self=target is occupant,
         )
-        self._send_to(element, full)
+        self.send_to(element, full)
 
     # ----------------------------------------------------------------- messages
 
     def handle_message(self, stanza: domish.Element, sender: jid.JID, nick: str | None) -> None:
-        """Groupchat, private messages, invitations, declines, voice requests."""
+        """Groupchat and private messages; others go to the modules (invitations, voice)."""
         full = sender.full()
         occupant = self.sessions.get(full)
         kind = stanza.getAttribute("type", "normal")
@@ -622,351 +399,65 @@ class Room:
         if self.locked and self.affiliation_of(sender.userhost()) != OWNER:
             raise StanzaError("item-not-found")
         if nick is not None:
-            self._private_message(stanza, occupant, nick, kind)
+            private_message(self, stanza, occupant, nick, kind)
             return
         if kind == "groupchat":
-            self._groupchat(stanza, occupant)
+            groupchat(self, stanza, occupant)
             return
-        x = child(stanza, "x", NS_MUC_USER)
-        if x is not None and (child(x, "invite", NS_MUC_USER) or child(x, "decline", NS_MUC_USER)):
-            self._invitations(stanza, sender, occupant, x)
-            return
-        form = child(stanza, "x", NS_X_DATA)
-        if form is not None:
-            self._request_form(stanza, occupant, form)
+        if self.host.modules.fire(Point.ROOM_DIRECT_MESSAGE, self, sender, occupant, stanza):
             return
         if occupant is None:
             raise StanzaError("not-acceptable", "you are not in the room")
         raise StanzaError("bad-request", "messages to the room must be of type groupchat")
 
-    def _relay_copy(self, stanza: domish.Element, nick: str) -> domish.Element:
-        message = domish.Element((None, "message"))
-        for key, value in stanza.attributes.items():
-            if key not in ("to", "from"):
-                message[key] = value
-        message["from"] = self.occupant_jid(nick)
-        for element in stanza.elements():
-            if element.uri != NS_MUC_USER:
-                message.children.append(element)
-        return message
-
-    def _groupchat(self, stanza: domish.Element, occupant: Occupant | None) -> None:
-        if occupant is None:
-            raise StanzaError("not-acceptable", "only occupants may send messages to the room")
-        if occupant.role == VISITOR:
-            raise StanzaError("forbidden", "you have no voice in this room")
-        self._rate_limit(occupant)
-        subject = child(stanza, "subject")
-        body = child(stanza, "body")
-        message = self._relay_copy(stanza, occupant.nick)
-        if subject is not None and body is None:
-            if not self.may_change_subject(occupant):
-                raise StanzaError("forbidden", "you may not change the subject")
-            self.subject = str(subject)
-            self.subject_from = occupant.nick
-            self._send_to_occupants(message, self.occupants.values())
-            self.service.room_changed(self)
-        else:
-            if body is not None:
-                self.history.add(message, self.service.now())
-            self._send_to_occupants(message, self.occupants.values())
-        if self.config.logging:
-            self.service.room_logged(self, occupant.nick, message)
-
-    def _rate_limit(self, occupant: Occupant) -> None:
-        """Refuse a message when the occupant's token bucket is empty."""
-        if occupant.bucket is None:
-            occupant.bucket = self.service.message_bucket()
-        if not occupant.bucket.take():
-            log.info(
-                "room {room}: message from {user} refused by the rate limit",
-                room=self.jid,
-                user=occupant.bare,
-            )
-            raise StanzaError("resource-constraint", "you are sending messages too fast")
-
-    def may_change_subject(self, occupant: Occupant) -> bool:
-        """Moderators always; participants when the room allows it."""
-        if occupant.role == MODERATOR:
-            return True
-        return self.config.change_subject and occupant.role == PARTICIPANT
-
-    def _private_message(
-        self, stanza: domish.Element, occupant: Occupant | None, nick: str, kind: str
-    ) -> None:
-        if occupant is None:
-            raise StanzaError("not-acceptable", "only occupants may send private messages")
-        if kind == "groupchat":
-            raise StanzaError("bad-request", "groupchat messages go to the room")
-        target = self.occupants.get(nick)
-        if target is None:
-            raise StanzaError("item-not-found", "no such occupant")
-        allow = self.config.allow_pm
-        role = occupant.role
-        if (
-            allow == "none"
-            or (allow == "participants" and role not in (PARTICIPANT, MODERATOR))
-            or (allow == "moderators" and role != MODERATOR)
-        ):
-            raise StanzaError("forbidden", "private messages are not allowed")
-        self._rate_limit(occupant)
-        message = self._relay_copy(stanza, occupant.nick)
-        message.addElement((NS_MUC_USER, "x"))
-        self._send_to_occupants(message, [target])
-
-    def _invitations(
-        self,
-        stanza: domish.Element,
-        sender: jid.JID,
-        occupant: Occupant | None,
-        x: domish.Element,
-    ) -> None:
-        for decline in x.elements(NS_MUC_USER, "decline"):
-            to = self._parse_jid(decline.getAttribute("to"))
-            message = domish.Element((None, "message"))
-            message["from"] = self.jid
-            message["to"] = to.full()
-            out = message.addElement((NS_MUC_USER, "x"))
-            forwarded = out.addElement("decline")
-            forwarded["from"] = sender.userhost()
-            reason = child(decline, "reason", NS_MUC_USER)
-            if reason is not None:
-                forwarded.addElement("reason", content=str(reason))
-            self._send(message)
-        invites = list(x.elements(NS_MUC_USER, "invite"))
-        if not invites:
-            return
-        if occupant is None:
-            raise StanzaError("not-acceptable", "only occupants may invite")
-        affiliation = self.affiliation_of(occupant.bare)
-        grants_membership = False
-        if self.config.members_only:
-            if affiliation in (OWNER, ADMIN):
-                grants_membership = True
-            elif self.config.allow_invites and affiliation == MEMBER:
-                grants_membership = True
-            else:
-                raise StanzaError("forbidden", "you may not invite to this room")
-        for invite in invites:
-            invitee = self._parse_jid(invite.getAttribute("to"))
-            reason = child(invite, "reason", NS_MUC_USER)
-            reason_text = str(reason) if reason is not None else None
-            if grants_membership and self.affiliations.get(invitee.userhost()) == NONE:
-                self.affiliations.set(invitee.userhost(), MEMBER)
-                self.service.room_changed(self)
-            message = domish.Element((None, "message"))
-            message["from"] = self.jid
-            message["to"] = invitee.full()
-            if stanza.getAttribute("id"):
-                message["id"] = stanza["id"]
-            out = message.addElement((NS_MUC_USER, "x"))
-            forwarded = out.addElement("invite")
-            forwarded["from"] = sender.full()
-            if reason_text:
-                forwarded.addElement("reason", content=reason_text)
-            if self.config.password:
-                out.addElement("password", content=self.config.password)
-            legacy = message.addElement((NS_CONFERENCE, "x"))
-            legacy["jid"] = self.jid
-            if reason_text:
-                legacy["reason"] = reason_text
-            if self.config.password:
-                legacy["password"] = self.config.password
-            text = f"{sender.userhost()} invited you to the room {self.jid}"
-            if reason_text:
-                text += f" ({reason_text})"
-            message.addElement("body", content=text)
-            self._send(message)
-
-    def _request_form(
-        self, stanza: domish.Element, occupant: Occupant | None, element: domish.Element
-    ) -> None:
-        if occupant is None:
-            raise StanzaError("not-acceptable", "you are not in the room")
-        try:
-            form = data_form.Form.fromElement(element)
-        except data_form.Error:
-            raise StanzaError("bad-request", "malformed data form") from None
-        fields = {var: f.values for var, f in form.fields.items()}
-        form_type = form.formNamespace or (fields.get("FORM_TYPE") or [None])[0]
-        if form_type != NS_MUC_REQUEST:
-            raise StanzaError("bad-request", "unknown form")
-        if "muc#request_allow" in fields:
-            self._voice_approval(occupant, fields)
-            return
-        role = (fields.get("muc#role") or [""])[0]
-        if role != PARTICIPANT or not self.config.moderated or occupant.role != VISITOR:
-            raise StanzaError("not-acceptable", "no voice to request")
-        self.voice_requests.add(occupant.nick)
-        moderators = [o for o in self.occupants.values() if o.role == MODERATOR]
-        request = data_form.Form("form", title="Voice request", formNamespace=NS_MUC_REQUEST)
-        request.addField(data_form.Field("list-single", var="muc#role", value=PARTICIPANT))
-        request.addField(data_form.Field("jid-single", var="muc#jid", value=occupant.session))
-        request.addField(data_form.Field(var="muc#roomnick", value=occupant.nick))
-        request.addField(data_form.Field("boolean", var="muc#request_allow", value=False))
-        message = domish.Element((None, "message"))
-        message["from"] = self.jid
-        message["id"] = _new_id()
-        message.addChild(request.toElement())
-        self._send_to_occupants(message, moderators)
-
-    def _voice_approval(self, occupant: Occupant, fields: dict[str, list]) -> None:
-        if occupant.role != MODERATOR:
-            raise StanzaError("forbidden")
-        allow = str((fields.get("muc#request_allow") or ["false"])[0]).lower() in ("1", "true")
-        nick = (fields.get("muc#roomnick") or [""])[0]
-        self.voice_requests.discard(nick)
-        target = self.occupants.get(nick)
-        if not allow or target is None or target.role != VISITOR:
-            return
-        target.role = PARTICIPANT
-        self._broadcast_presence(target, actor=occupant.nick)
-
-    @staticmethod
-    def _parse_jid(value: str | None) -> jid.JID:
-        if not value:
-            raise StanzaError("bad-request", "a JID is required")
-        try:
-            return jid.JID(value)
-        except (jid.InvalidFormat, UnicodeError, ValueError):
-            raise StanzaError("jid-malformed") from None
-
     # ---------------------------------------------------------------------- iq
 
     def handle_iq(self, stanza: domish.Element, sender: jid.JID, nick: str | None) -> None:
-        """muc#owner, muc#admin, disco and registration requests."""
+        """Requests to the room (answered by the MUC modules' handlers) or to an occupant.
+
+        Answers of occupants to forwarded requests go back to the requester.
+        """
         kind = stanza.getAttribute("type")
         if kind in ("result", "error"):
             if nick is not None:
-                self._iq_response(stanza, sender, nick)
+                self.forwarding.answered(self, stanza, sender)
             return
         if kind not in ("get", "set"):
             raise StanzaError("bad-request")
-        bare = sender.userhost()
-        affiliation = self.affiliation_of(bare)
-        if self.locked and affiliation != OWNER:
+        if self.locked and self.affiliation_of(sender.userhost()) != OWNER:
             raise StanzaError("item-not-found")
         if nick is not None:
-            self._iq_to_occupant(stanza, sender, nick)
+            self.forwarding.forward(self, stanza, sender, nick)
             return
         query = stanza.firstChildElement()
         if query is None:
             raise StanzaError("bad-request")
-        key = (kind, query.uri, query.name)
-        if key == ("get", NS_DISCO_INFO, "query"):
-            self._result(stanza, self.disco_info(sender, query.getAttribute("node")))
-        elif key == ("get", NS_DISCO_ITEMS, "query"):
-            self._result(stanza, self.disco_items(sender, query.getAttribute("node")))
-        elif query.uri == NS_MUC_OWNER and query.name == "query":
-            if affiliation != OWNER:
-                raise StanzaError("forbidden", "only owners may configure the room")
-            if kind == "get":
-                self._owner_get(stanza, query)
-            else:
-                self._owner_set(stanza, sender, query)
-        elif query.uri == NS_MUC_ADMIN and query.name == "query":
-            if kind == "get":
-                self._admin_get(stanza, sender, query)
-            else:
-                self._admin_set(stanza, sender, query)
-        elif query.uri == NS_REGISTER and query.name == "query":
-            if kind == "get":
-                self._register_get(stanza, sender)
-            else:
-                self._register_set(stanza, sender, query)
-        else:
+        modules = self.host.modules
+        handler = modules.iq_handler(kind, query, Scope.ROOM)
+        if handler is None:
             raise StanzaError("service-unavailable")
+        request = MUCRequest(stanza, sender, jid.JID(self.jid), query, Scope.ROOM, None, self)
+        answer(modules, handler, request, self.host.send, self.jid, self.host.domain)
 
-    def _iq_to_occupant(self, stanza: domish.Element, sender: jid.JID, nick: str) -> None:
-        """Forward a request to an occupant (vCard and the like); answer self-pings."""
-        occupant = self.sessions.get(sender.full())
-        if occupant is None:
-            raise StanzaError("not-acceptable", "you are not in the room")
-        target = self.occupants.get(nick)
-        if target is None:
-            raise StanzaError("item-not-found", "no such occupant")
-        query = stanza.firstChildElement()
-        if target is occupant and query is not None and query.uri == NS_PING:
-            self._result(stanza)  # XEP-0410 self-ping: the client is joined
-            return
-        forward_id = _new_id()
-        self.pending_iqs[forward_id] = (stanza.getAttribute("id"), sender.full(), target.session)
-        while len(self.pending_iqs) > MAX_PENDING_IQS:
-            del self.pending_iqs[next(iter(self.pending_iqs))]
-        forwarded = domish.Element((None, "iq"))
-        forwarded["type"] = stanza["type"]
-        forwarded["id"] = forward_id
-        forwarded["from"] = self.occupant_jid(occupant.nick)
-        forwarded["to"] = target.session
-        forwarded.children = list(stanza.elements())
-        self._send(forwarded)
+    # --------------------------------------------------- configuration, destruction
 
-    def _iq_response(self, stanza: domish.Element, sender: jid.JID, nick: str) -> None:
-        """Route an occupant's answer to a forwarded request back to the requester."""
-        pending = self.pending_iqs.get(stanza.getAttribute("id", ""))
-        if pending is None or pending[2] != sender.full():
-            return
-        del self.pending_iqs[stanza["id"]]
-        original_id, requester, _ = pending
-        responder = self.sessions.get(sender.full())
-        reply = domish.Element((None, "iq"))
-        reply["type"] = stanza["type"]
-        if original_id is not None:
-            reply["id"] = original_id
-        reply["from"] = self.occupant_jid(responder.nick) if responder else self.jid
-        reply["to"] = requester
-        reply.children = list(stanza.elements())
-        self._send(reply)
+    def configure(self, new: RoomConfig) -> None:
+        """Put a new configuration in force (its owner has had the iq result).
 
-    # ------------------------------------------------------------------ owner
-
-    def _owner_get(self, stanza: domish.Element, query: domish.Element) -> None:
-        if query.firstChildElement() is not None:
-            raise StanzaError("bad-request")
-        payload = domish.Element((NS_MUC_OWNER, "query"))
-        title = f"Configuration for {self.jid}"
-        payload.addChild(config_form(self.config, title).toElement())
-        self._result(stanza, payload)
-
-    def _owner_set(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
-        destroy = child(query, "destroy", NS_MUC_OWNER)
-        if destroy is not None:
-            alternate = destroy.getAttribute("jid")
-            if alternate is not None:
-                alternate = self._parse_jid(alternate).full()
-            reason = child(destroy, "reason", NS_MUC_OWNER)
-            password = child(destroy, "password", NS_MUC_OWNER)
-            self._result(stanza)
-            self.destroy(
-                reason=str(reason) if reason is not None else None,
-                alternate=alternate,
-                password=str(password) if password is not None else None,
-            )
-            return
-        form = child(query, "x", NS_X_DATA)
-        if form is None:
-            raise StanzaError("bad-request", "a data form or destroy is required")
-        new = parse_config_form(form, self.config)
-        if new is None:  # cancel
-            self._result(stanza)
-            if self.locked:
-                self.destroy()
-            return
+        Unlocks the room; a change is announced to the occupants (104,
+        170-174) and handed to the modules (``Point.ROOM_CONFIG_CHANGED``);
+        then the service stores, deletes or forgets the room.
+        """
         old = self.config
         codes = status_codes_for_change(old, new)
         self.config = new
         self.locked = False
-        self.history.resize(new.history_length)
-        self._result(stanza)
         if codes:
-            self._status_message(codes)
-        if new.members_only and not old.members_only:
-            for occupant in list(self.occupants.values()):
-                if aff.AFFILIATION_RANK[self.affiliation_of(occupant.bare)] < 1:
-                    self._remove(occupant, codes=("322",), affiliation=NONE)
+            self.send_to_occupants(status_message(self, codes), self.occupants.values())
+            self.host.modules.fire(Point.ROOM_CONFIG_CHANGED, self, old)
         if self.destroyed:
             return
-        self.service.room_configured(self, old)
+        self.host.room_configured(self, old)
 
     def destroy(
         self, reason: str | None = None, alternate: str | None = None, password: str | None = None
@@ -976,136 +467,13 @@ class Room:
             return
         self.destroyed = True
         for occupant in list(self.occupants.values()):
-            presence = domish.Element((None, "presence"))
-            presence["from"] = self.occupant_jid(occupant.nick)
-            presence["type"] = "unavailable"
-            x = presence.addElement((NS_MUC_USER, "x"))
-            item = x.addElement("item")
-            item["affiliation"] = NONE
-            item["role"] = NONE
-            element = x.addElement("destroy")
-            if alternate:
-                element["jid"] = alternate
-            if reason:
-                element.addElement("reason", content=reason)
-            if password:
-                element.addElement("password", content=password)
-            self._send_to_occupants(presence, [occupant])
+            presence = destroy_presence(self, occupant, reason, alternate, password)
+            self.send_to_occupants(presence, [occupant])
         self.occupants.clear()
         self.sessions.clear()
-        self.service.room_destroyed(self)
+        self.host.room_destroyed(self)
 
-    # ------------------------------------------------------------------ admin
-
-    def _admin_get(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
-        items = list(query.elements(NS_MUC_ADMIN, "item"))
-        if len(items) != 1:
-            raise StanzaError("bad-request")
-        request = items[0]
-        affiliation = self.affiliation_of(sender.userhost())
-        occupant = self.sessions.get(sender.full())
-        payload = domish.Element((NS_MUC_ADMIN, "query"))
-        wanted_affiliation = request.getAttribute("affiliation")
-        wanted_role = request.getAttribute("role")
-        if wanted_affiliation is not None:
-            if wanted_affiliation not in aff.AFFILIATIONS or wanted_affiliation == NONE:
-                raise StanzaError("bad-request")
-            # owners read every list, admins those up to their own rank (as
-            # Prosody does: not the owner list); members in non-anonymous rooms
-            # may see who belongs to the room
-            allowed = (
-                affiliation == OWNER
-                or (affiliation == ADMIN and wanted_affiliation != OWNER)
-            ) or (
-                affiliation == MEMBER
-                and self.config.non_anonymous
-                and wanted_affiliation in (MEMBER, ADMIN, OWNER)
-            )
-            if not allowed:
-                raise StanzaError("forbidden")
-            for entry in self.affiliations.with_affiliation(wanted_affiliation):
-                item = payload.addElement("item")
-                item["affiliation"] = entry.affiliation
-                item["jid"] = entry.jid
-                if entry.nick:
-                    item["nick"] = entry.nick
-                if entry.reason:
-                    item.addElement("reason", content=entry.reason)
-        elif wanted_role is not None:
-            if wanted_role not in (MODERATOR, PARTICIPANT, VISITOR):
-                raise StanzaError("bad-request")
-            if occupant is None or occupant.role != MODERATOR:
-                raise StanzaError("forbidden")
-            for other in sorted(self.occupants.values(), key=lambda o: o.nick):
-                if other.role != wanted_role:
-                    continue
-                item = payload.addElement("item")
-                item["affiliation"] = self.affiliation_of(other.bare)
-                item["role"] = other.role
-                item["nick"] = other.nick
-                item["jid"] = other.session
-        else:
-            raise StanzaError("bad-request")
-        self._result(stanza, payload)
-
-    def _admin_set(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
-        items = list(query.elements(NS_MUC_ADMIN, "item"))
-        if not items:
-            raise StanzaError("bad-request")
-        actor_affiliation = self.affiliation_of(sender.userhost())
-        actor = self.sessions.get(sender.full())
-        changes: list[tuple] = []
-        owners = set(self.affiliations.owners())
-        for item in items:
-            reason_element = child(item, "reason", NS_MUC_ADMIN)
-            reason = str(reason_element) if reason_element is not None else None
-            new_affiliation = item.getAttribute("affiliation")
-            new_role = item.getAttribute("role")
-            if new_affiliation is not None:
-                target = self._item_target(item)
-                old = self.affiliations.get(target)
-                aff.check_affiliation_change(actor_affiliation, old, new_affiliation)
-                if old == OWNER and new_affiliation != OWNER:
-                    owners.discard(target)
-                    if not owners:
-                        raise StanzaError("conflict", "a room needs at least one owner")
-                if new_affiliation == OWNER:
-                    owners.add(target)
-                changes.append(("affiliation", target, new_affiliation, reason))
-            elif new_role is not None:
-                nick = item.getAttribute("nick")
-                if not nick:
-                    raise StanzaError("bad-request", "a nick is required to change a role")
-                target_occupant = self.occupants.get(nick)
-                if target_occupant is None:
-                    raise StanzaError("item-not-found", "no such occupant")
-                if actor is None:
-                    raise StanzaError("forbidden")
-                aff.check_role_change(
-                    actor.role,
-                    actor_affiliation,
-                    target_occupant.role,
-                    self.affiliation_of(target_occupant.bare),
-                    new_role,
-                )
-                changes.append(("role", target_occupant, new_role, reason))
-            else:
-                raise StanzaError("bad-request")
-        actor_nick = actor.nick if actor is not None else None
-        self._result(stanza)
-        for kind, target, value, reason in changes:
-            if kind == "affiliation":
-                self.set_affiliation(target, value, reason=reason, actor=actor_nick)
-            else:
-                self.set_role(target, value, reason=reason, actor=actor_nick)
-
-    def _item_target(self, item: domish.Element) -> str:
-        if item.getAttribute("jid"):
-            return self._parse_jid(item["jid"]).userhost()
-        nick = item.getAttribute("nick")
-        if nick and nick in self.occupants:
-            return self.occupants[nick].bare
-        raise StanzaError("bad-request", "a jid is required to change an affiliation")
+    # ------------------------------------------------------ affiliations and roles
 
     def set_affiliation(
         self, bare: str, affiliation: str, *, reason: str | None = None, actor: str | None = None
@@ -1115,17 +483,17 @@ class Room:
         affected = [o for o in self.occupants.values() if o.bare == bare]
         for occupant in affected:
             if affiliation == OUTCAST:
-                self._remove(
+                self.remove(
                     occupant, codes=("301",), reason=reason, actor=actor, affiliation=OUTCAST
                 )
             elif self.config.members_only and affiliation == NONE:
-                self._remove(occupant, codes=("321",), reason=reason, actor=actor, affiliation=NONE)
+                self.remove(occupant, codes=("321",), reason=reason, actor=actor, affiliation=NONE)
             else:
                 occupant.role = aff.default_role(affiliation, self.config.moderated)
-                self._broadcast_presence(occupant, reason=reason, actor=actor)
+                self.broadcast_presence(occupant, reason=reason, actor=actor)
         if not affected and not self.destroyed:
             self._announce_affiliation(bare, affiliation)
-        self.service.room_changed(self)
+        self.changed()
 
     def _announce_affiliation(self, bare: str, affiliation: str) -> None:
         """Tell the occupants about the affiliation change of an absent user."""
@@ -1133,19 +501,11 @@ class Room:
             return
         variants: dict[bool, domish.Element] = {}
         for occupant in list(self.occupants.values()):
-            with_jid = self._sees_jids(occupant)
+            with_jid = self.sees_jids(occupant)
             message = variants.get(with_jid)
             if message is None:
-                message = domish.Element((None, "message"))
-                message["from"] = self.jid
-                message["id"] = _new_id()
-                item = message.addElement((NS_MUC_USER, "x")).addElement("item")
-                if with_jid:
-                    item["jid"] = bare
-                item["affiliation"] = affiliation
-                item["role"] = NONE
-                variants[with_jid] = message
-            self._send_to_occupants(message, [occupant])
+                message = variants[with_jid] = affiliation_notice(self, bare, affiliation, with_jid)
+            self.send_to_occupants(message, [occupant])
 
     def set_role(
         self, occupant: Occupant, role: str, *, reason: str | None = None, actor: str | None = None
@@ -1154,133 +514,10 @@ class Room:
         if occupant.nick not in self.occupants:
             return
         if role == NONE:
-            self._remove(occupant, codes=("307",), reason=reason, actor=actor)
+            self.remove(occupant, codes=("307",), reason=reason, actor=actor)
             return
         occupant.role = role
-        if role != VISITOR:
-            self.voice_requests.discard(occupant.nick)
-        self._broadcast_presence(occupant, reason=reason, actor=actor)
-
-    # ----------------------------------------------------------- registration
-
-    def _register_get(self, stanza: domish.Element, sender: jid.JID) -> None:
-        bare = sender.userhost()
-        entry = self.affiliations.entry(bare)
-        payload = domish.Element((NS_REGISTER, "query"))
-        if entry is not None and entry.nick and entry.affiliation != OUTCAST:
-            payload.addElement("registered")
-            payload.addElement("username", content=entry.nick)
-        form = data_form.Form(
-            "form", title=f"Nickname registration for {self.jid}", formNamespace=NS_MUC_REGISTER
-        )
-        form.addField(
-            data_form.Field(
-                var="muc#register_roomnick",
-                label="Nickname",
-                required=True,
-                value=entry.nick if entry is not None and entry.nick else None,
-            )
-        )
-        payload.addChild(form.toElement())
-        self._result(stanza, payload)
-
-    def _register_set(self, stanza: domish.Element, sender: jid.JID, query: domish.Element) -> None:
-        bare = sender.userhost()
-        stored = self.affiliations.get(bare)
-        if stored == OUTCAST:
-            raise StanzaError("forbidden")
-        if child(query, "remove", NS_REGISTER) is not None:
-            self._result(stanza)
-            entry = self.affiliations.entry(bare)
-            if entry is None:
-                return
-            self.affiliations.set_nick(bare, None)
-            if entry.affiliation == MEMBER:
-                self.set_affiliation(bare, NONE)
-            else:
-                self.service.room_changed(self)
-            return
-        form_element = child(query, "x", NS_X_DATA)
-        if form_element is None:
-            raise StanzaError("bad-request", "a registration form is required")
-        try:
-            form = data_form.Form.fromElement(form_element)
-        except data_form.Error:
-            raise StanzaError("bad-request") from None
-        if form.formType == "cancel":
-            self._result(stanza)
-            return
-        field = form.fields.get("muc#register_roomnick")
-        if field is None or not field.values or not str(field.values[0]).strip():
-            raise StanzaError("not-acceptable", "a nickname is required")
-        nick = resourceprep_nick(str(field.values[0]))
-        owner = self.affiliations.nick_owner(nick)
-        in_use = self.occupants.get(nick)
-        if (owner is not None and owner != bare) or (in_use is not None and in_use.bare != bare):
-            raise StanzaError("conflict", "that nickname is taken")
-        if self.config.members_only and self.affiliation_of(bare) == NONE:
-            raise StanzaError("registration-required")
-        self._result(stanza)
-        if stored == NONE:
-            self.set_affiliation(bare, MEMBER)
-        self.affiliations.set_nick(bare, nick)
-        self.service.room_changed(self)
-
-    # ------------------------------------------------------------------- disco
-
-    def features(self) -> list[str]:
-        """The muc_* features describing this room."""
-        c = self.config
-        return [
-            NS_MUC,
-            "muc_passwordprotected" if c.password else "muc_unsecured",
-            "muc_membersonly" if c.members_only else "muc_open",
-            "muc_moderated" if c.moderated else "muc_unmoderated",
-            "muc_persistent" if c.persistent else "muc_temporary",
-            "muc_public" if c.public else "muc_hidden",
-            "muc_nonanonymous" if c.non_anonymous else "muc_semianonymous",
-        ]
-
-    def disco_info(self, sender: jid.JID, node: str | None) -> domish.Element:
-        """The disco#info answer of the room (identity, features, roominfo form)."""
-        info = disco.DiscoInfo()
-        if node == "x-roomuser-item":
-            info.nodeIdentifier = node
-            entry = self.affiliations.entry(sender.userhost())
-            if entry is not None and entry.nick:
-                info.append(disco.DiscoIdentity("conference", "text", entry.nick))
-            return info.toElement()
-        if node:
-            raise StanzaError("item-not-found")
-        info.append(disco.DiscoIdentity("conference", "text", self.config.name or self.name))
-        for feature in [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_REGISTER, *self.features()]:
-            info.append(disco.DiscoFeature(feature))
-        form = data_form.Form("result", formNamespace=NS_MUC_ROOMINFO)
-        form.addField(
-            data_form.Field(var="muc#roominfo_description", value=self.config.description)
-        )
-        form.addField(data_form.Field(var="muc#roominfo_occupants", value=str(len(self.occupants))))
-        form.addField(data_form.Field(var="muc#roominfo_subject", value=self.subject))
-        if self.config.language:
-            form.addField(data_form.Field(var="muc#roominfo_lang", value=self.config.language))
-        form.addField(data_form.Field(var="muc#roomconfig_roomname", value=self.config.name))
-        form.addField(
-            data_form.Field(
-                "boolean", var="muc#roomconfig_changesubject", value=self.config.change_subject
-            )
-        )
-        info.append(form)
-        return info.toElement()
-
-    def disco_items(self, sender: jid.JID, node: str | None) -> domish.Element:
-        """The room's occupants (for public rooms or occupants), as disco items."""
-        items = disco.DiscoItems()
-        if node:
-            raise StanzaError("item-not-found")
-        if self.config.public or sender.full() in self.sessions:
-            for nick in sorted(self.occupants):
-                items.append(disco.DiscoItem(jid.JID(self.occupant_jid(nick))))
-        return items.toElement()
+        self.broadcast_presence(occupant, reason=reason, actor=actor)
 
     # ------------------------------------------------------------- persistence
 

@@ -3,36 +3,48 @@
 Stanzas for the domain reach :meth:`MUCService.receive` through the
 component's XML pipe; they are processed one at a time (a stanza the
 service's own output causes, such as a bounce, waits in the queue until the
-current one is done, so room state is never changed re-entrantly). Rooms
-(:class:`~xmppd.muc.room.Room`) do the XEP-0045 work; the service creates
-them, answers the service's own disco, keeps persistent rooms in the
-database and turns :class:`~xmppd.errors.StanzaError` into error replies.
+current one is done, so room state is never changed re-entrantly).
+
+The room core (:class:`~xmppd.muc.room.Room`) keeps occupants, roles,
+affiliations and broadcasts; every feature is a MUC module
+(:mod:`xmppd.muc.features`) in the service's own
+:class:`~xmppd.module.ModuleHost`: iqs to the service (``Scope.MUC_SERVICE``)
+and to rooms (``Scope.ROOM``) go to their handlers, and rooms fire their
+hooks. The service creates and forgets rooms, keeps persistent ones in the
+database, and turns :class:`~xmppd.errors.StanzaError` into error replies.
+Rooms see it only as a :class:`~xmppd.muc.host.RoomHost`, modules as a
+:class:`~xmppd.muc.host.MUCContext`.
 """
 
 from __future__ import annotations
 
-import datetime
+import dataclasses
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 from twisted.words.protocols.jabber.xmlstream import XMPPHandler
 from twisted.words.xish import domish
-from wokkel import disco
 from wokkel.component import InternalComponent
 
 from xmppd.addresses import parse_jid
 from xmppd.errors import StanzaError, error_reply, must_not_answer
 from xmppd.logs import logger
-from xmppd.muc import adhoc
+from xmppd.module import ModuleHost, Scope
 from xmppd.muc.affiliations import OWNER
 from xmppd.muc.config import RoomConfig
-from xmppd.muc.room import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, Room, resourceprep_nick
+from xmppd.muc.feature import MUCRequest, answer
+from xmppd.muc.features import MUC_MODULES
+from xmppd.muc.host import MUCContext
+from xmppd.muc.room import Room
+from xmppd.muc.stanzas import resourceprep_nick
 from xmppd.ratelimit import Backoff, TokenBucket
-from xmppd.stanza import serialize
 from xmppd.storage.rooms import RoomRecord, RoomStore
+
+if TYPE_CHECKING:
+    from xmppd.config import MUCSettings
 
 log = logger(__name__)
 
@@ -46,59 +58,103 @@ class _StanzaHandler(XMPPHandler):
         self.xmlstream.addObserver("/*", self.parent.receive)
 
 
+class _RoomHost:
+    """The service as its rooms see it (:class:`~xmppd.muc.host.RoomHost`)."""
+
+    def __init__(self, service: MUCService) -> None:
+        self._service = service
+        self.domain = service.domain
+        self.modules = service.modules
+
+    def send(self, stanza: domish.Element) -> None:
+        """Send a stanza to the router."""
+        self._service.send(stanza)
+
+    def is_admin(self, bare: str) -> bool:
+        """True for service administrators."""
+        return self._service.is_admin(bare)
+
+    def message_bucket(self) -> TokenBucket:
+        """A per-occupant bucket with the service's rate and burst."""
+        service = self._service
+        return TokenBucket(service.message_rate, service.message_burst, service.reactor)
+
+    def room_changed(self, room: Room) -> None:
+        """Store the room (if persistent)."""
+        self._service.room_changed(room)
+
+    def room_configured(self, room: Room, old: RoomConfig) -> None:
+        """Store, delete or forget the room after a configuration change."""
+        self._service.room_configured(room, old)
+
+    def room_emptied(self, room: Room) -> None:
+        """A temporary room goes away."""
+        self._service.room_emptied(room)
+
+    def room_destroyed(self, room: Room) -> None:
+        """Forget the room and delete it from storage."""
+        self._service.room_destroyed(room)
+
+
 class MUCService(InternalComponent):
     """Multi-user chat (XEP-0045) for one domain, e.g. ``conference.localhost``.
 
-    Abuse limits (issue 6), all on the reactor's clock: after
-    ``password_max_failures`` wrong room passwords within
-    ``password_failure_window`` seconds, a user's joins to that room are
-    refused (wait, resource-constraint) for ``password_backoff`` seconds,
-    doubling with each further failure up to ``password_backoff_max``; each
-    occupant may send ``message_burst`` messages at once and ``message_rate``
-    a second after that (wait, resource-constraint beyond).
+    Built from the ``[muc]`` section whole (:class:`~xmppd.config.MUCSettings`:
+    the domain, the ``create_rooms`` policy, the abuse limits) plus what
+    comes from elsewhere: the router, the server's domain (for the
+    ``local`` policy), the database (None: nothing is stored), the service
+    administrators (owners of every room) and the reactor.
+
+    Abuse limits (issue 6), all on the reactor's clock: each occupant may
+    send ``message_burst`` messages at once and ``message_rate`` a second
+    after that (wait, resource-constraint beyond); the back-off against
+    guessing room passwords is the password module's
+    (:mod:`xmppd.muc.features.password`).
     """
 
     def __init__(
         self,
+        settings: MUCSettings,
         *,
         router: Any,
-        domain: str,
         server_domain: str,
         database: Any,
-        create_rooms: str = "anyone",
         admins: Iterable[str] = (),
         reactor: Any = None,
-        password_max_failures: int = 5,
-        password_failure_window: float = 60.0,
-        password_backoff: float = 10.0,
-        password_backoff_max: float = 3600.0,
-        message_rate: float = 5.0,
-        message_burst: int = 20,
     ) -> None:
-        InternalComponent.__init__(self, router, domain)
-        if create_rooms not in CREATE_ROOMS_POLICIES:
+        if not settings.domain:
+            raise ValueError("the MUC service needs a domain")
+        InternalComponent.__init__(self, router, settings.domain)
+        if settings.create_rooms not in CREATE_ROOMS_POLICIES:
             raise ValueError(f"create_rooms must be one of {CREATE_ROOMS_POLICIES}")
+        if settings.message_rate <= 0 or settings.message_burst < 1:
+            raise ValueError("message_rate must be positive and message_burst at least 1")
         if reactor is None:
             from twisted.internet import reactor
-        self.domain = domain
+        #: The ``[muc]`` section in force (reload replaces its live keys).
+        self.settings = settings
+        self.domain = settings.domain
         self.server_domain = server_domain
-        self.create_rooms = create_rooms
         self.admins = frozenset(jid.JID(a).userhost() for a in admins)
         self.reactor = reactor
         self.store = RoomStore(database) if database is not None else None
-        self.password_backoff = Backoff(
-            reactor,
-            threshold=password_max_failures,
-            base=password_backoff,
-            maximum=password_backoff_max,
-            window=password_failure_window,
-            max_keys=10_000,
-        )
-        if message_rate <= 0 or message_burst < 1:
-            raise ValueError("message_rate must be positive and message_burst at least 1")
-        self.message_rate = message_rate
-        self.message_burst = message_burst
+        self.message_rate = settings.message_rate
+        self.message_burst = settings.message_burst
         self.rooms: dict[str, Room] = {}
+        #: What the MUC feature modules may use of the service.
+        self.context = MUCContext(
+            domain=self.domain,
+            reactor=reactor,
+            rooms=self.rooms,
+            is_admin=self.is_admin,
+            store=self.store,
+            write=self._write,
+        )
+        #: The MUC feature modules: their iq handlers, hooks and disco entries.
+        self.modules = ModuleHost(self.context, MUC_MODULES, lambda cls: self.settings)
+        self.context.modules = self.modules
+        #: What the rooms may use of the service.
+        self.room_host = _RoomHost(self)
         self.ready: defer.Deferred = defer.Deferred()
         self._queue: deque[domish.Element] = deque()
         self._busy = False
@@ -106,11 +162,39 @@ class MUCService(InternalComponent):
         self._writes: defer.Deferred = defer.succeed(None)
         _StanzaHandler().setHandlerParent(self)
 
+    @property
+    def password_backoff(self) -> Backoff:
+        """The password module's back-off table (wrong room passwords), for inspection."""
+        return self.modules["password"].backoff
+
+    @property
+    def create_rooms(self) -> str:
+        """Who may create rooms (``anyone``, ``local``, ``admins``)."""
+        return self.settings.create_rooms
+
+    def reload(self, settings: MUCSettings, admins: Iterable[str]) -> None:
+        """Apply a reloaded ``[muc]`` section's live keys and the new admins.
+
+        Keys that need a restart (the domain, the abuse limits) keep their
+        running values.
+        """
+        live = {
+            f.name: getattr(settings, f.name)
+            for f in dataclasses.fields(settings)
+            if f.metadata.get("live")
+        }
+        self.settings = dataclasses.replace(self.settings, **live)
+        for module in self.modules.modules.values():
+            module.config = self.settings
+        self.admins = frozenset(jid.JID(a).userhost() for a in admins)
+
     # ------------------------------------------------------------- lifecycle
 
     def startService(self) -> None:  # noqa: N802 (Twisted API)
         """Register with the router and load the persistent rooms."""
         InternalComponent.startService(self)
+        if not self.modules.running:
+            self.modules.startService()
         if self._loaded:
             return
         if self.store is None:
@@ -124,11 +208,13 @@ class MUCService(InternalComponent):
     def stopService(self) -> defer.Deferred:  # noqa: N802 (Twisted API)
         """Unregister from the router; fires when pending room writes are done."""
         InternalComponent.stopService(self)
+        if self.modules.running:
+            self.modules.stopService()
         return self.flush()
 
     def _rooms_loaded(self, records: list[RoomRecord]) -> None:
         for record in records:
-            room = Room(self, record.name, RoomConfig.from_dict(record.config))
+            room = Room(self.room_host, record.name, RoomConfig.from_dict(record.config))
             room.subject = record.subject or ""
             room.subject_from = record.subject_from
             for bare, affiliation, reason, nick in record.affiliations:
@@ -165,14 +251,6 @@ class MUCService(InternalComponent):
             return
         InternalComponent.send(self, obj)
 
-    def now(self) -> float:
-        """The current time (the reactor's clock)."""
-        return self.reactor.seconds()
-
-    def message_bucket(self) -> TokenBucket:
-        """A new per-occupant message bucket with the service's rate and burst."""
-        return TokenBucket(self.message_rate, self.message_burst, self.reactor)
-
     def is_admin(self, bare: str) -> bool:
         """True for the service administrators (owners of every room)."""
         return bare in self.admins
@@ -189,21 +267,7 @@ class MUCService(InternalComponent):
     def room_changed(self, room: Room) -> None:
         """Persist a room's state (for persistent rooms)."""
         if room.config.persistent and not room.destroyed and self.store is not None:
-            self._write(self.store.save, self.domain, room.name, room.to_record())
-
-    def room_logged(self, room: Room, nick: str, message: domish.Element) -> None:
-        """Append a message to the room's conversation log (rooms with logging on)."""
-        if self.store is None:
-            return
-        stamp = datetime.datetime.fromtimestamp(self.now(), datetime.UTC)
-        self._write(
-            self.store.append_log,
-            self.domain,
-            room.name,
-            stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            nick,
-            serialize(message),
-        )
+            self._write(room.name, self.store.save, self.domain, room.name, room.to_record())
 
     def room_configured(self, room: Room, old: RoomConfig) -> None:
         """After a configuration change: store, forget, or remove the room."""
@@ -211,7 +275,7 @@ class MUCService(InternalComponent):
             self.room_changed(room)
         else:
             if old.persistent and self.store is not None:
-                self._write(self.store.delete, self.domain, room.name)
+                self._write(room.name, self.store.delete, self.domain, room.name)
             if not room.occupants:
                 self._forget(room)
 
@@ -225,19 +289,19 @@ class MUCService(InternalComponent):
         """The room was destroyed by an owner (or a cancelled creation)."""
         self._forget(room)
         if self.store is not None and room.config.persistent:
-            self._write(self.store.delete, self.domain, room.name)
+            self._write(room.name, self.store.delete, self.domain, room.name)
 
     def _forget(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             log.debug("room {room} removed", room=room.jid)
 
-    def _write(self, function: Any, *args: Any) -> None:
+    def _write(self, room: str, function: Any, *args: Any) -> None:
         def run(_: Any) -> Any:
             return function(*args)
 
         def failed(failure: Any) -> None:
-            log.failure("could not store room {room}", failure, room=args[1])
+            log.failure("could not store room {room}", failure, room=room)
 
         self._writes.addCallback(run)
         self._writes.addErrback(failed)
@@ -324,7 +388,7 @@ class MUCService(InternalComponent):
         nick = resourceprep_nick(nick)
         if not self.may_create(sender):
             raise StanzaError("not-allowed", "you may not create rooms here")
-        room = Room(self, name, locked=True)
+        room = Room(self.room_host, name, locked=True)
         room.affiliations.set(sender.userhost(), OWNER)
         self.rooms[name] = room
         try:
@@ -342,54 +406,11 @@ class MUCService(InternalComponent):
         if stanza.name == "iq":
             query = stanza.firstChildElement()
             kind = stanza.getAttribute("type")
-            if query is not None and kind == "get" and query.name == "query":
-                node = query.getAttribute("node")
-                if query.uri == NS_DISCO_INFO and not node:
-                    self._reply(stanza, self.disco_info())
-                    return
-                if query.uri == NS_DISCO_ITEMS and not node:
-                    self._reply(stanza, self.disco_items(sender))
-                    return
-                if query.uri == NS_DISCO_ITEMS and node == adhoc.NS_COMMANDS:
-                    self._reply(stanza, self.command_items(sender))
-                    return
-            if query is not None and kind == "set" and query.uri == adhoc.NS_COMMANDS:
-                self._reply(stanza, adhoc.handle_command(self, stanza, sender, query))
+            handler = None
+            if query is not None and kind in ("get", "set"):
+                handler = self.modules.iq_handler(kind, query, Scope.MUC_SERVICE)
+            if handler is not None:
+                request = MUCRequest(stanza, sender, target, query, Scope.MUC_SERVICE, None)
+                answer(self.modules, handler, request, self.send, self.domain, self.domain)
                 return
         raise StanzaError("service-unavailable")
-
-    def _reply(self, iq: domish.Element, payload: domish.Element) -> None:
-        reply = domish.Element((None, "iq"))
-        reply["type"] = "result"
-        reply["to"] = iq["from"]
-        reply["from"] = iq.getAttribute("to") or self.domain
-        if iq.getAttribute("id") is not None:
-            reply["id"] = iq["id"]
-        reply.addChild(payload)
-        self.send(reply)
-
-    def disco_info(self) -> domish.Element:
-        """The service's disco#info: conference identity and the muc feature."""
-        info = disco.DiscoInfo()
-        info.append(disco.DiscoIdentity("conference", "text", "Chatrooms"))
-        for feature in (NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, adhoc.NS_COMMANDS):
-            info.append(disco.DiscoFeature(feature))
-        return info.toElement()
-
-    def command_items(self, sender: jid.JID) -> domish.Element:
-        """The ad-hoc commands this user may run (none unless a service admin)."""
-        items = disco.DiscoItems()
-        items.nodeIdentifier = adhoc.NS_COMMANDS
-        for node, name in adhoc.command_items(self, sender):
-            items.append(disco.DiscoItem(jid.JID(self.domain), node, name))
-        return items.toElement()
-
-    def disco_items(self, sender: jid.JID) -> domish.Element:
-        """The public (unlocked) rooms, as disco items."""
-        items = disco.DiscoItems()
-        for name in sorted(self.rooms):
-            room = self.rooms[name]
-            if room.locked or not room.config.public:
-                continue
-            items.append(disco.DiscoItem(jid.JID(room.jid), name=room.config.name or name))
-        return items.toElement()

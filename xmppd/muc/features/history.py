@@ -1,4 +1,11 @@
-"""Discussion history of a room, replayed to joiners with XEP-0203 delays."""
+"""Discussion history of a room, replayed to joiners with XEP-0203 delays (XEP-0045 7.2.13).
+
+* The room keeps its last ``historylength`` groupchat messages with a body
+  (the configuration field; 0-100, default 20).
+* A joiner gets them after its self-presence and before the subject, each
+  with a ``<delay/>`` from the room, limited by its ``<history/>``
+  (``maxchars``, ``maxstanzas``, ``seconds``, ``since``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,19 @@ from datetime import UTC, datetime
 
 from twisted.words.xish import domish
 
-from xmppd.muc.config import DEFAULT_HISTORY_LENGTH
+from xmppd.module import Point, hook
+from xmppd.muc.config import (
+    DEFAULT_HISTORY_LENGTH,
+    MAX_HISTORY_LENGTH,
+    ConfigField,
+    RoomConfig,
+    read_int,
+    read_text,
+)
+from xmppd.muc.feature import MUCModule
+from xmppd.muc.occupant import Occupant
+from xmppd.muc.room import Room
+from xmppd.muc.stanzas import NS_MUC, child
 
 NS_DELAY = "urn:xmpp:delay"
 
@@ -127,3 +146,57 @@ def delayed(stanza: domish.Element, room_jid: str, stamp: float) -> domish.Eleme
     delay["stamp"] = format_stamp(stamp)
     copy.children.append(delay)
     return copy
+
+
+def _read_length(var: str, values: list[str]) -> int:
+    value = read_text(var, values)
+    return DEFAULT_HISTORY_LENGTH if value == "" else read_int(var, value, 0, MAX_HISTORY_LENGTH)
+
+
+FIELD = ConfigField(
+    "historylength", f"Number of messages kept as history (0-{MAX_HISTORY_LENGTH})", 160,
+    attribute="history_length", show=lambda c: str(c.history_length), read=_read_length,
+)
+
+
+class RoomHistory(MUCModule):
+    """Keeps each room's recent messages and replays them to joiners."""
+
+    name = "history"
+
+    def history(self, room: Room) -> History:
+        """The room's history (created with the configured length)."""
+        history = room.data.get(self.name)
+        if history is None:
+            history = room.data[self.name] = History(room.config.history_length)
+        return history
+
+    @hook(Point.ROOM_CONFIG_FORM)
+    def fields(self, room: Room, fields: list[ConfigField]) -> None:
+        """The historylength field."""
+        fields.append(FIELD)
+
+    @hook(Point.ROOM_CONFIG_CHANGED)
+    def resize(self, room: Room, old: RoomConfig) -> None:
+        """Keep the configured number of messages from now on."""
+        self.history(room).resize(room.config.history_length)
+
+    @hook(Point.ROOM_MESSAGE)
+    def remember(self, room: Room, occupant: Occupant, message: domish.Element) -> None:
+        """Keep a broadcast message that has a body (not a bare subject change)."""
+        if child(message, "body") is not None:
+            self.history(room).add(message, self.server.reactor.seconds())
+
+    @hook(Point.ROOM_JOINED)
+    def replay(
+        self, room: Room, occupant: Occupant, full: str, muc_x: domish.Element | None
+    ) -> None:
+        """Send the joining session the history its ``<history/>`` asks for."""
+        history = room.data.get(self.name)
+        if not history:
+            return
+        request = HistoryRequest.from_element(
+            child(muc_x, "history", NS_MUC) if muc_x is not None else None
+        )
+        for message in history.select(request, self.server.reactor.seconds(), room.jid):
+            room.send_to(message, full)

@@ -1,0 +1,153 @@
+"""The stanzas a room builds: what it tells its occupants and relays.
+
+An occupant's presence as the room shows it (the muc#user ``<item/>`` and
+the status codes), the room's status and subject messages, the notices of
+a destruction and of an absent user's affiliation change, and the copy of
+a message relayed under the sender's nick. Each is built once; the room
+sends shallow copies that differ only in 'to'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from twisted.words.xish import domish
+
+from xmppd.muc.affiliations import NONE
+from xmppd.muc.occupant import Occupant
+from xmppd.muc.stanzas import NS_MUC_USER, new_id
+
+if TYPE_CHECKING:
+    from xmppd.muc.room import Room
+
+
+def occupant_presence(
+    room: Room,
+    occupant: Occupant,
+    *,
+    with_jid: bool,
+    is_self: bool,
+    unavailable: bool = False,
+    base: domish.Element | None = None,
+    role: str | None = None,
+    affiliation: str | None = None,
+    session: str | None = None,
+    pre_codes: Iterable[str] = (),
+    codes: Iterable[str] = (),
+    self_codes: Iterable[str] = (),
+    reason: str | None = None,
+    actor: str | None = None,
+    new_nick: str | None = None,
+) -> domish.Element:
+    """An occupant's presence from the room, with its muc#user item and status codes.
+
+    ``base`` is the presence whose children are shown (default: the
+    occupant's own); ``with_jid`` shows the real JID (``session``, default
+    the occupant's shown session); ``pre_codes`` come before the item,
+    ``codes`` after it, then for the occupant itself ``self_codes`` and 110.
+    """
+    presence = domish.Element((None, "presence"))
+    presence["from"] = room.occupant_jid(occupant.nick)
+    if unavailable:
+        presence["type"] = "unavailable"
+    source = base if base is not None else occupant.presence
+    if source is not None:
+        presence.children.extend(source.children)
+    x = presence.addElement((NS_MUC_USER, "x"))
+    for code in pre_codes:
+        x.addElement("status")["code"] = code
+    item = x.addElement("item")
+    if with_jid:
+        item["jid"] = session or occupant.session
+    item["affiliation"] = affiliation or room.affiliation_of(occupant.bare)
+    item["role"] = role or occupant.role
+    if new_nick is not None:
+        item["nick"] = new_nick
+    if actor is not None:
+        item.addElement("actor")["nick"] = actor
+    if reason:
+        item.addElement("reason", content=reason)
+    for code in codes:
+        x.addElement("status")["code"] = code
+    if is_self:
+        for code in self_codes:
+            x.addElement("status")["code"] = code
+        x.addElement("status")["code"] = "110"
+    return presence
+
+
+def status_message(room: Room, codes: Iterable[str]) -> domish.Element:
+    """A groupchat message from the room carrying status codes (104, 170-174)."""
+    message = domish.Element((None, "message"))
+    message["type"] = "groupchat"
+    message["from"] = room.jid
+    message["id"] = new_id()
+    x = message.addElement((NS_MUC_USER, "x"))
+    for code in codes:
+        x.addElement("status")["code"] = code
+    return message
+
+
+def subject_message(room: Room) -> domish.Element:
+    """The room's subject (empty if none), from whoever set it."""
+    message = domish.Element((None, "message"))
+    message["type"] = "groupchat"
+    if room.subject and room.subject_from:
+        message["from"] = room.occupant_jid(room.subject_from)
+    else:
+        message["from"] = room.jid
+    message["id"] = new_id()
+    message.addElement("subject", content=room.subject or None)
+    return message
+
+
+def destroy_presence(
+    room: Room,
+    occupant: Occupant,
+    reason: str | None,
+    alternate: str | None,
+    password: str | None,
+) -> domish.Element:
+    """The unavailable presence with ``<destroy/>`` an occupant gets when the room goes."""
+    presence = domish.Element((None, "presence"))
+    presence["from"] = room.occupant_jid(occupant.nick)
+    presence["type"] = "unavailable"
+    x = presence.addElement((NS_MUC_USER, "x"))
+    item = x.addElement("item")
+    item["affiliation"] = NONE
+    item["role"] = NONE
+    element = x.addElement("destroy")
+    if alternate:
+        element["jid"] = alternate
+    if reason:
+        element.addElement("reason", content=reason)
+    if password:
+        element.addElement("password", content=password)
+    return presence
+
+
+def affiliation_notice(room: Room, bare: str, affiliation: str, with_jid: bool) -> domish.Element:
+    """The message telling occupants of an absent user's new affiliation."""
+    message = domish.Element((None, "message"))
+    message["from"] = room.jid
+    message["id"] = new_id()
+    item = message.addElement((NS_MUC_USER, "x")).addElement("item")
+    if with_jid:
+        item["jid"] = bare
+    item["affiliation"] = affiliation
+    item["role"] = NONE
+    return message
+
+
+def relay_copy(room: Room, stanza: domish.Element, nick: str) -> domish.Element:
+    """A message as the room relays it: from the nick, without addresses or muc#user."""
+    message = domish.Element((None, "message"))
+    for key, value in stanza.attributes.items():
+        if key not in ("to", "from"):
+            message[key] = value
+    message["from"] = room.occupant_jid(nick)
+    for element in stanza.elements():
+        if element.uri != NS_MUC_USER:
+            message.children.append(element)
+    return message
