@@ -57,8 +57,9 @@ class FakeDestination:
 class MUCHarness:
     """A started MUC service with a fake user domain and a task.Clock."""
 
-    def __init__(self, testcase, database=None, admins=(), **options) -> None:
-        """``options`` are ``[muc]`` keys (:class:`~xmppd.config.MUCSettings`)."""
+    def __init__(self, testcase, database=None, admins=(), modules=None, **options) -> None:
+        """``options`` are ``[muc]`` keys (:class:`~xmppd.config.MUCSettings`);
+        ``modules`` the MUC module classes (default: all)."""
         self.router = Router()
         self.users = FakeDestination()
         self.router.register("localhost", self.users)
@@ -71,6 +72,7 @@ class MUCHarness:
             database=database,
             admins=admins,
             reactor=self.clock,
+            **({} if modules is None else {"modules": modules}),
         )
         self.service.startService()
         testcase.addCleanup(self.stop)

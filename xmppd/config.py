@@ -144,7 +144,8 @@ class LimitSettings:
 class ModulesSettings:
     """``[modules]``: switching feature modules off."""
 
-    disabled: tuple[str, ...] = setting((), "names of modules to switch off (see Modules)")
+    disabled: tuple[str, ...] = setting(
+        (), "modules to switch off by name; MUC modules as `muc.NAME`")
 
 
 #: The core sections: name -> settings class (module sections are added to these).
@@ -493,13 +494,16 @@ def _muc(r: _Reader, domain: str, secrets: dict[str, str]) -> MUCSettings:
 
 
 def _modules(r: _Reader) -> ModulesSettings:
-    from xmppd.modules import BY_NAME
+    from xmppd.modules import switchable_modules
 
     modules = r.section("modules")
+    known = switchable_modules()
     for name in modules.disabled:
-        if name not in BY_NAME:
+        if name not in known:
             raise r.fail("modules.disabled",
-                         f"no module is called {name!r} (known: {', '.join(sorted(BY_NAME))})")
+                         f"no module is called {name!r} (known: {', '.join(sorted(known))})")
+        if known[name].essential:
+            raise r.fail("modules.disabled", f"{name!r} cannot be switched off")
     return modules
 
 

@@ -246,6 +246,8 @@ class Module(service.Service):
     settings: ClassVar[type | None] = None
     #: The config section's name, if it is not the module's name.
     section: ClassVar[str | None] = None
+    #: True for a module the service cannot work without (not switched off).
+    essential: ClassVar[bool] = False
     #: The module's own tables: idempotent SQL (``CREATE TABLE IF NOT
     #: EXISTS``), run at start-up before any query of the module.
     schema: ClassVar[Sequence[str]] = ()

@@ -262,6 +262,7 @@ class XMPPServer(service.MultiService):
     def _build_muc(self) -> None:
         if not self.config.muc.domain:
             return
+        from xmppd.modules import enabled_muc_modules
         from xmppd.muc.service import MUCService
 
         self.muc = MUCService(
@@ -271,6 +272,7 @@ class XMPPServer(service.MultiService):
             database=self.database,
             admins=self.config.admins,
             reactor=self.reactor,
+            modules=enabled_muc_modules(self.config),
         )
         self.muc.setServiceParent(self)
 

@@ -22,7 +22,28 @@ MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Regi
 BY_NAME = {cls.name: cls for cls in MODULES}
 
 
+#: How ``[modules] disabled`` names the MUC service's modules: ``muc.NAME``.
+MUC_PREFIX = "muc."
+
+
 def enabled_modules(config) -> list:
-    """The module classes a configuration enables (``[modules] disabled`` left out)."""
+    """The session manager's module classes a configuration enables."""
     disabled = set(config.modules.disabled)
     return [cls for cls in MODULES if cls.name not in disabled]
+
+
+def enabled_muc_modules(config) -> list:
+    """The MUC service's module classes a configuration enables (``muc.NAME``)."""
+    from xmppd.muc.features import MUC_MODULES
+
+    disabled = set(config.modules.disabled)
+    return [cls for cls in MUC_MODULES if MUC_PREFIX + cls.name not in disabled]
+
+
+def switchable_modules() -> dict:
+    """Every name ``[modules] disabled`` accepts -> the module class."""
+    from xmppd.muc.features import MUC_MODULES
+
+    names = dict(BY_NAME)
+    names.update({MUC_PREFIX + cls.name: cls for cls in MUC_MODULES})
+    return names

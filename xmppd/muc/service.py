@@ -121,6 +121,7 @@ class MUCService(InternalComponent):
         database: Any,
         admins: Iterable[str] = (),
         reactor: Any = None,
+        modules: Iterable[type] = MUC_MODULES,
     ) -> None:
         if not settings.domain:
             raise ValueError("the MUC service needs a domain")
@@ -151,7 +152,7 @@ class MUCService(InternalComponent):
             write=self._write,
         )
         #: The MUC feature modules: their iq handlers, hooks and disco entries.
-        self.modules = ModuleHost(self.context, MUC_MODULES, lambda cls: self.settings)
+        self.modules = ModuleHost(self.context, modules, lambda cls: self.settings)
         self.context.modules = self.modules
         #: What the rooms may use of the service.
         self.room_host = _RoomHost(self)

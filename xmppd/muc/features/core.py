@@ -16,5 +16,6 @@ class Core(MUCModule):
     """The muc feature of the service and the rooms."""
 
     name = "muc"
+    essential = True
     features = {Scope.MUC_SERVICE: [NS_MUC], Scope.ROOM: [NS_MUC]}
 

@@ -25,6 +25,8 @@ class MembersOnly(MUCModule):
     """Only members (and admins, owners) enter a members-only room."""
 
     name = "members-only"
+    #: Switched off, rooms configured closed would let anyone in.
+    essential = True
 
     def disco_features(self, scope: Scope, target: Room | None = None) -> list[str]:
         """muc_membersonly or muc_open."""

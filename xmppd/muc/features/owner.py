@@ -35,6 +35,7 @@ class Owner(MUCModule):
     """muc#owner: the configuration form and room destruction."""
 
     name = "owner"
+    essential = True
 
     def disco_features(self, scope: Scope, target: Room | None = None) -> list[str]:
         """muc_persistent/temporary, muc_public/hidden, muc_nonanonymous/semianonymous."""

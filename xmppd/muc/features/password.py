@@ -43,6 +43,8 @@ class Password(MUCModule):
     """The room secret and the back-off against guessing it."""
 
     name = "password"
+    #: Switched off, rooms configured closed would let anyone in.
+    essential = True
 
     def __init__(self, server: Any, settings: Any = None):
         super().__init__(server, settings)
