@@ -101,3 +101,13 @@ class InvitationTests(unittest.TestCase):
         )
         (error,) = self.h.take(JULIET)
         self.assertEqual(error_condition(error), "bad-request")
+
+    def test_bad_decline_and_malformed_invitee(self):
+        for payload, condition in (("<decline/>", "bad-request"),
+                                   ("<decline to='a@b@c'/>", "jid-malformed"),
+                                   ("<invite to='a@b@c'/>", "jid-malformed")):
+            self.h.send(JULIET, f"<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'>{payload}</x>"
+                                "</message>")
+            (error,) = self.h.take(JULIET)
+            self.assertEqual(error_condition(error), condition, payload)
+        self.assertEqual(self.flushLoggedErrors(), [])
