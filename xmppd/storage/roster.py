@@ -7,11 +7,20 @@ columns of ``roster_items``: ``subscription`` ('none', 'to', 'from' or
 the JSON list of groups. Inbound requests not yet answered ("Pending In")
 live in ``pending_subscriptions`` as the complete stanza, so that extension
 elements survive until the user logs in again (section 3.1.3).
+
+Roster versions (section 2.6) are one integer per user in
+``roster_versions``, raised by one in the same transaction as every change
+of an item (saving or removing it); a user without a row (no change since
+the account was created) is at version 0 with an empty roster. A user's
+first change starts the count at a random number, so that an account
+deleted and created again under the same name does not repeat the versions
+a client may have cached for the old one. The row goes with the account.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass, field
 
 from twisted.internet import defer
@@ -20,6 +29,9 @@ from twisted.words.xish import domish
 from xmppd.storage.database import Database
 
 NS_ROSTER = "jabber:iq:roster"
+
+#: The first version of a user's roster is drawn from [1, FIRST_VERSION_RANGE].
+FIRST_VERSION_RANGE = 2**31 - 1
 
 _SUBSCRIPTIONS = {
     (False, False): "none",
@@ -96,25 +108,34 @@ class RosterStore:
         )
         return {row[0]: _item_from_row(row) for row in rows}
 
+    def version(self, username: str) -> defer.Deferred:
+        """Fire with the user's roster version (0 if the roster never changed)."""
+        return self.db.run(_read_version, username)
+
     def save(self, username: str, item: RosterItem) -> defer.Deferred:
-        """Insert or replace one roster item."""
-        return self.db.execute(
+        """Insert or replace one roster item; fires with the new roster version."""
+        return self.db.run(
+            _change_and_bump,
+            username,
             "INSERT OR REPLACE INTO roster_items "
             "(username, contact, name, subscription, ask, approved, groups) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            username,
-            item.contact,
-            item.name,
-            item.subscription,
-            int(item.ask),
-            int(item.approved),
-            json.dumps(list(item.groups)),
+            (
+                username,
+                item.contact,
+                item.name,
+                item.subscription,
+                int(item.ask),
+                int(item.approved),
+                json.dumps(list(item.groups)),
+            ),
         )
 
     def remove(self, username: str, contact: str) -> defer.Deferred:
-        """Delete one roster item; fires with True if there was one."""
+        """Delete one roster item; fires with the new version, or None if there was none."""
         return self.db.run(
-            _delete_returning_count,
+            _change_and_bump,
+            username,
             "DELETE FROM roster_items WHERE username = ? AND contact = ?",
             (username, contact),
         )
@@ -161,6 +182,25 @@ def _item_from_row(row) -> RosterItem:
         approved=bool(approved),
         groups=group_list,
     )
+
+
+def _read_version(cursor, username: str) -> int:
+    cursor.execute("SELECT version FROM roster_versions WHERE username = ?", (username,))
+    row = cursor.fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def _change_and_bump(cursor, username: str, sql: str, params: tuple) -> int | None:
+    """Run a change of the user's items and raise the version; None if nothing changed."""
+    cursor.execute(sql, params)
+    if cursor.rowcount <= 0:
+        return None
+    cursor.execute(
+        "INSERT INTO roster_versions (username, version) VALUES (?, ?) "
+        "ON CONFLICT (username) DO UPDATE SET version = version + 1",
+        (username, secrets.randbelow(FIRST_VERSION_RANGE) + 1),
+    )
+    return _read_version(cursor, username)
 
 
 def _delete_returning_count(cursor, sql: str, params: tuple) -> bool:

@@ -81,4 +81,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX muc_log_room ON muc_log(service, room, id);
     """,
+    # 4: roster versions (RFC 6121 2.6), one per user; accounts that exist
+    # already start at version 1.
+    """
+    CREATE TABLE roster_versions (
+        username TEXT PRIMARY KEY REFERENCES accounts(username) ON DELETE CASCADE,
+        version INTEGER NOT NULL
+    );
+    INSERT INTO roster_versions (username, version) SELECT username, 1 FROM accounts;
+    """,
 ]
