@@ -36,6 +36,7 @@ NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
 NS_STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_REGISTER = "jabber:iq:register"
+NS_ROSTER_VERSIONING = "urn:xmpp:features:rosterver"
 
 _KEY_CACHE: dict[str, dict[str, ScramKeys]] = {}
 
@@ -106,6 +107,10 @@ class FakeSessionManager:
         self.fail_with: Exception | None = None
         self.pending: defer.Deferred | None = None
         self.make_pending = False
+
+    def stream_features(self) -> list[tuple[str, str]]:
+        """The real session manager's post-authentication features (roster versioning)."""
+        return [(NS_ROSTER_VERSIONING, "ver")]
 
     def bind(self, session: Any, username: str, resource: str | None):
         self.bound.append((session, username, resource))

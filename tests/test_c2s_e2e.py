@@ -45,6 +45,10 @@ class EchoSessionManager:
 
     domain = DOMAIN
 
+    def stream_features(self):
+        """No post-authentication features beyond bind."""
+        return []
+
     def bind(self, connection, username, resource):
         full = jid.JID(tuple=(username, DOMAIN, resource or "auto"))
         session = Session(self, full, connection)

@@ -11,6 +11,7 @@ from tests.c2s_fakes import (
     DOMAIN,
     NS_BIND,
     NS_REGISTER,
+    NS_ROSTER_VERSIONING,
     NS_SASL,
     NS_SESSION,
     NS_STREAMS,
@@ -193,8 +194,23 @@ class FeatureTests(unittest.TestCase):
         client.header()
         self.assertEqual(client.auth_plain()[0].name, "success")
         features = self.features(client)
-        self.assertEqual(feature_names(features), {(NS_BIND, "bind"), (NS_SESSION, "session")})
+        self.assertEqual(
+            feature_names(features),
+            {(NS_BIND, "bind"), (NS_SESSION, "session"), (NS_ROSTER_VERSIONING, "ver")},
+        )
         self.assertIsNotNone(features.session.optional)
+
+    def test_roster_versioning_only_after_authentication(self):
+        """RFC 6121 2.6.1: <ver/> is offered with bind, never before SASL."""
+        client = Client(make_factory())
+        before = self.features(client)
+        self.assertNotIn((NS_ROSTER_VERSIONING, "ver"), feature_names(before))
+        self.assertEqual(client.auth_plain()[0].name, "success")
+        after = self.features(client)
+        ver = [child for child in after.elements() if child.uri == NS_ROSTER_VERSIONING]
+        self.assertEqual(len(ver), 1)
+        self.assertEqual(ver[0].name, "ver")
+        self.assertEqual(list(ver[0].elements()), [])
 
 
 class StartTLSTests(unittest.TestCase):

@@ -7,6 +7,8 @@ in its own body, everything the server needs to know about the feature:
 * ``features`` and ``identities`` — its service discovery entries, per
   :class:`Scope` (the server's domain, a user's bare JID, the MUC service,
   a room);
+* ``stream_features`` — (namespace, name) of elements offered in the
+  stream features after authentication, with bind (e.g. roster versioning);
 * iq handlers — methods decorated with :func:`iq_handler`, keyed by
   (``get``/``set``, namespace, element, scope);
 * hooks — methods decorated with :func:`hook`, run with a priority at the
@@ -251,6 +253,9 @@ class Module(service.Service):
     #: The module's own tables: idempotent SQL (``CREATE TABLE IF NOT
     #: EXISTS``), run at start-up before any query of the module.
     schema: ClassVar[Sequence[str]] = ()
+    #: Stream features offered to clients after authentication, with bind:
+    #: (namespace, element name) pairs.
+    stream_features: ClassVar[Sequence[tuple[str, str]]] = ()
 
     def __init__(self, server: Any, settings: Any = None):
         self.server = server
@@ -332,6 +337,10 @@ class ModuleHost(service.MultiService):
     def get(self, name: str) -> Module | None:
         """The enabled module of that name, or None."""
         return self.modules.get(name)
+
+    def stream_features(self) -> list[tuple[str, str]]:
+        """The enabled modules' post-authentication stream features, in module order."""
+        return [feature for module in self.modules.values() for feature in module.stream_features]
 
     # -- hooks -----------------------------------------------------------------
 

@@ -144,6 +144,8 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
         else:
             features.addElement((bind_mod.NS_BIND, "bind"))
             features.addElement((bind_mod.NS_SESSION, "session")).addElement("optional")
+            for uri, name in factory.session_manager.stream_features():
+                features.addElement((uri, name))
         return features
 
     # -- elements ------------------------------------------------------------

@@ -3,7 +3,13 @@
 The roster store, its cache and roster pushes belong to the session
 manager (presence and subscriptions need them too); this module answers
 the ``jabber:iq:roster`` requests of a user's own resources, in the user's
-serial queue. Roster versioning is not offered.
+serial queue.
+
+Roster versioning (RFC 6121 2.6) as Prosody does it: the stream feature
+``urn:xmpp:features:rosterver`` after authentication, ``ver`` on every
+result and push, an empty result to a get whose ``ver`` is the current
+version, and the whole roster (never the missed pushes, 2.6.3) to a get
+with any other ``ver``. Versions are kept by the store.
 """
 
 from twisted.internet import defer
@@ -20,6 +26,8 @@ from xmppd.storage.roster import NS_ROSTER
 MAX_NAME_LENGTH = 1023
 MAX_GROUP_LENGTH = 1023
 _IGNORED_SUBSCRIPTIONS = frozenset({"none", "to", "from", "both"})
+#: The stream feature of roster versioning (RFC 6121 2.6.1).
+NS_ROSTER_VERSIONING = "urn:xmpp:features:rosterver"
 
 
 class Roster(Module):
@@ -27,10 +35,14 @@ class Roster(Module):
 
     name = "roster"
     features = {Scope.SERVER: [NS_ROSTER]}
+    stream_features = [(NS_ROSTER_VERSIONING, "ver")]
 
     @iq_handler("get", NS_ROSTER, "query", Scope.ACCOUNT)
     def get(self, request: IQRequest) -> defer.Deferred:
-        """Return the whole roster; the resource becomes interested in pushes."""
+        """Return the roster (nothing if the client has the current version).
+
+        The resource becomes interested in pushes either way.
+        """
         self._check_owner(request)
         return self.server.sessions.queues.run(request.account, self._get, request)
 
@@ -49,10 +61,14 @@ class Roster(Module):
     def _get(self, request: IQRequest):
         manager = self.server.sessions
         roster = yield manager.get_roster(request.account)
+        version = yield manager.get_roster_version(request.account)
         state = manager.state_for(request.sender)
         if state is not None:
             state.interested = True
+        if request.payload.getAttribute("ver") == str(version):
+            return None
         result = domish.Element((NS_ROSTER, "query"))
+        result["ver"] = str(version)
         for contact in sorted(roster):
             result.addChild(roster[contact].to_element())
         return result

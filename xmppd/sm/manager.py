@@ -78,6 +78,7 @@ class SessionManager(service.Service):
         self.queues = SerialQueues()
         self._users: dict[str, dict[str, Session]] = {}
         self._rosters: dict[str, dict[str, RosterItem]] = {}
+        self._roster_versions: dict[str, int] = {}
         self._inflight: set[defer.Deferred] = set()
         self._idle_waiters: list[defer.Deferred] = []
         self._push_counter = 0
@@ -168,6 +169,10 @@ class SessionManager(service.Service):
     def _session_ended(self, state: Session):
         yield self.presence.session_ended(state)
         yield self.modules.fire_async(Point.SESSION_ENDED, state)
+
+    def stream_features(self) -> list[tuple[str, str]]:
+        """Stream features the enabled modules offer after authentication (ns, name)."""
+        return self.modules.stream_features()
 
     # -- lookups used by the handlers ---------------------------------------
 
@@ -436,33 +441,57 @@ class SessionManager(service.Service):
 
         return self.roster_store.items(username).addCallback(loaded)
 
+    def get_roster_version(self, username: str) -> defer.Deferred:
+        """Fire with the user's roster version, an int (RFC 6121 2.6)."""
+        cached = self._roster_versions.get(username)
+        if cached is not None:
+            return defer.succeed(cached)
+
+        def loaded(version: int) -> int:
+            if username in self._users:
+                return self._roster_versions.setdefault(username, version)
+            return version
+
+        return self.roster_store.version(username).addCallback(loaded)
+
     def drop_roster_cache(self, username: str) -> None:
         """Forget the cached roster of a user who has no session left."""
         if username not in self._users:
             self._rosters.pop(username, None)
+            self._roster_versions.pop(username, None)
+
+    def _roster_changed(self, username: str, version: int | None) -> None:
+        if version is None:
+            self._roster_versions.pop(username, None)  # read it again when needed
+        elif username in self._roster_versions:
+            self._roster_versions[username] = version
 
     @defer.inlineCallbacks
     def save_roster_item(self, username: str, roster: dict[str, RosterItem], item: RosterItem):
-        """Store a changed item and push it to the user's interested resources."""
-        yield self.roster_store.save(username, item)
+        """Store a changed item and push it, with the new version, to the interested resources."""
+        version = yield self.roster_store.save(username, item)
+        self._roster_changed(username, version)
         roster[item.contact] = item
         cached = self._rosters.get(username)
         if cached is not None and cached is not roster:
             cached[item.contact] = item
-        self.push_roster(username, item.to_element())
+        self.push_roster(username, item.to_element(), version)
 
     @defer.inlineCallbacks
     def remove_roster_item(self, username: str, roster: dict[str, RosterItem], contact: str):
-        """Delete an item and push the removal to the user's interested resources."""
-        yield self.roster_store.remove(username, contact)
+        """Delete an item and push the removal (with the new version) to interested resources."""
+        version = yield self.roster_store.remove(username, contact)
+        self._roster_changed(username, version)
         roster.pop(contact, None)
         cached = self._rosters.get(username)
         if cached is not None:
             cached.pop(contact, None)
-        self.push_roster(username, removal_element(contact))
+        if version is None:
+            version = yield self.get_roster_version(username)
+        self.push_roster(username, removal_element(contact), version)
 
-    def push_roster(self, username: str, item: domish.Element) -> None:
-        """Send a roster push with one item to each interested resource."""
+    def push_roster(self, username: str, item: domish.Element, version: int | None) -> None:
+        """Send a roster push with one item (and ``ver``, if given) to each interested resource."""
         for state in self.sessions_of(username):
             if not state.interested:
                 continue
@@ -471,5 +500,7 @@ class SessionManager(service.Service):
             push["id"] = self.next_id("push")
             push["to"] = state.full
             query = push.addElement(("jabber:iq:roster", "query"))
+            if version is not None:
+                query["ver"] = str(version)
             query.addChild(item)
             self.deliver(state, push)
