@@ -24,7 +24,10 @@ from tests.c2s_fakes import (
     stanza_error_condition,
     stream_error_condition,
 )
+from tests.support import start_server
 from xmppd.c2s.stream import C2SStream
+from xmppd.testing.scansion.client import ScansionClient
+from xmppd.testing.scansion.parser import ClientAccount
 
 
 def feature_names(features: domish.Element) -> set[tuple[str, str]]:
@@ -555,3 +558,28 @@ class RegistrationTests(unittest.TestCase):
         events = self.client.read()
         self.assertEqual([e["id"] for e in events], ["r1", "g2"])
         yield None
+
+
+class LiveStreamFeatureTests(unittest.TestCase):
+    """The real server offers the modules' stream features after authentication."""
+
+    @defer.inlineCallbacks
+    def features_after_login(self, **sections):
+        server = start_server(self, **sections)
+        yield server.create_user("rosa", "password")
+        client = ScansionClient(ClientAccount("Rosa", f"rosa@{server.config.domain}", "password"))
+        yield client.connect("127.0.0.1", server.port)
+        self.addCleanup(client.disconnect)
+        return client.stream.features
+
+    @defer.inlineCallbacks
+    def test_roster_versioning_offered_by_the_server(self):
+        features = yield self.features_after_login()
+        self.assertIn((NS_ROSTER_VERSIONING, "ver"), features)
+        self.assertIn((NS_BIND, "bind"), features)
+
+    @defer.inlineCallbacks
+    def test_not_offered_without_the_roster_module(self):
+        features = yield self.features_after_login(modules={"disabled": ["roster"]})
+        self.assertNotIn((NS_ROSTER_VERSIONING, "ver"), features)
+        self.assertIn((NS_BIND, "bind"), features)
