@@ -256,6 +256,39 @@ class JoinTests(unittest.TestCase):
         self.assertEqual(self.h.take(ROMEO), [])
 
 
+class NewerUnicodeNickTests(unittest.TestCase):
+    """A nick only newer Unicode allows reaches the room, which refuses it itself."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+
+    def assert_refused(self, stanzas, nick, room="room"):
+        (error,) = stanzas
+        self.assertEqual(error["type"], "error")
+        self.assertEqual(error["from"], f"{room}@{MUC}/{nick}")
+        self.assertEqual(error_condition(error), "jid-malformed")
+        (element,) = [e for e in error.elements() if e.name == "error"]
+        self.assertEqual((element["type"], element["by"]), ("modify", f"{room}@{MUC}"))
+
+    def test_creation_refused(self):
+        self.assert_refused(self.h.join(JULIET, "\U0001f339"), "\U0001f339")
+        self.assertEqual(self.h.service.rooms, {})
+
+    def test_join_and_nick_change_refused(self):
+        self.h.create(ROMEO, "Romeo")
+        self.assert_refused(self.h.join(JULIET, "Juliet \U0001f339"), "Juliet \U0001f339")
+        self.h.send(ROMEO, f"<presence to='{ROOM}/\U0001f3ad'/>")
+        self.assert_refused(self.h.take(ROMEO), "\U0001f3ad")
+        self.assertEqual(list(self.h.service.rooms["room"].occupants), ["Romeo"])
+
+    def test_truly_malformed_is_refused_by_the_service(self):
+        """A 'to' no parser accepts gets jid-malformed from the service's domain."""
+        self.h.send(JULIET, f"<presence to='{ROOM}/x\ufffd'><x xmlns='{NS_MUC}'/></presence>")
+        (error,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(error), "jid-malformed")
+        self.assertEqual(error["from"], MUC)
+
+
 class ProbeTests(unittest.TestCase):
     """Presence probes to occupant JIDs (XEP-0045 7.2), answered as Prosody answers them."""
 
