@@ -68,6 +68,20 @@ class BroadcastTests(PresenceTestCase):
         self.assertEqual(p["from"], "room@conference.localhost/nick")
 
     @defer.inlineCallbacks
+    def test_error_from_newer_unicode_occupant_jid_is_delivered(self):
+        """A room's refusal of an emoji nick comes from that occupant JID and gets through."""
+        alice = yield self.connect("alice")
+        alice.take()
+        yield self.arrives(
+            "<presence type='error' from='room@conference.localhost/\U0001f339'"
+            " to='alice@localhost/res'><error type='modify' by='room@conference.localhost'>"
+            "<jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+        )
+        [error] = alice.take("presence")
+        self.assertEqual(error["from"], "room@conference.localhost/\U0001f339")
+        self.assertEqual(error_condition(error), "jid-malformed")
+
+    @defer.inlineCallbacks
     def test_probe_to_offline_contact_answered_unavailable(self):
         """A probe to a local contact without resources is answered with unavailable."""
         alice = yield self.connect("alice", presence=False)
