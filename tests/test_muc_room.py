@@ -256,6 +256,138 @@ class JoinTests(unittest.TestCase):
         self.assertEqual(self.h.take(ROMEO), [])
 
 
+class NewerUnicodeNickTests(unittest.TestCase):
+    """A nick only newer Unicode allows reaches the room, which refuses it itself."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+
+    def assert_refused(self, stanzas, nick, room="room"):
+        (error,) = stanzas
+        self.assertEqual(error["type"], "error")
+        self.assertEqual(error["from"], f"{room}@{MUC}/{nick}")
+        self.assertEqual(error_condition(error), "jid-malformed")
+        (element,) = [e for e in error.elements() if e.name == "error"]
+        self.assertEqual((element["type"], element["by"]), ("modify", f"{room}@{MUC}"))
+
+    def test_creation_refused(self):
+        self.assert_refused(self.h.join(JULIET, "\U0001f339"), "\U0001f339")
+        self.assertEqual(self.h.service.rooms, {})
+
+    def test_join_and_nick_change_refused(self):
+        self.h.create(ROMEO, "Romeo")
+        self.assert_refused(self.h.join(JULIET, "Juliet \U0001f339"), "Juliet \U0001f339")
+        self.h.send(ROMEO, f"<presence to='{ROOM}/\U0001f3ad'/>")
+        self.assert_refused(self.h.take(ROMEO), "\U0001f3ad")
+        self.assertEqual(list(self.h.service.rooms["room"].occupants), ["Romeo"])
+
+    def test_truly_malformed_is_refused_by_the_service(self):
+        """A 'to' no parser accepts gets jid-malformed from the service's domain."""
+        self.h.send(JULIET, f"<presence to='{ROOM}/x\ufffd'><x xmlns='{NS_MUC}'/></presence>")
+        (error,) = self.h.take(JULIET)
+        self.assertEqual(error_condition(error), "jid-malformed")
+        self.assertEqual(error["from"], MUC)
+
+
+class ProbeTests(unittest.TestCase):
+    """Presence probes to occupant JIDs (XEP-0045 7.2), answered as Prosody answers them."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+        self.h.create(ROMEO, "Romeo")
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+
+    def probe(self, sender, nick, room="room"):
+        self.h.send(sender, f"<presence type='probe' to='{room}@{MUC}/{nick}'/>")
+        return self.h.take(sender)
+
+    def test_own_occupant_jid(self):
+        """A probe of oneself: one's presence, with one's own full JID, no status codes."""
+        self.h.send(JULIET, f"<presence to='{ROOM}/Juliet'><show>away</show></presence>")
+        self.h.clear()
+        (presence,) = self.probe(JULIET, "Juliet")
+        self.assertEqual(presence["from"], f"{ROOM}/Juliet")
+        self.assertEqual(presence["to"], JULIET)
+        self.assertIsNone(presence.getAttribute("type"))
+        self.assertEqual(str(presence.show), "away")
+        item = item_of(presence)
+        self.assertEqual(
+            dict(item.attributes), {"jid": JULIET, "affiliation": "none", "role": "participant"}
+        )
+        self.assertEqual(status_codes(presence), [])
+        self.assertEqual(self.h.take(ROMEO), [])
+
+    def test_other_occupant_without_real_jid(self):
+        """A participant of a semi-anonymous room does not learn the real JID."""
+        (presence,) = self.probe(JULIET, "Romeo")
+        item = item_of(presence)
+        self.assertEqual(dict(item.attributes), {"affiliation": "owner", "role": "moderator"})
+        self.assertNotIn("romeo@localhost", presence.toXml())
+
+    def test_moderator_sees_the_real_jid(self):
+        (presence,) = self.probe(ROMEO, "Juliet")
+        self.assertEqual(presence["to"], ROMEO)
+        self.assertEqual(item_of(presence)["jid"], JULIET)
+
+    def test_non_occupant_gets_not_acceptable(self):
+        """Only occupants may probe: a presence error from the probed occupant JID."""
+        for nick in ("Romeo", "Nurse"):
+            (error,) = self.probe(NURSE, nick)
+            self.assertEqual(error["type"], "error")
+            self.assertEqual(error["from"], f"{ROOM}/{nick}")
+            self.assertEqual(error_condition(error), "not-acceptable")
+            (element,) = [e for e in error.elements() if e.name == "error"]
+            self.assertEqual(element["type"], "cancel")
+            self.assertEqual(element["by"], ROOM)
+        self.assertEqual(self.h.take(ROMEO), [])
+
+    def test_absent_nick(self):
+        """A nick nobody holds: unavailable, role none."""
+        (presence,) = self.probe(JULIET, "Tybalt")
+        self.assertEqual(presence["type"], "unavailable")
+        self.assertEqual(
+            dict(item_of(presence).attributes), {"affiliation": "none", "role": "none"}
+        )
+
+    def test_absent_registered_nick(self):
+        """A registered nick whose user is away: its affiliation, and its JID for moderators."""
+        room = self.h.service.rooms["room"]
+        room.affiliations.set("nurse@localhost", "member", nick="Nurse")
+        (presence,) = self.probe(ROMEO, "Nurse")
+        self.assertEqual(presence["type"], "unavailable")
+        self.assertEqual(
+            dict(item_of(presence).attributes),
+            {"jid": "nurse@localhost", "affiliation": "member", "role": "none", "nick": "Nurse"},
+        )
+        (presence,) = self.probe(JULIET, "Nurse")
+        self.assertNotIn("jid", item_of(presence).attributes)
+
+    def test_hidden_roles(self):
+        """Presence the room does not broadcast is shown to moderators only."""
+        self.h.configure(
+            ROMEO, fields={"muc#roomconfig_presencebroadcast": ["moderator"]}
+        )
+        self.h.join(NURSE, "Nurse")
+        self.h.clear()
+        (presence,) = self.probe(ROMEO, "Juliet")
+        self.assertIsNone(presence.getAttribute("type"))
+        (presence,) = self.probe(NURSE, "Juliet")
+        self.assertEqual(presence["type"], "unavailable")
+        (presence,) = self.probe(JULIET, "Juliet")
+        self.assertIsNone(presence.getAttribute("type"))
+
+    def test_probe_to_the_room_itself_is_ignored(self):
+        self.h.send(JULIET, f"<presence type='probe' to='{ROOM}'/>")
+        self.assertEqual(self.h.take(JULIET), [])
+
+    def test_no_such_room(self):
+        (error,) = self.probe(JULIET, "Romeo", room="nowhere")
+        self.assertEqual(error_condition(error), "item-not-found")
+        self.assertEqual(error["from"], f"nowhere@{MUC}/Romeo")
+        self.assertNotIn("nowhere", self.h.service.rooms)
+
+
 class MessagingTests(unittest.TestCase):
     """Groupchat, subject, private messages, bounces."""
 

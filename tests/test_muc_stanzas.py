@@ -7,6 +7,7 @@ from twisted.trial import unittest
 from tests.muc_fakes import parse
 from xmppd.errors import StanzaError
 from xmppd.muc.stanzas import (
+    NEWER_UNICODE_NICK,
     NS_MUC,
     bounce_presence,
     child,
@@ -23,6 +24,15 @@ class StanzaHelperTests(unittest.TestCase):
         for bad in ("", " ", "a" * 1024, "\u05d0a"):
             exc = self.assertRaises(StanzaError, resourceprep_nick, bad)
             self.assertEqual(exc.condition, "jid-malformed")
+
+    def test_newer_unicode_nick_is_refused_with_a_reason(self):
+        """An emoji nick reaches the room (RFC 7622 allows it) and the room refuses it."""
+        for nick in ("\U0001f339", "Juliet \U0001f339"):
+            exc = self.assertRaises(StanzaError, resourceprep_nick, nick)
+            self.assertEqual((exc.condition, exc.type), ("jid-malformed", "modify"))
+            self.assertEqual(exc.text, NEWER_UNICODE_NICK)
+        exc = self.assertRaises(StanzaError, resourceprep_nick, "x\ufffd")
+        self.assertEqual(exc.text, "invalid nickname")
 
     def test_jids(self):
         self.assertEqual(parse_jid("romeo@localhost/r").userhost(), "romeo@localhost")

@@ -68,6 +68,20 @@ class BroadcastTests(PresenceTestCase):
         self.assertEqual(p["from"], "room@conference.localhost/nick")
 
     @defer.inlineCallbacks
+    def test_error_from_newer_unicode_occupant_jid_is_delivered(self):
+        """A room's refusal of an emoji nick comes from that occupant JID and gets through."""
+        alice = yield self.connect("alice")
+        alice.take()
+        yield self.arrives(
+            "<presence type='error' from='room@conference.localhost/\U0001f339'"
+            " to='alice@localhost/res'><error type='modify' by='room@conference.localhost'>"
+            "<jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+        )
+        [error] = alice.take("presence")
+        self.assertEqual(error["from"], "room@conference.localhost/\U0001f339")
+        self.assertEqual(error_condition(error), "jid-malformed")
+
+    @defer.inlineCallbacks
     def test_probe_to_offline_contact_answered_unavailable(self):
         """A probe to a local contact without resources is answered with unavailable."""
         alice = yield self.connect("alice", presence=False)
@@ -208,6 +222,41 @@ class DirectedTests(PresenceTestCase):
         yield self.disconnect(alice)
         self.assertEqual(conference[-1]["to"], "room@conf.example/nick")
         self.assertEqual(conference[-1]["type"], "unavailable")
+
+    @defer.inlineCallbacks
+    def test_probe_to_full_jid_keeps_full_sender(self):
+        """A client's probe of a full JID (a MUC occupant) leaves from its full JID.
+
+        The room knows its occupants by their full JIDs and answers the
+        probing session (XEP-0045 7.2); a probe of a bare JID speaks for the
+        account (RFC 6121 4.3). Neither is tracked as directed presence.
+        """
+        conference = []
+        self.router.register("conf.example", type("D", (), {"send": conference.append})())
+        alice = yield self.connect("alice")
+        yield self.client_sends_out(alice, "<presence type='probe' to='room@conf.example/nick'/>")
+        yield self.client_sends_out(alice, "<presence type='probe' to='x@remote.example'/>")
+        ((probe,), (remote,)) = conference, self.remote.take()
+        self.assertEqual(
+            (probe["from"], probe["to"]), ("alice@localhost/res", "room@conf.example/nick")
+        )
+        self.assertEqual((remote["from"], remote["to"]), ("alice@localhost", "x@remote.example"))
+        self.assertEqual(alice.session.directed, set())
+
+    @defer.inlineCallbacks
+    def test_probe_of_local_full_jid_answered_to_prober(self):
+        """A probe of a contact's resource is answered to the probing resource only."""
+        bob = yield self.connect("bob")
+        alice = yield self.connect("alice")
+        other = yield self.connect("alice", "other")
+        alice.take()
+        other.take()
+        bob.take()
+        yield self.client_sends_out(alice, "<presence type='probe' to='bob@localhost/res'/>")
+        [answer] = alice.take("presence")
+        self.assertEqual(answer["from"], "bob@localhost/res")
+        self.assertEqual(other.take("presence"), [])
+        self.assertEqual(bob.take("presence"), [])
 
     @defer.inlineCallbacks
     def test_directed_unavailable_stops_tracking(self):

@@ -208,3 +208,77 @@ class SessionConnectionTests(unittest.TestCase):
         self.assertEqual((reply["type"], reply["from"], reply["to"]),
                          ("error", DOMAIN, f"romeo@{DOMAIN}/orchard"))
         self.assertEqual(reply.error.firstChildElement().name, "jid-malformed")
+
+
+class NewerUnicodeResourcepartTests(unittest.TestCase):
+    """A resourcepart RFC 7622 allows but Unicode 3.2's resourceprep lacks (issue 11).
+
+    Such an address (an emoji MUC nick) is routed on, for its destination to
+    judge; everything else that resourceprep refuses is still ``jid-malformed``
+    from the server's domain, and localparts and domainparts stay strict.
+    """
+
+    def setUp(self):
+        self.factory = make_factory()
+        self.router = self.factory.session_manager.router
+        self.client = Client(self.factory)
+        self.full = self.client.login()
+
+    def assert_routed(self, to, expected):
+        events = self.client.send(f"<presence to='{to}'/>")
+        self.assertEqual(events, [])
+        [routed] = self.router.routed
+        self.assertEqual(routed["to"], expected)
+        self.router.routed.clear()
+
+    def assert_malformed(self, to):
+        events = self.client.send(f"<presence to='{to}'/>")
+        self.assertEqual(len(events), 1, to)
+        self.assertEqual(events[0]["type"], "error")
+        self.assertEqual(events[0]["from"], DOMAIN)
+        self.assertEqual(stanza_error_condition(events[0]), "jid-malformed", to)
+        self.assertEqual(self.router.routed, [], to)
+
+    def test_emoji_nick_reaches_the_room(self):
+        room = "room@conference.example.org"
+        self.assert_routed(f"{room}/\U0001f339", f"{room}/\U0001f339")
+
+    def test_rest_of_the_address_is_normalised(self):
+        """Localpart and domainpart are prepared; the resourcepart gets resourceprep's mapping."""
+        self.assert_routed(
+            "Room@Conference.EXAMPLE.org/\ufb01 \U0001f339",
+            "room@conference.example.org/fi \U0001f339",
+        )
+
+    def test_letters_newer_than_unicode_3_2(self):
+        """Not only emoji: U+0221 (a letter assigned in Unicode 4.0)."""
+        room = "room@conference.example.org"
+        self.assert_routed(f"{room}/\u0221", f"{room}/\u0221")
+
+    def test_truly_malformed_addresses_are_still_refused(self):
+        for to in (
+            "room@conference.example.org/x\ufffd",  # prohibited (C.6), assigned in 3.2
+            "room@conference.example.org/\ufffd\U0001f339",  # an emoji does not excuse it
+            "room@conference.example.org/\U000f0001",  # private use
+            "room@conference.example.org/\U000e0101",  # a variation selector
+            "room@conference.example.org/\u05d0\U0001f339",  # bidi: RTL must end RTL
+            "room@conference.example.org/" + "\U0001f339" * 256,  # 1024 octets
+            "ro\U0001f339m@conference.example.org/nick",  # localparts stay strict
+            "@conference.example.org/\U0001f339",  # empty localpart
+            "a@b@c/\U0001f339",
+        ):
+            self.assert_malformed(to)
+
+    def test_longest_allowed(self):
+        nick = "\U0001f339" * 255 + "abc"  # 1023 octets
+        room = "room@conference.example.org"
+        self.assert_routed(f"{room}/{nick}", f"{room}/{nick}")
+
+    def test_normal_jids_take_the_cached_path(self):
+        from xmppd.sm import session
+
+        session.normalise_jid("cached@example.org/path")
+        before = session.normalise_jid.cache_info().hits
+        address = "cached@example.org/path"
+        self.assertEqual(session.normalise_jid(address), address)
+        self.assertEqual(session.normalise_jid.cache_info().hits, before + 1)

@@ -1,9 +1,12 @@
 """Messages through a room (XEP-0045 7.4, 7.5, 8.1): the room core's relay.
 
 * Groupchat: an occupant with voice speaks to everyone; a message with a
-  subject and no body changes the subject (moderators, and participants
-  when the room allows it). Each broadcast is handed to the modules at
-  ``Point.ROOM_MESSAGE`` (history, logging).
+  subject and neither a body nor a thread changes the subject (moderators,
+  and participants when the room allows it); with a body or a thread it is
+  an ordinary message (XEP-0045 8.1). Either way the room relays
+  everything the sender included (threads, hints, other payloads) but
+  muc#user elements, under the sender's nick. Each broadcast is handed to
+  the modules at ``Point.ROOM_MESSAGE`` (history, logging).
 * Private messages go to one occupant, as the room's ``allowpm`` allows.
 * Each occupant's messages (both kinds) pass a token bucket: beyond the
   service's rate and burst, ``resource-constraint`` (wait).
@@ -36,10 +39,9 @@ def groupchat(room: Room, stanza: domish.Element, occupant: Occupant | None) -> 
     if occupant.role == VISITOR:
         raise StanzaError("forbidden", "you have no voice in this room")
     rate_limit(room, occupant)
-    subject = child(stanza, "subject")
-    body = child(stanza, "body")
+    subject = subject_change(stanza)
     message = relay_copy(room, stanza, occupant.nick)
-    if subject is not None and body is None:
+    if subject is not None:
         if not may_change_subject(room, occupant):
             raise StanzaError("forbidden", "you may not change the subject")
         room.subject = str(subject)
@@ -49,6 +51,20 @@ def groupchat(room: Room, stanza: domish.Element, occupant: Occupant | None) -> 
     else:
         room.send_to_occupants(message, room.occupants.values())
     room.host.modules.fire(Point.ROOM_MESSAGE, room, occupant, message)
+
+
+def subject_change(stanza: domish.Element) -> domish.Element | None:
+    """The ``<subject/>`` of a groupchat message that changes the subject, else None.
+
+    A message with a subject and a body, or a subject and a thread, is an
+    ordinary message, not a subject change (XEP-0045 8.1).
+    """
+    subject = child(stanza, "subject")
+    if subject is None or child(stanza, "body") is not None:
+        return None
+    if child(stanza, "thread") is not None:
+        return None
+    return subject
 
 
 def private_message(

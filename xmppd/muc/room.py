@@ -69,6 +69,7 @@ from xmppd.muc.outgoing import (
 )
 from xmppd.muc.stanzas import (
     NS_MUC,
+    NS_MUC_USER,
     child,
     resourceprep_nick,
 )
@@ -371,17 +372,38 @@ class Room:
             self.host.room_emptied(self)
 
     def _probe(self, occupant: Occupant | None, full: str, nick: str | None) -> None:
+        """Answer a presence probe to an occupant JID (XEP-0045 7.2, as Prosody answers).
+
+        Only occupants may probe (``not-acceptable`` otherwise, which tells a
+        client that lost track of the room that it is out). The answer, to
+        the probing session, is the occupant's current presence with its
+        item as the prober may see it (the real JID when it may see JIDs;
+        its own always), without status codes; for a nick nobody holds (or
+        whose presence the room does not show the prober) an unavailable
+        presence with role none, naming the user who registered the nick.
+        A probe to the room's bare JID is ignored.
+        """
         if occupant is None:
+            raise StanzaError("not-acceptable", "you are not in the room", type="cancel")
+        if nick is None:
             return
-        target = self.occupants.get(nick) if nick is not None else None
-        if target is None:
-            return
-        element = occupant_presence(
-            self,
-            target,
-            with_jid=target is occupant or self.sees_jids(occupant),
-            is_self=target is occupant,
-        )
+        is_self = nick == occupant.nick
+        sees = self.sees_jids(occupant)
+        target = self.occupants.get(nick)
+        if target is not None and (
+            is_self
+            or target.role in self.config.presence_broadcast
+            or occupant.role == MODERATOR
+        ):
+            element = occupant_presence(
+                self,
+                target,
+                with_jid=is_self or sees,
+                is_self=False,
+                session=full if is_self else None,
+            )
+        else:
+            element = _absent_presence(self, nick, sees)
         self.send_to(element, full)
 
     # ----------------------------------------------------------------- messages
@@ -529,3 +551,19 @@ class Room:
             "subject_from": self.subject_from,
             "affiliations": [(e.jid, e.affiliation, e.reason, e.nick) for e in self.affiliations],
         }
+
+
+def _absent_presence(room: Room, nick: str, with_jid: bool) -> domish.Element:
+    """The unavailable presence that answers a probe for a nick nobody holds."""
+    presence = domish.Element((None, "presence"))
+    presence["from"] = room.occupant_jid(nick)
+    presence["type"] = "unavailable"
+    item = presence.addElement((NS_MUC_USER, "x")).addElement("item")
+    owner = room.affiliations.nick_owner(nick)
+    if owner is not None and with_jid:
+        item["jid"] = owner
+    item["affiliation"] = room.affiliation_of(owner) if owner is not None else NONE
+    item["role"] = NONE
+    if owner is not None:
+        item["nick"] = nick
+    return presence

@@ -368,8 +368,11 @@ class MUCService(InternalComponent):
         room = self.rooms.get(name)
         if room is None:
             if stanza.name == "presence":
-                if stanza.getAttribute("type") is None:
+                kind = stanza.getAttribute("type")
+                if kind is None:
                     self._create_room(stanza, sender, name, nick)
+                elif kind == "probe":
+                    raise StanzaError("item-not-found", "no such room")
                 return
             if must_not_answer(stanza):
                 return

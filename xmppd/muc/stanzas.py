@@ -12,6 +12,7 @@ import uuid
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
+from xmppd.addresses import relaxed_resourcepart
 from xmppd.errors import StanzaError
 
 NS_CLIENT = "jabber:client"
@@ -85,12 +86,24 @@ def new_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+#: The text of the refusal of a nick only newer Unicode allows.
+NEWER_UNICODE_NICK = (
+    "nicknames with characters newer than Unicode 3.2 (such as emoji) are not supported"
+)
+
+
 def resourceprep_nick(nick: str) -> str:
-    """The nick normalised by resourceprep; StanzaError jid-malformed if it fails."""
+    """The nick normalised by resourceprep; StanzaError jid-malformed if it fails.
+
+    A nick RFC 7622 allows but resourceprep (Unicode 3.2) does not reaches
+    the room (:func:`xmppd.addresses.relaxed_jid`) and is refused here, with
+    a text that says why.
+    """
     try:
         prepared = jid.resourceprep.prepare(nick)
     except UnicodeError:
-        raise StanzaError("jid-malformed", "invalid nickname") from None
+        text = NEWER_UNICODE_NICK if relaxed_resourcepart(nick) else "invalid nickname"
+        raise StanzaError("jid-malformed", text) from None
     if not prepared.strip() or len(prepared.encode("utf-8")) > 1023:
         raise StanzaError("jid-malformed", "invalid nickname")
     return prepared

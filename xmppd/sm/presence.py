@@ -34,6 +34,19 @@ def parse_priority(stanza: domish.Element) -> int | None:
     return 0
 
 
+def probe_sender(state: Session, recipient: jid.JID) -> str:
+    """The 'from' of a probe a client sends: its bare JID, or its full JID for a full JID.
+
+    A probe for an account (a bare JID) speaks for the user, as the probes
+    the server sends do (RFC 6121 4.3). A probe for a full JID asks about
+    one entity the client deals with itself, such as a MUC occupant
+    (XEP-0045 7.2, the client's own occupant JID included): the room knows
+    its occupants by their full JIDs and answers the probing resource, so
+    the full JID is kept (as Prosody keeps it).
+    """
+    return state.full if recipient.resource is not None else state.bare
+
+
 def _bare(address: str) -> str:
     return address.split("/", 1)[0]
 
@@ -66,7 +79,7 @@ class PresenceHandler:
         elif kind is None or kind == "unavailable":
             manager.run(user, stanza, self.directed, state, stanza, recipient)
         elif kind == "probe":
-            manager.route(readdress(stanza, sender=state.bare))
+            manager.route(readdress(stanza, sender=probe_sender(state, recipient)))
         elif kind == "error":
             manager.route(stanza)
         else:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
+from xmppd.addresses import relaxed_jid
 from xmppd.c2s import bind
 from xmppd.errors import StanzaError, error_reply
 from xmppd.sm.stanzas import result_for
@@ -49,10 +50,19 @@ class Connection(Protocol):
 def normalise_jid(address: str) -> str:
     """The stringprep-normalised form of a JID string (cached).
 
-    Raises ``jid.InvalidFormat`` (or ``UnicodeError``/``ValueError``) for
-    strings that are not JIDs; those are not cached.
+    A resourcepart that RFC 7622 allows but Unicode 3.2's resourceprep
+    does not know (e.g. an emoji MUC nick) is kept, for its destination to
+    judge (:func:`xmppd.addresses.relaxed_jid`). Raises
+    ``jid.InvalidFormat`` (or ``UnicodeError``/``ValueError``) for strings
+    that are not JIDs; those are not cached.
     """
-    return jid.JID(address).full()
+    try:
+        return jid.JID(address).full()
+    except (jid.InvalidFormat, UnicodeError, ValueError):
+        relaxed = relaxed_jid(address)
+        if relaxed is None:
+            raise
+        return relaxed.full()
 
 
 class Session:

@@ -1,8 +1,12 @@
 """Mediated invitations and declines (XEP-0045 7.8.2, 7.8.3; XEP-0249's legacy x).
 
 * An occupant invites through the room: the invitee gets a message from
-  the room with the ``<invite from=.../>`` (and the room's password, if
-  any), a ``jabber:x:conference`` element for older clients and a body.
+  the room with the ``<invite from=.../>`` and its ``<reason/>`` (empty when
+  none was given), the room's password (if any), a ``jabber:x:conference``
+  element for older clients and a body. The inviter is named by its real
+  JID only in non-anonymous rooms (whois anyone, as XEP-0045's examples
+  show); otherwise by its occupant JID, in the ``<invite/>`` and the body
+  alike, so that no part of the invitation reveals who is behind the nick.
   In a members-only room only owners and admins may invite, and members
   when ``allowinvites`` is on; an invitation there makes the invitee a
   member.
@@ -50,8 +54,9 @@ class Invitations(MUCModule):
         invites = list(x.elements(NS_MUC_USER, "invite"))
         if invites:
             grants_membership = _may_invite(room, occupant)
+            inviter = _inviter(room, sender, occupant)
             for invite in invites:
-                _invite(room, sender, stanza, invite, grants_membership)
+                _invite(room, inviter, stanza, invite, grants_membership)
         return True
 
 
@@ -83,9 +88,21 @@ def _may_invite(room: Room, occupant: Occupant | None) -> bool:
     raise StanzaError("forbidden", "you may not invite to this room")
 
 
+def _inviter(room: Room, sender: jid.JID, occupant: Occupant) -> tuple[str, str]:
+    """How the invitation names the inviter: (``<invite from>``, the body's name).
+
+    The real JID (full in the element, bare in the body) in non-anonymous
+    rooms; the occupant JID in both otherwise.
+    """
+    if room.config.whois == "anyone":
+        return sender.full(), sender.userhost()
+    occupant_jid = room.occupant_jid(occupant.nick)
+    return occupant_jid, occupant_jid
+
+
 def _invite(
     room: Room,
-    sender: jid.JID,
+    inviter: tuple[str, str],
     stanza: domish.Element,
     invite: domish.Element,
     grants_membership: bool,
@@ -104,9 +121,8 @@ def _invite(
         message["id"] = stanza["id"]
     out = message.addElement((NS_MUC_USER, "x"))
     forwarded = out.addElement("invite")
-    forwarded["from"] = sender.full()
-    if reason_text:
-        forwarded.addElement("reason", content=reason_text)
+    forwarded["from"] = inviter[0]
+    forwarded.addElement("reason", content=reason_text or None)
     if password:
         out.addElement("password", content=password)
     legacy = message.addElement((NS_CONFERENCE, "x"))
@@ -115,7 +131,7 @@ def _invite(
         legacy["reason"] = reason_text
     if password:
         legacy["password"] = password
-    text = f"{sender.userhost()} invited you to the room {room.jid}"
+    text = f"{inviter[1]} invited you to the room {room.jid}"
     if reason_text:
         text += f" ({reason_text})"
     message.addElement("body", content=text)
