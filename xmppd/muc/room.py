@@ -243,7 +243,7 @@ class Room:
                 # a join from a session already in the room: it lost its state, send it again
                 self._send_join_state(occupant, full, muc_x)
             else:
-                self.broadcast_presence(occupant, session=full)
+                self.broadcast_presence(occupant)
         else:
             change_nick(self, occupant, full, stanza, resourceprep_nick(nick))
 
@@ -308,7 +308,6 @@ class Room:
             self_sessions=[full],
             pre_codes=("201",) if created else (),
             self_codes=self_codes,
-            session=full,
         )
         # 4. what modules send (the history), 5. the subject
         self.host.modules.fire(Point.ROOM_JOINED, self, occupant, full, muc_x)
