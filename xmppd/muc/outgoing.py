@@ -136,16 +136,27 @@ def destroy_presence(
     return presence
 
 
-def affiliation_notice(room: Room, bare: str, affiliation: str, with_jid: bool) -> domish.Element:
-    """The message telling occupants of an absent user's new affiliation."""
+def affiliation_notice(
+    room: Room, bare: str, affiliation: str, *, codes: Iterable[str] = (), reason: str | None = None
+) -> domish.Element:
+    """The message telling occupants of the new affiliation of a user not in the room.
+
+    Its item names the user by bare JID with the affiliation, and no role
+    (a user who is not in the room has none); the status codes (301 for a
+    ban) come before it, a reason goes inside it (XEP-0045 example 195, as
+    Prosody sends it).
+    """
     message = domish.Element((None, "message"))
     message["from"] = room.jid
     message["id"] = new_id()
-    item = message.addElement((NS_MUC_USER, "x")).addElement("item")
-    if with_jid:
-        item["jid"] = bare
+    x = message.addElement((NS_MUC_USER, "x"))
+    for code in codes:
+        x.addElement("status")["code"] = code
+    item = x.addElement("item")
+    item["jid"] = bare
     item["affiliation"] = affiliation
-    item["role"] = NONE
+    if reason:
+        item.addElement("reason", content=reason)
     return message
 
 
