@@ -81,4 +81,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX muc_log_room ON muc_log(service, room, id);
     """,
+    # 4: secrets of a service that must outlive restarts, by name (the MUC
+    # service's occupant-id key, XEP-0421).
+    """
+    CREATE TABLE service_secrets (
+        service TEXT NOT NULL,
+        name TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        PRIMARY KEY (service, name)
+    );
+    """,
 ]
