@@ -114,6 +114,17 @@ class OccupantIdTests(unittest.TestCase):
         self.assertNotIn("forged", ids(presence))
         self.assertNotEqual(ids(presence), [own])
 
+    def test_destruction_presence_carries_it(self):
+        own = self.juliet_id(self.h.join(JULIET, "Juliet"))
+        self.h.send(
+            ROMEO,
+            f"<iq type='set' id='d' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+            "<destroy/></query></iq>",
+        )
+        (presence,) = from_nick(self.h.take(JULIET), "Juliet", "presence")
+        self.assertEqual(presence["type"], "unavailable")
+        self.assertEqual(ids(presence), [own])
+
     def test_advertised_by_rooms(self):
         room = self.h.service.rooms["room"]
         self.assertIn(NS_OCCUPANT_ID, self.h.service.modules.features(Scope.ROOM, room))

@@ -118,7 +118,10 @@ def destroy_presence(
     alternate: str | None,
     password: str | None,
 ) -> domish.Element:
-    """The unavailable presence with ``<destroy/>`` an occupant gets when the room goes."""
+    """The unavailable presence with ``<destroy/>`` an occupant gets when the room goes.
+
+    The modules see it at ``Point.ROOM_PRESENCE`` like any occupant's presence.
+    """
     presence = domish.Element((None, "presence"))
     presence["from"] = room.occupant_jid(occupant.nick)
     presence["type"] = "unavailable"
@@ -133,6 +136,7 @@ def destroy_presence(
         element.addElement("reason", content=reason)
     if password:
         element.addElement("password", content=password)
+    room.host.modules.fire(Point.ROOM_PRESENCE, room, occupant, presence)
     return presence
 
 
