@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.muc_fakes import (
     JULIET,
     NS_MUC_ADMIN,
+    NS_MUC_USER,
     NURSE,
     ROMEO,
     ROOM,
@@ -14,6 +18,7 @@ from tests.muc_fakes import (
     error_condition,
     kinds,
 )
+from xmppd.storage.database import Database
 
 
 class ListReadingTests(unittest.TestCase):
@@ -115,3 +120,135 @@ class ChangeTests(unittest.TestCase):
         self.assertEqual(self.room.affiliations.get("juliet@localhost"), "member")
         got = self.admin(ROMEO, "<item nick='Ghost' affiliation='member'/>")
         self.assertEqual(error_condition(got[0]), "bad-request")
+
+
+class AbsentUserNoticeTests(unittest.TestCase):
+    """Affiliation changes of users not in the room: the notice to the occupants."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+
+    def create(self, **fields):
+        self.h.create(ROMEO, "Romeo", fields=fields or None)
+        self.h.join(JULIET, "Juliet")
+        self.h.clear()
+
+    def change(self, item):
+        self.h.send(
+            ROMEO,
+            f"<iq type='set' id='c' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>{item}</query></iq>",
+        )
+        return self.h.take(ROMEO)
+
+    def x_of(self, message):
+        (x,) = message.elements(NS_MUC_USER, "x")
+        return x
+
+    def layout(self, message):
+        return [
+            f"status:{e['code']}" if e.name == "status" else e.name
+            for e in self.x_of(message).elements()
+        ]
+
+    def item(self, message):
+        (item,) = self.x_of(message).elements(NS_MUC_USER, "item")
+        return item
+
+    def test_notice_before_the_result_without_role(self):
+        self.create()
+        got = self.change("<item jid='tybalt@localhost' affiliation='member'/>")
+        self.assertEqual(kinds(got), [("message", ROOM, None), ("iq", ROOM, "result")])
+        item = self.item(got[0])
+        self.assertEqual(
+            dict(item.attributes), {"jid": "tybalt@localhost", "affiliation": "member"}
+        )
+        self.assertEqual(self.layout(got[0]), ["item"])
+
+    def test_role_never_appears(self):
+        self.create(**{"muc#roomconfig_whois": "anyone"})
+        for affiliation in ("member", "admin", "owner", "none", "outcast"):
+            got = self.change(f"<item jid='tybalt@localhost' affiliation='{affiliation}'/>")
+            self.assertNotIn("role", self.item(got[0]).attributes, affiliation)
+            (notice,) = self.h.take(JULIET)
+            self.assertNotIn("role", self.item(notice).attributes, affiliation)
+
+    def test_ban_carries_301_before_the_item_and_the_reason_inside(self):
+        self.create()
+        got = self.change(
+            "<item jid='tybalt@localhost' affiliation='outcast'><reason>feud</reason></item>"
+        )
+        self.assertEqual(self.layout(got[0]), ["status:301", "item"])
+        item = self.item(got[0])
+        self.assertEqual(item["affiliation"], "outcast")
+        (reason,) = item.elements(NS_MUC_USER, "reason")
+        self.assertEqual(str(reason), "feud")
+
+    def test_removal_from_members_only_room_carries_321(self):
+        self.create(**{"muc#roomconfig_membersonly": "1"})
+        self.change("<item jid='tybalt@localhost' affiliation='member'/>")
+        got = self.change("<item jid='tybalt@localhost' affiliation='none'/>")
+        self.assertEqual(self.layout(got[0]), ["status:321", "item"])
+
+    def test_semi_anonymous_room_tells_only_those_who_see_jids(self):
+        self.create()
+        got = self.change("<item jid='tybalt@localhost' affiliation='member'/>")
+        self.assertEqual(self.item(got[0])["jid"], "tybalt@localhost")
+        self.assertEqual(self.h.take(JULIET), [])
+
+    def test_non_anonymous_room_tells_everyone(self):
+        self.create(**{"muc#roomconfig_whois": "anyone"})
+        self.change("<item jid='tybalt@localhost' affiliation='member'/>")
+        (notice,) = self.h.take(JULIET)
+        self.assertEqual(self.item(notice)["jid"], "tybalt@localhost")
+
+    def test_outcast_list_returns_the_reason(self):
+        self.create()
+        self.change(
+            "<item jid='tybalt@localhost' affiliation='outcast'><reason>feud</reason></item>"
+        )
+        self.h.send(
+            ROMEO,
+            f"<iq type='get' id='l' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>"
+            "<item affiliation='outcast'/></query></iq>",
+        )
+        (reply,) = self.h.take(ROMEO)
+        (item,) = reply.query.elements(NS_MUC_ADMIN, "item")
+        self.assertEqual(item["jid"], "tybalt@localhost")
+        (reason,) = item.elements(NS_MUC_ADMIN, "reason")
+        self.assertEqual(str(reason), "feud")
+
+    def test_occupant_changes_still_follow_the_result(self):
+        self.create()
+        got = self.change("<item jid='juliet@localhost' affiliation='member'/>")
+        self.assertEqual(got[0].name, "iq")
+
+
+class OutcastReasonRestartTests(unittest.TestCase):
+    """A ban's reason is stored with a persistent room and listed after a restart."""
+
+    @defer.inlineCallbacks
+    def test_reason_survives_restart(self):
+        db = Database(Path(self.mktemp()) / "xmppd.sqlite")
+        self.addCleanup(db.close)
+        yield db.open()
+        h = MUCHarness(self, database=db)
+        yield h.service.ready
+        h.create(ROMEO, "Romeo", fields={"muc#roomconfig_persistentroom": "1"})
+        h.send(
+            ROMEO,
+            f"<iq type='set' id='b' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>"
+            "<item jid='tybalt@localhost' affiliation='outcast'><reason>feud</reason></item>"
+            "</query></iq>",
+        )
+        yield h.stop()
+        h2 = MUCHarness(self, database=db)
+        yield h2.service.ready
+        h2.send(
+            ROMEO,
+            f"<iq type='get' id='l' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>"
+            "<item affiliation='outcast'/></query></iq>",
+        )
+        (reply,) = h2.take(ROMEO)
+        (item,) = reply.query.elements(NS_MUC_ADMIN, "item")
+        (reason,) = item.elements(NS_MUC_ADMIN, "reason")
+        self.assertEqual(str(reason), "feud")

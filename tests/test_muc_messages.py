@@ -16,6 +16,7 @@ from tests.muc_fakes import (
 )
 from xmppd.muc.messages import subject_change
 
+NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 NS_HINTS = "urn:xmpp:hints"
 
 
@@ -71,6 +72,7 @@ class SubjectRelayTests(unittest.TestCase):
             (NS_HINTS, "no-store"),
             (NS_HINTS, "no-copy"),
             ("urn:xmpp:sid:0", "origin-id"),
+            (NS_OCCUPANT_ID, "occupant-id"),  # the room's own (XEP-0421)
         ]
         for who in (ROMEO, JULIET):
             (message,) = self.h.take(who)
@@ -104,7 +106,8 @@ class SubjectRelayTests(unittest.TestCase):
             (message,) = self.h.take(who)
             self.assertEqual(
                 payload(message),
-                [("jabber:client", "subject"), ("jabber:client", "thread"), (NS_HINTS, "no-store")],
+                [("jabber:client", "subject"), ("jabber:client", "thread"), (NS_HINTS, "no-store"),
+                 (NS_OCCUPANT_ID, "occupant-id")],
             )
         self.assertEqual(self.room.subject, "Old")
 

@@ -134,6 +134,17 @@ class Point(enum.StrEnum):
     #: A groupchat message or subject change was broadcast to the room
     #: (room, the sending occupant, the message as broadcast, without 'to').
     ROOM_MESSAGE = "muc-room-message"
+    #: A presence about an occupant was built and is about to be sent
+    #: (room, occupant, the presence without 'to'): joins, leaves, updates,
+    #: nick changes, role and affiliation changes, probes. Hooks may add or
+    #: remove children (occupant ids); every recipient gets a shallow copy
+    #: of the stanza as the hooks leave it.
+    ROOM_PRESENCE = "muc-room-presence"
+    #: A message from an occupant is about to be relayed (room, the sending
+    #: occupant, the message without 'to'): groupchat messages, subject
+    #: changes and private messages, before any recipient gets it (and
+    #: before ``ROOM_MESSAGE``). Hooks may add or remove children.
+    ROOM_RELAY = "muc-room-relay"
     #: A message to the room's bare JID that is neither groupchat nor an
     #: error (room, sender JID, its occupant or None, the stanza): voice
     #: requests and approvals, invitations, declines. Filter: True =

@@ -46,7 +46,7 @@ def change_nick(
         occupant.nick = new_nick
         room.occupants[new_nick] = occupant
         occupant.set_presence(full, _stored_presence(stanza))
-        room.broadcast_presence(occupant, session=full)
+        room.broadcast_presence(occupant)
         return
     _split_session(room, occupant, full, stanza, new_nick, target)
 
@@ -93,7 +93,7 @@ def _split_session(
         room.occupants[new_nick] = target
     target.set_presence(full, _stored_presence(stanza))
     room.sessions[full] = target
-    room.broadcast_presence(target, session=full)
+    room.broadcast_presence(target)
     # 4. the moving session still sees its other sessions' occupant
     if occupant.sessions:
         room.send_to(occupant_presence(room, occupant, with_jid=True, is_self=False), full)

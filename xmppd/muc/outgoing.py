@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from twisted.words.xish import domish
 
+from xmppd.module import Point
 from xmppd.muc.affiliations import NONE
 from xmppd.muc.occupant import Occupant
 from xmppd.muc.stanzas import NS_MUC_USER, new_id
@@ -40,12 +41,16 @@ def occupant_presence(
     actor: str | None = None,
     new_nick: str | None = None,
 ) -> domish.Element:
-    """An occupant's presence from the room, with its muc#user item and status codes.
+    """An occupant's presence from the room, with its muc#user items and status codes.
 
     ``base`` is the presence whose children are shown (default: the
-    occupant's own); ``with_jid`` shows the real JID (``session``, default
-    the occupant's shown session); ``pre_codes`` come before the item,
-    ``codes`` after it, then for the occupant itself ``self_codes`` and 110.
+    occupant's own). ``with_jid`` shows real JIDs: one ``<item/>`` per
+    session of the occupant (as Prosody does), or only ``session``'s when
+    it is given (a presence about that one session); without, one item
+    without 'jid'. The status codes that describe the event come first
+    (``pre_codes``, ``codes``, then for the occupant itself
+    ``self_codes``), then the item(s), then 110 for the occupant itself.
+    The result is handed to the modules at ``Point.ROOM_PRESENCE``.
     """
     presence = domish.Element((None, "presence"))
     presence["from"] = room.occupant_jid(occupant.nick)
@@ -55,25 +60,29 @@ def occupant_presence(
     if source is not None:
         presence.children.extend(source.children)
     x = presence.addElement((NS_MUC_USER, "x"))
-    for code in pre_codes:
+    for code in (*pre_codes, *codes, *(self_codes if is_self else ())):
         x.addElement("status")["code"] = code
-    item = x.addElement("item")
-    if with_jid:
-        item["jid"] = session or occupant.session
-    item["affiliation"] = affiliation or room.affiliation_of(occupant.bare)
-    item["role"] = role or occupant.role
-    if new_nick is not None:
-        item["nick"] = new_nick
-    if actor is not None:
-        item.addElement("actor")["nick"] = actor
-    if reason:
-        item.addElement("reason", content=reason)
-    for code in codes:
-        x.addElement("status")["code"] = code
+    if not with_jid:
+        jids: list[str | None] = [None]
+    elif session is not None:
+        jids = [session]
+    else:
+        jids = list(occupant.sessions) or [occupant.session]
+    for real_jid in jids:
+        item = x.addElement("item")
+        if real_jid is not None:
+            item["jid"] = real_jid
+        item["affiliation"] = affiliation or room.affiliation_of(occupant.bare)
+        item["role"] = role or occupant.role
+        if new_nick is not None:
+            item["nick"] = new_nick
+        if actor is not None:
+            item.addElement("actor")["nick"] = actor
+        if reason:
+            item.addElement("reason", content=reason)
     if is_self:
-        for code in self_codes:
-            x.addElement("status")["code"] = code
         x.addElement("status")["code"] = "110"
+    room.host.modules.fire(Point.ROOM_PRESENCE, room, occupant, presence)
     return presence
 
 
@@ -109,7 +118,10 @@ def destroy_presence(
     alternate: str | None,
     password: str | None,
 ) -> domish.Element:
-    """The unavailable presence with ``<destroy/>`` an occupant gets when the room goes."""
+    """The unavailable presence with ``<destroy/>`` an occupant gets when the room goes.
+
+    The modules see it at ``Point.ROOM_PRESENCE`` like any occupant's presence.
+    """
     presence = domish.Element((None, "presence"))
     presence["from"] = room.occupant_jid(occupant.nick)
     presence["type"] = "unavailable"
@@ -124,24 +136,39 @@ def destroy_presence(
         element.addElement("reason", content=reason)
     if password:
         element.addElement("password", content=password)
+    room.host.modules.fire(Point.ROOM_PRESENCE, room, occupant, presence)
     return presence
 
 
-def affiliation_notice(room: Room, bare: str, affiliation: str, with_jid: bool) -> domish.Element:
-    """The message telling occupants of an absent user's new affiliation."""
+def affiliation_notice(
+    room: Room, bare: str, affiliation: str, *, codes: Iterable[str] = (), reason: str | None = None
+) -> domish.Element:
+    """The message telling occupants of the new affiliation of a user not in the room.
+
+    Its item names the user by bare JID with the affiliation, and no role
+    (a user who is not in the room has none); the status codes (301 for a
+    ban) come before it, a reason goes inside it (XEP-0045 example 195, as
+    Prosody sends it).
+    """
     message = domish.Element((None, "message"))
     message["from"] = room.jid
     message["id"] = new_id()
-    item = message.addElement((NS_MUC_USER, "x")).addElement("item")
-    if with_jid:
-        item["jid"] = bare
+    x = message.addElement((NS_MUC_USER, "x"))
+    for code in codes:
+        x.addElement("status")["code"] = code
+    item = x.addElement("item")
+    item["jid"] = bare
     item["affiliation"] = affiliation
-    item["role"] = NONE
+    if reason:
+        item.addElement("reason", content=reason)
     return message
 
 
 def relay_copy(room: Room, stanza: domish.Element, nick: str) -> domish.Element:
-    """A message as the room relays it: from the nick, without addresses or muc#user."""
+    """A message as the room relays it: from the nick, without addresses or muc#user.
+
+    The modules see it at ``Point.ROOM_RELAY`` before it goes out.
+    """
     message = domish.Element((None, "message"))
     for key, value in stanza.attributes.items():
         if key not in ("to", "from"):
@@ -150,4 +177,7 @@ def relay_copy(room: Room, stanza: domish.Element, nick: str) -> domish.Element:
     for element in stanza.elements():
         if element.uri != NS_MUC_USER:
             message.children.append(element)
+    occupant = room.occupants.get(nick)
+    if occupant is not None:
+        room.host.modules.fire(Point.ROOM_RELAY, room, occupant, message)
     return message

@@ -244,7 +244,7 @@ class Room:
                 # a join from a session already in the room: it lost its state, send it again
                 self._send_join_state(occupant, full, muc_x)
             else:
-                self.broadcast_presence(occupant, session=full)
+                self.broadcast_presence(occupant)
         else:
             change_nick(self, occupant, full, stanza, resourceprep_nick(nick))
 
@@ -309,7 +309,6 @@ class Room:
             self_sessions=[full],
             pre_codes=("201",) if created else (),
             self_codes=self_codes,
-            session=full,
         )
         # 4. what modules send (the history), 5. the subject
         self.host.modules.fire(Point.ROOM_JOINED, self, occupant, full, muc_x)
@@ -514,20 +513,28 @@ class Room:
                 occupant.role = aff.default_role(affiliation, self.config.moderated)
                 self.broadcast_presence(occupant, reason=reason, actor=actor)
         if not affected and not self.destroyed:
-            self._announce_affiliation(bare, affiliation)
+            self._announce_affiliation(bare, affiliation, reason)
         self.changed()
 
-    def _announce_affiliation(self, bare: str, affiliation: str) -> None:
-        """Tell the occupants about the affiliation change of an absent user."""
-        if not self.occupants:
+    def _announce_affiliation(self, bare: str, affiliation: str, reason: str | None) -> None:
+        """Tell the occupants who see real JIDs of a change for a user not in the room.
+
+        As Prosody does: the notice names the user by bare JID, so in a
+        semi-anonymous room only the moderators get it (a notice naming
+        nobody would tell the others nothing). A ban carries 301, a
+        removal from a members-only room 321.
+        """
+        if affiliation == OUTCAST:
+            codes: tuple[str, ...] = ("301",)
+        elif affiliation == NONE and self.config.members_only:
+            codes = ("321",)
+        else:
+            codes = ()
+        recipients = [o for o in self.occupants.values() if self.sees_jids(o)]
+        if not recipients:
             return
-        variants: dict[bool, domish.Element] = {}
-        for occupant in list(self.occupants.values()):
-            with_jid = self.sees_jids(occupant)
-            message = variants.get(with_jid)
-            if message is None:
-                message = variants[with_jid] = affiliation_notice(self, bare, affiliation, with_jid)
-            self.send_to_occupants(message, [occupant])
+        message = affiliation_notice(self, bare, affiliation, codes=codes, reason=reason)
+        self.send_to_occupants(message, recipients)
 
     def set_role(
         self, occupant: Occupant, role: str, *, reason: str | None = None, actor: str | None = None

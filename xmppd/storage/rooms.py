@@ -8,6 +8,9 @@ A save replaces a room's rows in one transaction.
 Rooms with logging enabled append every message and subject change to
 ``muc_log(service, room, stamp, nick, stanza)`` (migration 3), the stanza
 as the room broadcast it.
+
+A service's secrets that must outlive restarts (the occupant-id key) are
+in ``service_secrets(service, name, secret)`` (migration 5).
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ class RoomStore:
             service, room,
         )
 
+    def secret(self, service: str, name: str, candidate: str) -> defer.Deferred:
+        """Fires with the service's stored secret ``name``; ``candidate`` is stored if none is."""
+        return self.db.run(_secret, service, name, candidate)
+
     def delete(self, service: str, name: str) -> defer.Deferred:
         """Forget a room (no-op if it is not stored)."""
         return self.db.run(_delete, service, name)
@@ -112,3 +119,14 @@ def _save(cursor: sqlite3.Cursor, service: str, name: str, record: dict[str, Any
 
 def _delete(cursor: sqlite3.Cursor, service: str, name: str) -> None:
     cursor.execute("DELETE FROM muc_rooms WHERE service = ? AND name = ?", (service, name))
+
+
+def _secret(cursor: sqlite3.Cursor, service: str, name: str, candidate: str) -> str:
+    cursor.execute(
+        "INSERT OR IGNORE INTO service_secrets (service, name, secret) VALUES (?, ?, ?)",
+        (service, name, candidate),
+    )
+    cursor.execute(
+        "SELECT secret FROM service_secrets WHERE service = ? AND name = ?", (service, name)
+    )
+    return cursor.fetchone()[0]

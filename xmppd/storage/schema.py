@@ -90,4 +90,14 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO roster_versions (username, version) SELECT username, 1 FROM accounts;
     """,
+    # 5: secrets of a service that must outlive restarts, by name (the MUC
+    # service's occupant-id key, XEP-0421).
+    """
+    CREATE TABLE service_secrets (
+        service TEXT NOT NULL,
+        name TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        PRIMARY KEY (service, name)
+    );
+    """,
 ]

@@ -29,6 +29,7 @@ from xmppd.muc.features.invitations import Invitations
 from xmppd.muc.features.logging import ConversationLog
 from xmppd.muc.features.members_only import MembersOnly
 from xmppd.muc.features.moderation import Moderation
+from xmppd.muc.features.occupant_id import OccupantId
 from xmppd.muc.features.owner import Owner
 from xmppd.muc.features.password import Password
 from xmppd.muc.features.register import Register
@@ -36,7 +37,7 @@ from xmppd.muc.features.register import Register
 #: Every MUC module, in the order their disco features are listed.
 MUC_MODULES = (
     Disco, Register, Core, AdHoc, Password, MembersOnly, Moderation, Owner, Admin, Invitations,
-    RoomHistory, ConversationLog,
+    RoomHistory, ConversationLog, OccupantId,
 )
 
 #: Module name -> class.

@@ -5,8 +5,10 @@
   or the occupants of one role (moderators only);
 * set: one or more affiliation or role changes, checked all together by
   XEP-0045's privilege rules (:mod:`xmppd.muc.affiliations`; the room
-  keeps at least one owner) before any is made; after the result the room
-  core makes them (:meth:`Room.set_affiliation`, :meth:`Room.set_role`).
+  keeps at least one owner) before any is made. The room core makes them
+  (:meth:`Room.set_affiliation`, :meth:`Room.set_role`): affiliation
+  changes of users not in the room before the result (their notices go
+  out first, as Prosody sends them), the others after it.
 """
 
 from __future__ import annotations
@@ -89,9 +91,19 @@ class Admin(MUCModule):
             else:
                 raise StanzaError("bad-request")
         actor_nick = actor.nick if actor is not None else None
+        present = {occupant.bare for occupant in room.occupants.values()}
+        # changes for users not in the room are made now: their notices
+        # reach the occupants before the result (as Prosody sends them)
+        later = []
+        for change in changes:
+            kind, target, value, reason = change
+            if kind == "affiliation" and target not in present:
+                room.set_affiliation(target, value, reason=reason, actor=actor_nick)
+            else:
+                later.append(change)
 
         def make_changes() -> None:
-            for kind, target, value, reason in changes:
+            for kind, target, value, reason in later:
                 if kind == "affiliation":
                     room.set_affiliation(target, value, reason=reason, actor=actor_nick)
                 else:
