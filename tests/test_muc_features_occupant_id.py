@@ -62,6 +62,25 @@ class OccupantIdTests(unittest.TestCase):
         (message,) = from_nick(self.h.take(JULIET), "Romeo", "message")
         self.assertEqual(len(ids(message)), 1)
 
+    def test_subject_sent_to_joiners_carries_the_setters(self):
+        """Even after the setter left: the room remembers who set the subject."""
+        self.h.join(NURSE, "Nurse")  # keeps the room alive when Romeo leaves
+        self.h.send(
+            ROMEO, f"<message type='groupchat' to='{ROOM}'><subject>Love</subject></message>"
+        )
+        (change,) = from_nick(self.h.take(ROMEO), "Romeo", "message")
+        romeo_id = ids(change)
+        self.h.send(ROMEO, f"<presence type='unavailable' to='{ROOM}/Romeo'/>")
+        stanzas = self.h.join(JULIET, "Juliet")
+        (subject,) = [s for s in stanzas if s.name == "message" and s.subject is not None]
+        self.assertEqual(str(subject.subject), "Love")
+        self.assertEqual(ids(subject), romeo_id)
+
+    def test_empty_subject_carries_none(self):
+        stanzas = self.h.join(JULIET, "Juliet")
+        (subject,) = [s for s in stanzas if s.name == "message" and s.subject is not None]
+        self.assertEqual(ids(subject), [])
+
     def test_stable_across_rejoin_and_nick_change(self):
         first = self.juliet_id(self.h.join(JULIET, "Juliet"))
         self.h.send(JULIET, f"<presence type='unavailable' to='{ROOM}/Juliet'/>")
@@ -150,6 +169,27 @@ class SecretTests(unittest.TestCase):
             yield h.stop()
         self.assertEqual(found[0], found[1])
         self.assertEqual(len(found[0]), 1)
+
+    @defer.inlineCallbacks
+    def test_subject_setter_survives_a_restart(self):
+        db = Database(Path(self.mktemp()) / "xmppd.sqlite")
+        self.addCleanup(db.close)
+        yield db.open()
+        h = MUCHarness(self, database=db)
+        yield h.service.ready
+        h.create(ROMEO, "Romeo", fields={"muc#roomconfig_persistentroom": "1"})
+        h.send(ROMEO, f"<message type='groupchat' to='{ROOM}'><subject>Love</subject></message>")
+        (change,) = from_nick(h.take(ROMEO), "Romeo", "message")
+        yield h.stop()
+        h = MUCHarness(self, database=db)
+        yield h.service.ready
+        self.assertEqual(h.service.rooms["room"].subject_by, "romeo@localhost")
+        stanzas = h.join(JULIET, "Juliet")
+        (subject,) = [s for s in stanzas if s.name == "message" and s.subject is not None]
+        self.assertEqual(ids(subject), ids(change))
+        h.send(ROMEO, f"<iq type='set' id='d' to='{ROOM}'><query "
+                      "xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query></iq>")
+        yield h.stop()
 
     def test_without_database_a_secret_is_made(self):
         h = MUCHarness(self)

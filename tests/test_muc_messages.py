@@ -91,7 +91,8 @@ class SubjectRelayTests(unittest.TestCase):
         )
         subject = self.h.join(NURSE, "Nurse")[-1]
         self.assertEqual(subject["from"], f"{ROOM}/Romeo")
-        self.assertEqual(payload(subject), [("jabber:client", "subject")])
+        self.assertEqual(payload(subject),
+                         [("jabber:client", "subject"), (NS_OCCUPANT_ID, "occupant-id")])
         self.assertEqual(str(subject.subject), "Love")
 
     def test_subject_with_thread_is_an_ordinary_message(self):

@@ -145,6 +145,9 @@ class Point(enum.StrEnum):
     #: changes and private messages, before any recipient gets it (and
     #: before ``ROOM_MESSAGE``). Hooks may add or remove children.
     ROOM_RELAY = "muc-room-relay"
+    #: The room's subject, about to be sent to a joiner (room, the
+    #: message; ``room.subject_by`` is who set it). Hooks may add children.
+    ROOM_SUBJECT = "muc-room-subject"
     #: A message to the room's bare JID that is neither groupchat nor an
     #: error (room, sender JID, its occupant or None, the stanza): voice
     #: requests and approvals, invitations, declines. Filter: True =

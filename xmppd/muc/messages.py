@@ -46,6 +46,7 @@ def groupchat(room: Room, stanza: domish.Element, occupant: Occupant | None) -> 
             raise StanzaError("forbidden", "you may not change the subject")
         room.subject = str(subject)
         room.subject_from = occupant.nick
+        room.subject_by = occupant.bare
         room.send_to_occupants(message, room.occupants.values())
         room.changed()
     else:

@@ -20,7 +20,8 @@ What modules may use of a room (its written-down interface):
   ``locked``, ``destroyed``, ``occupants`` (nick -> :class:`Occupant`),
   ``sessions`` (full JID -> Occupant), ``affiliations``
   (:class:`Affiliations`, with reserved nicks), ``subject``,
-  ``subject_from``, ``data`` (per-room state of modules, by module name);
+  ``subject_from`` (the nick), ``subject_by`` (the bare JID),
+  ``data`` (per-room state of modules, by module name);
 * queries: :meth:`~Room.affiliation_of`, :meth:`~Room.occupant_jid`,
   :meth:`~Room.sees_jids`;
 * sending: :meth:`~Room.send`, :meth:`~Room.send_to`,
@@ -126,6 +127,8 @@ class Room:
         self.affiliations = Affiliations()
         self.subject = ""
         self.subject_from: str | None = None
+        #: The bare JID of whoever set the subject.
+        self.subject_by: str | None = None
         #: Requests passed on between occupants, waiting for their answer.
         self.forwarding = IqForwarding()
         #: Per-room state of the feature modules, by module name.
@@ -312,7 +315,9 @@ class Room:
         )
         # 4. what modules send (the history), 5. the subject
         self.host.modules.fire(Point.ROOM_JOINED, self, occupant, full, muc_x)
-        self.send_to(subject_message(self), full)
+        subject = subject_message(self)
+        self.host.modules.fire(Point.ROOM_SUBJECT, self, subject)
+        self.send_to(subject, full)
 
     def _leave(
         self,
@@ -556,6 +561,7 @@ class Room:
             "config": self.config.to_dict(),
             "subject": self.subject,
             "subject_from": self.subject_from,
+            "subject_by": self.subject_by,
             "affiliations": [(e.jid, e.affiliation, e.reason, e.nick) for e in self.affiliations],
         }
 

@@ -218,6 +218,7 @@ class MUCService(InternalComponent):
             room = Room(self.room_host, record.name, RoomConfig.from_dict(record.config))
             room.subject = record.subject or ""
             room.subject_from = record.subject_from
+            room.subject_by = record.subject_by
             for bare, affiliation, reason, nick in record.affiliations:
                 room.affiliations.set(bare, affiliation, reason, nick)
             self.rooms[record.name] = room

@@ -1,8 +1,9 @@
 """Persistent MUC rooms: configuration (with the secret), affiliations, subject.
 
 Tables (migration 2): ``muc_rooms(service, name, config JSON, subject,
-subject_from, updated)`` and ``muc_affiliations(service, room, jid,
-affiliation, reason, nick)``, the latter cascade-deleted with its room.
+subject_from, updated)`` (``subject_by``, who set the subject: migration 6)
+and ``muc_affiliations(service, room, jid, affiliation, reason, nick)``,
+the latter cascade-deleted with its room.
 A save replaces a room's rows in one transaction.
 
 Rooms with logging enabled append every message and subject change to
@@ -32,6 +33,8 @@ class RoomRecord:
     config: dict[str, Any]
     subject: str = ""
     subject_from: str | None = None
+    #: The bare JID of whoever set the subject (None for older rooms).
+    subject_by: str | None = None
     affiliations: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
 
 
@@ -77,11 +80,14 @@ class RoomStore:
 def _load(cursor: sqlite3.Cursor, service: str) -> list[RoomRecord]:
     rooms: dict[str, RoomRecord] = {}
     rows = cursor.execute(
-        "SELECT name, config, subject, subject_from FROM muc_rooms WHERE service = ? ORDER BY name",
+        "SELECT name, config, subject, subject_from, subject_by FROM muc_rooms"
+        " WHERE service = ? ORDER BY name",
         (service,),
     ).fetchall()
-    for name, config, subject, subject_from in rows:
-        rooms[name] = RoomRecord(name, json.loads(config), subject or "", subject_from)
+    for name, config, subject, subject_from, subject_by in rows:
+        rooms[name] = RoomRecord(
+            name, json.loads(config), subject or "", subject_from, subject_by
+        )
     rows = cursor.execute(
         "SELECT room, jid, affiliation, reason, nick FROM muc_affiliations WHERE service = ?"
         " ORDER BY room, jid",
@@ -95,17 +101,18 @@ def _load(cursor: sqlite3.Cursor, service: str) -> list[RoomRecord]:
 
 def _save(cursor: sqlite3.Cursor, service: str, name: str, record: dict[str, Any]) -> None:
     cursor.execute(
-        "INSERT INTO muc_rooms (service, name, config, subject, subject_from, updated)"
-        " VALUES (?, ?, ?, ?, ?, ?)"
+        "INSERT INTO muc_rooms (service, name, config, subject, subject_from, subject_by,"
+        " updated) VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (service, name) DO UPDATE SET config = excluded.config,"
         " subject = excluded.subject, subject_from = excluded.subject_from,"
-        " updated = excluded.updated",
+        " subject_by = excluded.subject_by, updated = excluded.updated",
         (
             service,
             name,
             json.dumps(record["config"], sort_keys=True),
             record.get("subject") or "",
             record.get("subject_from"),
+            record.get("subject_by"),
             time.time(),
         ),
     )

@@ -100,4 +100,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (service, name)
     );
     """,
+    # 6: who set a room's subject (bare JID), for the subject's occupant id
+    # (XEP-0421) when it is sent to joiners.
+    """
+    ALTER TABLE muc_rooms ADD COLUMN subject_by TEXT;
+    """,
 ]

@@ -78,11 +78,18 @@ class OccupantId(MUCModule):
         """Replace any occupant id in a relayed message with the sender's."""
         self._stamp(room, occupant, message)
 
+    @hook(Point.ROOM_SUBJECT)
+    def stamp_subject(self, room: Room, message: domish.Element) -> None:
+        """The subject sent to a joiner carries its setter's occupant id."""
+        if room.subject and room.subject_by:
+            self._stamp_as(room, room.subject_by, message)
+
     def _stamp(self, room: Room, occupant: Occupant, stanza: domish.Element) -> None:
+        self._stamp_as(room, occupant.bare, stanza)
+
+    def _stamp_as(self, room: Room, bare: str, stanza: domish.Element) -> None:
         stanza.children = [c for c in stanza.children if not _is_occupant_id(c)]
-        stanza.addElement((NS_OCCUPANT_ID, "occupant-id"))["id"] = self.occupant_id(
-            room, occupant.bare
-        )
+        stanza.addElement((NS_OCCUPANT_ID, "occupant-id"))["id"] = self.occupant_id(room, bare)
 
 
 def _is_occupant_id(node: Any) -> bool:
