@@ -13,10 +13,12 @@ from xmppd.modules.ping import Ping
 from xmppd.modules.register import Register
 from xmppd.modules.roster import Roster
 from xmppd.modules.time import EntityTime
+from xmppd.modules.vcard import VCard
 from xmppd.modules.version import Version
 
 #: Every module, in the order their disco entries are listed.
-MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Register, ContactInfo)
+MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Register, ContactInfo,
+           VCard)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MODULES}
