@@ -169,3 +169,16 @@ class PrivateStorageTests(IQTestCase):
                                    "disco#info'/>"))
         features = {f["var"] for f in reply.query.elements() if f.name == "feature"}
         self.assertIn(NS, features)
+
+    @defer.inlineCallbacks
+    def test_stored_whole(self):
+        """Text, nested namespaces, xml:lang and escapes come back as sent."""
+        xml = ("<notes xmlns='app:notes' xml:lang='en'>a &amp; b<n xmlns='other:ns'>"
+               "&lt;x&gt;</n>tail</notes>")
+        self.ok((yield self.store(xml)))
+        child = yield self.fetch("<notes xmlns='app:notes'/>")
+        self.assertEqual(child.getAttribute(("http://www.w3.org/XML/1998/namespace", "lang")),
+                         "en")
+        self.assertEqual([c if isinstance(c, str) else (c.uri, c.name, str(c))
+                          for c in child.children],
+                         ["a & b", ("other:ns", "n", "<x>"), "tail"])
