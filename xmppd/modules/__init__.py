@@ -10,6 +10,7 @@ from xmppd.modules.disco import Disco
 from xmppd.modules.last import LastActivity
 from xmppd.modules.offline import Offline
 from xmppd.modules.ping import Ping
+from xmppd.modules.private import PrivateStorage
 from xmppd.modules.register import Register
 from xmppd.modules.roster import Roster
 from xmppd.modules.time import EntityTime
@@ -18,7 +19,7 @@ from xmppd.modules.version import Version
 
 #: Every module, in the order their disco entries are listed.
 MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Register, ContactInfo,
-           VCard)
+           VCard, PrivateStorage)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MODULES}
