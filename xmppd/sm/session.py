@@ -20,13 +20,12 @@ detached, deliveries are dropped (stream management will queue them).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Protocol
 
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
-from xmppd.addresses import relaxed_jid
+from xmppd.addresses import parse_jid
 from xmppd.c2s import bind
 from xmppd.errors import StanzaError, error_reply
 from xmppd.sm.stanzas import result_for
@@ -44,25 +43,6 @@ class Connection(Protocol):
 
     def stream_error(self, condition: str, text: str | None = None) -> None:
         """Close the stream with a stream error."""
-
-
-@functools.lru_cache(maxsize=4096)
-def normalise_jid(address: str) -> str:
-    """The stringprep-normalised form of a JID string (cached).
-
-    A resourcepart that RFC 7622 allows but Unicode 3.2's resourceprep
-    does not know (e.g. an emoji MUC nick) is kept, for its destination to
-    judge (:func:`xmppd.addresses.relaxed_jid`). Raises
-    ``jid.InvalidFormat`` (or ``UnicodeError``/``ValueError``) for strings
-    that are not JIDs; those are not cached.
-    """
-    try:
-        return jid.JID(address).full()
-    except (jid.InvalidFormat, UnicodeError, ValueError):
-        relaxed = relaxed_jid(address)
-        if relaxed is None:
-            raise
-        return relaxed.full()
 
 
 class Session:
@@ -155,15 +135,17 @@ class Session:
         stanza["from"] = self.full
         to = stanza.getAttribute("to")
         if to is not None:
-            try:
-                stanza["to"] = normalise_jid(to)
-            except (jid.InvalidFormat, UnicodeError, ValueError):
+            # One cached parser for the whole server (xmppd.addresses): a
+            # resourcepart only newer Unicode allows (an emoji MUC nick) is
+            # kept for its destination to judge.
+            address = parse_jid(to)
+            if address is None:
                 reply = error_reply(stanza, StanzaError("jid-malformed"))
                 if reply is not None:
                     reply["from"] = self.manager.domain  # not the bad 'to'
-
                     self.write(reply)
                 return
+            stanza["to"] = address.full()
         if stanza.name == "iq":
             if not stanza.getAttribute("id") or kind not in IQ_TYPES:
                 if kind != "error":
