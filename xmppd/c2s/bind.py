@@ -76,11 +76,6 @@ def bind_result(iq: domish.Element, full_jid: str) -> domish.Element:
     return reply
 
 
-def empty_result(iq: domish.Element) -> domish.Element:
-    """An empty result for an iq (used for the legacy session request)."""
-    return xmlstream.toResponse(iq, "result")
-
-
 def error_reply(stanza: domish.Element, condition: str, text: str | None = None) -> domish.Element:
     """A stanza error reply on the client's own stream (see :mod:`xmppd.errors`)."""
     return errors.error_reply(stanza, errors.StanzaError(condition, text))

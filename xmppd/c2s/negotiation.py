@@ -30,6 +30,7 @@ from xmppd.c2s.registration import (
 from xmppd.errors import StanzaError, error_reply
 from xmppd.logs import logger
 from xmppd.sm.session import Session
+from xmppd.sm.stanzas import result_for
 
 if TYPE_CHECKING:
     from xmppd.c2s.factory import C2SFactory
@@ -328,7 +329,7 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             and stanza.getAttribute("type") == "set"
             and bind_mod.is_session_request(stanza)
         ):
-            xs.send(bind_mod.empty_result(stanza))
+            xs.send(result_for(stanza))
             return None
         xs.stream_error("not-authorized", "bind a resource first")
         return None
