@@ -12,6 +12,9 @@ from xmppd import cli
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: The domains the default configuration serves.
+DOMAINS = "localhost, conference.localhost, pubsub.localhost"
+
 
 class XmppdctlTests(unittest.TestCase):
     """Account administration through the command."""
@@ -130,7 +133,7 @@ class CheckTests(unittest.TestCase):
         self.assertEqual(lines[1], f"note  database: {self.folder}/data/xmppd.sqlite does not "
                                    "exist yet; created on first start")
         self.assertEqual(lines[2], "note  tls: no certificate configured; a self-signed one for "
-                                   "localhost, conference.localhost is generated at "
+                                   f"{DOMAINS} is generated at "
                                    f"{self.folder}/data/localhost.crt on first start "
                                    "(or now: xmppdctl cert)")
         # The listeners: clean where the port is free. (A developer machine may
@@ -156,7 +159,7 @@ class CheckTests(unittest.TestCase):
         self.assertEqual(code, 0, out)
         self.assertTrue(all(line.startswith(("ok ", "note ")) for line in out.splitlines()[:-1]))
         self.assertIn("ok    tls.key: ", out)
-        self.assertIn("ok    tls.certificate: covers localhost, conference.localhost", out)
+        self.assertIn(f"ok    tls.certificate: covers {DOMAINS}", out)
         self.assertIn("ok    c2s.listen: tcp:0:interface=127.0.0.1: any free port", out)
         self.assertTrue(out.endswith("no problems\n"))
 
@@ -183,7 +186,7 @@ class CheckTests(unittest.TestCase):
         self.write(cert=own_cert, key=own_key)
         code, out, _ = yield self.run_cli("check")
         self.assertEqual(code, 1)
-        self.assertIn("FAIL  tls.certificate: not valid for localhost, conference.localhost", out)
+        self.assertIn(f"FAIL  tls.certificate: not valid for {DOMAINS}", out)
 
     @defer.inlineCallbacks
     def test_invalid_config_and_newer_database(self):
@@ -238,11 +241,11 @@ class CertTests(unittest.TestCase):
 
         code, out, _ = yield self.run_cli("cert")
         self.assertEqual(code, 0)
-        self.assertIn(f"generated a self-signed certificate for localhost, conference.localhost: "
-                      f"{self.cert} (key: {self.key})", out)
+        self.assertIn("generated a self-signed certificate for localhost, conference.localhost, "
+                      f"pubsub.localhost: {self.cert} (key: {self.key})", out)
         self.assertEqual(self.key.stat().st_mode & 0o777, 0o600)
-        self.assertEqual(tls.certificate_mismatches(self.cert, ["localhost",
-                                                                "conference.localhost"]), [])
+        self.assertEqual(tls.certificate_mismatches(
+            self.cert, ["localhost", "conference.localhost", "pubsub.localhost"]), [])
         tls.server_tls_options(self.cert, self.key)
         first = self.cert.read_bytes()
 
@@ -258,7 +261,7 @@ class CertTests(unittest.TestCase):
                          ["localhost.crt", "localhost.key"])
 
         code, out, _ = yield self.run_cli("check")
-        self.assertIn("ok    tls.certificate: covers localhost, conference.localhost", out)
+        self.assertIn(f"ok    tls.certificate: covers {DOMAINS}", out)
 
     @defer.inlineCallbacks
     def test_import(self):
@@ -274,7 +277,7 @@ class CertTests(unittest.TestCase):
         wrong_cert, wrong_key = make_test_certificate(self, ("example.org",))
         code, _, err = yield self.run_cli("cert", "import", str(wrong_cert), str(wrong_key))
         self.assertEqual(code, 1)
-        self.assertIn("not valid for localhost, conference.localhost; use --force", err)
+        self.assertIn(f"not valid for {DOMAINS}; use --force", err)
         self.assertEqual(self.cert.read_bytes(), cert.read_bytes())
         code, _, _ = yield self.run_cli("cert", "import", "--force", str(wrong_cert),
                                         str(wrong_key))

@@ -25,7 +25,8 @@ class DefaultsTests(unittest.TestCase):
         self.assertEqual(config.c2s.direct_tls_listen, "tcp:5223")
         self.assertTrue(config.c2s.require_encryption)
         self.assertFalse(config.registration_enabled)
-        self.assertEqual(config.served_domains, ("localhost", "conference.localhost"))
+        self.assertEqual(config.served_domains,
+                         ("localhost", "conference.localhost", "pubsub.localhost"))
         self.assertEqual(config.data_dir, (Path.cwd() / "data").resolve())
 
     def test_relative_paths_follow_the_config_file(self):
@@ -50,7 +51,18 @@ class DefaultsTests(unittest.TestCase):
     def test_muc_can_be_disabled(self):
         config = config_from_dict({"muc": {"domain": ""}}, Path("."))
         self.assertIsNone(config.muc.domain)
-        self.assertEqual(config.served_domains, ("localhost",))
+        self.assertEqual(config.served_domains, ("localhost", "pubsub.localhost"))
+
+    def test_pubsub_can_be_disabled(self):
+        config = config_from_dict({"pubsub": {"domain": ""}}, Path("."))
+        self.assertIsNone(config.pubsub.domain)
+        self.assertEqual(config.served_domains, ("localhost", "conference.localhost"))
+
+    def test_pubsub_domain_must_differ(self):
+        for domain in ("localhost", "conference.localhost"):
+            with self.assertRaises(ConfigError) as caught:
+                config_from_dict({"pubsub": {"domain": domain}}, Path("."))
+            self.assertIn("pubsub.domain", str(caught.exception))
 
 
 class ErrorTests(unittest.TestCase):

@@ -106,6 +106,26 @@ class MUCSettings:
 
 
 @dataclass(frozen=True)
+class PubSubSettings:
+    """``[pubsub]``: publish-subscribe (XEP-0060) for PEP and the pubsub service."""
+
+    domain: str | None = setting("pubsub.localhost", "the pubsub service; `\"\"` disables it "
+                                 "(PEP on accounts stays)")
+    create_nodes: str = setting("local", "who may create nodes on the pubsub service: "
+                                "`anyone`, `local` or `admins`", choices=CREATE_ROOMS)
+    expose_publisher: bool = setting(False, "show every item's publisher (`publisher` "
+                                     "attribute) on the pubsub service; a node shows it "
+                                     "anyway when its `pubsub#itemreply` is `publisher`")
+    max_items: int = setting(256, "items one node keeps at most (what `max` means in "
+                             "`pubsub#max_items`)", minimum=1)
+    max_item_size: int = setting(131072, "bytes of one item's payload; a larger one gets "
+                                 "`not-acceptable` + `payload-too-big`", minimum=1024)
+    max_nodes: int = setting(256, "nodes one account may own (its PEP nodes, and nodes it "
+                             "created on the pubsub service)", minimum=1)
+    max_subscriptions: int = setting(1024, "subscriptions one node may have", minimum=1)
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """``[log]``."""
 
@@ -155,6 +175,7 @@ CORE_SECTIONS: dict[str, type] = {
     "c2s": C2SSettings,
     "components": ComponentSettings,
     "muc": MUCSettings,
+    "pubsub": PubSubSettings,
     "log": LogSettings,
     "limits": LimitSettings,
     "modules": ModulesSettings,
@@ -231,6 +252,7 @@ class Config:
     c2s: C2SSettings
     components: ComponentSettings
     muc: MUCSettings
+    pubsub: PubSubSettings
     log: LogSettings
     limits: LimitSettings
     modules: ModulesSettings
@@ -285,6 +307,8 @@ class Config:
         domains = [self.domain]
         if self.muc.domain:
             domains.append(self.muc.domain)
+        if self.pubsub.domain:
+            domains.append(self.pubsub.domain)
         return tuple(domains)
 
     def replace(self, **changes: Any) -> Config:
@@ -493,6 +517,17 @@ def _muc(r: _Reader, domain: str, secrets: dict[str, str]) -> MUCSettings:
     return dataclasses.replace(muc, domain=muc_domain)
 
 
+def _pubsub(r: _Reader, domain: str, muc: str | None,
+            secrets: dict[str, str]) -> PubSubSettings:
+    pubsub = r.section("pubsub")
+    pubsub_domain = _domain(r, "pubsub.domain", pubsub.domain) if pubsub.domain else None
+    if pubsub_domain == domain or (pubsub_domain and pubsub_domain == muc):
+        raise r.fail("pubsub.domain", "must differ from server.domain and muc.domain")
+    if pubsub_domain in secrets:
+        raise r.fail("components.secrets", "a component cannot take a served domain")
+    return dataclasses.replace(pubsub, domain=pubsub_domain)
+
+
 def _modules(r: _Reader) -> ModulesSettings:
     from xmppd.modules import switchable_modules
 
@@ -521,6 +556,7 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
     limits = r.section("limits")
     if limits.auth_backoff_max < limits.auth_backoff:
         raise r.fail("limits.auth_backoff_max", "must not be less than limits.auth_backoff")
+    muc = _muc(r, server.domain, components.secrets)
     module_settings = {}
     for name, cls in module_sections().items():
         settings = r.section(name)
@@ -537,7 +573,8 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         tls=_tls(r, base),
         c2s=c2s,
         components=components,
-        muc=_muc(r, server.domain, components.secrets),
+        muc=muc,
+        pubsub=_pubsub(r, server.domain, muc.domain, components.secrets),
         log=r.section("log"),
         limits=limits,
         modules=_modules(r),

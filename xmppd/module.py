@@ -103,6 +103,12 @@ class Point(enum.StrEnum):
     RESOURCE_UNAVAILABLE = "resource-unavailable"
     #: A resource was unbound (session state); may return a Deferred.
     SESSION_ENDED = "session-ended"
+    #: A session's entity capabilities (XEP-0115) became known or changed
+    #: (session state, its features: a frozenset of strings).
+    CAPS_CHANGED = "caps-changed"
+    #: An account was deleted (username), after its rows were; modules drop
+    #: what they keep of it in memory.
+    ACCOUNT_DELETED = "account-deleted"
 
     # -- MUC rooms: hooks of the MUC feature modules (xmppd.muc.features),
     # -- fired by the room core and, for the configuration form, the owner module.

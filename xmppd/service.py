@@ -86,6 +86,7 @@ class XMPPServer(service.MultiService):
         self.accounts: AccountStore | None = None
         self.session_manager = None
         self.muc = None
+        self.pubsub = None
         self.ports: dict[str, Any] = {}
         #: The listeners' factories by name (they outlive the ports at shut-down).
         self.factories: dict[str, Any] = {}
@@ -215,6 +216,7 @@ class XMPPServer(service.MultiService):
         self.tls_options, self.tls_fingerprint = self._load_tls(config)
         self._build_session_manager()
         self._build_muc()
+        self._build_pubsub()
         self._built = True
 
     def _load_tls(self, config: Config) -> tuple[Any, str]:
@@ -275,6 +277,20 @@ class XMPPServer(service.MultiService):
             modules=enabled_muc_modules(self.config),
         )
         self.muc.setServiceParent(self)
+
+    def _build_pubsub(self) -> None:
+        if not self.config.pubsub.domain:
+            return
+        from xmppd.pubsub.component import PubSubService
+
+        self.pubsub = PubSubService(
+            self.config.pubsub,
+            router=self.router,
+            database=self.database,
+            server_domain=self.config.domain,
+            admins=self.config.admins,
+        )
+        self.pubsub.setServiceParent(self)
 
     def _factories(self) -> dict[str, tuple[str, Any]]:
         from xmppd.c2s.factory import C2SFactory

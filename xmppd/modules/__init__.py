@@ -9,6 +9,7 @@ from xmppd.modules.contact_info import ContactInfo
 from xmppd.modules.disco import Disco
 from xmppd.modules.last import LastActivity
 from xmppd.modules.offline import Offline
+from xmppd.modules.pep import PEP
 from xmppd.modules.ping import Ping
 from xmppd.modules.private import PrivateStorage
 from xmppd.modules.register import Register
@@ -19,7 +20,7 @@ from xmppd.modules.version import Version
 
 #: Every module, in the order their disco entries are listed.
 MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Register, ContactInfo,
-           VCard, PrivateStorage)
+           VCard, PrivateStorage, PEP)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MODULES}

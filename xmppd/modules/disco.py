@@ -47,23 +47,55 @@ class Disco(Module):
     @iq_handler("get", NS_DISCO_INFO, "query", Scope.ACCOUNT)
     @defer.inlineCallbacks
     def account_info(self, request: IQRequest):
-        """An account's identity and features, for itself and its contacts."""
+        """An account's identity and features, for itself and its contacts.
+
+        With a node: the first module whose ``disco_node_info(request, node)``
+        answers (PEP nodes), else ``item-not-found``.
+        """
         yield self._check_access(request)
-        return self.server.modules.disco_info(Scope.ACCOUNT).toElement()
+        node = request.payload.getAttribute("node")
+        if not node:
+            return self.server.modules.disco_info(Scope.ACCOUNT).toElement()
+        for module in self.server.modules.modules.values():
+            answer = getattr(module, "disco_node_info", None)
+            info = None if answer is None else (yield answer(request, node))
+            if info is not None:
+                element = info.toElement()
+                element["node"] = node
+                return element
+        raise StanzaError("item-not-found")
 
     @iq_handler("get", NS_DISCO_ITEMS, "query", Scope.ACCOUNT)
     @defer.inlineCallbacks
     def account_items(self, request: IQRequest):
-        """An account's items (none yet), for itself and its contacts."""
+        """An account's items (its PEP nodes), for itself and its contacts.
+
+        Modules contribute through ``disco_node_items(request, node)``: a
+        list of items, or None for a node that is not theirs.
+        """
         yield self._check_access(request)
-        return disco.DiscoItems().toElement()
+        node = request.payload.getAttribute("node") or None
+        items = disco.DiscoItems()
+        found = node is None
+        for module in self.server.modules.modules.values():
+            answer = getattr(module, "disco_node_items", None)
+            listed = None if answer is None else (yield answer(request, node))
+            if listed is not None:
+                found = True
+                for item in listed:
+                    items.append(item)
+        if not found:
+            raise StanzaError("item-not-found")
+        element = items.toElement()
+        if node is not None:
+            element["node"] = node
+        return element
 
     @defer.inlineCallbacks
     def _check_access(self, request: IQRequest):
         allowed = yield self.server.sessions.may_see_account(request.account, request.sender)
         if not allowed:
             raise StanzaError("service-unavailable")
-        _no_nodes(request)
 
 
 def _no_nodes(request: IQRequest) -> None:

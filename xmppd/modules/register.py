@@ -14,7 +14,7 @@ from twisted.words.xish import domish
 from xmppd.config import setting
 from xmppd.errors import StanzaError
 from xmppd.logs import logger
-from xmppd.module import ALREADY_ANSWERED, IQRequest, Module, Scope, iq_handler
+from xmppd.module import ALREADY_ANSWERED, IQRequest, Module, Point, Scope, iq_handler
 from xmppd.sm.stanzas import presence, result_for
 from xmppd.storage.accounts import (
     AccountError,
@@ -120,6 +120,7 @@ class Register(Module):
         except AccountError:
             log.info("account {user} was already gone", user=user)
         manager.drop_roster_cache(user)
+        self.server.modules.fire(Point.ACCOUNT_DELETED, user)
         log.info("account {user} removed in-band", user=user)
         reply = result_for(request.stanza)
         for state in states:

@@ -1,0 +1,292 @@
+"""Personal Eventing Protocol (XEP-0163): every account is a pubsub service.
+
+The account's bare JID is a pubsub service (:mod:`xmppd.pubsub.engine`)
+whose nodes the account owns:
+
+* **Nodes** are created by the owner, explicitly or by publishing to a new
+  node (with ``publish-options`` as its configuration, XEP-0060 §7.1.5 —
+  how OMEMO makes its device list and bundles ``open``); nobody else may
+  create or publish (``forbidden``). Defaults, as Prosody's mod_pep:
+  ``access_model=presence``, ``max_items=1``, items kept,
+  ``send_last_published_item=on_sub_and_presence``, headline notifications.
+  ``[pubsub] max_items`` is what ``max`` means; ``[pubsub] max_nodes``
+  bounds the nodes of one account and ``max_item_size`` one item.
+* **Access** (XEP-0060 §4.5): ``open`` — anyone, on any server; ``presence``
+  — the owner and contacts with a subscription to the owner's presence;
+  ``roster`` — contacts in the allowed roster groups; ``whitelist`` — the
+  owner and the entities it affiliated (XEP-0223's private storage).
+* **Notifications** (XEP-0163 §4): a publish goes to explicit subscribers
+  and to every available resource, of the owner and of its contacts allowed
+  by the access model, whose entity capabilities (XEP-0115, the ``caps``
+  module) include ``NODE+notify``. When a resource's capabilities become
+  known, it is sent the last item of each node it newly shows interest in,
+  of its own account and of the contacts whose presence it receives
+  (``send_last_published_item=on_sub_and_presence``).
+* **Discovery**: the account's disco#info carries ``pubsub``/``pep`` and
+  the pubsub features; disco#items lists the nodes the asker may access.
+
+Only local contacts are notified for now (federation, issue 16, will bring
+remote ones). The account's nodes, items, affiliations and subscriptions are
+deleted with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+from wokkel import disco
+
+from xmppd.errors import StanzaError
+from xmppd.logs import logger
+from xmppd.module import ALREADY_ANSWERED, IQRequest, Module, Point, Scope, hook, iq_handler
+from xmppd.pubsub import NS_PUBSUB, NS_PUBSUB_OWNER
+from xmppd.pubsub.engine import Node, Outcome, Policy, PubSub
+from xmppd.pubsub.nodeconfig import NodeConfig, meta_data_form
+from xmppd.pubsub.store import SCHEMA
+from xmppd.sm.stanzas import result_for
+
+log = logger(__name__)
+
+#: XEP-0060 features (``pubsub#…``) of PEP services.
+PEP_FEATURES = (
+    "access-open", "access-presence", "access-roster", "access-whitelist", "auto-create",
+    "auto-subscribe", "config-node", "config-node-max", "create-and-configure",
+    "create-nodes", "delete-items", "delete-nodes", "filtered-notifications",
+    "item-ids", "last-published", "manage-subscriptions", "member-affiliation",
+    "meta-data", "modify-affiliations", "outcast-affiliation", "persistent-items",
+    "presence-notifications", "publish", "publish-options", "publisher-affiliation",
+    "purge-nodes", "retract-items", "retrieve-affiliations", "retrieve-default",
+    "retrieve-items", "retrieve-subscriptions", "subscribe", "subscription-options",
+)
+
+PEP_DEFAULTS = NodeConfig(
+    access_model="presence", max_items=1, persist_items=True,
+    send_last_published_item="on_sub_and_presence", notification_type="headline",
+)
+
+
+class PEPPolicy(Policy):
+    """The rules of a PEP service: the account owns everything, contacts by roster."""
+
+    access_models = ("open", "presence", "roster", "whitelist")
+    autocreate = True
+
+    def __init__(self, module: PEP):
+        self.module = module
+        self.local_domain = module.server.domain
+
+    def default_config(self, service: str) -> NodeConfig:
+        """Prosody's PEP defaults (see the module docstring)."""
+        return PEP_DEFAULTS
+
+    def owner(self, service: str) -> str:
+        """The account's bare JID owns every node."""
+        return service
+
+    def account(self, service: str) -> str:
+        """The account's username."""
+        return service.split("@", 1)[0]
+
+    def may_create(self, service: str, requester: jid.JID) -> bool:
+        """Only the owner creates nodes."""
+        return requester.userhost() == service
+
+    @defer.inlineCallbacks
+    def _item(self, service: str, bare: str):
+        roster = yield self.module.server.sessions.get_roster(self.account(service))
+        return roster.get(bare)
+
+    @defer.inlineCallbacks
+    def has_presence_access(self, service: str, requester: str):
+        """A contact with a subscription to the owner's presence."""
+        item = yield self._item(service, requester)
+        return item is not None and item.subscribed_from
+
+    @defer.inlineCallbacks
+    def in_roster_groups(self, service: str, requester: str, groups: Iterable[str]):
+        """A contact (with presence subscription) in one of the groups."""
+        item = yield self._item(service, requester)
+        return item is not None and bool(set(item.groups) & set(groups))
+
+    @defer.inlineCallbacks
+    def implicit_recipients(self, service: str, node: Node):
+        """Available resources with ``NODE+notify`` caps the access model lets in."""
+        caps = self.module.server.modules.get("caps")
+        if caps is None or not node.config.deliver_notifications:
+            return []
+        sessions = self.module.server.sessions
+        account = self.account(service)
+        wanted = node.name
+        targets = [s.full for s in sessions.available_of(account) if caps.wants(s.full, wanted)]
+        model = node.config.access_model
+        roster = yield sessions.get_roster(account)
+        suffix = "@" + self.local_domain
+        for contact, item in roster.items():
+            if not contact.endswith(suffix):
+                continue  # remote contacts: with federation (issue 16)
+            if model == "whitelist":
+                if node.affiliations.get(contact) not in ("member", "publisher", "owner"):
+                    continue
+            elif model != "open" and not item.subscribed_from:
+                continue
+            elif model == "roster" and not set(item.groups) & set(
+                    node.config.roster_groups_allowed):
+                continue
+            for session in sessions.available_of(contact[: -len(suffix)]):
+                if caps.wants(session.full, wanted):
+                    targets.append(session.full)
+        return targets
+
+    def send(self, stanza: domish.Element) -> None:
+        """Notifications leave from the account's bare JID."""
+        self.module.server.sessions.route(stanza)
+
+
+class PEP(Module):
+    """PEP: pubsub on every account's bare JID, notifications filtered by caps."""
+
+    name = "pep"
+    identities = {Scope.ACCOUNT: [("pubsub", "pep", None)]}
+    features = {
+        Scope.ACCOUNT: [NS_PUBSUB] + [NS_PUBSUB + "#" + f for f in PEP_FEATURES],
+    }
+    schema = SCHEMA
+
+    def __init__(self, server: Any, settings: Any = None):
+        super().__init__(server, settings)
+        self.limits = server.sessions.config.pubsub
+        self.engine = PubSub(server.database, self.limits)
+        self.policy = PEPPolicy(self)
+        #: Full JID -> the nodes whose notifications it wants (from its caps).
+        self._interests: dict[str, frozenset[str]] = {}
+
+    def service_of(self, username: str) -> str:
+        """The PEP service (bare JID) of an account."""
+        return f"{username}@{self.server.domain}"
+
+    # -- iq ----------------------------------------------------------------------------------
+
+    @iq_handler("get", NS_PUBSUB, "pubsub", Scope.ACCOUNT)
+    @iq_handler("set", NS_PUBSUB, "pubsub", Scope.ACCOUNT)
+    @iq_handler("get", NS_PUBSUB_OWNER, "pubsub", Scope.ACCOUNT)
+    @iq_handler("set", NS_PUBSUB_OWNER, "pubsub", Scope.ACCOUNT)
+    @defer.inlineCallbacks
+    def serve(self, request: IQRequest):
+        """Any pubsub request to an account's bare JID."""
+        exists = yield self.server.sessions.user_exists(request.account)
+        if not exists:
+            raise StanzaError("service-unavailable")
+        outcome = yield self.engine.handle(self.policy, self.service_of(request.account),
+                                           request.sender, request.kind, request.payload)
+        self.answer(request.stanza, outcome)
+        return ALREADY_ANSWERED
+
+    def answer(self, stanza: domish.Element, outcome: Outcome) -> None:
+        """Send the result, then what goes after it (e.g. the last item on subscription)."""
+        reply = result_for(stanza)
+        if outcome.payload is not None:
+            reply.addChild(outcome.payload)
+        self.server.sessions.route(reply)
+        for action in outcome.after:
+            action()
+
+    # -- disco ---------------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def disco_node_info(self, request: IQRequest, node_name: str):
+        """disco#info of one of the account's nodes (None if it has none of that name)."""
+        nodes = yield self.engine.nodes(self.service_of(request.account))
+        node = nodes.get(node_name)
+        if node is None:
+            return None
+        allowed = yield self.engine.may_access(self.policy, self.service_of(request.account),
+                                               node, request.sender)
+        if not allowed:
+            return None
+        info = disco.DiscoInfo()
+        info.append(disco.DiscoIdentity("pubsub", "leaf"))
+        info.append(disco.DiscoFeature(NS_PUBSUB))
+        info.append(meta_data_form(node.config, [self.service_of(request.account)]))
+        return info
+
+    @defer.inlineCallbacks
+    def disco_node_items(self, request: IQRequest, node_name: str | None):
+        """The account's nodes (no node) or a node's items, as the asker may see them."""
+        service = self.service_of(request.account)
+        nodes = yield self.engine.nodes(service)
+        owner = jid.JID(service)
+        if node_name is None:
+            items = []
+            for node in nodes.values():
+                allowed = yield self.engine.may_access(self.policy, service, node,
+                                                       request.sender)
+                if allowed:
+                    items.append(disco.DiscoItem(owner, node.name))
+            return items
+        node = nodes.get(node_name)
+        if node is None:
+            return None
+        allowed = yield self.engine.may_access(self.policy, service, node, request.sender)
+        if not allowed:
+            return None
+        stored = yield self.engine.get_items(service, node)
+        return [disco.DiscoItem(owner, name=item.id) for item in stored]
+
+    # -- interests and the last items -------------------------------------------------------
+
+    def wants(self, full: str, node: str) -> bool:
+        """True when the resource's caps ask for the node's notifications."""
+        caps = self.server.modules.get("caps")
+        return caps is not None and caps.wants(full, node)
+
+    @hook(Point.CAPS_CHANGED)
+    def caps_changed(self, session: Any, features: frozenset) -> None:
+        """Send the last items of the nodes the resource newly wants."""
+        interests = frozenset(f[: -len("+notify")] for f in features if f.endswith("+notify"))
+        before = self._interests.get(session.full, frozenset())
+        self._interests[session.full] = interests
+        new = interests - before
+        if new:
+            self.server.sessions.guard(self.send_last_items(session, new), None)
+
+    @defer.inlineCallbacks
+    def send_last_items(self, session: Any, wanted: frozenset):
+        """The last item of each wanted node of the account and of the contacts it follows."""
+        sessions = self.server.sessions
+        roster = yield sessions.get_roster(session.username)
+        suffix = "@" + self.server.domain
+        owners = [session.bare] + [
+            contact for contact, item in roster.items()
+            if item.subscribed_to and contact.endswith(suffix) and contact != session.bare]
+        for owner in owners:
+            exists = owner == session.bare or (yield sessions.user_exists(owner[: -len(suffix)]))
+            if not exists:
+                continue
+            nodes = yield self.engine.nodes(owner)
+            for name in wanted & nodes.keys():
+                node = nodes[name]
+                if node.last is None or \
+                        node.config.send_last_published_item != "on_sub_and_presence":
+                    continue
+                allowed = yield self.engine.may_access(self.policy, owner, node, session.jid)
+                if allowed and session.bound:
+                    self.engine.send_last(self.policy, owner, node, session.full)
+
+    @hook(Point.RESOURCE_UNAVAILABLE)
+    def resource_unavailable(self, session: Any, stanza: domish.Element) -> None:
+        """A resource that comes back sends its caps again."""
+        self._interests.pop(session.full, None)
+
+    @hook(Point.SESSION_ENDED)
+    def session_ended(self, session: Any) -> None:
+        """Forget the resource's interests."""
+        self._interests.pop(session.full, None)
+
+    @hook(Point.ACCOUNT_DELETED)
+    def account_deleted(self, username: str) -> None:
+        """The rows went with the account; drop the loaded service."""
+        self.engine.forget(self.service_of(username))

@@ -1,0 +1,229 @@
+"""The standalone pubsub service (XEP-0060) at ``[pubsub] domain``.
+
+A router destination like the session manager: every stanza for the
+domain reaches :meth:`PubSubService.send`. Pubsub iqs go to the engine
+(:mod:`xmppd.pubsub.engine`) with this service's :class:`ServicePolicy`;
+disco#info and disco#items describe the service, its nodes and their items;
+anything else gets ``service-unavailable`` (iqs) or is dropped (errors,
+results, presence, messages, as a service without them does).
+
+Rules of this service (Prosody's mod_pubsub where XEP-0060 leaves a choice):
+
+* who may create nodes is ``[pubsub] create_nodes``: ``anyone``, ``local``
+  (accounts of the server's domain) or ``admins`` (``server.admins``, who
+  also own every node); the creator owns the node and may hand out
+  affiliations, including other owners;
+* a publish to a missing node creates it for those who may create nodes;
+* access models ``open`` and ``whitelist`` (presence and roster belong to
+  a person's PEP service);
+* ``[pubsub] expose_publisher`` shows every item's publisher; a node with
+  ``pubsub#itemreply = publisher`` shows it anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+from wokkel import disco
+
+from xmppd.addresses import parse_jid
+from xmppd.errors import StanzaError, error_reply, must_not_answer
+from xmppd.logs import logger
+from xmppd.pubsub import NS_PUBSUB, NS_PUBSUB_OWNER
+from xmppd.pubsub.engine import Node, Policy, PubSub
+from xmppd.pubsub.nodeconfig import meta_data_form
+from xmppd.pubsub.store import SCHEMA
+from xmppd.sm.stanzas import child_elements, result_for
+from xmppd.stanza import describe
+
+log = logger(__name__)
+
+#: XEP-0060 features (``pubsub#…``) of the service.
+SERVICE_FEATURES = (
+    "access-open", "access-whitelist", "auto-create", "config-node", "config-node-max",
+    "create-and-configure", "create-nodes", "delete-items", "delete-nodes", "instant-nodes",
+    "item-ids", "manage-subscriptions", "member-affiliation", "meta-data",
+    "modify-affiliations", "outcast-affiliation", "persistent-items", "publish",
+    "publish-options", "publisher-affiliation", "purge-nodes", "retract-items",
+    "retrieve-affiliations", "retrieve-default", "retrieve-items", "retrieve-subscriptions",
+    "subscribe", "subscription-options",
+)
+
+
+class ServicePolicy(Policy):
+    """The rules of the standalone service (see the module docstring)."""
+
+    access_models = ("open", "whitelist")
+    autocreate = True
+
+    def __init__(self, settings: Any, server_domain: str, admins: tuple[str, ...],
+                 send: Any):
+        self.settings = settings
+        self.local_domain = server_domain
+        self.admins = frozenset(admins)
+        self._send = send
+
+    def is_admin(self, bare: str) -> bool:
+        """Service administrators own every node."""
+        return bare in self.admins
+
+    def may_create(self, service: str, requester: jid.JID) -> bool:
+        """Per ``[pubsub] create_nodes``."""
+        policy = self.settings.create_nodes
+        if policy == "anyone":
+            return True
+        if policy == "local":
+            return bool(requester.user) and requester.host == self.local_domain
+        return self.is_admin(requester.userhost())
+
+    def show_publisher(self, node: Node) -> bool:
+        """``expose_publisher``, or the node's ``itemreply``."""
+        return self.settings.expose_publisher or node.config.itemreply == "publisher"
+
+    def send(self, stanza: domish.Element) -> None:
+        """Notifications leave from the service's domain."""
+        self._send(stanza)
+
+
+class PubSubService(service.Service):
+    """The pubsub component: routes its domain's stanzas to the engine."""
+
+    def __init__(self, settings: Any, *, router: Any, database: Any, server_domain: str,
+                 admins: tuple[str, ...] = ()):
+        self.settings = settings
+        self.domain = settings.domain
+        self.router = router
+        self.database = database
+        self.engine = PubSub(database, settings)
+        self.policy = ServicePolicy(settings, server_domain, admins, self.route)
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's API
+        """Create the tables (queued before any query) and serve the domain."""
+        for statement in SCHEMA:
+            self.database.execute(statement).addErrback(
+                lambda f: log.failure("creating the pubsub tables failed", f))
+        super().startService()
+        self.router.register(self.domain, self)
+
+    def stopService(self):  # noqa: N802 - Twisted's API
+        """Stop serving the domain."""
+        self.router.unregister(self.domain, self)
+        return super().stopService()
+
+    def route(self, stanza: domish.Element) -> None:
+        """Send a stanza out through the router."""
+        self.router.route(stanza)
+
+    def send(self, stanza: domish.Element) -> None:
+        """A stanza for the domain (or one of its JIDs), from the router."""
+        try:
+            self._receive(stanza)
+        except Exception:
+            log.failure("handling {xml} failed", xml=describe(stanza))
+            self._refuse(stanza, StanzaError("internal-server-error"))
+
+    def _refuse(self, stanza: domish.Element, error: StanzaError) -> None:
+        if must_not_answer(stanza):
+            return
+        reply = error_reply(stanza, error)
+        if reply is not None:
+            self.route(reply)
+
+    def _receive(self, stanza: domish.Element) -> None:
+        if stanza.name != "iq":
+            if stanza.name == "message" and not must_not_answer(stanza):
+                self._refuse(stanza, StanzaError("service-unavailable"))
+            return
+        kind = stanza.getAttribute("type")
+        if kind not in ("get", "set"):
+            return
+        sender = parse_jid(stanza.getAttribute("from") or "")
+        recipient = parse_jid(stanza.getAttribute("to") or "")
+        if sender is None:
+            return
+        children = child_elements(stanza)
+        if recipient is None or recipient.user or recipient.resource or len(children) != 1:
+            self._refuse(stanza, StanzaError(
+                "service-unavailable" if recipient is not None and (
+                    recipient.user or recipient.resource) else "bad-request"))
+            return
+        payload = children[0]
+        key = (payload.uri, payload.name)
+        if key in ((NS_PUBSUB, "pubsub"), (NS_PUBSUB_OWNER, "pubsub")):
+            d = self.engine.handle(self.policy, self.domain, sender, kind, payload)
+            d.addCallback(self._answer, stanza)
+        elif kind == "get" and key == (disco.NS_DISCO_INFO, "query"):
+            d = self._disco_info(sender, payload.getAttribute("node"))
+            d.addCallback(self._reply, stanza)
+        elif kind == "get" and key == (disco.NS_DISCO_ITEMS, "query"):
+            d = self._disco_items(sender, payload.getAttribute("node"))
+            d.addCallback(self._reply, stanza)
+        else:
+            self._refuse(stanza, StanzaError("service-unavailable"))
+            return
+        d.addErrback(self._failed, stanza)
+
+    def _answer(self, outcome: Any, stanza: domish.Element) -> None:
+        self._reply(outcome.payload, stanza)
+        for action in outcome.after:
+            action()
+
+    def _reply(self, payload: domish.Element | None, stanza: domish.Element) -> None:
+        reply = result_for(stanza)
+        if payload is not None:
+            reply.addChild(payload)
+        self.route(reply)
+
+    def _failed(self, failure: Any, stanza: domish.Element) -> None:
+        if failure.check(StanzaError):
+            self._refuse(stanza, failure.value)
+        else:
+            log.failure("a pubsub request failed", failure)
+            self._refuse(stanza, StanzaError("internal-server-error"))
+
+    @defer.inlineCallbacks
+    def _disco_info(self, sender: jid.JID, node_name: str | None):
+        info = disco.DiscoInfo()
+        if not node_name:
+            info.append(disco.DiscoIdentity("pubsub", "service", "xmppd pubsub"))
+            for feature in (disco.NS_DISCO_INFO, disco.NS_DISCO_ITEMS, NS_PUBSUB):
+                info.append(disco.DiscoFeature(feature))
+            for feature in SERVICE_FEATURES:
+                info.append(disco.DiscoFeature(NS_PUBSUB + "#" + feature))
+            return info.toElement()
+        nodes = yield self.engine.nodes(self.domain)
+        node = nodes.get(node_name)
+        if node is None:
+            raise StanzaError("item-not-found")
+        info.append(disco.DiscoIdentity("pubsub", "leaf"))
+        info.append(disco.DiscoFeature(NS_PUBSUB))
+        owners = sorted(e for e, a in node.affiliations.items() if a == "owner")
+        info.append(meta_data_form(node.config, owners))
+        element = info.toElement()
+        element["node"] = node_name
+        return element
+
+    @defer.inlineCallbacks
+    def _disco_items(self, sender: jid.JID, node_name: str | None):
+        items = disco.DiscoItems()
+        nodes = yield self.engine.nodes(self.domain)
+        here = jid.JID(self.domain)
+        if not node_name:
+            for node in sorted(nodes.values(), key=lambda n: n.name):
+                allowed = yield self.engine.may_access(self.policy, self.domain, node, sender)
+                if allowed:
+                    items.append(disco.DiscoItem(here, node.name, node.config.title or None))
+            return items.toElement()
+        node = nodes.get(node_name)
+        if node is None:
+            raise StanzaError("item-not-found")
+        yield self.engine.check_access(self.policy, self.domain, node, sender)
+        for item in (yield self.engine.get_items(self.domain, node)):
+            items.append(disco.DiscoItem(here, name=item.id))
+        element = items.toElement()
+        element["node"] = node_name
+        return element
