@@ -103,6 +103,11 @@ class Point(enum.StrEnum):
     RESOURCE_UNAVAILABLE = "resource-unavailable"
     #: A resource was unbound (session state); may return a Deferred.
     SESSION_ENDED = "session-ended"
+    #: A session's entity capabilities (XEP-0115) became known or changed
+    #: (session state, its disco features: a frozenset, empty when known
+    #: features were lost); fired by the ``caps`` module, not when the set
+    #: stays the same nor when it is cleared on unavailable presence.
+    CAPS_CHANGED = "caps-changed"
 
     # -- MUC rooms: hooks of the MUC feature modules (xmppd.muc.features),
     # -- fired by the room core and, for the configuration form, the owner module.
