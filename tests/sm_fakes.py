@@ -12,7 +12,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.trial import unittest
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
@@ -47,6 +47,23 @@ def error_condition(element: domish.Element) -> str | None:
                 if condition.uri == NS_STANZAS and condition.name != "text":
                     return condition.name
     return None
+
+
+class TimerClock(task.Clock):
+    """A fake clock for the session manager's timers (request timeouts).
+
+    ``advance`` drives the timers; zero-delay calls (the manager's "idle
+    yet?" check, which ``wait_idle`` relies on while the database works on
+    real threads) still run on the real reactor's next turn.
+    """
+
+    def callLater(self, delay, f, *args, **kw):  # noqa: N802 - Twisted's API
+        """Schedule a call: on this clock, or on the real reactor when due at once."""
+        if delay <= 0:
+            from twisted.internet import reactor
+
+            return reactor.callLater(0, f, *args, **kw)
+        return super().callLater(delay, f, *args, **kw)
 
 
 class FakeSession:

@@ -104,7 +104,9 @@ class Point(enum.StrEnum):
     #: A resource was unbound (session state); may return a Deferred.
     SESSION_ENDED = "session-ended"
     #: A session's entity capabilities (XEP-0115) became known or changed
-    #: (session state, its features: a frozenset of strings).
+    #: (session state, its disco features: a frozenset, empty when known
+    #: features were lost); fired by the ``caps`` module, not when the set
+    #: stays the same nor when it is cleared on unavailable presence.
     CAPS_CHANGED = "caps-changed"
     #: An account was deleted (username), after its rows were; modules drop
     #: what they keep of it in memory.

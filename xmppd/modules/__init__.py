@@ -5,6 +5,7 @@ module and adding its class here (see README's Development section).
 ``[modules] disabled`` switches any of them off by name.
 """
 
+from xmppd.modules.caps import EntityCapabilities
 from xmppd.modules.contact_info import ContactInfo
 from xmppd.modules.disco import Disco
 from xmppd.modules.last import LastActivity
@@ -18,9 +19,10 @@ from xmppd.modules.time import EntityTime
 from xmppd.modules.vcard import VCard
 from xmppd.modules.version import Version
 
-#: Every module, in the order their disco entries are listed.
+#: Every module, in the order their disco entries are listed (and their
+#: hooks run at equal priority): a module comes before those that use it.
 MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Register, ContactInfo,
-           VCard, PrivateStorage, PEP)
+           VCard, PrivateStorage, EntityCapabilities, PEP)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MODULES}

@@ -6,8 +6,9 @@ handler for its payload in that scope (:class:`~xmppd.module.ModuleHost`),
 with no 'to' meaning the sender's own account (RFC 6120 10.3.3), falling
 back to the server scope. Nobody handles it: ``service-unavailable``, in
 this one place (``bad-request`` when only the other iq type is handled).
-Results and errors addressed to the server or a bare JID are dropped
-(RFC 6120 8.2.3, 8.3.1).
+Results and errors go first to the request of the server's own they
+answer (:meth:`~xmppd.sm.manager.SessionManager.request`); others addressed
+to the server or a bare JID are dropped (RFC 6120 8.2.3, 8.3.1).
 """
 
 from __future__ import annotations
@@ -17,11 +18,33 @@ from typing import TYPE_CHECKING
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
+from xmppd.errors import NS_STANZAS, StanzaError
 from xmppd.module import IQRequest, Scope
 from xmppd.sm.stanzas import child_elements
 
 if TYPE_CHECKING:
     from xmppd.sm.manager import SessionManager
+
+
+def error_from_reply(stanza: domish.Element) -> StanzaError:
+    """The :class:`StanzaError` an error reply carries (condition, type, text).
+
+    ``undefined-condition`` when the reply names no defined condition.
+    """
+    condition, kind, text = "undefined-condition", None, None
+    for child in stanza.elements():
+        if child.name != "error":
+            continue
+        kind = child.getAttribute("type")
+        for detail in child.elements():
+            if detail.uri != NS_STANZAS:
+                continue
+            if detail.name == "text":
+                text = str(detail)
+            else:
+                condition = detail.name
+        break
+    return StanzaError(condition, text, type=kind)
 
 
 class IQHandler:
@@ -36,6 +59,8 @@ class IQHandler:
         kind = stanza.getAttribute("type")
         to_resource = recipient is not None and recipient.user and recipient.resource is not None
         if kind == "result" or kind == "error":
+            if manager.answer(stanza, sender, recipient):
+                return
             if to_resource:
                 state = manager.state_for(recipient)
                 if state is not None:
