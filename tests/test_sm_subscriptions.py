@@ -224,7 +224,7 @@ class PendingRequestTests(SessionManagerTestCase):
             self.assertEqual(request["id"], "s1")
             self.assertEqual(str(request.nick), "Bobby")
             self.assertEqual(request.nick.uri, "http://jabber.org/protocol/nick")
-            self.assertEqual(request.x["a"], "1")
+            self.assertIsNone(request.x)  # only the nick is kept with the request
             yield self.disconnect(alice)
         alice = yield self.connect("alice")
         yield self.client_sends(alice, "<presence to='bob@localhost' type='subscribed'/>")
@@ -234,6 +234,60 @@ class PendingRequestTests(SessionManagerTestCase):
         self.assertEqual(
             [p for p in alice.take("presence") if p.getAttribute("type") == "subscribe"], []
         )
+
+    @defer.inlineCallbacks
+    def test_nick_online_and_offline_only_it_stored(self):
+        """XEP-0172 4.3: the nick reaches the contact at once and at their next login."""
+        bob = yield self.connect("bob")
+        alice = yield self.connect("alice")
+        yield self.client_sends(
+            bob, f"<presence to='alice@localhost' type='subscribe'><status>hi</status>{NICK}"
+            "<x xmlns='urn:ext'>big</x></presence>")
+        [online] = alice.take("presence")
+        self.assertEqual((online["type"], online["from"]), ("subscribe", "bob@localhost"))
+        self.assertEqual(str(online.nick), "Bobby")
+        self.assertEqual(str(online.status), "hi")  # the live copy is as it came
+        [(_, xml)] = yield self.roster_store.pending("alice")
+        self.assertIn("Bobby", xml)
+        self.assertNotIn("urn:ext", xml)
+        self.assertNotIn("status", xml)
+        yield self.disconnect(alice)
+        alice = yield self.connect("alice", presence=False)
+        yield self.client_sends(alice, "<presence/>")
+        [later] = [p for p in alice.take("presence") if p.getAttribute("type") == "subscribe"]
+        self.assertEqual(str(later.nick), "Bobby")
+        self.assertEqual(later.nick.uri, "http://jabber.org/protocol/nick")
+        self.assertEqual([c.name for c in later.elements()], ["nick"])
+
+    @defer.inlineCallbacks
+    def test_nick_bounded_and_text_only(self):
+        """A nick over [limits] max_subscription_nick bytes is dropped; the request is not."""
+        yield self.sm.stopService()
+        self.sm = self.make_manager(limits={"max_subscription_nick": 16})
+        self.sm.startService()
+        alice = yield self.connect("alice")
+        bob = yield self.connect("bob")
+        long_nick = "\u00e9" * 9  # 18 bytes of UTF-8
+        yield self.client_sends(
+            bob, "<presence to='alice@localhost' type='subscribe'>"
+            f"<nick xmlns='http://jabber.org/protocol/nick'>{long_nick}</nick></presence>")
+        [online] = alice.take("presence")
+        self.assertEqual(online["type"], "subscribe")
+        self.assertIsNone(online.nick)
+        [(_, xml)] = yield self.roster_store.pending("alice")
+        self.assertNotIn("nick", xml)
+        yield self.client_sends(
+            bob, "<presence to='alice@localhost' type='subscribe'>"
+            "<nick xmlns='http://jabber.org/protocol/nick'>B<b>o</b>b</nick></presence>")
+        [online] = alice.take("presence")
+        self.assertEqual(online.nick.toXml(),
+                         "<nick xmlns='http://jabber.org/protocol/nick'>Bb</nick>")
+        yield self.disconnect(alice)
+        alice = yield self.connect("alice", presence=False)
+        yield self.client_sends(alice, "<presence/>")
+        [later] = [p for p in alice.take("presence") if p.getAttribute("type") == "subscribe"]
+        self.assertEqual(str(later.nick), "Bb")
+        self.assertEqual(list(later.nick.elements()), [])
 
     @defer.inlineCallbacks
     def test_remote_request(self):

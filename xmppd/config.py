@@ -151,6 +151,9 @@ class LimitSettings:
     max_connections_per_ip: int = setting(20, "open client connections from one address",
                                           minimum=0)
     max_sessions_per_account: int = setting(10, "bound resources of one account", minimum=0)
+    max_subscription_nick: int = setting(
+        1024, "bytes of the nick (XEP-0172) in a subscription request; a longer one is "
+        "dropped, the request delivered without it", minimum=16)
     read_rate: int = setting(65536, "bytes a second one connection may send", minimum=0)
     read_burst: int = setting(262144, "bytes it may send at once", minimum=1)
     auth_backoff_after: int = setting(3, "failed logins (per account and per address) before "

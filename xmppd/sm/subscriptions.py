@@ -6,6 +6,17 @@ user it is addressed to. Between two local users the outbound half routes
 the stamped stanza (bare JIDs on both ends, 3.1.2) and the inbound half runs
 in the contact's serial queue. Every change is stored and pushed to the
 user's interested resources.
+
+An inbound ``subscribe`` may carry the requester's nickname (XEP-0172 §4.3,
+``<nick xmlns='http://jabber.org/protocol/nick'>``). A contact who is
+online gets the request as it came; one who is not gets it at their next
+initial presence from ``pending_subscriptions``, where only its 'from',
+'to', 'type', 'id' and the nick (text only) are kept: other payloads are
+not stored, so a stored request is bounded. A nick over ``[limits]
+max_subscription_nick`` bytes is dropped on both paths (the request itself
+still goes through: the nick is optional, refusing the subscription for it
+would be worse). The pending table already kept the stanza's XML, so this
+needed no migration.
 """
 
 from __future__ import annotations
@@ -26,6 +37,45 @@ if TYPE_CHECKING:
     from xmppd.sm.manager import SessionManager
 
 log = logger(__name__)
+
+NS_NICK = "http://jabber.org/protocol/nick"
+_KEPT_ATTRIBUTES = ("from", "to", "type", "id")
+
+
+def request_nick(stanza: domish.Element, limit: int) -> domish.Element | None:
+    """A fresh, text-only copy of a request's XEP-0172 nick; None if absent or over limit bytes."""
+    for child in stanza.elements(NS_NICK, "nick"):
+        text = "".join(c for c in child.children if isinstance(c, str))
+        if not text or len(text.encode("utf-8")) > limit:
+            return None
+        nick = domish.Element((NS_NICK, "nick"))
+        nick.addContent(text)
+        return nick
+    return None
+
+
+def with_bounded_nick(stanza: domish.Element, nick: domish.Element | None) -> domish.Element:
+    """The request as delivered at once: its nick (if any) replaced by the checked one."""
+    if not any(True for _ in stanza.elements(NS_NICK, "nick")):
+        return stanza
+    copy = readdress(stanza)
+    copy.children = [c for c in copy.children if not (
+        isinstance(c, domish.Element) and (c.uri, c.name) == (NS_NICK, "nick"))]
+    if nick is not None:
+        copy.addChild(nick)
+    return copy
+
+
+def pending_request(stanza: domish.Element, nick: domish.Element | None) -> domish.Element:
+    """What is kept of a request for later delivery: its addressing, type, id and nick."""
+    kept = domish.Element((None, "presence"))
+    for name in _KEPT_ATTRIBUTES:
+        value = stanza.getAttribute(name)
+        if value is not None:
+            kept[name] = value
+    if nick is not None:
+        kept.addChild(nick)
+    return kept
 
 
 def _copy(item: RosterItem | None, contact: str) -> RosterItem:
@@ -130,8 +180,10 @@ class SubscriptionHandler:
                 manager.route(presence(owner, contact, "subscribed"))
                 manager.presence.send_current(user, contact)
                 return
-            yield manager.roster_store.add_pending(user, contact, serialise(delivered))
-            self._deliver(user, delivered)
+            nick = request_nick(delivered, manager.config.limits.max_subscription_nick)
+            kept = pending_request(delivered, nick)
+            yield manager.roster_store.add_pending(user, contact, serialise(kept))
+            self._deliver(user, with_bounded_nick(delivered, nick))
         elif kind == "subscribed":
             if item is None or not item.ask:
                 return

@@ -5,8 +5,10 @@ columns of ``roster_items``: ``subscription`` ('none', 'to', 'from' or
 'both'), ``ask`` (an outbound request is pending, RFC 6121 "Pending Out"),
 ``approved`` (the user pre-approved the contact's request, section 3.4) and
 the JSON list of groups. Inbound requests not yet answered ("Pending In")
-live in ``pending_subscriptions`` as the complete stanza, so that extension
-elements survive until the user logs in again (section 3.1.3).
+live in ``pending_subscriptions`` as stanza XML, delivered when the user
+next sends initial presence (section 3.1.3); the session manager keeps only
+the request's addressing, id and XEP-0172 nick there
+(:mod:`xmppd.sm.subscriptions`).
 
 Roster versions (section 2.6) are one integer per user in
 ``roster_versions``, raised by one in the same transaction as every change
