@@ -205,7 +205,7 @@ allow_registration = true
 log = {{ {{ levels = {{ min = "warn" }}, to = "console" }} }}
 -- The same features as xmppd: no stream management, carbons, MAM or CSI.
 modules_enabled = {{
-    "roster"; "saslauth"; "disco"; "posix"; "register"; "ping"; "offline";
+    "roster"; "saslauth"; "disco"; "posix"; "register"; "ping"; "offline";{extra_modules}
 }}
 modules_disabled = {{ "s2s"; }}
 VirtualHost "localhost"
@@ -218,9 +218,11 @@ class ProsodyServer(Server):
 
     name = "prosody"
 
-    def __init__(self, workdir: Path, cpu: int | None = 0, authentication: str = "internal_hashed"):
+    def __init__(self, workdir: Path, cpu: int | None = 0, authentication: str = "internal_hashed",
+                 extra_modules: tuple[str, ...] = ()):
         super().__init__(workdir, cpu)
         self.authentication = authentication
+        self.extra_modules = extra_modules
 
     @staticmethod
     def available() -> bool:
@@ -237,6 +239,7 @@ class ProsodyServer(Server):
                 workdir=self.workdir,
                 port=self.port,
                 authentication=self.authentication,
+                extra_modules="".join(f' "{name}";' for name in self.extra_modules),
                 run_as_root="run_as_root = true\n" if os.geteuid() == 0 else "",
             )
         )
