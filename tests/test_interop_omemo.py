@@ -120,7 +120,6 @@ class OmemoXmppdTests(unittest.TestCase):
         )
         check_conversation(self, pair_result(self, out, err, code))
 
-    test_two_clients_exchange_encrypted_messages.todo = "needs PEP (issue 12)"
 
 
 class OmemoProsodyTests(unittest.TestCase):

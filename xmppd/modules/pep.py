@@ -163,6 +163,8 @@ class PEP(Module):
         self.policy = PEPPolicy(self)
         #: Full JID -> the nodes whose notifications it wants (from its caps).
         self._interests: dict[str, frozenset[str]] = {}
+        #: Full JID -> the accounts whose last items it was sent.
+        self._served: dict[str, set[str]] = {}
 
     def service_of(self, username: str) -> str:
         """The PEP service (bare JID) of an account."""
@@ -262,29 +264,64 @@ class PEP(Module):
         owners = [session.bare] + [
             contact for contact, item in roster.items()
             if item.subscribed_to and contact.endswith(suffix) and contact != session.bare]
+        served = self._served.setdefault(session.full, set())
         for owner in owners:
-            exists = owner == session.bare or (yield sessions.user_exists(owner[: -len(suffix)]))
+            served.add(owner)
+            yield self.send_owner_items(session, owner, wanted)
+
+    @defer.inlineCallbacks
+    def send_owner_items(self, session: Any, owner: str, wanted: frozenset):
+        """The last items of one account's wanted nodes, those the session may see."""
+        if owner != session.bare:
+            exists = yield self.server.sessions.user_exists(owner.split("@", 1)[0])
             if not exists:
+                return
+        nodes = yield self.engine.nodes(owner)
+        for name in sorted(wanted & nodes.keys()):
+            node = nodes[name]
+            if node.last is None or \
+                    node.config.send_last_published_item != "on_sub_and_presence":
                 continue
-            nodes = yield self.engine.nodes(owner)
-            for name in wanted & nodes.keys():
-                node = nodes[name]
-                if node.last is None or \
-                        node.config.send_last_published_item != "on_sub_and_presence":
-                    continue
-                allowed = yield self.engine.may_access(self.policy, owner, node, session.jid)
-                if allowed and session.bound:
-                    self.engine.send_last(self.policy, owner, node, session.full)
+            allowed = yield self.engine.may_access(self.policy, owner, node, session.jid)
+            if allowed and session.bound:
+                self.engine.send_last(self.policy, owner, node, session.full)
+
+    @hook(Point.DELIVER_PRESENCE)
+    def presence_delivered(self, session: Any, stanza: domish.Element) -> None:
+        """A contact's available presence reaches a resource: its last items follow, once.
+
+        This covers a subscription that starts while both are online (the
+        caps were known before the contact's presence could be seen).
+        """
+        if stanza.getAttribute("type") is not None:
+            return None
+        interests = self._interests.get(session.full)
+        if not interests:
+            return None
+        sender = stanza.getAttribute("from")
+        if not sender:
+            return None
+        owner = sender.split("/", 1)[0]
+        if "@" not in owner or not owner.endswith("@" + self.server.domain):
+            return None
+        served = self._served.setdefault(session.full, set())
+        if owner in served:
+            return None
+        served.add(owner)
+        self.server.sessions.guard(self.send_owner_items(session, owner, interests), None)
+        return None
 
     @hook(Point.RESOURCE_UNAVAILABLE)
     def resource_unavailable(self, session: Any, stanza: domish.Element) -> None:
         """A resource that comes back sends its caps again."""
         self._interests.pop(session.full, None)
+        self._served.pop(session.full, None)
 
     @hook(Point.SESSION_ENDED)
     def session_ended(self, session: Any) -> None:
         """Forget the resource's interests."""
         self._interests.pop(session.full, None)
+        self._served.pop(session.full, None)
 
     @hook(Point.ACCOUNT_DELETED)
     def account_deleted(self, username: str) -> None:
