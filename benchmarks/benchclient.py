@@ -59,6 +59,7 @@ def is_result(iq: bytes) -> bool:
 
 BodyCallback = Callable[["BenchConnection", list[tuple[bytes, bytes]]], None]
 ErrorCallback = Callable[["BenchConnection", int], None]
+TagCallback = Callable[["BenchConnection", list[Any]], None]
 
 
 class BenchConnection(asyncio.Protocol):
@@ -72,6 +73,8 @@ class BenchConnection(asyncio.Protocol):
         self.counting = False
         self.on_bodies: BodyCallback | None = None
         self.on_errors: ErrorCallback | None = None
+        self.on_tags: TagCallback | None = None
+        self._tag_pattern: re.Pattern[bytes] | None = None
         self._tail = b""
         self.lost = False
         self.lost_expected = False
@@ -97,7 +100,10 @@ class BenchConnection(asyncio.Protocol):
             count = data.count(b"type='error'") + data.count(b'type="error"')
             if self.on_errors is not None:
                 self.on_errors(self, count)
-        self._scan(data)
+        if self._tag_pattern is not None:
+            self._scan_tags(data)
+        else:
+            self._scan(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail a pending wait; count the loss unless we closed on purpose."""
@@ -125,6 +131,40 @@ class BenchConnection(asyncio.Protocol):
         self.buffer = bytearray()
         if rest:
             self._scan(rest)
+
+    def start_tag_counting(
+        self,
+        pattern: re.Pattern[bytes],
+        on_tags: TagCallback,
+        on_errors: ErrorCallback | None = None,
+    ) -> None:
+        """Counting mode for a pattern that lies within start tags (attributes).
+
+        Each chunk is cut after its last complete tag (the rest waits for the
+        next chunk), so a match never straddles two reads; ``on_tags`` gets the
+        ``findall`` results of each chunk that has any.
+        """
+        self._tag_pattern = pattern
+        self.on_tags = on_tags
+        self.on_errors = on_errors
+        self.counting = True
+        rest = bytes(self.buffer)
+        self.buffer = bytearray()
+        if rest:
+            self._scan_tags(rest)
+
+    def _scan_tags(self, data: bytes) -> None:
+        if self._tail:
+            data = self._tail + data
+        cut = data.rfind(b"<")
+        if cut >= 0 and data.find(b">", cut) < 0:
+            self._tail = data[cut:]
+        else:
+            self._tail = b""
+            cut = len(data)
+        matches = self._tag_pattern.findall(data, 0, cut)  # type: ignore[union-attr]
+        if matches and self.on_tags is not None:
+            self.on_tags(self, matches)
 
     def _scan(self, data: bytes) -> None:
         if self._tail:
