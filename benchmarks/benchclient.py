@@ -59,7 +59,7 @@ def is_result(iq: bytes) -> bool:
 
 BodyCallback = Callable[["BenchConnection", list[tuple[bytes, bytes]]], None]
 ErrorCallback = Callable[["BenchConnection", int], None]
-TagCallback = Callable[["BenchConnection", list[Any]], None]
+RegionCallback = Callable[["BenchConnection", bytes], None]
 
 
 class BenchConnection(asyncio.Protocol):
@@ -73,8 +73,7 @@ class BenchConnection(asyncio.Protocol):
         self.counting = False
         self.on_bodies: BodyCallback | None = None
         self.on_errors: ErrorCallback | None = None
-        self.on_tags: TagCallback | None = None
-        self._tag_pattern: re.Pattern[bytes] | None = None
+        self.on_region: RegionCallback | None = None
         self._tail = b""
         self.lost = False
         self.lost_expected = False
@@ -100,7 +99,7 @@ class BenchConnection(asyncio.Protocol):
             count = data.count(b"type='error'") + data.count(b'type="error"')
             if self.on_errors is not None:
                 self.on_errors(self, count)
-        if self._tag_pattern is not None:
+        if self.on_region is not None:
             self._scan_tags(data)
         else:
             self._scan(data)
@@ -133,19 +132,14 @@ class BenchConnection(asyncio.Protocol):
             self._scan(rest)
 
     def start_tag_counting(
-        self,
-        pattern: re.Pattern[bytes],
-        on_tags: TagCallback,
-        on_errors: ErrorCallback | None = None,
+        self, on_region: RegionCallback, on_errors: ErrorCallback | None = None
     ) -> None:
-        """Counting mode for a pattern that lies within start tags (attributes).
+        """Counting mode for what lies within tags (attributes) rather than text.
 
         Each chunk is cut after its last complete tag (the rest waits for the
-        next chunk), so a match never straddles two reads; ``on_tags`` gets the
-        ``findall`` results of each chunk that has any.
+        next chunk) and handed to ``on_region``, so no tag straddles two calls.
         """
-        self._tag_pattern = pattern
-        self.on_tags = on_tags
+        self.on_region = on_region
         self.on_errors = on_errors
         self.counting = True
         rest = bytes(self.buffer)
@@ -162,9 +156,8 @@ class BenchConnection(asyncio.Protocol):
         else:
             self._tail = b""
             cut = len(data)
-        matches = self._tag_pattern.findall(data, 0, cut)  # type: ignore[union-attr]
-        if matches and self.on_tags is not None:
-            self.on_tags(self, matches)
+        if cut:
+            self.on_region(self, data[:cut] if cut < len(data) else data)  # type: ignore[misc]
 
     def _scan(self, data: bytes) -> None:
         if self._tail:

@@ -504,16 +504,13 @@ SUBSCRIBE_WAIT = 10.0
 ATTRIBUTE = re.compile(rb"""([\w:.-]+)\s*=\s*(?:'([^']*)'|"([^"]*)")""")
 ROSTER_ITEM = re.compile(rb"<item\b[^>]*>")
 SUBSCRIBE = re.compile(rb"<presence\b[^>]*\btype=['\"]subscribe['\"][^>]*>")
-# What a contact scans for, tag by tag: the time stamp and number of the item
-# in a notification, the notification's event element, and the iq and query
-# start tags of the server's disco#info query (answered on the spot). (Not an
-# attribute named 'stamp': Prosody's archive storage overwrites that one.)
-CONTACT_TAGS = re.compile(
-    rb"<entry\b[^>]*\bsent=['\"](\d+):(\d+)['\"]"
-    rb"|(<event\b[^>]*pubsub#event)"
-    rb"|<iq\b([^>]*)>"
-    rb"|<query\b([^>]*)>"
-)
+# What a contact scans for: one event element per notification, the time
+# stamp and number of the item in it (not an attribute named 'stamp':
+# Prosody's archive storage overwrites that one), and the iq and query start
+# tags of the server's disco#info query (answered on the spot).
+EVENT = b"/protocol/pubsub#event"
+ITEM_SENT = re.compile(rb"<entry\b[^>]*\bsent=['\"](\d+):(\d+)['\"]")
+IQ_TAGS = re.compile(rb"<iq\b([^>]*)>|<query\b([^>]*)>")
 PUBLISH_ANSWER = re.compile(rb"<iq\b[^>]*\bid=['\"]p\d+['\"]")
 XML_ESCAPES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&apos;": "'", "&quot;": '"'}
 
@@ -636,34 +633,38 @@ class PepContact:
         self.last_item = 0
         self.pending_get: dict[str, str] | None = None
 
-    def on_tags(self, conn: BenchConnection, matches: list[tuple[bytes, ...]]) -> None:
-        """One chunk's matches of CONTACT_TAGS, in order."""
+    def on_region(self, conn: BenchConnection, region: bytes) -> None:
+        """A run of complete tags: count notifications, answer disco#info queries."""
         run = self.run
-        now = 0
-        for stamp, number, event, iq, query in matches:
-            if event:
-                self.notifications += 1
-                if self.notifications == 1:
-                    run.first_notification()
-                if run.measuring:
-                    run.delivered += 1
-            elif stamp:
+        events = region.count(EVENT)
+        if events:
+            if self.notifications == 0:
+                run.first_notification()
+            self.notifications += events
+            if run.measuring:
+                run.delivered += events
+        if b"<entry" in region:
+            now = time.monotonic_ns()
+            last = self.last_item
+            for stamp, number in ITEM_SENT.findall(region):
                 item = int(number)
-                if item > self.last_item:
-                    self.last_item = item
+                if item > last:
+                    last = item
                     if run.measuring:
                         run.distinct += 1
-                        now = now or time.monotonic_ns()
                         run.latencies.append(now - int(stamp))
-            elif iq:
-                attrs = xml_attrs(iq)
-                self.pending_get = attrs if attrs.get("type") == "get" else None
-            elif query:
-                get, self.pending_get = self.pending_get, None
-                if get is not None and NS_DISCO_INFO.encode() in query:
-                    node = xml_attrs(query).get("node")
-                    conn.write(disco_info_result(get, node))
-                    run.note_disco(conn, get, node)
+            self.last_item = last
+        if b"<iq" in region or self.pending_get is not None:
+            for iq, query in IQ_TAGS.findall(region):
+                if iq:
+                    attrs = xml_attrs(iq)
+                    self.pending_get = attrs if attrs.get("type") == "get" else None
+                elif query:
+                    get, self.pending_get = self.pending_get, None
+                    if get is not None and NS_DISCO_INFO.encode() in query:
+                        node = xml_attrs(query).get("node")
+                        conn.write(disco_info_result(get, node))
+                        run.note_disco(conn, get, node)
 
 
 class PepPublisher:
@@ -699,9 +700,11 @@ class PepPublisher:
         self.conn.write(b"".join([self.stanza() for _ in range(count)]))
         self.outstanding += count
 
-    def on_answers(self, conn: BenchConnection, matches: list[bytes]) -> None:
+    def on_region(self, conn: BenchConnection, region: bytes) -> None:
         """Publish results (or errors) came back: refill the window."""
-        count = len(matches)
+        count = len(PUBLISH_ANSWER.findall(region))
+        if not count:
+            return
         self.outstanding -= count
         run = self.run
         if run.measuring:
@@ -805,7 +808,7 @@ async def workload_pep(args: argparse.Namespace) -> dict[str, Any]:
         presence = caps_presence()
         for conn in contacts:
             conn.tag = PepContact(run, conn)
-            conn.start_tag_counting(CONTACT_TAGS, conn.tag.on_tags)
+            conn.start_tag_counting(conn.tag.on_region)
             conn.write(presence)
         await asyncio.sleep(args.settle)
 
@@ -825,7 +828,7 @@ async def workload_pep(args: argparse.Namespace) -> dict[str, Any]:
                 "the server refused a PEP publish (XEP-0163), so the pep workload cannot run "
                 f"against it: {answer[:400].decode(errors='replace')}"
             )
-        owner.start_tag_counting(PUBLISH_ANSWER, publisher.on_answers, run.errors_received)
+        owner.start_tag_counting(publisher.on_region, run.errors_received)
         run.sending = True
         publisher.send(run.window)
         try:
