@@ -59,6 +59,7 @@ def is_result(iq: bytes) -> bool:
 
 BodyCallback = Callable[["BenchConnection", list[tuple[bytes, bytes]]], None]
 ErrorCallback = Callable[["BenchConnection", int], None]
+RegionCallback = Callable[["BenchConnection", bytes], None]
 
 
 class BenchConnection(asyncio.Protocol):
@@ -72,6 +73,7 @@ class BenchConnection(asyncio.Protocol):
         self.counting = False
         self.on_bodies: BodyCallback | None = None
         self.on_errors: ErrorCallback | None = None
+        self.on_region: RegionCallback | None = None
         self._tail = b""
         self.lost = False
         self.lost_expected = False
@@ -97,7 +99,10 @@ class BenchConnection(asyncio.Protocol):
             count = data.count(b"type='error'") + data.count(b'type="error"')
             if self.on_errors is not None:
                 self.on_errors(self, count)
-        self._scan(data)
+        if self.on_region is not None:
+            self._scan_tags(data)
+        else:
+            self._scan(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail a pending wait; count the loss unless we closed on purpose."""
@@ -125,6 +130,34 @@ class BenchConnection(asyncio.Protocol):
         self.buffer = bytearray()
         if rest:
             self._scan(rest)
+
+    def start_tag_counting(
+        self, on_region: RegionCallback, on_errors: ErrorCallback | None = None
+    ) -> None:
+        """Counting mode for what lies within tags (attributes) rather than text.
+
+        Each chunk is cut after its last complete tag (the rest waits for the
+        next chunk) and handed to ``on_region``, so no tag straddles two calls.
+        """
+        self.on_region = on_region
+        self.on_errors = on_errors
+        self.counting = True
+        rest = bytes(self.buffer)
+        self.buffer = bytearray()
+        if rest:
+            self._scan_tags(rest)
+
+    def _scan_tags(self, data: bytes) -> None:
+        if self._tail:
+            data = self._tail + data
+        cut = data.rfind(b"<")
+        if cut >= 0 and data.find(b">", cut) < 0:
+            self._tail = data[cut:]
+        else:
+            self._tail = b""
+            cut = len(data)
+        if cut:
+            self.on_region(self, data[:cut] if cut < len(data) else data)  # type: ignore[misc]
 
     def _scan(self, data: bytes) -> None:
         if self._tail:

@@ -3,6 +3,7 @@
     python benchmarks/compare.py            # full run (a few minutes)
     python benchmarks/compare.py --quick    # smoke run (well under a minute of load)
     python benchmarks/compare.py --scaling  # muc at 10..1000 occupants, idle at 1000/5000
+    python benchmarks/compare.py --workloads pep   # PEP notifications only
 
 Each server gets its own temporary folder and accounts (created once by
 in-band registration), then every workload runs against a freshly started
@@ -46,6 +47,9 @@ class Params:
     muc_occupants: int = 50
     muc_senders: int = 5
     muc_window: int = 10
+    pep_contacts: int = 100
+    pep_window: int = 10
+    pep_payload: int = 100
     duration: float = 10.0
     warmup: float = 2.0
     rate_share: float = 0.5
@@ -59,6 +63,9 @@ class Params:
             login_clients=100, idle_clients=100, chat_pairs=10, muc_occupants=20,
             duration=2.0, warmup=0.5, scaling_occupants=[10, 50], scaling_idle=[200],
         )
+
+
+WORKLOADS = ("login", "idle", "chat", "muc", "pep")
 
 
 @dataclass
@@ -169,35 +176,44 @@ def score(result: dict[str, Any]) -> float:
         return -(result.get("kib_per_connection") or float("inf"))
     if "rate" in result.get("params", {}) and result["params"]["rate"]:
         return -(result.get("p99_ms") or float("inf"))
-    return result.get("delivered_per_s") or result.get("logins_per_s") or 0.0
+    return (result.get("delivered_per_s") or result.get("notifications_per_s")
+            or result.get("logins_per_s") or 0.0)
 
 
 def summary(result: dict[str, Any]) -> str:
     """One short human line for progress output."""
     if "error" in result:
         return "ERROR " + result["error"]
-    keys = ("logins_per_s", "kib_per_connection", "delivered_per_s", "p50_ms", "p99_ms",
+    keys = ("logins_per_s", "kib_per_connection", "delivered_per_s", "notifications_per_s",
+            "notification_stanzas_per_s", "publishes_per_s", "p50_ms", "p99_ms",
             "server_cpu", "other_cpu", "error_stanzas", "connections_lost")
     return ", ".join(f"{k}={result[k]}" for k in keys if result.get(k) is not None)
 
 
-def standard_jobs(p: Params, rates: dict[str, float] | None = None) -> list[Job]:
+def standard_jobs(
+    p: Params, rates: dict[str, float] | None = None, workloads: tuple[str, ...] = WORKLOADS
+) -> list[Job]:
     """The comparison workloads (rate jobs only when rates are known)."""
     timed = ["--duration", str(p.duration), "--warmup", str(p.warmup)]
     chat = ["--pairs", str(p.chat_pairs), "--window", str(p.chat_window), *timed]
     muc = ["--rooms", str(p.muc_rooms), "--occupants", str(p.muc_occupants),
            "--senders", str(p.muc_senders), "--window", str(p.muc_window), *timed]
+    pep = ["--contacts", str(p.pep_contacts), "--window", str(p.pep_window),
+           "--payload", str(p.pep_payload), *timed]
     if rates is not None:
         return [
-            Job("chat@rate", "chat", [*chat, "--rate", str(rates["chat"])]),
-            Job("muc@rate", "muc", [*muc, "--rate", str(rates["muc"])]),
+            Job(f"{name}@rate", name, [*args, "--rate", str(rates[name])])
+            for name, args in (("chat", chat), ("muc", muc))
+            if name in rates
         ]
-    return [
+    jobs = [
         Job("login", "login", ["--clients", str(p.login_clients)]),
         Job("idle", "idle", ["--clients", str(p.idle_clients)]),
         Job("chat", "chat", chat),
         Job("muc", "muc", muc),
+        Job("pep", "pep", pep),
     ]
+    return [job for job in jobs if job.workload in workloads]
 
 
 def scaling_jobs(p: Params) -> list[Job]:
@@ -229,6 +245,13 @@ ROWS = [
     ("muc latency p99 (ms, window)", "muc", "p99_ms", None, None),
     ("chat p99 (ms) at equal offered rate", "chat@rate", "p99_ms", "max", 2.0),
     ("muc p99 (ms) at equal offered rate", "muc@rate", "p99_ms", "max", 2.0),
+    ("pep notifications/s (distinct)", "pep", "notifications_per_s", None, None),
+    ("pep notification stanzas/s (all copies)", "pep", "notification_stanzas_per_s", None, None),
+    ("pep notifications per server CPU-second", "pep", "notifications_per_server_cpu_s", None,
+     None),
+    ("pep publishes/s", "pep", "publishes_per_s", None, None),
+    ("pep latency p50 (ms, window)", "pep", "p50_ms", None, None),
+    ("pep latency p99 (ms, window)", "pep", "p99_ms", None, None),
 ]
 
 
@@ -337,6 +360,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="small, short smoke run")
     ap.add_argument("--scaling", action="store_true", help="scaling runs instead of the table")
     ap.add_argument("--servers", default="xmppd,prosody", help="comma-separated")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS),
+                    help="comma-separated subset of " + ",".join(WORKLOADS)
+                    + " (the @rate runs follow chat and muc)")
     ap.add_argument("--duration", type=float, help="measured seconds per timed workload")
     ap.add_argument("--repeat", type=int, default=1, help="runs per figure (the best is kept)")
     ap.add_argument("--server-cpu", type=int, default=0)
@@ -356,6 +382,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison (or the scaling runs) and print markdown tables."""
     args = parser().parse_args(argv)
+    workloads = tuple(w for w in args.workloads.split(",") if w)
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown or not workloads:
+        print(f"[compare] unknown workloads {unknown}; known: {', '.join(WORKLOADS)}",
+              file=sys.stderr)
+        return 2
     params = Params.quick() if args.quick else Params()
     if args.duration:
         params.duration = args.duration
@@ -383,21 +415,23 @@ def main(argv: list[str] | None = None) -> int:
             accounts = max([*params.scaling_idle,
                             *(o * params.muc_rooms for o in params.scaling_occupants)])
         else:
-            jobs = standard_jobs(params)
-            accounts = max(params.login_clients, params.idle_clients, 2 * params.chat_pairs,
-                           params.muc_rooms * params.muc_occupants)
+            jobs = standard_jobs(params, workloads=workloads)
+            sizes = {"login": params.login_clients, "idle": params.idle_clients,
+                     "chat": 2 * params.chat_pairs, "muc": params.muc_rooms * params.muc_occupants,
+                     "pep": params.pep_contacts + 1}
+            accounts = max(sizes[w] for w in workloads)
         for server in servers:
             driver.register(server, accounts)
         table = driver.run_jobs(jobs)
         if not args.scaling:
             for name, key in (("chat", "delivered_per_s"), ("muc", "sent_per_s")):
-                figures = [table[(name, s)].get(key) for s in names]
+                figures = [table.get((name, s), {}).get(key) for s in names]
                 figures = [f for f in figures if f]
                 if figures:
                     rates[name] = round(params.rate_share * min(figures), 1)
-            if len(rates) == 2:
-                driver.log(f"equal offered load: chat {rates['chat']} msg/s, "
-                           f"muc {rates['muc']} msg/s")
+            if rates:
+                driver.log("equal offered load: "
+                           + ", ".join(f"{name} {rate} msg/s" for name, rate in rates.items()))
                 table.update(driver.run_jobs(standard_jobs(params, rates)))
     except KeyboardInterrupt:
         print("[compare] interrupted", file=sys.stderr)
@@ -420,11 +454,16 @@ def main(argv: list[str] | None = None) -> int:
         print(scaling_table(table, jobs, names))
     else:
         print(comparison_table(table, names))
+        failed = [(job, s, r["error"]) for (job, s), r in table.items() if "error" in r]
+        if failed:
+            print("\nRuns that failed (their cells are '-'):\n")
+            for job, s, error in failed:
+                print(f"* {s} {job}: {error[:300]}")
         print("\nCPU use during the measured interval (cores):\n")
         print(noise_table(table, names))
-        if len(rates) == 2:
-            print(f"\nEqual offered load (rate jobs): chat {rates['chat']} msg/s, "
-                  f"muc {rates['muc']} msg/s sent.")
+        if rates:
+            print("\nEqual offered load (rate jobs): "
+                  + ", ".join(f"{name} {rate} msg/s" for name, rate in rates.items()) + " sent.")
     return 0
 
 

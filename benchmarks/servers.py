@@ -203,9 +203,10 @@ allow_unencrypted_plain_auth = true
 authentication = "{authentication}"
 allow_registration = true
 log = {{ {{ levels = {{ min = "warn" }}, to = "console" }} }}
--- The same features as xmppd: no stream management, carbons, MAM or CSI.
+-- The same features as xmppd: no stream management, carbons, MAM or CSI;
+-- pep (XEP-0163, with XEP-0115 caps) for the pep workload.
 modules_enabled = {{
-    "roster"; "saslauth"; "disco"; "posix"; "register"; "ping"; "offline";{extra_modules}
+    "roster"; "saslauth"; "disco"; "posix"; "register"; "ping"; "offline"; "pep";{extra_modules}
 }}
 modules_disabled = {{ "s2s"; }}
 VirtualHost "localhost"

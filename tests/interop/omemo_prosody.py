@@ -47,7 +47,7 @@ def main(argv) -> int:
         print("prosody/prosodyctl not installed", file=sys.stderr)
         return 3
     workdir = Path(tempfile.mkdtemp(prefix="omemo-prosody-"))
-    server = ProsodyServer(workdir, cpu=None, extra_modules=("pep",))
+    server = ProsodyServer(workdir, cpu=None)  # its config loads mod_pep
     try:
         try:
             server.start()
