@@ -111,6 +111,13 @@ class Point(enum.StrEnum):
     #: An account was deleted (username), after its rows were; modules drop
     #: what they keep of it in memory.
     ACCOUNT_DELETED = "account-deleted"
+    #: An item was published to a PEP node (username, node name, the
+    #: :class:`xmppd.pubsub.engine.Item`; its ``payload()`` parses it), after
+    #: it was stored and its notifications sent.
+    PEP_PUBLISHED = "pep-published"
+    #: Items of a PEP node were retracted (username, node name, the ids, or
+    #: None when the node was purged or deleted).
+    PEP_RETRACTED = "pep-retracted"
 
     # -- MUC rooms: hooks of the MUC feature modules (xmppd.muc.features),
     # -- fired by the room core and, for the configuration form, the owner module.

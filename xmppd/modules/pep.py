@@ -44,7 +44,7 @@ from xmppd.errors import StanzaError
 from xmppd.logs import logger
 from xmppd.module import ALREADY_ANSWERED, IQRequest, Module, Point, Scope, hook, iq_handler
 from xmppd.pubsub import NS_PUBSUB, NS_PUBSUB_OWNER
-from xmppd.pubsub.engine import Node, Outcome, Policy, PubSub
+from xmppd.pubsub.engine import Item, Node, Outcome, Policy, PubSub
 from xmppd.pubsub.nodeconfig import NodeConfig, meta_data_form
 from xmppd.pubsub.store import SCHEMA
 from xmppd.sm.stanzas import result_for
@@ -145,6 +145,20 @@ class PEPPolicy(Policy):
         """Notifications leave from the account's bare JID."""
         self.module.server.sessions.route(stanza)
 
+    def published(self, service: str, node: Node, item: Item) -> None:
+        """Tell other modules (``Point.PEP_PUBLISHED``)."""
+        self.module.server.modules.fire(Point.PEP_PUBLISHED, self.account(service), node.name,
+                                        item)
+
+    def retracted(self, service: str, node: Node, ids: list[str] | None) -> None:
+        """Tell other modules (``Point.PEP_RETRACTED``)."""
+        self.module.server.modules.fire(Point.PEP_RETRACTED, self.account(service), node.name,
+                                        ids)
+
+    def node_deleted(self, service: str, node: Node) -> None:
+        """Tell other modules (``Point.PEP_RETRACTED`` with None)."""
+        self.retracted(service, node, None)
+
 
 class PEP(Module):
     """PEP: pubsub on every account's bare JID, notifications filtered by caps."""
@@ -169,6 +183,47 @@ class PEP(Module):
     def service_of(self, username: str) -> str:
         """The PEP service (bare JID) of an account."""
         return f"{username}@{self.server.domain}"
+
+    # -- for other modules: acting on an account's own behalf -------------------------------
+
+    def publish(self, username: str, node: str, payload: domish.Element | None,
+                item_id: str | None = None, options: dict[str, Any] | None = None,
+                ) -> defer.Deferred:
+        """Publish as the account itself; fires with the item id.
+
+        ``options`` are publish-options (attribute names of
+        :class:`~xmppd.pubsub.nodeconfig.NodeConfig`): the configuration of a
+        new node, preconditions for an existing one (a mismatch fails with
+        ``precondition-not-met``). Notifications go out as for any publish.
+        """
+        service = self.service_of(username)
+        return self.engine.run(service, lambda nodes: self.engine.publish(
+            self.policy, service, nodes, jid.JID(service), node, payload, item_id, options))
+
+    def retract(self, username: str, node: str, ids: list[str],
+                notify: bool | None = None) -> defer.Deferred:
+        """Retract items as the account (``item-not-found`` if none existed)."""
+        service = self.service_of(username)
+
+        def retract(nodes):
+            found = nodes.get(node)
+            if found is None:
+                raise StanzaError("item-not-found")
+            return self.engine.retract(self.policy, service, found, ids, notify)
+
+        return self.engine.run(service, retract)
+
+    def items(self, username: str, node: str, limit: int | None = None) -> defer.Deferred:
+        """Fire with a node's items (oldest first), or None when there is no such node."""
+        service = self.service_of(username)
+
+        def items(nodes):
+            found = nodes.get(node)
+            if found is None:
+                return None
+            return self.engine.get_items(service, found, limit)
+
+        return self.engine.run(service, items)
 
     # -- iq ----------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Publish-subscribe (XEP-0060), shared by PEP and the pubsub service.
 
-* :mod:`xmppd.pubsub.protocol` — namespaces, request parsing (wokkel's
-  ``PubSubRequest`` plus what it lacks: ``publish-options``, retract's
-  ``notify``, delete's ``redirect``) and the pubsub error conditions;
+* :mod:`xmppd.pubsub.protocol` — request parsing (XEP-0060's verbs,
+  ``publish-options``, retract's ``notify``, delete's ``redirect``) and the
+  pubsub error conditions;
 * :mod:`xmppd.pubsub.nodeconfig` — a node's configuration, its
   ``pubsub#node_config`` form and ``publish-options`` preconditions;
 * :mod:`xmppd.pubsub.store` — nodes, items, affiliations and
@@ -21,7 +21,11 @@ stream, answers through an ``IPubSubResource`` whose calls carry no notion of
 the addressed account, and sends notifications itself on that stream; a
 server needs one engine serving thousands of services (every account is
 one), notifications computed from rosters and entity capabilities, and the
-module system's single iq boundary. Its request parser is used as it is.
+module system's single iq boundary. Its request parser, ``PubSubRequest``,
+puts every JID it reads into Twisted's process-wide JID intern table, which
+never shrinks (a store any client could fill), strips the parsed stanza's
+namespace in place, and lacks ``publish-options``; see
+:mod:`xmppd.pubsub.protocol`.
 """
 
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"

@@ -187,6 +187,15 @@ class Policy:
         """Send a notification (addressed)."""
         raise NotImplementedError
 
+    def published(self, service: str, node: Node, item: Item) -> None:
+        """An item was published (after it was stored and notified)."""
+
+    def retracted(self, service: str, node: Node, ids: list[str] | None) -> None:
+        """Items were retracted (``None``: the node was purged)."""
+
+    def node_deleted(self, service: str, node: Node) -> None:
+        """A node was deleted."""
+
 
 class PubSub:
     """The pubsub engine: every service's nodes and the XEP-0060 operations."""
@@ -216,7 +225,7 @@ class PubSub:
     @defer.inlineCallbacks
     def _run(self, method: Callable, policy: Policy, service: str, sender: jid.JID,
              request: Request):
-        nodes = yield self._load(service)
+        nodes = yield self.load(service)
         outcome = yield method(policy, service, nodes, sender, request)
         return outcome
 
@@ -224,10 +233,24 @@ class PubSub:
 
     def nodes(self, service: str) -> defer.Deferred:
         """Fire with the service's nodes (name -> :class:`Node`; do not change them)."""
-        return self.queues.run(service, self._load, service)
+        return self.queues.run(service, self.load, service)
+
+    def run(self, service: str, function: Callable, *args: Any) -> defer.Deferred:
+        """Run ``function(nodes, *args)`` in the service's queue, its nodes loaded.
+
+        For operations of other modules (e.g. a publish on the owner's behalf).
+        """
+        return self.queues.run(service, self._with_nodes, service, function, args)
 
     @defer.inlineCallbacks
-    def _load(self, service: str):
+    def _with_nodes(self, service: str, function: Callable, args: tuple):
+        nodes = yield self.load(service)
+        result = yield function(nodes, *args)
+        return result
+
+    @defer.inlineCallbacks
+    def load(self, service: str):
+        """Fire with the service's nodes, loading them if needed (call in its queue)."""
         nodes = self._services.get(service)
         if nodes is not None:
             self._services.move_to_end(service)
@@ -608,6 +631,7 @@ class PubSub:
                                      node.config.item_limit(self.settings.max_items))
         node.last = item
         yield self.notify(policy, service, node, self.items_event(policy, node, item))
+        policy.published(service, node, item)
         return item.id
 
     @defer.inlineCallbacks
@@ -648,6 +672,7 @@ class PubSub:
             for item_id in gone:
                 items.addElement("retract")["id"] = item_id
             yield self.notify(policy, service, node, event)
+        policy.retracted(service, node, gone)
 
     # -- owner use cases (XEP-0060 §8) -------------------------------------------------------
 
@@ -755,6 +780,7 @@ class PubSub:
             if redirect is not None:
                 deleted.addElement("redirect")["uri"] = redirect
             yield self.notify(policy, service, node, event, only=targets)
+        policy.node_deleted(service, node)
 
     @defer.inlineCallbacks
     def _purge(self, policy, service, nodes, sender, request):
@@ -768,6 +794,7 @@ class PubSub:
             event = domish.Element((NS_PUBSUB_EVENT, "event"))
             event.addElement("purge")["node"] = name
             yield self.notify(policy, service, node, event)
+        policy.retracted(service, node, None)
         return Outcome()
 
     def _owner_subscriptions_get(self, policy, service, nodes, sender, request):
