@@ -118,6 +118,16 @@ class Point(enum.StrEnum):
     #: Items of a PEP node were retracted (username, node name, the ids, or
     #: None when the node was purged or deleted).
     PEP_RETRACTED = "pep-retracted"
+    #: A private XML (XEP-0049) get from the account (username, the empty
+    #: element naming what is fetched, the result's ``<query/>``), fired with
+    #: ``fire_async`` before the module reads its table. Filter: True = the
+    #: hook answered (it added the element to the query).
+    PRIVATE_GET = "private-get"
+    #: A private XML (XEP-0049) set from the account (username, the element
+    #: to store), fired with ``fire_async`` before the module stores it (and
+    #: before its size check). Filter: True = the hook stored it elsewhere;
+    #: a hook refuses by raising :class:`~xmppd.errors.StanzaError`.
+    PRIVATE_SET = "private-set"
 
     # -- MUC rooms: hooks of the MUC feature modules (xmppd.muc.features),
     # -- fired by the room core and, for the configuration form, the owner module.

@@ -18,6 +18,12 @@
   help (``resource-constraint`` is a temporary, ``wait`` condition).
 
 Entries live in the module's own table and are deleted with the account.
+
+Other modules may keep some elements elsewhere: a get fires
+``Point.PRIVATE_GET`` and a set ``Point.PRIVATE_SET`` (after the access and
+namespace checks, before this module's table and limits); a hook that
+returns True has answered (the ``bookmarks`` module keeps
+``storage:bookmarks`` as PEP items, XEP-0411).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from twisted.words.xish import domish
 
 from xmppd.config import setting
 from xmppd.errors import StanzaError
-from xmppd.module import IQRequest, Module, Scope, iq_handler
+from xmppd.module import IQRequest, Module, Point, Scope, iq_handler
 from xmppd.sm.stanzas import child_elements, deserialise
 
 NS_PRIVATE = "jabber:iq:private"
@@ -73,11 +79,15 @@ class PrivateStorage(Module):
     def retrieve(self, request: IQRequest):
         """The stored element, or the requested empty element when there is none."""
         wanted = _the_child(request)
+        query = domish.Element((NS_PRIVATE, "query"))
+        handled = yield self.server.modules.fire_async(
+            Point.PRIVATE_GET, request.account, wanted, query)
+        if handled:
+            return query
         rows = yield self.server.database.query(
             "SELECT xml FROM private_storage WHERE username = ? AND namespace = ? "
             "AND name = ?", request.account, wanted.uri, wanted.name)
         stored = _parse(rows[0][0]) if rows else None
-        query = domish.Element((NS_PRIVATE, "query"))
         if stored is None:
             stored = domish.Element((wanted.uri, wanted.name))
         query.addChild(stored)
@@ -88,6 +98,9 @@ class PrivateStorage(Module):
     def store(self, request: IQRequest):
         """Store (or, for an element without children, delete) one element."""
         element = _the_child(request)
+        handled = yield self.server.modules.fire_async(Point.PRIVATE_SET, request.account, element)
+        if handled:
+            return None
         if not element.children:
             yield self.server.database.execute(
                 "DELETE FROM private_storage WHERE username = ? AND namespace = ? "
