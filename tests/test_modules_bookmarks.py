@@ -6,6 +6,7 @@ from twisted.internet import defer
 
 from tests.sm_fakes import error_condition
 from tests.test_sm_iq import IQTestCase, iq
+from xmppd.module import Point
 from xmppd.modules.bookmarks import Bookmark, from_legacy, from_pep_item, legacy_storage
 from xmppd.sm.stanzas import child_elements, deserialise
 
@@ -293,6 +294,22 @@ class LegacyPEPTests(BookmarksTestCase):
         self.assertEqual((yield self.legacy()), {})
 
     @defer.inlineCallbacks
+    def test_last_item_sent_to_legacy_notify_caps_only(self):
+        """Prosody's broadcast to XEP-0048 clients on their initial presence."""
+        yield self.set_private(storage(ORCHARD))
+        self.sm.modules.fire(Point.CAPS_CHANGED, self.alice.session,
+                             frozenset({NS + "+notify"}))
+        yield self.sm.wait_idle()
+        self.assertEqual(self.alice.take("message"), [])
+        self.sm.modules.fire(Point.CAPS_CHANGED, self.alice.session,
+                             frozenset({NS + "+notify", LEGACY + "+notify"}))
+        yield self.sm.wait_idle()
+        [note] = self.alice.take("message")
+        self.assertEqual(note.event.items["node"], LEGACY)
+        self.assertEqual(from_legacy(note.event.items.item.storage, True),
+                         {"orchard@conference.localhost": ORCHARD_BOOKMARK})
+
+    @defer.inlineCallbacks
     def test_publish_becomes_items(self):
         yield self.set_private(storage(GARDEN))
         reply = yield self.publish("current", storage(ORCHARD),
@@ -351,6 +368,17 @@ class LegacyPEPTests(BookmarksTestCase):
         notes = self.alice.take("message")
         self.assertEqual(len(notes), 2)  # the client's publish, then what is kept
         self.assertEqual(len(list(notes[1].event.items.item.storage.elements())), 1)
+
+    @defer.inlineCallbacks
+    def test_other_payload_is_replaced(self):
+        yield self.set_private(storage(ORCHARD))
+        reply = yield self.publish("current", "<other xmlns='app:other'/>", node=LEGACY,
+                                   options="")
+        self.assertEqual(reply["type"], "result", reply.toXml())
+        self.assertEqual((yield self.bookmarks()),
+                         {"orchard@conference.localhost": ORCHARD_BOOKMARK})
+        self.assertEqual((yield self.legacy()),
+                         {"orchard@conference.localhost": ORCHARD_BOOKMARK})
 
     @defer.inlineCallbacks
     def test_whitelist_is_put_back(self):
