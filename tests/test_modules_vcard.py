@@ -605,6 +605,17 @@ class ConversionTests(IQTestCase):
                                f"<item id='{PNG_SHA1}'/></retract></pubsub>", kind="set"))
         self.assertEqual((yield self.hash_seen()), "")
 
+    @defer.inlineCallbacks
+    def test_deleting_the_metadata_node_brings_back_the_stored_photo(self):
+        yield self.set_vcard(with_photo("YWJj"))
+        yield self.publish_png_avatar()
+        self.assertEqual((yield self.hash_seen()), PNG_SHA1)
+        yield self.ok(iq(None, f"<pubsub xmlns='{NS_PUBSUB}#owner'><delete node='{NS_META}'/>"
+                               "</pubsub>", kind="set"))
+        self.assertEqual((yield self.hash_seen()), SHA1_ABC)
+        element = yield self.vcard_of_alice()
+        self.assertEqual(self.photo_of(element), {"TYPE": "image/png", "BINVAL": "YWJj"})
+
     # -- vCard to PEP ------------------------------------------------------------------
 
     @defer.inlineCallbacks
