@@ -1,11 +1,17 @@
 """xmppd.modules.vcard: XEP-0054 vCards, set by their owner and read by anyone."""
 
+import base64
 import dataclasses
+import hashlib
 
 from twisted.internet import defer
+from twisted.trial import unittest
 
 from tests.sm_fakes import FakeSession, error_condition, stanza
+from tests.test_modules_caps import info_xml, ver_of
 from tests.test_sm_iq import DISCO_INFO, IQTestCase, iq
+from xmppd.modules.caps import NS_CAPS
+from xmppd.modules.vcard import image_facts
 from xmppd.storage.roster import RosterItem
 
 GET = "<vCard xmlns='vcard-temp'/>"
@@ -134,7 +140,15 @@ def photo(stanza):
 
 
 class AvatarHashTests(IQTestCase):
-    """Alice's available presence carries her vCard photo's hash; Bob is subscribed to her."""
+    """Alice's available presence carries her vCard photo's hash; Bob is subscribed to her.
+
+    PEP is off here: the stored vCard is the only avatar source (the
+    conversion with PEP is tested in ConversionTests).
+    """
+
+    def make_manager(self, **sections):
+        sections.setdefault("modules", {"disabled": ["pep"]})
+        return super().make_manager(**sections)
 
     @defer.inlineCallbacks
     def setUp(self):
@@ -341,3 +355,402 @@ class AvatarHashTests(IQTestCase):
         self.module.config = dataclasses.replace(self.module.config, presence_hash=True)
         seen = yield self.bob_sees()
         self.assertEqual(photo(seen), SHA1_ABC)
+
+    @defer.inlineCallbacks
+    def test_the_clients_empty_photo_is_left_alone(self):
+        """XEP-0398 §4: an empty <photo/> is the client's "no avatar"; an empty <x/> is not."""
+        yield self.set_vcard(with_photo("YWJj"))
+        seen = yield self.bob_sees(
+            "<presence><x xmlns='vcard-temp:x:update'><photo/></x></presence>")
+        self.assertEqual(photo(seen), "")
+        seen = yield self.bob_sees("<presence><x xmlns='vcard-temp:x:update'/></presence>")
+        self.assertEqual(photo(seen), SHA1_ABC)
+
+
+# -- XEP-0398: conversion between PEP avatars and the vCard ----------------------------
+
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_EVENT = NS_PUBSUB + "#event"
+NS_DATA = "urn:xmpp:avatar:data"
+NS_META = "urn:xmpp:avatar:metadata"
+NS_NICK = "http://jabber.org/protocol/nick"
+CONVERSION = "urn:xmpp:pep-vcard-conversion:0"
+
+#: A 3x2 PNG's first bytes (signature and IHDR; enough for its header).
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x03\x00\x00\x00\x02"
+       b"\x08\x06\x00\x00\x00\x00\x00\x00\x00")
+PNG_B64 = base64.b64encode(PNG).decode()
+PNG_SHA1 = hashlib.sha1(PNG).hexdigest()
+
+
+def publish(node, item_id, payload, options=""):
+    item = f"<item id='{item_id}'>{payload}</item>" if item_id else f"<item>{payload}</item>"
+    return (f"<pubsub xmlns='{NS_PUBSUB}'><publish node='{node}'>{item}</publish>"
+            f"{options}</pubsub>")
+
+
+def data_payload(b64):
+    return f"<data xmlns='{NS_DATA}'>{b64}</data>"
+
+
+def metadata_payload(*infos):
+    body = "".join("<info " + " ".join(f"{k}='{v}'" for k, v in info.items()) + "/>"
+                   for info in infos)
+    return f"<metadata xmlns='{NS_META}'>{body}</metadata>"
+
+
+def png_info(**extra):
+    info = {"bytes": str(len(PNG)), "id": PNG_SHA1, "type": "image/png"}
+    info.update(extra)
+    return info
+
+
+def events(session):
+    """(node, [item ids or 'retract:ID' / 'purge']) of the PEP notifications a session got."""
+    found = []
+    for message in session.take("message"):
+        [event] = [c for c in message.elements() if (c.uri, c.name) == (NS_EVENT, "event")]
+        for child in event.elements():
+            entries = [f"{e.name}:{e.getAttribute('id')}" for e in child.elements()]
+            found.append((child.getAttribute("node"), child.name, entries, message))
+    return found
+
+
+class ConversionTests(IQTestCase):
+    """Alice's PEP avatar and her vCard are one; Bob (subscribed) follows her with +notify caps."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        yield self.roster_store.save("alice", RosterItem("bob@localhost", subscription="from"))
+        yield self.roster_store.save("bob", RosterItem("alice@localhost", subscription="to"))
+        yield self.disconnect(self.alice)
+        self.bob = yield self.connect("bob")
+        yield self.present_caps(self.bob, [NS_META + "+notify", NS_NICK + "+notify"])
+        self.alice = yield self.connect("alice", presence=False)
+        self.bob.take()
+
+    @property
+    def module(self):
+        return self.sm.modules["vcard"]
+
+    @defer.inlineCallbacks
+    def present_caps(self, session, features):
+        """The session's presence carries caps listing these features; it answers the query."""
+        listed = ["http://jabber.org/protocol/caps"] + list(features)
+        ver = ver_of(listed)
+        yield self.client_sends_out(
+            session, f"<presence><c xmlns='{NS_CAPS}' hash='sha-1' node='n' ver='{ver}'/>"
+                     "</presence>")
+        [ask] = session.take("iq")
+        yield self.client_sends_out(session, stanza(
+            f"<iq type='result' id='{ask['id']}' to='{ask['from']}'>{info_xml(listed)}</iq>"))
+        session.take()
+
+    @defer.inlineCallbacks
+    def ok(self, xml, session=None):
+        reply = yield self.asks(xml, session)
+        self.assertEqual(reply["type"], "result", reply.toXml())
+        return reply
+
+    def set_vcard(self, body):
+        return self.ok(iq(None, body, kind="set"))
+
+    def publish(self, node, item_id, payload, session=None):
+        return self.ok(iq(None, publish(node, item_id, payload), kind="set"), session)
+
+    @defer.inlineCallbacks
+    def publish_png_avatar(self):
+        yield self.publish(NS_DATA, PNG_SHA1, data_payload(PNG_B64))
+        yield self.publish(NS_META, PNG_SHA1, metadata_payload(png_info()))
+
+    @defer.inlineCallbacks
+    def vcard_of_alice(self, session=None):
+        reply = yield self.ok(iq("alice@localhost", GET), session)
+        [element] = list(reply.elements())
+        return element
+
+    def photo_of(self, element):
+        """{child name: text} of the vCard's one PHOTO, or None without one."""
+        photos = list(element.elements("vcard-temp", "PHOTO"))
+        if not photos:
+            return None
+        [found] = photos
+        return {c.name: str(c) for c in found.elements()}
+
+    @defer.inlineCallbacks
+    def hash_seen(self):
+        """Alice sends presence; the hash Bob's copy carries."""
+        yield self.client_sends_out(self.alice, "<presence/>")
+        [seen] = self.bob.take("presence")
+        return photo(seen)
+
+    @defer.inlineCallbacks
+    def items(self, node, session=None):
+        reply = yield self.asks(iq("alice@localhost" if session else None,
+                                   f"<pubsub xmlns='{NS_PUBSUB}'><items node='{node}'/></pubsub>"),
+                                session)
+        return reply
+
+    # -- discovery ---------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_disco_feature_on_accounts_with_pep(self):
+        reply = yield self.ok(iq("alice@localhost", DISCO_INFO))
+        self.assertIn(CONVERSION, reply.toXml())
+        reply = yield self.ok(iq("localhost", DISCO_INFO))
+        self.assertNotIn(CONVERSION, reply.toXml())
+        yield self.sm.stopService()
+        self.sm = self.make_manager(modules={"disabled": ["pep"]})
+        self.sm.startService()
+        self.alice = yield self.connect("alice")
+        reply = yield self.ok(iq("alice@localhost", DISCO_INFO))
+        self.assertNotIn(CONVERSION, reply.toXml())
+        self.assertIn("vcard-temp", reply.toXml())
+
+    # -- PEP to vCard ------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_no_account_no_pep_lookup(self):
+        """A vCard get to a name without an account does not load a PEP service for it."""
+        reply = yield self.ok(iq("ghost@localhost", GET))
+        self.assertEqual(list(reply.vCard.elements()), [])
+        self.assertNotIn("ghost@localhost", self.sm.modules["pep"].engine._services)
+
+    @defer.inlineCallbacks
+    def test_pep_avatar_shows_in_the_vcard_and_presence(self):
+        yield self.set_vcard(vcard("<FN>Alice</FN>"))
+        self.assertEqual((yield self.hash_seen()), "")
+        yield self.publish_png_avatar()
+        for session in (self.alice, self.bob):
+            element = yield self.vcard_of_alice(session)
+            self.assertEqual([c.name for c in element.elements()], ["FN", "PHOTO"])
+            self.assertEqual(self.photo_of(element), {"TYPE": "image/png", "BINVAL": PNG_B64})
+        self.assertEqual((yield self.hash_seen()), PNG_SHA1)
+        # Her nodes were made with PEP's default, presence access: a stranger
+        # reading the vCard does not get the avatar (as from Prosody).
+        carol = yield self.connect("carol")
+        element = yield self.vcard_of_alice(carol)
+        self.assertIsNone(self.photo_of(element))
+        self.assertEqual(str(element.FN), "Alice")
+
+    @defer.inlineCallbacks
+    def test_pep_avatar_replaces_the_stored_photo_and_hash_loads_at_login(self):
+        yield self.set_vcard(with_photo("YWJj"))
+        yield self.publish_png_avatar()
+        element = yield self.vcard_of_alice()
+        self.assertEqual(self.photo_of(element)["BINVAL"], PNG_B64)
+        stored = yield self.db.query("SELECT vcard FROM vcards WHERE username = 'alice'")
+        self.assertIn("YWJj", stored[0][0])  # the PEP to vCard direction writes nothing
+        yield self.disconnect(self.alice)
+        self.bob.take()
+        self.alice = yield self.connect("alice", presence=False)
+        self.assertEqual((yield self.hash_seen()), PNG_SHA1)
+
+    @defer.inlineCallbacks
+    def test_empty_metadata_disables_the_avatar(self):
+        yield self.publish_png_avatar()
+        self.assertEqual((yield self.hash_seen()), PNG_SHA1)
+        yield self.publish(NS_META, "off", f"<metadata xmlns='{NS_META}'/>")
+        self.assertEqual((yield self.hash_seen()), "")
+        element = yield self.vcard_of_alice()
+        self.assertIsNone(self.photo_of(element))
+
+    @defer.inlineCallbacks
+    def test_url_only_avatar_is_an_extval(self):
+        url = "https://example.org/a.png"
+        yield self.publish(NS_META, PNG_SHA1, metadata_payload(png_info(url=url)))
+        element = yield self.vcard_of_alice()
+        self.assertEqual(self.photo_of(element), {"TYPE": "image/png", "EXTVAL": url})
+        self.assertEqual((yield self.hash_seen()), PNG_SHA1)
+
+    @defer.inlineCallbacks
+    def test_the_info_without_url_is_chosen(self):
+        other = "0" * 40
+        yield self.publish(NS_DATA, PNG_SHA1, data_payload(PNG_B64))
+        yield self.publish(NS_META, PNG_SHA1, metadata_payload(
+            {"bytes": "9", "id": other, "type": "image/webp", "url": "https://example.org/a"},
+            png_info()))
+        element = yield self.vcard_of_alice()
+        self.assertEqual(self.photo_of(element), {"TYPE": "image/png", "BINVAL": PNG_B64})
+        self.assertEqual((yield self.hash_seen()), PNG_SHA1)
+
+    @defer.inlineCallbacks
+    def test_malformed_metadata_is_no_avatar(self):
+        for payload in (f"<metadata xmlns='{NS_META}'><info bytes='3'/></metadata>",
+                        metadata_payload(png_info(id="not-a-sha1")),
+                        f"<metadata xmlns='urn:other'>{PNG_SHA1}</metadata>"):
+            yield self.publish(NS_DATA, PNG_SHA1, data_payload(PNG_B64))
+            yield self.publish(NS_META, "m", payload)
+            self.assertEqual((yield self.hash_seen()), "", payload)
+            element = yield self.vcard_of_alice()
+            self.assertIsNone(self.photo_of(element), payload)
+
+    @defer.inlineCallbacks
+    def test_missing_or_bad_data_is_no_photo(self):
+        """No data item, data that is not base64, data that does not hash to the id."""
+        yield self.publish(NS_META, PNG_SHA1, metadata_payload(png_info()))
+        self.assertIsNone(self.photo_of((yield self.vcard_of_alice())))
+        for b64 in ("not base64!", "YWJj"):
+            yield self.publish(NS_DATA, PNG_SHA1, data_payload(b64))
+            self.assertIsNone(self.photo_of((yield self.vcard_of_alice())), b64)
+        yield self.publish(NS_DATA, PNG_SHA1, data_payload(PNG_B64))
+        self.assertIsNotNone(self.photo_of((yield self.vcard_of_alice())))
+
+    @defer.inlineCallbacks
+    def test_retracting_the_metadata_falls_back_to_the_stored_vcard(self):
+        yield self.publish(NS_META, PNG_SHA1, metadata_payload(png_info(url="https://e.org/")))
+        self.assertEqual((yield self.hash_seen()), PNG_SHA1)
+        yield self.ok(iq(None, f"<pubsub xmlns='{NS_PUBSUB}'><retract node='{NS_META}'>"
+                               f"<item id='{PNG_SHA1}'/></retract></pubsub>", kind="set"))
+        self.assertEqual((yield self.hash_seen()), "")
+
+    @defer.inlineCallbacks
+    def test_deleting_the_metadata_node_brings_back_the_stored_photo(self):
+        yield self.set_vcard(with_photo("YWJj"))
+        yield self.publish_png_avatar()
+        self.assertEqual((yield self.hash_seen()), PNG_SHA1)
+        yield self.ok(iq(None, f"<pubsub xmlns='{NS_PUBSUB}#owner'><delete node='{NS_META}'/>"
+                               "</pubsub>", kind="set"))
+        self.assertEqual((yield self.hash_seen()), SHA1_ABC)
+        element = yield self.vcard_of_alice()
+        self.assertEqual(self.photo_of(element), {"TYPE": "image/png", "BINVAL": "YWJj"})
+
+    # -- vCard to PEP ------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_vcard_photo_is_published_to_pep(self):
+        yield self.set_vcard(vcard(f"<FN>A</FN><PHOTO><TYPE>image/png</TYPE>"
+                                   f"<BINVAL>{PNG_B64[:20]}\n{PNG_B64[20:]}</BINVAL></PHOTO>"))
+        [(node, kind, entries, message)] = events(self.bob)
+        self.assertEqual((node, kind, entries), (NS_META, "items", [f"item:{PNG_SHA1}"]))
+        self.assertEqual(message["from"], "alice@localhost")
+        info = message.event.items.item.metadata.info
+        self.assertEqual(dict(info.attributes), {"bytes": str(len(PNG)), "id": PNG_SHA1,
+                                                 "type": "image/png", "width": "3",
+                                                 "height": "2"})
+        reply = yield self.items(NS_DATA)
+        self.assertEqual(reply.pubsub.items.item["id"], PNG_SHA1)
+        self.assertEqual(str(reply.pubsub.items.item.data), PNG_B64)
+        self.assertEqual((yield self.hash_seen()), PNG_SHA1)
+        element = yield self.vcard_of_alice()
+        self.assertEqual(self.photo_of(element), {"TYPE": "image/png", "BINVAL": PNG_B64})
+        # The nodes it created are open (Prosody's choice): anyone reads them.
+        carol = yield self.connect("carol")
+        for node in (NS_DATA, NS_META):
+            reply = yield self.items(node, carol)
+            self.assertEqual(reply["type"], "result", reply.toXml())
+        self.assertIsNotNone(self.photo_of((yield self.vcard_of_alice(carol))))
+
+    @defer.inlineCallbacks
+    def test_type_from_the_image_when_the_vcard_has_none(self):
+        yield self.set_vcard(vcard(f"<PHOTO><BINVAL>{PNG_B64}</BINVAL></PHOTO>"))
+        [(_, _, _, message)] = events(self.bob)
+        self.assertEqual(message.event.items.item.metadata.info["type"], "image/png")
+        yield self.set_vcard(vcard("<PHOTO><BINVAL>YWJj</BINVAL></PHOTO>"))  # not an image
+        [(_, _, _, message)] = events(self.bob)
+        info = message.event.items.item.metadata.info
+        self.assertEqual(dict(info.attributes), {"bytes": "3", "id": SHA1_ABC})
+
+    @defer.inlineCallbacks
+    def test_existing_nodes_keep_their_configuration(self):
+        yield self.publish_png_avatar()  # created with PEP's default, presence access
+        self.bob.take()
+        yield self.set_vcard(with_photo("YWJj"))
+        [(node, _, entries, _)] = events(self.bob)
+        self.assertEqual((node, entries), (NS_META, [f"item:{SHA1_ABC}"]))
+        carol = yield self.connect("carol")
+        reply = yield self.items(NS_DATA, carol)
+        self.assertEqual(error_condition(reply), "not-authorized")
+
+    @defer.inlineCallbacks
+    def test_a_vcard_without_photo_empties_the_pep_avatar(self):
+        """As Prosody: both nodes are emptied, silently; the hash and PHOTO go."""
+        yield self.set_vcard(with_photo("YWJj"))
+        self.bob.take()
+        self.assertEqual((yield self.hash_seen()), SHA1_ABC)
+        for body in ("<FN>A</FN>", "<PHOTO><EXTVAL>https://e.org/a</EXTVAL></PHOTO>",
+                     "<PHOTO><BINVAL>!!</BINVAL></PHOTO>"):
+            yield self.set_vcard(with_photo("YWJj"))
+            self.bob.take()
+            yield self.set_vcard(vcard(body))
+            self.assertEqual(events(self.bob), [], body)
+            for node in (NS_DATA, NS_META):
+                reply = yield self.items(node)
+                self.assertEqual(list(reply.pubsub.items.elements()), [], body)
+            self.assertEqual((yield self.hash_seen()), "", body)
+        element = yield self.vcard_of_alice()  # the stored EXTVAL stands (no metadata item)
+        self.assertEqual(self.photo_of(element), {"BINVAL": "!!"})
+
+    @defer.inlineCallbacks
+    def test_the_conversion_is_not_converted_back(self):
+        """One set: one metadata notification, one hash change, the vCard stored once."""
+        changes = []
+        set_photo_hash = self.module.set_photo_hash
+        self.patch(self.module, "set_photo_hash",
+                   lambda user, value: changes.append(value) or set_photo_hash(user, value))
+        yield self.set_vcard(with_photo("YWJj"))
+        self.assertEqual(len(events(self.bob)), 1)
+        self.assertEqual(changes, [SHA1_ABC])
+        self.assertEqual(self.module._converting, {})
+        yield self.set_vcard(vcard("<FN>A</FN>"))
+        self.assertEqual(changes, [SHA1_ABC, None])
+        # A publish by the client itself is followed.
+        yield self.publish_png_avatar()
+        self.assertEqual(changes, [SHA1_ABC, None, PNG_SHA1])
+
+    @defer.inlineCallbacks
+    def test_a_photo_too_large_for_pep_is_refused(self):
+        yield self.sm.stopService()
+        self.sm = self.make_manager(pubsub={"max_item_size": 1024})
+        self.sm.startService()
+        self.alice = yield self.connect("alice")
+        yield self.set_vcard(with_photo("YWJj"))
+        big = base64.b64encode(b"x" * 900).decode()
+        reply = yield self.asks(iq(None, with_photo(big), kind="set"))
+        self.assertEqual(error_condition(reply), "not-acceptable")
+        element = yield self.vcard_of_alice()
+        self.assertEqual(self.photo_of(element)["BINVAL"], "YWJj")
+        reply = yield self.items(NS_META)
+        self.assertEqual(reply.pubsub.items.item["id"], SHA1_ABC)
+
+    # -- the nickname (XEP-0172) -----------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_pep_nick_is_notified_and_is_the_nickname_without_a_vcard(self):
+        yield self.publish(NS_NICK, None, f"<nick xmlns='{NS_NICK}'>Ali</nick>")
+        [(node, kind, _, message)] = events(self.bob)
+        self.assertEqual((node, kind, message["to"]), (NS_NICK, "items", "bob@localhost/res"))
+        self.assertEqual(str(message.event.items.item.nick), "Ali")
+        element = yield self.vcard_of_alice(self.bob)
+        self.assertEqual([(c.name, str(c)) for c in element.elements()], [("NICKNAME", "Ali")])
+        carol = yield self.connect("carol")  # not allowed to read the nick node
+        element = yield self.vcard_of_alice(carol)
+        self.assertEqual(list(element.elements()), [])
+        # A stored vCard is what the user wrote (as a vCard4 is in Prosody).
+        yield self.set_vcard(vcard("<FN>Alice</FN>"))
+        element = yield self.vcard_of_alice()
+        self.assertEqual([c.name for c in element.elements()], ["FN"])
+
+
+class ImageFactsTests(unittest.TestCase):
+    """image_facts reads type and size from PNG, GIF and JPEG headers, and guesses nothing."""
+
+    def test_png_and_gif(self):
+        self.assertEqual(image_facts(PNG), ("image/png", 3, 2))
+        self.assertEqual(image_facts(PNG[:20]), ("image/png", None, None))
+        self.assertEqual(image_facts(b"GIF89a\x10\x00\x20\x00rest"), ("image/gif", 16, 32))
+        self.assertEqual(image_facts(b"GIF87a\x01"), ("image/gif", None, None))
+
+    def test_jpeg(self):
+        app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+        sof = b"\xff\xc2\x00\x11\x08\x00\x30\x00\x40\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+        self.assertEqual(image_facts(b"\xff\xd8" + app0 + b"\xff\xff" + sof),
+                         ("image/jpeg", 64, 48))
+        self.assertEqual(image_facts(b"\xff\xd8" + app0 + b"\xff\xda\x00\x02"),
+                         ("image/jpeg", None, None))
+        self.assertEqual(image_facts(b"\xff\xd8" + app0[:5]), ("image/jpeg", None, None))
+
+    def test_others(self):
+        for data in (b"", b"abc", b"RIFF\x00\x00\x00\x00WEBPVP8 "):
+            self.assertEqual(image_facts(data), (None, None, None))

@@ -30,9 +30,11 @@ vCard-based avatars (XEP-0153), as Prosody 0.12's mod_vcard_legacy does:
   base64 (whitespace in it is allowed, anything else makes it "no photo").
   The stanza is changed in place at ``Point.CLIENT_STANZA``, so the kept
   presence (``session.presence``, probe answers) carries it too.
-* Like Prosody, any ``vcard-temp:x:update`` element the client put in is
-  removed and replaced by the server's: the server knows the stored vCard,
-  and one authority for the hash avoids contacts seeing a stale one.
+* A ``vcard-temp:x:update`` element the client put in is removed and
+  replaced by the server's (the server knows the avatar; one authority for
+  the hash avoids contacts seeing a stale one: XEP-0398 §4 allows it),
+  except one with an empty ``<photo/>``: XEP-0398 §4 says the client's
+  "no avatar" is left untouched (Prosody leaves any ``<photo/>`` alone).
   (Prosody leaves ``<photo/>`` out when there is no avatar; XEP-0153 says an
   empty ``<photo/>`` means "no avatar" and a missing one "not ready", and
   the server is ready, so it is sent empty here.)
@@ -52,6 +54,51 @@ vCard-based avatars (XEP-0153), as Prosody 0.12's mod_vcard_legacy does:
   ``resource-constraint``. The hash is forgotten when the account's last
   session ends.
 * ``[vcard] presence_hash = false`` switches the element off (live).
+
+Conversion between PEP avatars and the vCard (XEP-0398), when the ``pep``
+module is enabled; the account's disco#info then carries
+``urn:xmpp:pep-vcard-conversion:0``. Prosody 0.12's mod_vcard_legacy is the
+reference where the XEPs leave a choice:
+
+* **PEP to vCard.** A vCard get merges the account's PEP data into the
+  stored vCard when it is read (nothing is copied, so nothing goes stale):
+  when the ``urn:xmpp:avatar:metadata`` node has an item, it decides the
+  PHOTO and any stored PHOTO is left out. Its first ``<info/>`` without a
+  'url' (XEP-0398 §3.1) names, by its 'id', the ``urn:xmpp:avatar:data``
+  item whose base64 becomes ``PHOTO/BINVAL``, with the info's 'type' as
+  ``TYPE``; the data must decode and hash to that id (§3.1's SHOULD),
+  else no PHOTO. Only 'url' infos: ``TYPE`` + ``EXTVAL``, as Prosody.
+  An empty ``<metadata/>`` (avatar disabled, XEP-0084 §4.5): no PHOTO. As
+  in Prosody, the asker must be allowed to read the nodes (their access
+  model); a stranger reading a presence-only avatar gets no PHOTO. When
+  no vCard is stored, the PEP nickname (XEP-0172,
+  ``http://jabber.org/protocol/nick``) is the ``NICKNAME`` (Prosody does
+  this when there is no vCard4). With no metadata item (never published,
+  purged, the node deleted, or ``pep`` disabled) the stored PHOTO shows.
+* The presence hash follows: publishing metadata makes the chosen info's
+  'id' (a SHA-1 in hex; anything else counts as no avatar) the hash at
+  once (``Point.PEP_PUBLISHED``); a retraction, purge or deletion of
+  metadata items recomputes it (``Point.PEP_RETRACTED``); at login it is
+  read from the metadata's last item, or the stored vCard without one.
+* **vCard to PEP** (§3.2). A vCard set from the owner first empties both
+  avatar nodes without notifications (Prosody purges them on every set),
+  then, when the PHOTO has a BINVAL that decodes, publishes the data
+  (``<data xmlns='urn:xmpp:avatar:data'>`` with the base64, item id the
+  SHA-1 hex of the bytes) and then the metadata (one ``<info/>`` with
+  'bytes', 'id', 'type' — the vCard's ``TYPE``, else read from the image's
+  signature, else left out as Prosody does — and 'width'/'height' only
+  when the image's own PNG, GIF or JPEG header says them). Contacts with
+  ``+notify`` caps get the notifications. A node the conversion creates is
+  ``access_model=open`` (Prosody's defaults for these nodes; an existing
+  node keeps its configuration: they are defaults, not preconditions).
+  A set without a usable photo (none, EXTVAL only, bad base64) leaves both
+  nodes empty: the avatar is gone from PEP and the presence hash, as in
+  Prosody. Only then is the vCard stored; a failed publish fails the set.
+* A photo whose data item would exceed ``[pubsub] max_item_size`` makes
+  the set fail with ``not-acceptable`` before anything changes.
+* **No loops**: the conversion's own retractions and publications do not
+  go back through the PEP hooks (the set puts the hash itself), and the
+  PEP-to-vCard direction writes nothing.
 """
 
 from __future__ import annotations
@@ -59,24 +106,42 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import sqlite3
+import struct
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
 from xmppd.config import setting
 from xmppd.errors import StanzaError
 from xmppd.logs import logger
 from xmppd.module import IQRequest, Module, Point, Scope, hook, iq_handler
+from xmppd.pubsub.engine import MAX_IDS
 from xmppd.sm.stanzas import deserialise
 
 log = logger(__name__)
 
 NS_VCARD = "vcard-temp"
 NS_VCARD_UPDATE = "vcard-temp:x:update"
+#: XEP-0398's disco feature on accounts.
+NS_CONVERSION = "urn:xmpp:pep-vcard-conversion:0"
+#: XEP-0084's PEP nodes (and payload namespaces).
+NS_AVATAR_METADATA = "urn:xmpp:avatar:metadata"
+NS_AVATAR_DATA = "urn:xmpp:avatar:data"
+#: XEP-0172's PEP node (and payload namespace).
+NS_NICK = "http://jabber.org/protocol/nick"
+#: The configuration of avatar nodes the conversion creates (Prosody's).
+AVATAR_NODE_OPTIONS = {"access_model": "open"}
+
+_SHA1_HEX = re.compile(r"[0-9a-fA-F]{40}")
+#: JPEG start-of-frame markers (they carry the image's size).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 SCHEMA = (
     """
@@ -124,6 +189,111 @@ def photo_hash(vcard: domish.Element | None) -> str | None:
     return None
 
 
+def decode_base64(text: str) -> bytes | None:
+    """Strict base64 with whitespace ignored; None when it is not base64."""
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def vcard_photo(vcard: domish.Element) -> tuple[bytes, str | None] | None:
+    """(bytes, TYPE or None) of a vCard's ``PHOTO/BINVAL``; None without usable data."""
+    for photo in vcard.elements(NS_VCARD, "PHOTO"):
+        binval = next(photo.elements(NS_VCARD, "BINVAL"), None)
+        if binval is None:
+            return None
+        data = decode_base64(str(binval))
+        if not data:
+            return None
+        kind = next(photo.elements(NS_VCARD, "TYPE"), None)
+        return data, (str(kind).strip() or None) if kind is not None else None
+    return None
+
+
+def image_facts(data: bytes) -> tuple[str | None, int | None, int | None]:
+    """(MIME type, width, height) as the image's own PNG, GIF or JPEG header says them.
+
+    None for whatever the header does not say (an unknown format, a
+    truncated header, a JPEG without a frame header before its end).
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        if len(data) >= 24 and data[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", data[16:24])
+            return "image/png", width or None, height or None
+        return "image/png", None, None
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        if len(data) >= 10:
+            width, height = struct.unpack("<HH", data[6:10])
+            return "image/gif", width or None, height or None
+        return "image/gif", None, None
+    if data.startswith(b"\xff\xd8\xff"):
+        index = 2
+        while index + 4 <= len(data) and data[index] == 0xFF:
+            marker = data[index + 1]
+            if marker == 0xFF:  # fill byte
+                index += 1
+                continue
+            if marker in _JPEG_SOF:
+                if index + 9 > len(data):
+                    break
+                height, width = struct.unpack(">HH", data[index + 5:index + 9])
+                return "image/jpeg", width or None, height or None
+            if marker == 0xD9 or marker == 0xDA:  # end of image, start of scan
+                break
+            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+                index += 2
+                continue
+            index += 2 + struct.unpack(">H", data[index + 2:index + 4])[0]
+        return "image/jpeg", None, None
+    return None, None, None
+
+
+def avatar_items(data: bytes, declared_type: str | None,
+                 ) -> tuple[str, domish.Element, domish.Element]:
+    """(SHA-1 hex, ``<data/>`` payload, ``<metadata/>`` payload) of an image (XEP-0084)."""
+    sha1_hex = hashlib.sha1(data).hexdigest()
+    payload = domish.Element((NS_AVATAR_DATA, "data"))
+    payload.addContent(base64.b64encode(data).decode("ascii"))
+    sniffed, width, height = image_facts(data)
+    metadata = domish.Element((NS_AVATAR_METADATA, "metadata"))
+    info = metadata.addElement("info")
+    info["bytes"] = str(len(data))
+    info["id"] = sha1_hex
+    kind = declared_type or sniffed
+    if kind:
+        info["type"] = kind
+    if width and height:
+        info["width"] = str(width)
+        info["height"] = str(height)
+    return sha1_hex, payload, metadata
+
+
+def chosen_info(metadata: domish.Element | None) -> domish.Element | None:
+    """The ``<info/>`` of a metadata payload that stands for the avatar, or None.
+
+    The first one without a 'url' and with an id (XEP-0398 §3.1: the one
+    whose data is in PEP), else the first with a 'url' (an avatar hosted
+    elsewhere); None for ``<metadata/>`` (disabled) or a malformed payload.
+    """
+    if metadata is None or (metadata.uri, metadata.name) != (NS_AVATAR_METADATA, "metadata"):
+        return None
+    infos = [info for info in metadata.elements(NS_AVATAR_METADATA, "info")
+             if info.getAttribute("id")]
+    for info in infos:
+        if not info.getAttribute("url"):
+            return info
+    return infos[0] if infos else None
+
+
+def metadata_hash(metadata: domish.Element | None) -> str | None:
+    """The presence hash a metadata payload stands for: its chosen info's SHA-1 id."""
+    info = chosen_info(metadata)
+    if info is None or not _SHA1_HEX.fullmatch(info["id"]):
+        return None
+    return info["id"].lower()
+
+
 def update_element(sha1_hex: str | None) -> domish.Element:
     """``<x xmlns='vcard-temp:x:update'><photo>SHA1</photo></x>`` (empty photo for None)."""
     x = domish.Element((NS_VCARD_UPDATE, "x"))
@@ -145,21 +315,56 @@ class VCard(Module):
         super().__init__(server, settings)
         #: Online accounts' photo hashes (None: no photo), once loaded.
         self._hashes: dict[str, str | None] = {}
+        #: How often each online account's hash was set (a recomputation
+        #: started before a change must not undo it).
+        self._changes: Counter[str] = Counter()
         #: Accounts whose hash is loading -> their stanzas held meanwhile.
         self._held: dict[str, list[tuple[Any, domish.Element]]] = {}
+        #: Accounts whose vCard set is publishing to PEP (the loop guard).
+        self._converting: Counter[str] = Counter()
+
+    def _pep(self) -> Any:
+        """The enabled ``pep`` module, or None (no conversion then)."""
+        modules = self.server.modules
+        return modules.get("pep") if modules is not None else None
+
+    def disco_features(self, scope: Scope, target: Any = None) -> list[str]:
+        """vcard-temp; on accounts also XEP-0398's conversion when PEP is enabled."""
+        features = list(self.features.get(scope, ()))
+        if scope is Scope.ACCOUNT and self._pep() is not None:
+            features.append(NS_CONVERSION)
+        return features
 
     @iq_handler("get", NS_VCARD, "vCard", Scope.ACCOUNT)
     @defer.inlineCallbacks
     def get(self, request: IQRequest):
-        """The account's vCard, to anyone; an empty one if none is stored."""
+        """The account's vCard, to anyone, with its PEP avatar and nickname merged in.
+
+        An empty one if none is stored (and PEP adds nothing).
+        """
         stored = yield self._stored(request.account)
-        if stored is None:
-            return domish.Element((NS_VCARD, "vCard"))
-        return stored
+        vcard = stored if stored is not None else domish.Element((NS_VCARD, "vCard"))
+        pep = self._pep()
+        if pep is not None and stored is None:
+            exists = yield self.server.sessions.user_exists(request.account)
+            if not exists:
+                pep = None  # no PEP service to read (nor to load into its cache)
+        if pep is not None:
+            nick, photo = yield self._pep_view(pep, request.account, request.sender,
+                                               want_nick=stored is None)
+            if nick:
+                vcard.addElement("NICKNAME", content=nick)
+            if photo is not _KEEP:
+                for child in list(vcard.elements(NS_VCARD, "PHOTO")):
+                    vcard.children.remove(child)
+                if photo is not None:
+                    vcard.addChild(photo)
+        return vcard
 
     @iq_handler("set", NS_VCARD, "vCard", Scope.ACCOUNT)
-    def set(self, request: IQRequest) -> defer.Deferred:
-        """Replace the account's vCard: only from the account itself."""
+    @defer.inlineCallbacks
+    def set(self, request: IQRequest):
+        """Replace the account's vCard (only from the account itself); its photo goes to PEP."""
         if not request.from_owner:
             raise StanzaError("forbidden")
         xml = request.payload.toXml()
@@ -168,11 +373,11 @@ class VCard(Module):
                               f"the vCard is larger than {self.config.max_size} bytes")
         account = request.account
         sha1_hex = photo_hash(request.payload)
-
-        def stored(_: Any) -> None:
-            self.set_photo_hash(account, sha1_hex)
-
-        return self.server.database.run(_store, account, xml).addCallback(stored)
+        pep = self._pep()
+        if pep is not None:
+            yield self._publish_avatar(pep, account, vcard_photo(request.payload))
+        yield self.server.database.run(_store, account, xml)
+        self.set_photo_hash(account, sha1_hex)
 
     @iq_handler("get", NS_VCARD, "vCard", Scope.SERVER)
     def server_get(self, request: IQRequest) -> None:
@@ -196,6 +401,147 @@ class VCard(Module):
         return self.server.database.query(
             "SELECT vcard FROM vcards WHERE username = ?", username).addCallback(element)
 
+    # -- conversion with PEP (XEP-0398) ------------------------------------------------
+
+    def _pep_view(self, pep: Any, username: str, requester: jid.JID,
+                  want_nick: bool) -> defer.Deferred:
+        """Fire with (nickname or None, PHOTO element, None for none, or ``_KEEP``).
+
+        ``_KEEP``: the metadata node has no item, the stored PHOTO stands.
+        Read in the PEP service's queue, as the requester may see it.
+        """
+        service = pep.service_of(username)
+        engine, policy = pep.engine, pep.policy
+
+        @defer.inlineCallbacks
+        def read(nodes: dict):
+            nick = None
+            node = nodes.get(NS_NICK)
+            if want_nick and node is not None and node.last is not None:
+                allowed = yield engine.may_access(policy, service, node, requester)
+                payload = node.last.payload() if allowed else None
+                if payload is not None and (payload.uri, payload.name) == (NS_NICK, "nick"):
+                    nick = str(payload).strip() or None
+            node = nodes.get(NS_AVATAR_METADATA)
+            if node is None or node.last is None:
+                return nick, _KEEP
+            allowed = yield engine.may_access(policy, service, node, requester)
+            info = chosen_info(node.last.payload()) if allowed else None
+            if info is None:
+                return nick, None
+            photo = domish.Element((NS_VCARD, "PHOTO"))
+            if info.getAttribute("type"):
+                photo.addElement("TYPE", content=info["type"])
+            if info.getAttribute("url"):
+                photo.addElement("EXTVAL", content=info["url"])
+                return nick, photo
+            binval = yield self._avatar_data(pep, service, nodes, requester, info["id"])
+            if binval is None:
+                return nick, None
+            photo.addElement("BINVAL", content=binval)
+            return nick, photo
+
+        return engine.run(service, read)
+
+    @defer.inlineCallbacks
+    def _avatar_data(self, pep: Any, service: str, nodes: dict, requester: jid.JID,
+                     item_id: str):
+        """The base64 of the data item ``item_id``, if it is there and hashes to the id."""
+        node = nodes.get(NS_AVATAR_DATA)
+        if node is None or not _SHA1_HEX.fullmatch(item_id):
+            return None
+        allowed = yield pep.engine.may_access(pep.policy, service, node, requester)
+        if not allowed:
+            return None
+        items = yield pep.engine.get_items(service, node, None, [item_id])
+        payload = items[-1].payload() if items else None
+        if payload is None or (payload.uri, payload.name) != (NS_AVATAR_DATA, "data"):
+            return None
+        data = decode_base64(str(payload))
+        if not data or hashlib.sha1(data).hexdigest() != item_id.lower():
+            return None
+        return base64.b64encode(data).decode("ascii")
+
+    @defer.inlineCallbacks
+    def _publish_avatar(self, pep: Any, username: str, photo: tuple[bytes, str | None] | None):
+        """Empty the avatar nodes, then publish the vCard's photo (if any) to them."""
+        items = None
+        if photo is not None:
+            sha1_hex, data, metadata = avatar_items(*photo)
+            limit = pep.limits.max_item_size
+            if len(data.toXml().encode("utf-8")) > limit:
+                raise StanzaError("not-acceptable", f"the photo is too large to publish as "
+                                  f"an avatar (items are limited to {limit} bytes)")
+            items = ((NS_AVATAR_DATA, data), (NS_AVATAR_METADATA, metadata))
+        service = pep.service_of(username)
+        engine, policy = pep.engine, pep.policy
+
+        @defer.inlineCallbacks
+        def convert(nodes: dict):
+            for name in (NS_AVATAR_METADATA, NS_AVATAR_DATA):
+                node = nodes.get(name)
+                if node is None:
+                    continue
+                stored = yield engine.get_items(service, node)
+                ids = [item.id for item in stored]
+                for start in range(0, len(ids), MAX_IDS):
+                    yield engine.retract(policy, service, node, ids[start:start + MAX_IDS],
+                                         notify=False)
+            for name, payload in items or ():
+                options = None if name in nodes else dict(AVATAR_NODE_OPTIONS)
+                yield engine.publish(policy, service, nodes, jid.JID(service), name, payload,
+                                     sha1_hex, options)
+
+        self._converting[username] += 1
+        try:
+            yield engine.run(service, convert)
+        finally:
+            self._converting[username] -= 1
+            if not self._converting[username]:
+                del self._converting[username]
+
+    @hook(Point.PEP_PUBLISHED)
+    def _pep_published(self, username: str, node: str, item: Any) -> None:
+        """New avatar metadata: its id is the presence hash from now on."""
+        if node != NS_AVATAR_METADATA or username in self._converting:
+            return
+        self.set_photo_hash(username, metadata_hash(item.payload()))
+
+    @hook(Point.PEP_RETRACTED)
+    def _pep_retracted(self, username: str, node: str, ids: Any) -> None:
+        """Metadata items went: the hash is what is left (recomputed)."""
+        if node != NS_AVATAR_METADATA or username in self._converting:
+            return
+        if username not in self._hashes:
+            return  # offline, or loading (the load reads what is left)
+        changes = self._changes[username]
+
+        def computed(sha1_hex: str | None) -> None:
+            if self._changes.get(username, 0) == changes:
+                self.set_photo_hash(username, sha1_hex)
+
+        d = self._current_hash(username)
+        d.addCallback(computed)
+        self.server.sessions.guard(d, None)
+
+    @defer.inlineCallbacks
+    def _current_hash(self, username: str):
+        """The account's avatar hash: the PEP metadata's last item, else the stored vCard."""
+        pep = self._pep()
+        if pep is not None:
+
+            def last(nodes: dict) -> tuple[bool, str | None]:
+                node = nodes.get(NS_AVATAR_METADATA)
+                if node is None or node.last is None:
+                    return False, None
+                return True, metadata_hash(node.last.payload())
+
+            found, sha1_hex = yield pep.engine.run(pep.service_of(username), last)
+            if found:
+                return sha1_hex
+        stored = yield self._stored(username)
+        return photo_hash(stored)
+
     # -- the avatar hash in presence (XEP-0153) ------------------------------------
 
     def set_photo_hash(self, username: str, sha1_hex: str | None) -> None:
@@ -211,6 +557,7 @@ class VCard(Module):
         if username in self._hashes or username in self._held or (
                 self.server.sessions.is_online(username)):
             self._hashes[username] = sha1_hex
+            self._changes[username] += 1
 
     @hook(Point.SESSION_BOUND)
     def _session_bound(self, session: Any) -> None:
@@ -221,6 +568,7 @@ class VCard(Module):
     def _session_ended(self, session: Any) -> None:
         if not self.server.sessions.is_online(session.username):
             self._hashes.pop(session.username, None)
+            self._changes.pop(session.username, None)
 
     @hook(Point.CLIENT_STANZA, priority=1000)
     def _client_stanza(self, session: Any, stanza: domish.Element) -> bool:
@@ -243,6 +591,8 @@ class VCard(Module):
             child = children[index]
             if isinstance(child, domish.Element) and child.name == "x" and (
                     child.uri == NS_VCARD_UPDATE):
+                if _empty_photo(child):
+                    return False  # the client's "no avatar" (XEP-0398 §4)
                 del children[index]
         stanza.addChild(update_element(self._hashes.get(username)))
         return False
@@ -261,15 +611,15 @@ class VCard(Module):
             return
         self._held[username] = []
 
-        def loaded(vcard: domish.Element | None) -> None:
-            self._loaded(username, photo_hash(vcard))
+        def loaded(sha1_hex: str | None) -> None:
+            self._loaded(username, sha1_hex)
 
         def failed(failure: Failure) -> None:
             log.failure("loading the vCard photo hash of {user} failed", failure,
                         user=username)
             self._loaded(username, None)
 
-        d = self._stored(username)
+        d = self._current_hash(username)
         d.addCallbacks(loaded, failed)
         d.addCallback(lambda _: self._release(username))
         self.server.sessions.guard(d, None)
@@ -286,6 +636,15 @@ class VCard(Module):
             if stanza.name == "presence" and not session.bound:
                 continue  # its session ended meanwhile: its presence went with it
             self.server.sessions.from_client(session, stanza)
+
+
+#: ``_pep_view``'s "no PEP avatar: the stored PHOTO stands".
+_KEEP = object()
+
+
+def _empty_photo(update: domish.Element) -> bool:
+    """True for ``<x xmlns='vcard-temp:x:update'><photo/></x>`` (an empty photo in it)."""
+    return any(not str(photo).strip() for photo in update.elements(NS_VCARD_UPDATE, "photo"))
 
 
 def _store(cursor: sqlite3.Cursor, username: str, xml: str) -> None:
