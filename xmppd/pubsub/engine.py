@@ -339,6 +339,17 @@ class PubSub:
             raise StanzaError("not-acceptable", f"access model {config.access_model!r} is not "
                               "available on this service")
 
+    def _check_max_items(self, before: NodeConfig, after: NodeConfig) -> None:
+        """A requested ``max_items`` above the service's maximum: ``not-acceptable``.
+
+        As Prosody; a default above the maximum (``[pubsub] max_items`` set
+        low) is capped by :meth:`NodeConfig.item_limit` instead.
+        """
+        if after.max_items != before.max_items and after.max_items is not None and \
+                after.max_items > self.settings.max_items:
+            raise StanzaError("not-acceptable", f"pubsub#max_items is at most "
+                              f"{self.settings.max_items} here ('max')")
+
     def _count_owned(self, policy: Policy, service: str, nodes: dict[str, Node],
                      creator: str) -> int:
         if policy.owner(service) is not None:
@@ -611,6 +622,8 @@ class PubSub:
             if not policy.autocreate or not policy.may_create(service, publisher):
                 raise StanzaError("item-not-found", f"no node {name!r}")
             config = with_preconditions(policy.default_config(service), wanted)
+            self._check_max_items(policy.default_config(service), config)
+            _check_payload(config, payload)  # before the node exists: a refusal leaves none
             node = yield self._create_node(policy, service, nodes, name, config, publisher)
         else:
             check_preconditions(node.config, wanted, self.settings.max_items)
@@ -623,8 +636,7 @@ class PubSub:
                 sub.jid.split("/", 1)[0] == bare for sub in node.subscriptions.values()))
         if not allowed:
             raise StanzaError("forbidden", "you may not publish to this node")
-        if payload is None and (node.config.deliver_payloads or node.config.persist_items):
-            raise pubsub_error("bad-request", "payload-required")
+        _check_payload(node.config, payload)
         item = Item(item_id or uuid.uuid4().hex, bare, xml)
         if node.config.persist_items:
             yield self.store.publish(service, name, item.id, bare, xml,
@@ -691,6 +703,7 @@ class PubSub:
         form = request.config_form()
         if form is not None and form.formType == "submit":
             config = apply_form(config, form)
+            self._check_max_items(policy.default_config(service), config)
         yield self._create_node(policy, service, nodes, name, config, sender)
         if not instant:
             return Outcome()
@@ -721,6 +734,7 @@ class PubSub:
         if form.formType == "cancel":
             return Outcome()
         config = apply_form(node.config, form)
+        self._check_max_items(node.config, config)
         yield self.configure(policy, service, node, config)
         return Outcome()
 
@@ -902,6 +916,12 @@ def policy_local(policy: Policy, address: jid.JID) -> bool:
     """True when the address is a local account (its subscriptions go with the account)."""
     local = getattr(policy, "local_domain", None)
     return bool(address.user) and address.host == local
+
+
+def _check_payload(config: NodeConfig, payload: domish.Element | None) -> None:
+    """``payload-required`` for an item without one where payloads are kept or sent."""
+    if payload is None and (config.deliver_payloads or config.persist_items):
+        raise pubsub_error("bad-request", "payload-required")
 
 
 def _pubsub(uri: str = NS_PUBSUB) -> domish.Element:
