@@ -128,6 +128,8 @@ class PEPPolicy(Policy):
         for contact, item in roster.items():
             if not contact.endswith(suffix):
                 continue  # remote contacts: with federation (issue 16)
+            if node.affiliations.get(contact) == "outcast":
+                continue
             if model == "whitelist":
                 if node.affiliations.get(contact) not in ("member", "publisher", "owner"):
                     continue
@@ -380,5 +382,6 @@ class PEP(Module):
 
     @hook(Point.ACCOUNT_DELETED)
     def account_deleted(self, username: str) -> None:
-        """The rows went with the account; drop the loaded service."""
+        """The rows went with the account; drop the loaded service and its subscriptions."""
         self.engine.forget(self.service_of(username))
+        self.engine.forget_subscriber(self.service_of(username))

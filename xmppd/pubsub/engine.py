@@ -281,6 +281,16 @@ class PubSub:
         """Drop a service from memory (its account was deleted)."""
         self._services.pop(service, None)
 
+    def forget_subscriber(self, bare: str) -> None:
+        """Drop a deleted account's subscriptions from the loaded services.
+
+        Their rows went with the account (``ON DELETE CASCADE``).
+        """
+        for nodes in self._services.values():
+            for node in nodes.values():
+                for key in [k for k in node.subscriptions if k.split("/", 1)[0] == bare]:
+                    del node.subscriptions[key]
+
     # -- rules shared by the operations ----------------------------------------------------
 
     def affiliation(self, policy: Policy, service: str, node: Node | None, bare: str) -> str:
