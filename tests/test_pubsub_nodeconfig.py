@@ -77,6 +77,16 @@ class ConfigFormTests(unittest.TestCase):
             config = apply_form(NodeConfig(), submitted({"pubsub#notify_config": text}))
             self.assertEqual(config.notify_config, value, text)
 
+    def test_fields_without_a_value(self):
+        """An empty single-valued field changes nothing; an empty list-multi empties it."""
+        config = NodeConfig(title="kept", roster_groups_allowed=("a",))
+        self.assertEqual(apply_form(config, submitted({"pubsub#title": [],
+                                                       "pubsub#persist_items": []})), config)
+        self.assertEqual(apply_form(config, submitted({"pubsub#roster_groups_allowed": []})),
+                         NodeConfig(title="kept"))
+        self.assertEqual(read_preconditions(submitted({"pubsub#access_model": []},
+                                                      NS_PUBLISH_OPTIONS)), {})
+
     def test_unknown_fields_ignored(self):
         config = apply_form(NodeConfig(), submitted({"pubsub#other_server": "x",
                                                      "pubsub#title": "t"}))
