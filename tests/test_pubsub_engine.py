@@ -493,6 +493,8 @@ class ItemsTests(EngineTestCase):
                            "<retract node='n'><item id='nope'/></retract>")
         yield self.refused("bad-request", "item-required", OWNER, "set",
                            "<retract node='n'/>")
+        yield self.refused("bad-request", "item-required", OWNER, "set",
+                           "<retract node='n'><item/></retract>")
         yield self.refused("forbidden", None, ALICE, "set",
                            "<retract node='n'><item id='a'/></retract>")
         yield self.refused("item-not-found", None, OWNER, "set",
@@ -800,6 +802,16 @@ class OwnerTests(EngineTestCase):
         [(to, configuration)] = self.policy.take()
         self.assertEqual((to, configuration.name), (ALICE, "configuration"))
         self.assertEqual((yield self.node()).config.title, "x")
+        # §8.2.5.4: with payloads, the notification carries the configuration form.
+        [form] = child_elements(configuration)
+        self.assertEqual((form.name, form["type"]), ("x", "result"))
+        fields = {f["var"]: str(f.value) for f in form.elements() if f.name == "field"
+                  and f.getAttribute("type") != "list-multi"}
+        self.assertEqual(fields["pubsub#title"], "x")
+        yield self.ask(OWNER, "set", f"<configure node='n'>{config(deliver_payloads='0')}"
+                                     "</configure>", owner=True)
+        [(_, configuration)] = self.policy.take()
+        self.assertEqual(child_elements(configuration), [])
 
 
 class PersistenceTests(EngineTestCase):

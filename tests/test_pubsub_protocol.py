@@ -125,9 +125,10 @@ class AttributeTests(unittest.TestCase):
         request = parse("get", "<items node='n'><item id='a'/><item id='b'/>"
                                "<item xmlns='urn:other' id='c'/></items>")
         self.assertEqual(request.item_ids(), ["a", "b"])
-        request = parse("get", "<items node='n'><item/></items>")
-        self.assertEqual(self.assertRaises(StanzaError, request.item_ids).condition,
-                         "bad-request")
+        request = parse("set", "<retract node='n'><item/></retract>")
+        error = self.assertRaises(StanzaError, request.item_ids)
+        self.assertEqual((error.condition, app(error)),
+                         ("bad-request", (NS_PUBSUB_ERRORS, "item-required")))
 
     def test_flag(self):
         self.assertIsNone(parse("set", "<retract node='n'/>").flag("notify"))

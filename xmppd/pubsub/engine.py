@@ -767,7 +767,11 @@ class PubSub:
                     node.subscriptions.pop(sub.jid, None)
         if config.notify_config:
             event = domish.Element((NS_PUBSUB_EVENT, "event"))
-            event.addElement("configuration")["node"] = node.name
+            configuration = event.addElement("configuration")
+            configuration["node"] = node.name
+            if config.deliver_payloads:
+                # §8.2.5.4: a payload node's notification carries the configuration.
+                configuration.addChild(config_form(config, "result").toElement())
             yield self.notify(policy, service, node, event)
 
     def _default(self, policy, service, nodes, sender, request):

@@ -156,12 +156,12 @@ class Request:
                 if child.name == "item" and child.uri in (NS_PUBSUB, NS_PUBSUB_OWNER)]
 
     def item_ids(self) -> list[str]:
-        """The ids of the verb's items (an item without id: ``bad-request``)."""
+        """The ids of the verb's items (an item without id: ``item-required``, §7.2.3.4)."""
         ids = []
         for item in self.items():
             item_id = item.getAttribute("id")
             if not item_id:
-                raise StanzaError("bad-request", "an item needs an id")
+                raise pubsub_error("bad-request", "item-required", "an item needs an id")
             ids.append(item_id)
         return ids
 
