@@ -755,9 +755,18 @@ class OwnerTests(EngineTestCase):
         yield self.refused("forbidden", None, ALICE, "set",
                            f"<affiliations node='n'><affiliation jid='{ALICE}' "
                            "affiliation='owner'/></affiliations>", owner=True)
-        yield self.refused("bad-request", None, OWNER, "set",
+        yield self.refused("not-acceptable", None, OWNER, "set",
                            f"<affiliations node='n'><affiliation jid='{ALICE}' "
                            "affiliation='king'/></affiliations>", owner=True)
+        yield self.refused("bad-request", None, OWNER, "set",
+                           f"<affiliations node='n'><affiliation jid='{ALICE}' "
+                           f"affiliation='member'/><affiliation jid='{ALICE}/x' "
+                           "affiliation='outcast'/></affiliations>", owner=True)
+        # Without an 'affiliation' attribute nothing changes (§8.9.2.1).
+        yield self.ask(OWNER, "set", f"<affiliations node='n'><affiliation jid='{OWNER}'/>"
+                                     f"<affiliation jid='{BOB}' affiliation='member'/>"
+                                     "</affiliations>", owner=True)
+        self.assertEqual((yield self.affiliations()), {OWNER: "owner", BOB: "member"})
         yield self.refused("jid-malformed", None, OWNER, "set",
                            "<affiliations node='n'><affiliation jid='@@' "
                            "affiliation='member'/></affiliations>", owner=True)

@@ -897,13 +897,19 @@ class PubSub:
         self._owner_only(policy, service, node, sender)
         fixed_owner = policy.owner(service)
         changes = {}
+        unchanged = set()
         for child in child_elements(request.element):
             if child.name != "affiliation":
                 continue
             entity = _entity(child).userhost()
+            if entity in changes or entity in unchanged:
+                raise StanzaError("bad-request", f"{entity} is listed twice")
             affiliation = child.getAttribute("affiliation")
+            if affiliation is None:
+                unchanged.add(entity)  # §8.9.2.1: no 'affiliation', no change
+                continue
             if affiliation not in AFFILIATIONS:
-                raise StanzaError("bad-request", f"unknown affiliation {affiliation!r}")
+                raise StanzaError("not-acceptable", f"unsupported affiliation {affiliation!r}")
             if entity == fixed_owner or (fixed_owner is not None and affiliation == "owner"):
                 raise StanzaError("not-acceptable", "the owner of a personal node is fixed")
             changes[entity] = affiliation
