@@ -460,6 +460,8 @@ class ItemsTests(EngineTestCase):
     def test_items(self):
         self.assertEqual((yield self.item_ids()), ["a", "b", "c", "d"])
         self.assertEqual((yield self.item_ids(attrs=" max_items='2'")), ["c", "d"])
+        self.assertEqual((yield self.item_ids(attrs=" max_items='99999999999999999999'")),
+                         ["a", "b", "c", "d"])
         self.assertEqual((yield self.item_ids(inner="<item id='b'/><item id='zz'/>"
                                                     "<item id='a'/>")), ["a", "b"])
         result = yield self.ask(OWNER, "get", "<items node='n' max_items='1'/>")

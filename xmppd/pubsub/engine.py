@@ -586,6 +586,9 @@ class PubSub:
             if ids is not None:
                 last = [item for item in last if item.id in ids]
             return last
+        if limit is not None:
+            # No node keeps more; and a client's huge max_items must fit SQLite's integers.
+            limit = min(limit, self.settings.max_items)
         rows = yield self.store.items(service, node.name, limit, ids)
         return [Item(*row) for row in rows]
 
