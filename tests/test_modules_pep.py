@@ -79,6 +79,19 @@ class Recorder(Module):
         self.seen.append(("retracted", username, node, ids))
 
 
+class FailingListener(Module):
+    """A PEP_PUBLISHED listener that fails (when ``failing`` is set)."""
+
+    name = "test-pep-failing"
+    failing = False
+
+    @hook(Point.PEP_PUBLISHED)
+    def published(self, username, node, item):
+        """Fail."""
+        if self.failing:
+            raise RuntimeError("listener failure")
+
+
 class PEPTestCase(IQTestCase):
     """Alice (connected, no caps) and helpers for rosters and caps."""
 
@@ -90,7 +103,8 @@ class PEPTestCase(IQTestCase):
     def make_manager(self, **sections):
         import xmppd.modules
 
-        self.patch(xmppd.modules, "MODULES", xmppd.modules.MODULES + (Recorder,))
+        self.patch(xmppd.modules, "MODULES", xmppd.modules.MODULES + (Recorder,
+                                                                      FailingListener))
         return super().make_manager(**sections)
 
     @defer.inlineCallbacks
@@ -222,6 +236,13 @@ class AccessTests(PEPTestCase):
                                 carol)
         self.assertEqual((error_condition(reply), pubsub_condition(reply)),
                          ("not-authorized", "not-in-roster-group"))
+
+    @defer.inlineCallbacks
+    def test_failing_listener_does_not_fail_the_publish(self):
+        self.patch(FailingListener, "failing", True)
+        yield self.ok(None, publish_xml())
+        self.assertEqual((yield self.item_ids()), ["current"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     @defer.inlineCallbacks
     def test_owner_api_for_other_modules(self):

@@ -149,13 +149,19 @@ class PEPPolicy(Policy):
 
     def published(self, service: str, node: Node, item: Item) -> None:
         """Tell other modules (``Point.PEP_PUBLISHED``)."""
-        self.module.server.modules.fire(Point.PEP_PUBLISHED, self.account(service), node.name,
-                                        item)
+        self._fire(Point.PEP_PUBLISHED, self.account(service), node.name, item)
 
     def retracted(self, service: str, node: Node, ids: list[str] | None) -> None:
         """Tell other modules (``Point.PEP_RETRACTED``)."""
-        self.module.server.modules.fire(Point.PEP_RETRACTED, self.account(service), node.name,
-                                        ids)
+        self._fire(Point.PEP_RETRACTED, self.account(service), node.name, ids)
+
+    def _fire(self, point: Point, *args: Any) -> None:
+        # The change is stored and notified: a failing listener must not turn
+        # the request into an error.
+        try:
+            self.module.server.modules.fire(point, *args)
+        except Exception:
+            log.failure("a {point} hook failed", point=point.name)
 
     def node_deleted(self, service: str, node: Node) -> None:
         """Tell other modules (``Point.PEP_RETRACTED`` with None)."""
