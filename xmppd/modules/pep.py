@@ -128,6 +128,8 @@ class PEPPolicy(Policy):
         for contact, item in roster.items():
             if not contact.endswith(suffix):
                 continue  # remote contacts: with federation (issue 16)
+            if node.affiliations.get(contact) == "outcast":
+                continue
             if model == "whitelist":
                 if node.affiliations.get(contact) not in ("member", "publisher", "owner"):
                     continue
@@ -147,13 +149,19 @@ class PEPPolicy(Policy):
 
     def published(self, service: str, node: Node, item: Item) -> None:
         """Tell other modules (``Point.PEP_PUBLISHED``)."""
-        self.module.server.modules.fire(Point.PEP_PUBLISHED, self.account(service), node.name,
-                                        item)
+        self._fire(Point.PEP_PUBLISHED, self.account(service), node.name, item)
 
     def retracted(self, service: str, node: Node, ids: list[str] | None) -> None:
         """Tell other modules (``Point.PEP_RETRACTED``)."""
-        self.module.server.modules.fire(Point.PEP_RETRACTED, self.account(service), node.name,
-                                        ids)
+        self._fire(Point.PEP_RETRACTED, self.account(service), node.name, ids)
+
+    def _fire(self, point: Point, *args: Any) -> None:
+        # The change is stored and notified: a failing listener must not turn
+        # the request into an error.
+        try:
+            self.module.server.modules.fire(point, *args)
+        except Exception:
+            log.failure("a {point} hook failed", point=point.name)
 
     def node_deleted(self, service: str, node: Node) -> None:
         """Tell other modules (``Point.PEP_RETRACTED`` with None)."""
@@ -380,5 +388,6 @@ class PEP(Module):
 
     @hook(Point.ACCOUNT_DELETED)
     def account_deleted(self, username: str) -> None:
-        """The rows went with the account; drop the loaded service."""
+        """The rows went with the account; drop the loaded service and its subscriptions."""
         self.engine.forget(self.service_of(username))
+        self.engine.forget_subscriber(self.service_of(username))

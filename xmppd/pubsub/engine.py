@@ -281,6 +281,16 @@ class PubSub:
         """Drop a service from memory (its account was deleted)."""
         self._services.pop(service, None)
 
+    def forget_subscriber(self, bare: str) -> None:
+        """Drop a deleted account's subscriptions from the loaded services.
+
+        Their rows went with the account (``ON DELETE CASCADE``).
+        """
+        for nodes in self._services.values():
+            for node in nodes.values():
+                for key in [k for k in node.subscriptions if k.split("/", 1)[0] == bare]:
+                    del node.subscriptions[key]
+
     # -- rules shared by the operations ----------------------------------------------------
 
     def affiliation(self, policy: Policy, service: str, node: Node | None, bare: str) -> str:
@@ -338,6 +348,17 @@ class PubSub:
         if config.access_model not in policy.access_models:
             raise StanzaError("not-acceptable", f"access model {config.access_model!r} is not "
                               "available on this service")
+
+    def _check_max_items(self, before: NodeConfig, after: NodeConfig) -> None:
+        """A requested ``max_items`` above the service's maximum: ``not-acceptable``.
+
+        As Prosody; a default above the maximum (``[pubsub] max_items`` set
+        low) is capped by :meth:`NodeConfig.item_limit` instead.
+        """
+        if after.max_items != before.max_items and after.max_items is not None and \
+                after.max_items > self.settings.max_items:
+            raise StanzaError("not-acceptable", f"pubsub#max_items is at most "
+                              f"{self.settings.max_items} here ('max')")
 
     def _count_owned(self, policy: Policy, service: str, nodes: dict[str, Node],
                      creator: str) -> int:
@@ -565,6 +586,9 @@ class PubSub:
             if ids is not None:
                 last = [item for item in last if item.id in ids]
             return last
+        if limit is not None:
+            # No node keeps more; and a client's huge max_items must fit SQLite's integers.
+            limit = min(limit, self.settings.max_items)
         rows = yield self.store.items(service, node.name, limit, ids)
         return [Item(*row) for row in rows]
 
@@ -611,6 +635,8 @@ class PubSub:
             if not policy.autocreate or not policy.may_create(service, publisher):
                 raise StanzaError("item-not-found", f"no node {name!r}")
             config = with_preconditions(policy.default_config(service), wanted)
+            self._check_max_items(policy.default_config(service), config)
+            _check_payload(config, payload)  # before the node exists: a refusal leaves none
             node = yield self._create_node(policy, service, nodes, name, config, publisher)
         else:
             check_preconditions(node.config, wanted, self.settings.max_items)
@@ -623,8 +649,7 @@ class PubSub:
                 sub.jid.split("/", 1)[0] == bare for sub in node.subscriptions.values()))
         if not allowed:
             raise StanzaError("forbidden", "you may not publish to this node")
-        if payload is None and (node.config.deliver_payloads or node.config.persist_items):
-            raise pubsub_error("bad-request", "payload-required")
+        _check_payload(node.config, payload)
         item = Item(item_id or uuid.uuid4().hex, bare, xml)
         if node.config.persist_items:
             yield self.store.publish(service, name, item.id, bare, xml,
@@ -691,6 +716,7 @@ class PubSub:
         form = request.config_form()
         if form is not None and form.formType == "submit":
             config = apply_form(config, form)
+            self._check_max_items(policy.default_config(service), config)
         yield self._create_node(policy, service, nodes, name, config, sender)
         if not instant:
             return Outcome()
@@ -721,6 +747,7 @@ class PubSub:
         if form.formType == "cancel":
             return Outcome()
         config = apply_form(node.config, form)
+        self._check_max_items(node.config, config)
         yield self.configure(policy, service, node, config)
         return Outcome()
 
@@ -743,7 +770,11 @@ class PubSub:
                     node.subscriptions.pop(sub.jid, None)
         if config.notify_config:
             event = domish.Element((NS_PUBSUB_EVENT, "event"))
-            event.addElement("configuration")["node"] = node.name
+            configuration = event.addElement("configuration")
+            configuration["node"] = node.name
+            if config.deliver_payloads:
+                # §8.2.5.4: a payload node's notification carries the configuration.
+                configuration.addChild(config_form(config, "result").toElement())
             yield self.notify(policy, service, node, event)
 
     def _default(self, policy, service, nodes, sender, request):
@@ -869,13 +900,19 @@ class PubSub:
         self._owner_only(policy, service, node, sender)
         fixed_owner = policy.owner(service)
         changes = {}
+        unchanged = set()
         for child in child_elements(request.element):
             if child.name != "affiliation":
                 continue
             entity = _entity(child).userhost()
+            if entity in changes or entity in unchanged:
+                raise StanzaError("bad-request", f"{entity} is listed twice")
             affiliation = child.getAttribute("affiliation")
+            if affiliation is None:
+                unchanged.add(entity)  # §8.9.2.1: no 'affiliation', no change
+                continue
             if affiliation not in AFFILIATIONS:
-                raise StanzaError("bad-request", f"unknown affiliation {affiliation!r}")
+                raise StanzaError("not-acceptable", f"unsupported affiliation {affiliation!r}")
             if entity == fixed_owner or (fixed_owner is not None and affiliation == "owner"):
                 raise StanzaError("not-acceptable", "the owner of a personal node is fixed")
             changes[entity] = affiliation
@@ -902,6 +939,12 @@ def policy_local(policy: Policy, address: jid.JID) -> bool:
     """True when the address is a local account (its subscriptions go with the account)."""
     local = getattr(policy, "local_domain", None)
     return bool(address.user) and address.host == local
+
+
+def _check_payload(config: NodeConfig, payload: domish.Element | None) -> None:
+    """``payload-required`` for an item without one where payloads are kept or sent."""
+    if payload is None and (config.deliver_payloads or config.persist_items):
+        raise pubsub_error("bad-request", "payload-required")
 
 
 def _pubsub(uri: str = NS_PUBSUB) -> domish.Element:

@@ -203,10 +203,18 @@ def meta_data_form(config: NodeConfig, owners: list[str]) -> data_form.Form:
 
 
 def _submitted(form: data_form.Form) -> dict[str, list[str]]:
-    """The submitted fields' values (without FORM_TYPE)."""
+    """The submitted fields' values (without FORM_TYPE).
+
+    A single-valued field submitted without a value is left out: it changes
+    nothing and asks for nothing (as Prosody reads such forms); a multi-valued
+    field without values means "none".
+    """
     values = {}
     for var, field in form.fields.items():
         if var == "FORM_TYPE":
+            continue
+        known = _BY_VAR.get(var)
+        if not field.values and (known is None or not known.multi):
             continue
         values[var] = [str(value) for value in field.values]
     return values

@@ -156,12 +156,12 @@ class Request:
                 if child.name == "item" and child.uri in (NS_PUBSUB, NS_PUBSUB_OWNER)]
 
     def item_ids(self) -> list[str]:
-        """The ids of the verb's items (an item without id: ``bad-request``)."""
+        """The ids of the verb's items (an item without id: ``item-required``, §7.2.3.4)."""
         ids = []
         for item in self.items():
             item_id = item.getAttribute("id")
             if not item_id:
-                raise StanzaError("bad-request", "an item needs an id")
+                raise pubsub_error("bad-request", "item-required", "an item needs an id")
             ids.append(item_id)
         return ids
 
@@ -194,12 +194,17 @@ def parse_request(kind: str, pubsub: domish.Element) -> Request:
     """
     verb = None
     companion = None
-    for child in child_elements(pubsub):
-        found = VERBS.get((kind, child.uri, child.name))
-        if found is not None:
-            if verb is not None:
-                raise StanzaError("bad-request", "one pubsub verb per request")
-            verb, element = found, child
+    found_verbs = [(VERBS[(kind, child.uri, child.name)], child)
+                   for child in child_elements(pubsub) if (kind, child.uri, child.name) in VERBS]
+    if len(found_verbs) == 2:
+        # subscribe + options (§6.3.7): <options/> is also a verb of its own.
+        names = {name for name, _ in found_verbs}
+        if names == {"subscribe", "options-set"}:
+            found_verbs = [pair for pair in found_verbs if pair[0] == "subscribe"]
+    if len(found_verbs) > 1:
+        raise StanzaError("bad-request", "one pubsub verb per request")
+    if found_verbs:
+        verb, element = found_verbs[0]
     if verb is None:
         raise pubsub_error("feature-not-implemented", "unsupported", type="cancel",
                            text="no pubsub request this service knows")
