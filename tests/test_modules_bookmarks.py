@@ -287,11 +287,20 @@ class LegacyPEPTests(BookmarksTestCase):
     """XEP-0048 over PEP: the storage:bookmarks node, item 'current'."""
 
     @defer.inlineCallbacks
-    def test_made_whitelist_on_first_bind(self):
+    def test_no_nodes_for_an_account_without_bookmarks(self):
+        self.assertIsNone((yield self.node(LEGACY)))
+        self.assertIsNone((yield self.node(NS)))
+
+    @defer.inlineCallbacks
+    def test_first_legacy_publish_makes_a_whitelist_node(self):
+        """Without publish-options the legacy node is private from the start."""
+        reply = yield self.publish("current", storage(ORCHARD), node=LEGACY, options="")
+        self.assertEqual(reply["type"], "result", reply.toXml())
         node = yield self.node(LEGACY)
         self.assertEqual((node.config.access_model, node.config.max_items,
                           node.config.persist_items), ("whitelist", 1, True))
-        self.assertEqual((yield self.legacy()), {})
+        node = yield self.node(NS)
+        self.assertEqual(node.config.access_model, "whitelist")
 
     @defer.inlineCallbacks
     def test_last_item_sent_to_legacy_notify_caps_only(self):
@@ -323,14 +332,12 @@ class LegacyPEPTests(BookmarksTestCase):
 
     @defer.inlineCallbacks
     def test_follows_xep_0402_publish_and_retract(self):
-        yield self.subscribe(LEGACY)
         yield self.publish("orchard@conference.localhost",
                            f"<conference xmlns='{NS}' name='The Orchard' autojoin='true'>"
                            "<nick>Al</nick><password>apple</password></conference>")
         self.assertEqual((yield self.legacy()),
                          {"orchard@conference.localhost": ORCHARD_BOOKMARK})
-        [note] = self.alice.take("message")
-        self.assertEqual(note.event.items["node"], LEGACY)
+        yield self.subscribe(LEGACY)
         reply = yield self.retract("orchard@conference.localhost")
         self.assertEqual(reply["type"], "result", reply.toXml())
         self.assertEqual((yield self.legacy()), {})
@@ -408,8 +415,8 @@ class LoopGuardTests(BookmarksTestCase):
 
     @defer.inlineCallbacks
     def test_legacy_publish_queues_one_conversion(self):
-        yield self.subscribe(LEGACY)
         yield self.set_private(storage(GARDEN))
+        yield self.subscribe(LEGACY)
         self.alice.take("message")
         queued = self.spy_conversions()
         yield self.publish("current", storage(ORCHARD), node=LEGACY, options="")
@@ -481,12 +488,12 @@ class AccountTests(BookmarksTestCase):
             self.assertEqual(rows, [(0,)], table)
         rows = yield self.db.query("SELECT COUNT(*) FROM private_storage")
         self.assertEqual(rows, [(0,)])
-        # A new account of that name starts empty, its legacy node made again.
+        # A new account of that name starts empty.
         yield self.db.execute("INSERT INTO accounts (username, created) VALUES (?, ?)",
                               "alice", time.time())
         again = yield self.connect("alice")
         self.assertEqual((yield self.bookmarks()), {})
-        self.assertEqual((yield self.legacy()), {})
+        self.assertIsNone((yield self.node(LEGACY)))
         found = yield self.get_private(again)
         self.assertEqual(found.children, [])
 

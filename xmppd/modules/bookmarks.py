@@ -18,14 +18,17 @@ Prosody 0.12's mod_bookmarks does, with that node as the one source of truth:
   client, or by a conversion) rewrites ``current`` when the storage it
   shows changed, so XEP-0048 clients with ``storage:bookmarks+notify`` are
   notified (Prosody broadcasts the same).
-* Both nodes are ``whitelist`` (only the owner): the XEP-0402 node's options
-  are put back when a conversion finds them changed (Prosody overrides
-  them too), and the legacy node is made, or made ``whitelist``, when a
-  resource of the account first binds (Prosody: on every bind), before any
-  client could publish to it with PEP's default ``presence`` access.
+* Both nodes are ``whitelist`` (only the owner): they start so whoever
+  creates them (the module registers their defaults with PEP,
+  ``PEP.node_defaults``, so a legacy client publishing without
+  publish-options cannot make its bookmarks readable by contacts), the
+  XEP-0402 node's options are put back when a conversion finds them changed
+  (Prosody overrides them too), and an existing legacy node is made
+  ``whitelist`` when a resource of the account first binds.
 * On that first bind, bookmarks kept as private XML before this module ran
   and a legacy item published before it are merged into the XEP-0402 node
   (nothing removed), and the private XML is deleted (Prosody's migration).
+  An account without bookmarks gets no node.
 
 Conversion (XEP-0402 §5.3): the room JID is the item id; ``name``,
 ``autojoin`` (written ``true``, or left out when false), ``<nick/>`` and
@@ -215,6 +218,13 @@ class Bookmarks(Module):
         self._converting: set[str] = set()
         #: Accounts whose legacy node and old bookmarks were seen to since start.
         self._prepared: set[str] = set()
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's API
+        """New bookmark nodes start private, whoever creates them."""
+        super().startService()
+        if self.pep is not None:
+            self.pep.node_defaults[NS_LEGACY] = LEGACY_OPTIONS
+            self.pep.node_defaults[NS_BOOKMARKS] = BOOKMARKS_OPTIONS
 
     def disco_features(self, scope: Scope, target: Any = None) -> Iterable[str]:
         """The compat features, while PEP is there to convert to."""
@@ -433,7 +443,10 @@ class Bookmarks(Module):
             yield self.server.database.execute(
                 "DELETE FROM private_storage WHERE username = ? AND namespace = ? "
                 "AND name = ?", username, NS_LEGACY, "storage")
-        yield self._write_legacy(username, nodes)
+        if old or NS_BOOKMARKS in nodes or NS_LEGACY in nodes:
+            # An account without bookmarks gets no node: the defaults above
+            # make the legacy node private when a client first publishes.
+            yield self._write_legacy(username, nodes)
 
     @hook(Point.ACCOUNT_DELETED)
     def account_deleted(self, username: str) -> None:

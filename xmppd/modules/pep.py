@@ -32,6 +32,7 @@ deleted with it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -79,9 +80,15 @@ class PEPPolicy(Policy):
         self.module = module
         self.local_domain = module.server.domain
 
-    def default_config(self, service: str) -> NodeConfig:
-        """Prosody's PEP defaults (see the module docstring)."""
-        return PEP_DEFAULTS
+    def default_config(self, service: str, node: str | None = None) -> NodeConfig:
+        """Prosody's PEP defaults (see the module docstring), or a node's own.
+
+        Modules register defaults for the nodes they know
+        (``PEP.node_defaults``): e.g. the XEP-0048 bookmarks node is
+        ``whitelist`` from its first publish, whatever the client sends.
+        """
+        options = self.module.node_defaults.get(node) if node is not None else None
+        return dataclasses.replace(PEP_DEFAULTS, **options) if options else PEP_DEFAULTS
 
     def owner(self, service: str) -> str:
         """The account's bare JID owns every node."""
@@ -183,6 +190,9 @@ class PEP(Module):
         self.limits = server.sessions.config.pubsub
         self.engine = PubSub(server.database, self.limits)
         self.policy = PEPPolicy(self)
+        #: Node name -> the options (NodeConfig attributes) a new node of
+        #: that name starts with, set by the modules that know the node.
+        self.node_defaults: dict[str, dict[str, Any]] = {}
         #: Full JID -> the nodes whose notifications it wants (from its caps).
         self._interests: dict[str, frozenset[str]] = {}
         #: Full JID -> the accounts whose last items it was sent.

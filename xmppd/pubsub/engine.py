@@ -147,8 +147,8 @@ class Policy:
     #: Whether a publish to a missing node creates it.
     autocreate: bool = True
 
-    def default_config(self, service: str) -> NodeConfig:
-        """The configuration of a new node."""
+    def default_config(self, service: str, node: str | None = None) -> NodeConfig:
+        """The configuration of a new node (of that name, when it is known)."""
         return NodeConfig()
 
     def owner(self, service: str) -> str | None:
@@ -634,8 +634,9 @@ class PubSub:
         if node is None:
             if not policy.autocreate or not policy.may_create(service, publisher):
                 raise StanzaError("item-not-found", f"no node {name!r}")
-            config = with_preconditions(policy.default_config(service), wanted)
-            self._check_max_items(policy.default_config(service), config)
+            default = policy.default_config(service, name)
+            config = with_preconditions(default, wanted)
+            self._check_max_items(default, config)
             _check_payload(config, payload)  # before the node exists: a refusal leaves none
             node = yield self._create_node(policy, service, nodes, name, config, publisher)
         else:
@@ -712,11 +713,11 @@ class PubSub:
             name = uuid.uuid4().hex
         if name in nodes:
             raise StanzaError("conflict", f"the node {name!r} exists")
-        config = policy.default_config(service)
+        default = config = policy.default_config(service, name)
         form = request.config_form()
         if form is not None and form.formType == "submit":
             config = apply_form(config, form)
-            self._check_max_items(policy.default_config(service), config)
+            self._check_max_items(default, config)
         yield self._create_node(policy, service, nodes, name, config, sender)
         if not instant:
             return Outcome()
