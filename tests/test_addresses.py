@@ -90,3 +90,17 @@ class RelaxedJIDTests(unittest.TestCase):
             self.assertIsNone(parse_jid(address), repr(address))
             self.assertIsNone(relaxed_jid(address), repr(address))
         self.assertIsNone(relaxed_jid("room@localhost"))  # nothing to relax
+
+
+class PartLengthTests(unittest.TestCase):
+    """RFC 7622: each part of a JID is at most 1023 octets."""
+
+    def test_longest_parts_accepted(self):
+        for address in ("a" * 1023 + "@x", "x@" + "a" * 63 + "." + "b" * 63,
+                        "x@y/" + "r" * 1023):
+            self.assertIsNotNone(parse_jid(address), address[:20])
+
+    def test_longer_parts_refused(self):
+        for address in ("a" * 1024 + "@x", "x@" + "a" * 2000, "x@y/" + "r" * 1024,
+                        "x@y/" + "\u00e9" * 512):
+            self.assertIsNone(parse_jid(address), address[:20])

@@ -116,7 +116,15 @@ def parse_jid(address: str | None) -> jid.JID | None:
         return None
     if parsed.resource is None and "/" in address:
         return None
+    if not _parts_fit(parsed):
+        return None
     return parsed
+
+
+def _parts_fit(address: jid.JID) -> bool:
+    """RFC 7622 §3.2-3.4: no part longer than 1023 octets (Twisted does not check)."""
+    return all(part is None or len(part.encode("utf-8")) <= MAX_PART_BYTES
+               for part in (address.user, address.host, address.resource))
 
 
 def stanza_domain(address: str) -> str:
