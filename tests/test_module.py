@@ -159,6 +159,18 @@ class HostTests(unittest.TestCase):
         self.assertFalse(self.host.fire(Point.CLIENT_STANZA, seen, "go"))
         self.assertEqual(seen, ["echo-stop", "other-after"])
 
+    def test_added_hooks_run_by_priority_after_modules_of_equal_priority(self):
+        self.host.add_hook(Point.SESSION_BOUND, lambda state: state.append("added-1"), 1)
+        self.host.add_hook(Point.SESSION_BOUND, lambda state: state.append("added-20"), 20)
+        self.host.add_hook(Point.DELIVER_MESSAGE, lambda state, stanza: state.append("new"))
+        seen = []
+        self.host.fire(Point.SESSION_BOUND, seen)
+        self.assertEqual(seen, ["added-20", "other-high", "echo-low", "added-1"])
+        self.assertTrue(self.host.has_hooks(Point.DELIVER_MESSAGE))
+        seen = []
+        self.host.fire(Point.DELIVER_MESSAGE, seen, None)
+        self.assertEqual(seen, ["new"])
+
     def test_points_without_hooks(self):
         self.assertFalse(self.host.has_hooks(Point.DELIVER_MESSAGE))
         self.assertTrue(self.host.has_hooks(Point.CLIENT_STANZA))

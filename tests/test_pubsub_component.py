@@ -187,6 +187,22 @@ class NotificationTests(ComponentTestCase):
             self.assertFalse(message.event.items.item.hasAttribute("publisher"))
 
 
+class AccountDeletionTests(ComponentTestCase):
+    """A deleted account's subscriptions stop at once (their rows cascade)."""
+
+    @defer.inlineCallbacks
+    def test_deleted_subscriber_is_not_notified(self):
+        yield self.ok(ALICE, "set", "<create node='a'/>")
+        yield self.ok(BOB, "set", f"<subscribe node='a' jid='{BOB}'/>")
+        self.local.take()
+        self.service.account_deleted("bob")
+        yield self.ok(ALICE, "set", f"<publish node='a'><item id='1'>{PAYLOAD}</item>"
+                                    "</publish>")
+        self.assertEqual([s for s in self.local.take() if s.name == "message"], [])
+        reply = yield self.ok(ALICE, "get", "<subscriptions node='a'/>", owner=True)
+        self.assertEqual(child_elements(reply.pubsub.subscriptions), [])
+
+
 class ExposePublisherTests(ComponentTestCase):
     expose_publisher = True
 

@@ -383,6 +383,16 @@ class ModuleHost(service.MultiService):
 
     # -- hooks -----------------------------------------------------------------
 
+    def add_hook(self, point: Point, function: Callable, priority: int = 0) -> None:
+        """Hook a function that is not a module's (a sibling service's) at a point.
+
+        It runs after the modules' hooks of the same priority.
+        """
+        handlers = self._hooks.setdefault(point, [])
+        order = max((entry[1] for entry in handlers), default=0) + 1
+        handlers.append((-priority, order, function))
+        handlers.sort(key=lambda entry: entry[:2])
+
     def has_hooks(self, point: Point) -> bool:
         """True if any module hooks that point (lets hot paths skip the call)."""
         return point in self._hooks

@@ -291,6 +291,9 @@ class XMPPServer(service.MultiService):
             admins=self.config.admins,
         )
         self.pubsub.setServiceParent(self)
+        from xmppd.module import Point
+
+        self.session_manager.modules.add_hook(Point.ACCOUNT_DELETED, self.pubsub.account_deleted)
 
     def _factories(self) -> dict[str, tuple[str, Any]]:
         from xmppd.c2s.factory import C2SFactory

@@ -118,6 +118,10 @@ class PubSubService(service.Service):
         """Send a stanza out through the router."""
         self.router.route(stanza)
 
+    def account_deleted(self, username: str) -> None:
+        """A local account was deleted: its subscriptions are gone (rows cascade)."""
+        self.engine.forget_subscriber(f"{username}@{self.policy.local_domain}")
+
     def send(self, stanza: domish.Element) -> None:
         """A stanza for the domain (or one of its JIDs), from the router."""
         try:
