@@ -92,6 +92,17 @@ class ConfigFormTests(unittest.TestCase):
                                                      "pubsub#title": "t"}))
         self.assertEqual(config, NodeConfig(title="t"))
 
+    def test_collections_unsupported(self):
+        with self.assertRaises(StanzaError) as caught:
+            apply_form(NodeConfig(), submitted({"pubsub#node_type": "collection"}))
+        error = caught.exception
+        self.assertEqual((error.condition, error.type), ("feature-not-implemented", "cancel"))
+        self.assertEqual((error.appCondition.uri, error.appCondition.name,
+                          error.appCondition["feature"]),
+                         (NS_PUBSUB_ERRORS, "unsupported", "collections"))
+        self.assertEqual(apply_form(NodeConfig(), submitted({"pubsub#node_type": "leaf"})),
+                         NodeConfig())
+
     def test_invalid_values_not_acceptable(self):
         for var, value in (
             ("pubsub#access_model", "authorize"),

@@ -232,10 +232,17 @@ def apply_form(config: NodeConfig, form: data_form.Form) -> NodeConfig:
     """A submitted configuration form applied to a configuration.
 
     Unknown fields are ignored; a field with a value it does not allow is
-    refused with ``not-acceptable`` (XEP-0060 §8.2.5.3).
+    refused with ``not-acceptable`` (XEP-0060 §8.2.5.3). Nodes are leaves:
+    asking for a collection gets ``feature-not-implemented`` + ``unsupported
+    feature='collections'`` (XEP-0248 is not supported).
     """
     changes = {}
     for var, values in _submitted(form).items():
+        if var == "pubsub#node_type" and values not in ([], [""], ["leaf"]):
+            app = domish.Element((NS_PUBSUB_ERRORS, "unsupported"))
+            app["feature"] = "collections"
+            raise StanzaError("feature-not-implemented", "only leaf nodes", type="cancel",
+                              app_condition=app)
         field = _BY_VAR.get(var)
         if field is None:
             continue
