@@ -299,6 +299,22 @@ class NotificationTests(PEPTestCase):
         self.assertEqual(len(events(self.bob)), 1)
 
     @defer.inlineCallbacks
+    def test_roster_model_notifies_the_allowed_groups(self):
+        """As for reading, the groups decide (not the presence subscription)."""
+        carol = yield self.connect("carol")
+        yield self.roster_store.save("alice", RosterItem(
+            "carol@localhost", subscription="none", groups=["Friends"]))
+        self.sm.drop_roster_cache("alice")
+        self.sm._rosters.pop("alice", None)
+        yield self.with_caps(carol, BASE + (NODE + "+notify",))
+        carol.take()
+        yield self.ok(None, pubsub(f"<create node='{NODE}'/><configure>" + config_xml(
+            access_model="roster", roster_groups_allowed="Friends") + "</configure>"))
+        yield self.ok(None, publish_xml())
+        self.assertEqual(len(events(carol)), 1)
+        self.assertEqual(events(self.bob), [])  # bob is in no allowed group
+
+    @defer.inlineCallbacks
     def test_outcast_contact_not_notified(self):
         yield self.ok(None, publish_xml())
         events(self.bob)

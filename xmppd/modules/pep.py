@@ -140,10 +140,11 @@ class PEPPolicy(Policy):
             if model == "whitelist":
                 if node.affiliations.get(contact) not in ("member", "publisher", "owner"):
                     continue
+            elif model == "roster":
+                # As for reading: the allowed groups decide, not the subscription.
+                if not set(item.groups) & set(node.config.roster_groups_allowed):
+                    continue
             elif model != "open" and not item.subscribed_from:
-                continue
-            elif model == "roster" and not set(item.groups) & set(
-                    node.config.roster_groups_allowed):
                 continue
             for session in sessions.available_of(contact[: -len(suffix)]):
                 if caps.wants(session.full, wanted):
