@@ -415,7 +415,20 @@ class Bookmarks(Module):
         if username in self._prepared or self.pep is None:
             return
         self._prepared.add(username)
-        self._later(username, self._prepare)
+        self.server.sessions.guard(self._prepare_if_needed(username), None)
+
+    @defer.inlineCallbacks
+    def _prepare_if_needed(self, username: str):
+        """One query first: most accounts have nothing to migrate or make private."""
+        checks = ["EXISTS (SELECT 1 FROM pubsub_nodes WHERE service = ? AND node IN (?, ?))"]
+        params = [self.pep.service_of(username), NS_LEGACY, NS_BOOKMARKS]
+        if self.server.modules.get("private") is not None:
+            checks.append("EXISTS (SELECT 1 FROM private_storage WHERE username = ? "
+                          "AND namespace = ? AND name = 'storage')")
+            params += [username, NS_LEGACY]
+        rows = yield self.server.database.query("SELECT " + " OR ".join(checks), *params)
+        if rows and rows[0][0]:
+            yield self._convert(username, self._prepare)
 
     @defer.inlineCallbacks
     def _prepare(self, username: str, nodes: dict[str, Node]):
