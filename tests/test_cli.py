@@ -16,6 +16,128 @@ REPO = Path(__file__).resolve().parent.parent
 DOMAINS = "localhost, conference.localhost, pubsub.localhost"
 
 
+#: Publish-options making a PEP node open (others may subscribe).
+OPEN_NODE = (
+    '<publish-options><x xmlns="jabber:x:data" type="submit">'
+    '<field var="FORM_TYPE" type="hidden">'
+    "<value>http://jabber.org/protocol/pubsub#publish-options</value></field>"
+    '<field var="pubsub#access_model"><value>open</value></field></x></publish-options>'
+)
+
+#: Romeo and Juliet store what an account keeps (a scansion script, lenient
+#: order): each a PEP node with an item; Juliet a subscription to Romeo's node
+#: and to one of the pubsub service's, a vCard with a photo (so the avatar
+#: nodes), private XML and a XEP-0402 bookmark (so the legacy node too).
+PERSONAL_DATA_SCRIPT = """# What deluser must remove
+
+[Client] Romeo
+\tjid: romeo@localhost
+\tpassword: password
+\tresource: orchard
+
+[Client] Juliet
+\tjid: juliet@localhost
+\tpassword: password
+\tresource: balcony
+
+-----
+
+Romeo connects
+
+Juliet connects
+
+Romeo sends:
+\t<iq type="set" id="r1"><pubsub xmlns="http://jabber.org/protocol/pubsub">
+\t\t<publish node="urn:example:tune"><item id="t1"><tune xmlns="urn:example:tune"/></item></publish>
+\t\tOPEN
+\t</pubsub></iq>
+
+Romeo receives:
+\t<iq type="result" id="r1"/>
+
+Romeo sends:
+\t<iq type="set" id="r2" to="pubsub.localhost"><pubsub xmlns="http://jabber.org/protocol/pubsub">
+\t\t<create node="verona-news"/>
+\t</pubsub></iq>
+
+Romeo receives:
+\t<iq type="result" id="r2"/>
+
+Romeo sends:
+\t<iq type="set" id="r3"><vCard xmlns="vcard-temp"><FN>Romeo Montague</FN></vCard></iq>
+
+Romeo receives:
+\t<iq type="result" id="r3"/>
+
+Juliet sends:
+\t<iq type="set" id="j1"><pubsub xmlns="http://jabber.org/protocol/pubsub">
+\t\t<publish node="urn:example:mood">
+\t\t\t<item id="current"><mood xmlns="urn:example:mood"/></item>
+\t\t</publish>
+\t\tOPEN
+\t</pubsub></iq>
+
+Juliet receives:
+\t<iq type="result" id="j1"/>
+
+Juliet sends:
+\t<iq type="set" id="j2" to="romeo@localhost"><pubsub xmlns="http://jabber.org/protocol/pubsub">
+\t\t<subscribe node="urn:example:tune" jid="juliet@localhost"/>
+\t</pubsub></iq>
+
+Juliet receives:
+\t<iq type="result" id="j2"/>
+
+Juliet sends:
+\t<iq type="set" id="j3" to="pubsub.localhost"><pubsub xmlns="http://jabber.org/protocol/pubsub">
+\t\t<subscribe node="verona-news" jid="juliet@localhost"/>
+\t</pubsub></iq>
+
+Juliet receives:
+\t<iq type="result" id="j3"/>
+
+Juliet sends:
+\t<iq type="set" id="j4"><vCard xmlns="vcard-temp"><FN>Juliet Capulet</FN>
+\t\t<PHOTO><TYPE>image/png</TYPE><BINVAL>YWJj</BINVAL></PHOTO></vCard></iq>
+
+Juliet receives:
+\t<iq type="result" id="j4"/>
+
+Juliet sends:
+\t<iq type="set" id="j5"><query xmlns="jabber:iq:private">
+\t\t<notes xmlns="urn:example:notes"><note>Wherefore</note></notes>
+\t</query></iq>
+
+Juliet receives:
+\t<iq type="result" id="j5"/>
+
+Juliet sends:
+\t<iq type="set" id="j6"><pubsub xmlns="http://jabber.org/protocol/pubsub">
+\t\t<publish node="urn:xmpp:bookmarks:1"><item id="capulets@conference.localhost">
+\t\t\t<conference xmlns="urn:xmpp:bookmarks:1" name="The Capulets"/>
+\t\t</item></publish>
+\t</pubsub></iq>
+
+Juliet receives:
+\t<iq type="result" id="j6"/>
+
+# Read through the account's PEP queue: the conversion to the legacy node is done
+Juliet sends:
+\t<iq type="get" id="j7">
+\t\t<query xmlns="jabber:iq:private"><storage xmlns="storage:bookmarks"/></query>
+\t</iq>
+
+Juliet receives:
+\t<iq type="result" id="j7"><query xmlns="jabber:iq:private"><storage xmlns="storage:bookmarks">
+\t\t<conference jid="capulets@conference.localhost" name="The Capulets"/>
+\t</storage></query></iq>
+
+Juliet disconnects
+
+Romeo disconnects
+""".replace("OPEN", OPEN_NODE)
+
+
 class XmppdctlTests(unittest.TestCase):
     """Account administration through the command."""
 
@@ -53,6 +175,80 @@ class XmppdctlTests(unittest.TestCase):
         self.assertEqual((yield self.run_cli("deluser", "juliet"))[:2],
                          (0, "deleted juliet@localhost\n"))
         self.assertEqual(self.usernames(), ["romeo"])
+
+    @defer.inlineCallbacks
+    def test_deluser_removes_personal_data(self):
+        """PEP nodes and items, subscriptions, vCard, private XML and bookmarks go too.
+
+        A live server fills the database the protocol's way; deluser runs
+        after it stopped; then no row anywhere names the account, and the
+        other account's data is still there.
+        """
+        from tests.support import make_test_config, start_server
+        from xmppd.testing.scansion import run_script
+
+        config = make_test_config(
+            self, server={"data_dir": str(self.database.parent.resolve())})
+        live = start_server(self, config)
+        self.assertEqual(config.database_path, self.database.resolve())
+        for username in ("romeo", "juliet"):
+            yield live.create_user(username, "password")
+        result = yield run_script(PERSONAL_DATA_SCRIPT, "127.0.0.1", live.port, timeout=5.0,
+                                  name="personal data")
+        self.assertTrue(result.passed, result.failure_message)
+        yield live.server.stopService()
+
+        juliet = {
+            "PEP nodes": "SELECT node FROM pubsub_nodes WHERE service = 'juliet@localhost'",
+            "PEP items": "SELECT node, id FROM pubsub_items WHERE service = 'juliet@localhost'",
+            "subscriptions": "SELECT service, node FROM pubsub_subscriptions "
+                             "WHERE jid = 'juliet@localhost'",
+            "vCard": "SELECT vcard FROM vcards WHERE username = 'juliet'",
+            "private XML": "SELECT namespace FROM private_storage WHERE username = 'juliet'",
+        }
+        before = {what: self.rows(sql) for what, sql in juliet.items()}
+        self.assertEqual(sorted(before["PEP nodes"]), [
+            ("storage:bookmarks",), ("urn:example:mood",), ("urn:xmpp:avatar:data",),
+            ("urn:xmpp:avatar:metadata",), ("urn:xmpp:bookmarks:1",)])
+        self.assertIn(("urn:xmpp:bookmarks:1", "capulets@conference.localhost"),
+                      before["PEP items"])
+        self.assertEqual(len(before["PEP items"]), 5)
+        self.assertEqual(sorted(before["subscriptions"]), [
+            ("pubsub.localhost", "verona-news"), ("romeo@localhost", "urn:example:tune")])
+        self.assertEqual(len(before["vCard"]), 1)
+        self.assertEqual(before["private XML"], [("urn:example:notes",)])
+        romeo_before = self.everything_naming("romeo")
+
+        self.assertEqual((yield self.run_cli("deluser", "juliet"))[:2],
+                         (0, "deleted juliet@localhost\n"))
+        for what, sql in juliet.items():
+            self.assertEqual(self.rows(sql), [], what)
+        self.assertEqual(self.everything_naming("juliet"), [])
+        # Romeo keeps all he had but Juliet's subscription to his node.
+        self.assertEqual(self.everything_naming("romeo"),
+                         [(table, row) for table, row in romeo_before
+                          if not any("juliet" in str(value) for value in row)])
+        self.assertEqual(len(self.everything_naming("romeo")), len(romeo_before) - 1)
+        self.assertEqual(self.rows("SELECT node FROM pubsub_nodes "
+                                   "WHERE service = 'pubsub.localhost'"), [("verona-news",)])
+
+    def rows(self, sql):
+        connection = sqlite3.connect(self.database)
+        self.addCleanup(connection.close)
+        return connection.execute(sql).fetchall()
+
+    def everything_naming(self, name):
+        """(table, row) of every row of every table with a value that contains name."""
+        connection = sqlite3.connect(self.database)
+        self.addCleanup(connection.close)
+        tables = [row[0] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        found = []
+        for table in tables:
+            for row in connection.execute(f'SELECT * FROM "{table}"'):
+                if any(isinstance(value, str) and name in value for value in row):
+                    found.append((table, row))
+        return sorted(found, key=repr)
 
     @defer.inlineCallbacks
     def test_password_never_printed(self):
