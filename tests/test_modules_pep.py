@@ -415,6 +415,10 @@ class AccountTests(PEPTestCase):
                                               + "</configure>"), session=bob)
         yield self.ok("bob@localhost", pubsub(f"<subscribe node='{NODE}' "
                                               "jid='alice@localhost'/>"))
+        yield self.ok("bob@localhost", pubsub(
+            f"<affiliations node='{NODE}'><affiliation jid='alice@localhost' "
+            "affiliation='member'/><affiliation jid='alice@remote.example' "
+            "affiliation='member'/></affiliations>", owner=True), session=bob)
         yield self.client_sends(self.alice, iq(None, "<query xmlns='jabber:iq:register'>"
                                                      "<remove/></query>", "set"))
         rows = yield self.db.query("SELECT node FROM pubsub_nodes WHERE service = ?",
@@ -430,6 +434,11 @@ class AccountTests(PEPTestCase):
         # notifies nobody.
         nodes = yield self.pep.engine.nodes("bob@localhost")
         self.assertEqual(nodes[NODE].subscriptions, {})
+        # Her membership of bob's node goes too (a new alice must not inherit
+        # it); the remote alice's stays.
+        self.assertEqual(nodes[NODE].affiliations, {"alice@remote.example": "member"})
+        rows = yield self.db.query("SELECT jid FROM pubsub_affiliations")
+        self.assertEqual(rows, [("alice@remote.example",)])
         # A new account of the same name starts without nodes.
         yield self.db.execute("INSERT INTO accounts (username, created) VALUES ('alice', 0)")
         again = yield self.connect("alice", "new")

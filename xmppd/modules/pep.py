@@ -47,7 +47,7 @@ from xmppd.module import ALREADY_ANSWERED, IQRequest, Module, Point, Scope, hook
 from xmppd.pubsub import NS_PUBSUB, NS_PUBSUB_OWNER
 from xmppd.pubsub.engine import Item, Node, Outcome, Policy, PubSub
 from xmppd.pubsub.nodeconfig import NodeConfig, meta_data_form
-from xmppd.pubsub.store import SCHEMA
+from xmppd.pubsub.store import SCHEMA, account_cleanup
 from xmppd.sm.stanzas import result_for
 
 log = logger(__name__)
@@ -198,6 +198,13 @@ class PEP(Module):
         self._interests: dict[str, frozenset[str]] = {}
         #: Full JID -> the accounts whose last items it was sent.
         self._served: dict[str, set[str]] = {}
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's API
+        """(Re)make the trigger dropping deleted accounts' affiliations, after the tables."""
+        super().startService()
+        for statement in account_cleanup(self.server.domain):
+            self.server.database.execute(statement).addErrback(
+                lambda f: log.failure("creating the pubsub account trigger failed", f))
 
     def service_of(self, username: str) -> str:
         """The PEP service (bare JID) of an account."""

@@ -36,7 +36,7 @@ from xmppd.logs import logger
 from xmppd.pubsub import NS_PUBSUB, NS_PUBSUB_OWNER
 from xmppd.pubsub.engine import Node, Policy, PubSub
 from xmppd.pubsub.nodeconfig import meta_data_form
-from xmppd.pubsub.store import SCHEMA
+from xmppd.pubsub.store import SCHEMA, account_cleanup
 from xmppd.sm.stanzas import child_elements, result_for
 from xmppd.stanza import describe
 
@@ -103,7 +103,7 @@ class PubSubService(service.Service):
 
     def startService(self) -> None:  # noqa: N802 - Twisted's API
         """Create the tables (queued before any query) and serve the domain."""
-        for statement in SCHEMA:
+        for statement in SCHEMA + account_cleanup(self.policy.local_domain):
             self.database.execute(statement).addErrback(
                 lambda f: log.failure("creating the pubsub tables failed", f))
         super().startService()

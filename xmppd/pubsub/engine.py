@@ -282,14 +282,16 @@ class PubSub:
         self._services.pop(service, None)
 
     def forget_subscriber(self, bare: str) -> None:
-        """Drop a deleted account's subscriptions from the loaded services.
+        """Drop a deleted account's subscriptions and affiliations from the loaded services.
 
-        Their rows went with the account (``ON DELETE CASCADE``).
+        Their rows went with the account (``ON DELETE CASCADE``, and the
+        trigger of :func:`~xmppd.pubsub.store.account_cleanup`).
         """
         for nodes in self._services.values():
             for node in nodes.values():
                 for key in [k for k in node.subscriptions if k.split("/", 1)[0] == bare]:
                     del node.subscriptions[key]
+                node.affiliations.pop(bare, None)
 
     # -- rules shared by the operations ----------------------------------------------------
 

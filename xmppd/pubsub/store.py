@@ -67,6 +67,23 @@ SCHEMA = (
 )
 
 
+def account_cleanup(domain: str) -> tuple[str, ...]:
+    """Statements (re)making the trigger that drops a deleted account's affiliations.
+
+    Affiliations name bare JIDs and reference no account, so without it a
+    new account of the same name would inherit the old one's memberships
+    of other people's whitelist nodes. Made anew at every start: the
+    domain is part of it.
+    """
+    literal = "'" + domain.replace("'", "''") + "'"
+    return (
+        "DROP TRIGGER IF EXISTS pubsub_affiliations_of_deleted_accounts",
+        "CREATE TRIGGER pubsub_affiliations_of_deleted_accounts AFTER DELETE ON accounts "
+        "BEGIN DELETE FROM pubsub_affiliations WHERE jid = OLD.username || '@' || "
+        f"{literal}; END",
+    )
+
+
 @dataclass
 class StoredService:
     """Everything of one service the engine keeps in memory, as rows."""
