@@ -528,15 +528,9 @@ class PubSub:
 
     def _subscriptions(self, policy, service, nodes, sender, request):
         """§5.6: the requester's subscriptions (on one node, or all)."""
-        wanted = request.node
         bare = sender.userhost()
-        payload = _pubsub()
-        listing = payload.addElement("subscriptions")
-        if wanted is not None:
-            listing["node"] = wanted
-        for node in nodes.values():
-            if wanted is not None and node.name != wanted:
-                continue
+        payload, listing, chosen = _listing("subscriptions", nodes, request.node)
+        for node in chosen:
             for sub in node.subscriptions.values():
                 if sub.jid.split("/", 1)[0] == bare:
                     listing.addChild(subscription_element(NS_PUBSUB, node.name, sub.jid,
@@ -545,15 +539,9 @@ class PubSub:
 
     def _affiliations(self, policy, service, nodes, sender, request):
         """§5.7: the requester's affiliations (on one node, or all)."""
-        wanted = request.node
         bare = sender.userhost()
-        payload = _pubsub()
-        listing = payload.addElement("affiliations")
-        if wanted is not None:
-            listing["node"] = wanted
-        for node in nodes.values():
-            if wanted is not None and node.name != wanted:
-                continue
+        payload, listing, chosen = _listing("affiliations", nodes, request.node)
+        for node in chosen:
             affiliation = self.affiliation(policy, service, node, bare)
             if affiliation != "none":
                 element = listing.addElement("affiliation")
@@ -952,6 +940,17 @@ def _check_payload(config: NodeConfig, payload: domish.Element | None) -> None:
 
 def _pubsub(uri: str = NS_PUBSUB) -> domish.Element:
     return domish.Element((uri, "pubsub"))
+
+
+def _listing(name: str, nodes: dict[str, Node], wanted: str | None,
+             ) -> tuple[domish.Element, domish.Element, list[Node]]:
+    """A ``<pubsub><NAME [node]/></pubsub>`` result and the nodes it is about."""
+    payload = _pubsub()
+    listing = payload.addElement(name)
+    if wanted is not None:
+        listing["node"] = wanted
+    chosen = [node for node in nodes.values() if wanted is None or node.name == wanted]
+    return payload, listing, chosen
 
 
 def _entity(element: domish.Element) -> jid.JID:
