@@ -861,6 +861,46 @@ class PersistenceTests(EngineTestCase):
         self.check((yield self.node()))
         self.assertEqual(list(self.engine._services), [SERVICE])
 
+    def counted(self):
+        """The bytes the cache counts must be what the loaded services hold."""
+        from xmppd.pubsub.engine import _node_bytes
+
+        held = sum(_node_bytes(node) for nodes in self.engine._services.values()
+                   for node in nodes.values())
+        self.assertEqual(self.engine.cached_bytes, held)
+        return held
+
+    @defer.inlineCallbacks
+    def test_bytes_follow_publish_retract_purge_delete(self):
+        yield self.fill()
+        self.counted()
+        yield self.publish(item_id="c", payload="<big xmlns='urn:t'>" + "x" * 500 + "</big>")
+        self.assertGreater(self.counted(), 500)
+        yield self.ask(OWNER, "set", "<retract node='n'><item id='c'/></retract>")
+        self.counted()
+        yield self.ask(OWNER, "set", "<purge node='n'/>", owner=True)
+        self.counted()
+        yield self.ask(OWNER, "set", "<delete node='n'/>", owner=True)
+        self.assertEqual(self.counted(), 0)
+
+    @defer.inlineCallbacks
+    def test_cache_bounded_by_bytes(self):
+        """Services holding big last items are dropped first-loaded first, then reloaded."""
+        self.engine = PubSub(self.db, self.settings, cache_bytes=3000)
+        big = "<big xmlns='urn:t'>" + "x" * 900 + "</big>"
+        for service in ("s1.example", "s2.example", "s3.example"):
+            yield self.ask(OWNER, "set", "<create node='n'/>", service=service)
+            yield self.ask(OWNER, "set", f"<publish node='n'><item id='i'>{big}</item>"
+                                         "</publish>", service=service)
+        yield self.engine.nodes("s4.example")
+        self.assertLessEqual(self.engine.cached_bytes, 3000)
+        self.assertNotIn("s1.example", self.engine._services)
+        self.counted()
+        nodes = yield self.engine.nodes("s1.example")
+        self.assertIn("x" * 900, nodes["n"].last.xml)
+        self.assertNotIn("s2.example", self.engine._services)
+        self.counted()
+
     @defer.inlineCallbacks
     def test_services_are_separate(self):
         yield self.fill()

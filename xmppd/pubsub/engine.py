@@ -77,6 +77,12 @@ AFFILIATIONS = ("owner", "publisher", "member", "outcast", "none")
 MAX_IDS = 256
 #: Longest item id or node name accepted.
 MAX_NAME = 1024
+#: Bytes the loaded services may hold in memory (their nodes' last items
+#: mostly: an avatar's data node keeps tens of KiB); the least recently
+#: used services are dropped beyond it (they are reloaded on demand).
+CACHE_BYTES = 64 * 1024 * 1024
+#: What one node counts for besides its last item.
+NODE_BYTES = 512
 
 
 @dataclass
@@ -200,12 +206,17 @@ class Policy:
 class PubSub:
     """The pubsub engine: every service's nodes and the XEP-0060 operations."""
 
-    def __init__(self, database: Any, settings: Any, *, cache_size: int = 10000):
+    def __init__(self, database: Any, settings: Any, *, cache_size: int = 10000,
+                 cache_bytes: int = CACHE_BYTES):
         self.store = PubSubStore(database)
         self.settings = settings
         self.queues = SerialQueues()
         self._services: OrderedDict[str, dict[str, Node]] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_bytes = cache_bytes
+        #: Service -> the bytes it counts for (see CACHE_BYTES); their sum.
+        self._bytes: dict[str, int] = {}
+        self.cached_bytes = 0
 
     # -- the iq entry point -------------------------------------------------------------
 
@@ -269,17 +280,35 @@ class PubSub:
             if name in nodes:
                 nodes[name].last = Item(item_id, publisher, xml)
         self._services[service] = nodes
-        while len(self._services) > self._cache_size:
-            oldest = next(iter(self._services))
-            if self.queues.busy(oldest) and oldest != service:
-                self._services.move_to_end(oldest)
-                break
-            del self._services[oldest]
+        self._adjust(service, sum(_node_bytes(node) for node in nodes.values()))
+        self._evict(keep=service)
         return nodes
 
+    def _adjust(self, service: str, delta: int) -> None:
+        """Count ``delta`` more bytes for a loaded service."""
+        if service in self._services and delta:
+            self._bytes[service] = self._bytes.get(service, 0) + delta
+            self.cached_bytes += delta
+
+    def _evict(self, keep: str | None = None) -> None:
+        """Drop least recently used services beyond the count and byte bounds."""
+        while len(self._services) > 1 and (len(self._services) > self._cache_size
+                                           or self.cached_bytes > self._cache_bytes):
+            oldest = next(iter(self._services))
+            if oldest == keep or self.queues.busy(oldest):
+                break
+            self.forget(oldest)
+
+    def _set_last(self, service: str, node: Node, item: Item | None) -> None:
+        """Make ``item`` the node's last one, counting the bytes it holds."""
+        before = _node_bytes(node)
+        node.last = item
+        self._adjust(service, _node_bytes(node) - before)
+
     def forget(self, service: str) -> None:
-        """Drop a service from memory (its account was deleted)."""
+        """Drop a service from memory (reloaded on demand; or its account was deleted)."""
         self._services.pop(service, None)
+        self.cached_bytes -= self._bytes.pop(service, 0)
 
     def forget_subscriber(self, bare: str) -> None:
         """Drop a deleted account's subscriptions and affiliations from the loaded services.
@@ -385,6 +414,7 @@ class PubSub:
         if owner is not None:
             node.affiliations[owner] = "owner"
         nodes[name] = node
+        self._adjust(service, _node_bytes(node))
         return node
 
     # -- notifications -----------------------------------------------------------------------
@@ -645,7 +675,7 @@ class PubSub:
         if node.config.persist_items:
             yield self.store.publish(service, name, item.id, bare, xml,
                                      node.config.item_limit(self.settings.max_items))
-        node.last = item
+        self._set_last(service, node, item)
         yield self.notify(policy, service, node, self.items_event(policy, node, item))
         policy.published(service, node, item)
         return item.id
@@ -677,10 +707,10 @@ class PubSub:
         if not gone:
             raise StanzaError("item-not-found", "no such item")
         if node.last is not None and node.last.id in gone:
-            node.last = None
+            self._set_last(service, node, None)
             if node.config.persist_items:
                 rows = yield self.store.items(service, node.name, 1)
-                node.last = Item(*rows[-1]) if rows else None
+                self._set_last(service, node, Item(*rows[-1]) if rows else None)
         if notify if notify is not None else node.config.notify_retract:
             event = domish.Element((NS_PUBSUB_EVENT, "event"))
             items = event.addElement("items")
@@ -794,7 +824,8 @@ class PubSub:
         """Delete a node and tell its recipients (when ``notify_delete``)."""
         targets = yield self.recipients(policy, service, node)
         yield self.store.delete_node(service, node.name)
-        nodes.pop(node.name, None)
+        if nodes.pop(node.name, None) is not None:
+            self._adjust(service, -_node_bytes(node))
         if node.config.notify_delete:
             event = domish.Element((NS_PUBSUB_EVENT, "event"))
             deleted = event.addElement("delete")
@@ -811,7 +842,7 @@ class PubSub:
         node = self._node(nodes, name)
         self._owner_only(policy, service, node, sender)
         yield self.store.trim(service, name, 0)
-        node.last = None
+        self._set_last(service, node, None)
         if node.config.notify_retract:
             event = domish.Element((NS_PUBSUB_EVENT, "event"))
             event.addElement("purge")["node"] = name
@@ -936,6 +967,11 @@ def _check_payload(config: NodeConfig, payload: domish.Element | None) -> None:
     """``payload-required`` for an item without one where payloads are kept or sent."""
     if payload is None and (config.deliver_payloads or config.persist_items):
         raise pubsub_error("bad-request", "payload-required")
+
+
+def _node_bytes(node: Node) -> int:
+    """What a node counts for in the cache (see CACHE_BYTES)."""
+    return NODE_BYTES + (len(node.last.xml) if node.last is not None else 0)
 
 
 def _pubsub(uri: str = NS_PUBSUB) -> domish.Element:
