@@ -216,6 +216,23 @@ class ProtocolTests(BlockingTestCase):
         self.assertNotIn("alice", self.sm.modules["blocking"].lists)
 
     @defer.inlineCallbacks
+    def test_account_deleted_elsewhere_and_created_again(self):
+        """xmppdctl deluser + adduser while the server runs: the new account starts empty."""
+        yield self.change(block("a@remote.example"))
+        for session in (self.alice, self.phone):
+            yield self.disconnect(session)
+        yield self.accounts.delete("alice")  # no hook fired: another process did it
+        yield self.db.execute(
+            "INSERT INTO accounts (username, created) VALUES ('alice', 0)")
+        self.alice = yield self.connect("alice")
+        self.assertEqual((yield self.blocklist()), [])
+        self.remote.take()
+        yield self.arrives("<message from='a@remote.example/r' to='alice@localhost' "
+                           "type='chat'/>")
+        self.assertEqual(len(self.alice.take("message")), 1)
+        self.assertEqual(self.remote.take(), [])
+
+    @defer.inlineCallbacks
     def test_disco_feature_on_the_server(self):
         reply = yield self.asks(iq("localhost", "<query xmlns='http://jabber.org/protocol/"
                                    "disco#info'/>"))

@@ -48,10 +48,11 @@ blocked):
 
 Storage: the module's table, rows deleted with the account. Every
 non-empty list is kept in memory (loaded at start-up, changed with the
-table): stanzas for users who are offline (offline messages, subscription
-requests, iqs to the bare JID) are checked too, synchronously, and a user
-without a list costs one dict lookup per stanza. ``max_items`` bounds what
-one user adds to that memory.
+table, read again for a user at each bind, which catches an account
+deleted with ``xmppdctl`` while the server ran): stanzas for users who are
+offline (offline messages, subscription requests, iqs to the bare JID) are
+checked too, synchronously, and a user without a list costs one dict
+lookup per stanza. ``max_items`` bounds what one user adds to that memory.
 """
 
 from __future__ import annotations
@@ -289,6 +290,26 @@ class Blocking(Module):
         target = parse_jid(stanza.getAttribute("to"))
         return (target is not None and is_blocked(items, target)
                 and not self._exempt(sender.user, target))
+
+    @hook(Point.SESSION_BOUND)
+    def session_bound(self, state) -> None:
+        """Read the user's list again at each bind, in the user's queue.
+
+        The list in memory follows what this server changes; this catches
+        what it did not see: an account deleted (and maybe created again)
+        with ``xmppdctl`` while the server ran.
+        """
+        user = state.username
+        self.server.sessions.run(user, None, self._reload, user)
+
+    @defer.inlineCallbacks
+    def _reload(self, user: str):
+        rows = yield self.server.database.query(
+            "SELECT jid FROM blocklist WHERE username = ?", user)
+        if rows:
+            self.lists[user] = {address for (address,) in rows}
+        else:
+            self.lists.pop(user, None)
 
     @hook(Point.SESSION_ENDED)
     def session_ended(self, state) -> None:
