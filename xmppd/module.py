@@ -88,6 +88,17 @@ class Point(enum.StrEnum):
     DELIVER_MESSAGE = "deliver-message"
     DELIVER_PRESENCE = "deliver-presence"
     DELIVER_IQ = "deliver-iq"
+    #: A stanza for a local user's account or one of its resources, from
+    #: anybody, before the inbound rules (delivery, offline storage, presence
+    #: and subscription processing, the account's iq handlers) apply
+    #: (stanza, sender JID, recipient JID); not presence a user's own
+    #: resource sends (that has outbound processing first, and comes back
+    #: here as it is routed). Filter: True = handled (dropped or answered).
+    INBOUND_STANZA = "inbound-stanza"
+    #: Presence the session manager routes on a local user's behalf or
+    #: passes on (broadcasts, probes, presence after subscription changes,
+    #: directed presence) (stanza). Filter: True drops it.
+    ROUTE_PRESENCE = "route-presence"
     #: A chat/normal message for a local user with no session to take it
     #: (username, stanza); may return a Deferred. Filter: True = stored.
     MESSAGE_UNDELIVERED = "message-undelivered"

@@ -280,6 +280,10 @@ class SessionManager(service.Service):
         """
         to = stanza.getAttribute("to")
         try:
+            if stanza.name == "presence" and self.modules.has_hooks(
+                Point.ROUTE_PRESENCE
+            ) and self.modules.fire(Point.ROUTE_PRESENCE, stanza):
+                return
             if to is not None and stanza_domain(to) == self.domain:
                 self._dispatch(stanza, outbound=False)
             else:
@@ -451,10 +455,14 @@ class SessionManager(service.Service):
                 self.reply_error(stanza, "remote-server-not-found")
                 return
         name = stanza.name
+        state = self.state_for(sender) if outbound and name == "presence" else None
+        if state is None and recipient is not None and recipient.user and self.modules.has_hooks(
+            Point.INBOUND_STANZA
+        ) and self.modules.fire(Point.INBOUND_STANZA, stanza, sender, recipient):
+            return
         if name == "message":
             self.messages.handle(stanza, sender, recipient)
         elif name == "presence":
-            state = self.state_for(sender) if outbound else None
             if state is not None:
                 self.presence.from_session(state, stanza, recipient)
             else:
