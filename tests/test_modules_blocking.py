@@ -8,6 +8,7 @@ from tests.test_sm_iq import iq
 from xmppd.addresses import parse_jid
 from xmppd.module import Point
 from xmppd.modules.blocking import NS_BLOCKING, NS_BLOCKING_ERRORS, is_blocked
+from xmppd.sm.stanzas import deserialise as parse
 from xmppd.storage.roster import RosterItem
 
 GET = f"<blocklist xmlns='{NS_BLOCKING}'/>"
@@ -274,6 +275,24 @@ class EnforcementTests(BlockingTestCase):
         yield self.arrives("<message from='dan@other.example/r' to='alice@localhost' "
                            "type='chat'/>")
         self.assertEqual(len(self.alice.take()) + len(self.phone.take()), 2)
+
+    @defer.inlineCallbacks
+    def test_no_pep_notifications_to_a_blocked_contact(self):
+        """Alice's PEP notifications (and last items) skip Bob once she blocked him."""
+        pep = self.sm.modules["pep"]
+        node = "urn:xmpp:test:mood"
+        yield pep.publish("alice", node, parse("<mood xmlns='urn:xmpp:test:mood'/>"), "1",
+                          {"access_model": "open"})
+        yield self.asks(iq("alice@localhost", "<pubsub xmlns='http://jabber.org/protocol/"
+                           f"pubsub'><subscribe node='{node}' jid='bob@localhost/res'/>"
+                           "</pubsub>", "set"), self.bob)
+        self.take_all()
+        yield pep.publish("alice", node, parse("<mood xmlns='urn:xmpp:test:mood'/>"), "2")
+        self.assertEqual(len(self.bob.take("message")), 1)
+        yield self.change(block("bob@localhost"))
+        self.take_all()
+        yield pep.publish("alice", node, parse("<mood xmlns='urn:xmpp:test:mood'/>"), "3")
+        self.assertEqual(self.bob.take("message"), [])
 
     @defer.inlineCallbacks
     def test_full_jid_item_blocks_that_resource_only(self):

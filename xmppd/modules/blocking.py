@@ -238,6 +238,14 @@ class Blocking(Module):
             return False
         return address.user == user or (address.user is None and address.resource is None)
 
+    def blocks(self, user: str, address: str) -> bool:
+        """True if the user blocked the address (for stanzas other modules send for users)."""
+        items = self.lists.get(user)
+        if items is None:
+            return False
+        target = parse_jid(address)
+        return target is not None and is_blocked(items, target) and not self._exempt(user, target)
+
     @hook(Point.INBOUND_STANZA, priority=100)
     def inbound(self, stanza: domish.Element, sender: jid.JID, recipient: jid.JID) -> bool:
         """Stanzas from a blocked address: bounce messages and iq requests, drop the rest."""

@@ -152,7 +152,10 @@ class PEPPolicy(Policy):
         return targets
 
     def send(self, stanza: domish.Element) -> None:
-        """Notifications leave from the account's bare JID."""
+        """Notifications leave from the account's bare JID, never to whom it blocked."""
+        blocking = self.module.server.modules.get("blocking")
+        if blocking is not None and blocking.blocks(self.account(stanza["from"]), stanza["to"]):
+            return
         self.module.server.sessions.route(stanza)
 
     def published(self, service: str, node: Node, item: Item) -> None:
