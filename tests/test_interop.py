@@ -10,6 +10,7 @@ from tests.support import start_server
 
 PAIR = Path(__file__).resolve().parent / "interop" / "slixmpp_pair.py"
 SERVER_INFO = Path(__file__).resolve().parent / "interop" / "slixmpp_server_info.py"
+CARBONS = Path(__file__).resolve().parent / "interop" / "slixmpp_carbons.py"
 
 
 class SlixmppTests(unittest.TestCase):
@@ -83,3 +84,33 @@ class SlixmppServerInfoTests(unittest.TestCase):
         self.assertIn("jabber:iq:last", output)
         self.assertIn("abuse-addresses mailto:abuse@localhost", output)
         self.assertRegex(output, r"contact seconds=\d+ status=gone fishing")
+
+
+class SlixmppCarbonsTests(unittest.TestCase):
+    """slixmpp's XEP-0280 plugin: two resources of one user see each other's chats."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_received_and_sent_carbons(self):
+        server = start_server(self, c2s={"require_encryption": True})
+        yield server.create_user("romeo", "r0meo-pw")
+        yield server.create_user("juliet", "jul1et-pw")
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable,
+            [
+                str(CARBONS), "127.0.0.1", str(server.port), str(server.config.tls.certificate),
+                "romeo@localhost", "r0meo-pw", "juliet@localhost", "jul1et-pw",
+            ],
+            reactor=reactor,
+        )
+        output = out.decode()
+        self.assertEqual(code, 0, output + err.decode()[-3000:])
+        self.assertIn("one carbons-enabled as romeo@localhost/one", output)
+        self.assertIn("two carbons-enabled as romeo@localhost/two", output)
+        self.assertRegex(output, r"two carbon-received from=juliet@localhost/\S+ "
+                                 r"to=romeo@localhost/one body=to one")
+        self.assertRegex(output, r"two carbon-sent from=romeo@localhost/one "
+                                 r"to=juliet@localhost/\S+ body=answer from one")
+        self.assertNotIn("one carbon-", output)
+        self.assertNotIn("other carbon-", output)

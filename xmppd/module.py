@@ -99,6 +99,13 @@ class Point(enum.StrEnum):
     #: passes on (broadcasts, probes, presence after subscription changes,
     #: directed presence) (stanza). Filter: True drops it.
     ROUTE_PRESENCE = "route-presence"
+    #: A message for a local user, about to be delivered by RFC 6121's rules
+    #: (username, the sessions that get it: a list, empty when it goes to
+    #: offline storage, the stanza): to a full JID with a session, or a
+    #: chat/normal/headline message to the bare JID. Hooks may change the
+    #: stanza (its targets get it as they leave it); the return value is
+    #: ignored.
+    LOCAL_MESSAGE = "local-message"
     #: A chat/normal message for a local user with no session to take it
     #: (username, stanza); may return a Deferred. Filter: True = stored.
     MESSAGE_UNDELIVERED = "message-undelivered"

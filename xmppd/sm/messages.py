@@ -15,6 +15,7 @@ from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
 from xmppd.addresses import parse_jid
+from xmppd.module import Point
 
 if TYPE_CHECKING:
     from xmppd.sm.manager import SessionManager
@@ -59,6 +60,8 @@ class MessageHandler:
         if recipient.resource is not None:
             state = sessions.get(recipient.resource) if sessions else None
             if state is not None:
+                if manager.modules.has_hooks(Point.LOCAL_MESSAGE):
+                    manager.modules.fire(Point.LOCAL_MESSAGE, recipient.user, [state], stanza)
                 manager.deliver(state, stanza)
                 return
             if kind == "groupchat":
@@ -80,6 +83,8 @@ class MessageHandler:
         else:
             top = max(s.priority for s in available)
             targets = [s for s in available if s.priority == top]
+        if sessions and manager.modules.has_hooks(Point.LOCAL_MESSAGE):
+            manager.modules.fire(Point.LOCAL_MESSAGE, recipient.user, targets, stanza)
         if targets:
             for state in targets:
                 manager.deliver(state, stanza)
