@@ -219,6 +219,24 @@ class FilterTests(ArchiveTestCase):
         self.assertEqual((page.items, page.count, page.complete), ([], 0, True))
 
     @defer.inlineCallbacks
+    def test_time_range_when_stamps_do_not_grow_with_the_archive(self):
+        ids = []
+        for stamp in (5, 1, 7, 3, 9, 4):
+            archive_id = yield self.store.append(OWNER, stamp=stamp, with_jid="bob@localhost",
+                                                 direction=INCOMING, stanza="<message/>")
+            ids.append(archive_id)
+        page = yield self.store.query(OWNER, start=3, end=7, limit=10)
+        self.assertEqual(self.page_ids(page), [ids[0], ids[2], ids[3], ids[5]])
+        self.assertEqual([item.stamp for item in page.items], [5, 7, 3, 4])
+        page = yield self.store.query(OWNER, start=3, end=7, limit=2, reverse=True)
+        self.assertEqual((self.page_ids(page), page.index, page.count, page.complete),
+                         ([ids[3], ids[5]], 2, 4, False))
+        page = yield self.store.query(OWNER, start=8, limit=10)
+        self.assertEqual((self.page_ids(page), page.index), ([ids[4]], 0))
+        page = yield self.store.query(OWNER, start=10, limit=10)
+        self.assertEqual((page.items, page.count, page.complete), ([], 0, True))
+
+    @defer.inlineCallbacks
     def test_after_id_and_before_id_bound_the_result_set(self):
         ids = yield self.fill(10)
         page = yield self.store.query(OWNER, after_id=ids[2], before_id=ids[8], limit=3)

@@ -197,9 +197,9 @@ def parse_query(query: domish.Element, *, default_max: int = DEFAULT_PAGE_SIZE,
         parsed.end = _stamp_field(fields, "end")
         parsed.after_id = _id_field(fields, "after-id")
         parsed.before_id = _id_field(fields, "before-id")
-        if "ids" in fields:
+        if fields.get("ids"):
             ids = [value.strip() for value in fields["ids"]]
-            if not ids or not all(ids):
+            if not all(ids):
                 raise StanzaError("bad-request", "the 'ids' field needs non-empty values")
             if len(ids) > max_ids:
                 raise StanzaError("bad-request", f"at most {max_ids} ids per query")

@@ -245,16 +245,33 @@ def _query(cursor: sqlite3.Cursor, owner: str, with_: str | None, start: float |
     if ids is not None:
         where.append(f"id IN ({', '.join('?' * len(ids))})" if ids else "0")
         params.extend(ids)
-    # Counting a time range uses the (owner, stamp) index; walking a page
-    # must follow seq, so there "+stamp" keeps the planner off that index.
-    walk = [term.replace("stamp", "+stamp", 1) if term.startswith("stamp") else term
-            for term in where]
     (count,) = cursor.execute(
         f"SELECT COUNT(*) FROM mam_archive WHERE {' AND '.join(where)}", params).fetchone()
+    # Counting a time range uses the (owner, stamp) index. Walking a page
+    # follows seq: "+stamp" keeps the planner off the stamp index there, and
+    # the time range becomes a seq range too (the first and last seq in it,
+    # found on the (owner, stamp) index: the range is scanned once, as
+    # COUNT does), so the walk starts where the range does.
+    # Timestamps need not grow with seq: the stamp terms stay.
+    walk = [term.replace("stamp", "+stamp", 1) if term.startswith("stamp") else term
+            for term in where]
+    walk_params = list(params)
+    if start is not None:
+        walk.append("seq >= ?")
+        walk_params.append(cursor.execute(
+            "SELECT MIN(seq) FROM mam_archive INDEXED BY mam_archive_owner_stamp "
+            "WHERE owner = ? AND stamp >= ?",
+            (owner, start)).fetchone()[0])
+    if end is not None:
+        walk.append("seq <= ?")
+        walk_params.append(cursor.execute(
+            "SELECT MAX(seq) FROM mam_archive INDEXED BY mam_archive_owner_stamp "
+            "WHERE owner = ? AND stamp <= ?",
+            (owner, end)).fetchone()[0])
     result_set = " AND ".join(walk)
 
     page_where = list(walk)
-    page_params = list(params)
+    page_params = list(walk_params)
     if after is not None:
         page_where.append("seq > ?")
         page_params.append(_seq_of(cursor, owner, after))
@@ -275,11 +292,11 @@ def _query(cursor: sqlite3.Cursor, owner: str, with_: str | None, start: float |
         if order == "ASC":
             (position,) = cursor.execute(
                 f"SELECT COUNT(*) FROM mam_archive WHERE {result_set} AND seq < ?",
-                [*params, rows[0][0]]).fetchone()
+                [*walk_params, rows[0][0]]).fetchone()
         else:
             (newer,) = cursor.execute(
                 f"SELECT COUNT(*) FROM mam_archive WHERE {result_set} AND seq > ?",
-                [*params, rows[-1][0]]).fetchone()
+                [*walk_params, rows[-1][0]]).fetchone()
             position = count - newer - len(rows)
     return ArchivePage(items, count, position, complete)
 
