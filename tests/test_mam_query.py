@@ -113,8 +113,9 @@ class ParseTests(unittest.TestCase):
         self.assertEqual(parse_query(query(rsm=[("index", "3")])).index, 3)
 
     def test_unknown_field(self):
-        error = self.assertBad(query({"withtext": ["hi"]}))
-        self.assertIn("withtext", error.text)
+        for var in ("withtext", "include-groupchat", "{urn:example}free-text-search"):
+            error = self.assertBad(query({var: ["x"]}), "feature-not-implemented")
+            self.assertIn(var, error.text)
 
     def test_form_type(self):
         self.assertBad(query({"with": ["a@b"]}, form_type=None))
@@ -261,8 +262,9 @@ class AnswerTests(ArchiveTestCase):
         }))
         self.assertEqual(self.result_ids(messages), ids[1:5])
         self.assertEqual(self.rsm(fin), ("true", ids[1], "0", ids[4], "4"))
-        messages, fin = yield self.answer(query({"ids": [ids[3], ids[0]]}))
+        messages, fin = yield self.answer(query({"ids": [ids[3], ids[0], ids[3]]}))
         self.assertEqual(self.result_ids(messages), [ids[0], ids[3]])
+        self.assertEqual(self.rsm(fin), ("true", ids[0], "0", ids[3], "2"))
         messages, fin = yield self.answer(query({"after-id": ids[3:4]}))
         self.assertEqual(self.result_ids(messages)[:2], ids[4:6])
         self.assertEqual(self.rsm(fin)[4], "4")  # ids[4], ids[5] and carol's two
@@ -288,7 +290,8 @@ class AnswerTests(ArchiveTestCase):
     def test_unknown_ids_are_item_not_found(self):
         ids = yield self.fill(2)
         for element in (query(rsm=[("after", "nope")]), query(rsm=[("before", "nope")]),
-                        query({"after-id": ["nope"]}), query({"before-id": ["nope"]})):
+                        query({"after-id": ["nope"]}), query({"before-id": ["nope"]}),
+                        query({"ids": [ids[0], "nope"]})):
             error = yield self.assertFailure(self.answer(element), StanzaError)
             self.assertEqual((error.condition, error.type), ("item-not-found", "cancel"))
         messages, _fin = yield self.answer(query(rsm=[("after", ids[0])]))

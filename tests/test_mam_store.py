@@ -249,9 +249,15 @@ class FilterTests(ArchiveTestCase):
     @defer.inlineCallbacks
     def test_ids(self):
         ids = yield self.fill(6)
-        page = yield self.store.query(OWNER, ids=[ids[4], "unknown", ids[1]], limit=10)
+        page = yield self.store.query(OWNER, ids=[ids[4], ids[1]], limit=10)
         self.assertEqual(self.page_ids(page), [ids[1], ids[4]])
         self.assertEqual(page.count, 2)
+        page = yield self.store.query(OWNER, ids=[ids[4], ids[1], ids[4]], limit=1)
+        self.assertEqual((self.page_ids(page), page.count, page.complete), ([ids[1]], 2, False))
+        theirs = yield self.fill(1, owner="bob@localhost", account="bob")
+        for wanted in ([ids[4], "unknown"], theirs):
+            yield self.assertFailure(self.store.query(OWNER, ids=wanted, limit=10),
+                                     UnknownArchiveId)
         page = yield self.store.query(OWNER, ids=[], limit=10)
         self.assertEqual(page.count, 0)
 
@@ -294,6 +300,20 @@ class MaintenanceTests(ArchiveTestCase):
         self.assertEqual(self.page_ids(page), ids[2:])
         page = yield self.store.query("bob@localhost", limit=10)
         self.assertEqual(self.page_ids(page), theirs[2:])
+
+    @defer.inlineCallbacks
+    def test_expire_in_batches(self):
+        ids = yield self.fill(5)  # 1000 .. 1004
+        deleted = yield self.store.expire(1004, batch=3)
+        self.assertEqual(deleted, 3)
+        page = yield self.store.query(OWNER, limit=10)
+        self.assertEqual(self.page_ids(page), ids[3:])
+        deleted = yield self.store.expire(1004, batch=3)
+        self.assertEqual(deleted, 1)
+        deleted = yield self.store.expire(1004, batch=3)
+        self.assertEqual(deleted, 0)
+        page = yield self.store.query(OWNER, limit=10)
+        self.assertEqual(self.page_ids(page), ids[4:])
 
     @defer.inlineCallbacks
     def test_trim_keeps_the_newest(self):

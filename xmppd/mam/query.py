@@ -5,13 +5,15 @@
   ``start``, ``end``, ``before-id``, ``after-id``, ``ids``), its RSM
   ``<set/>`` (XEP-0059: ``max``, ``after``, ``before``, ``index``) and
   ``<flip-page/>``. Bad input raises :class:`~xmppd.errors.StanzaError`:
-  an unknown field, a wrong ``FORM_TYPE``, a malformed date, a field given
-  twice or a single-value field with several values, a bad RSM value, or
-  ``index`` together with ``after``/``before``: ``bad-request``; a malformed
-  ``with``: ``jid-malformed``. ``max`` above the maximum page size is
+  a wrong ``FORM_TYPE``, a malformed date, a field given twice or a
+  single-value field with several values, a bad RSM value, or ``index``
+  together with ``after``/``before``: ``bad-request``; a malformed ``with``:
+  ``jid-malformed``; a field this server does not know (``include-groupchat``
+  among them): ``feature-not-implemented`` (XEP-0313 §4.1.5). ``max`` above the maximum page size is
   lowered to it (as Prosody does with ``max_archive_query_results``).
 * :func:`run_query` runs it against an :class:`~xmppd.mam.store.ArchiveStore`:
-  an unknown ``after-id``/``before-id``/RSM id fails with ``item-not-found``.
+  an id in ``after-id``, ``before-id``, ``ids`` or RSM ``after``/``before``
+  that is not in the archive fails with ``item-not-found``.
 * :func:`result_messages` and :func:`fin_element` build the answer
   (XEP-0313 §4.2-4.3): one ``<message/>`` per item, each with
   ``<result queryid id><forwarded><delay stamp/>original</forwarded></result>``,
@@ -144,8 +146,8 @@ def _form_values(form: domish.Element) -> dict[str, list[str]]:
         if var in SINGLE_FIELDS:
             if len(values) > 1:
                 raise StanzaError("bad-request", f"field {var!r} takes one value")
-        elif var not in MULTI_FIELDS:
-            raise StanzaError("bad-request", f"unknown field {var!r}")
+        elif var not in MULTI_FIELDS:  # XEP-0313 §4.1.5
+            raise StanzaError("feature-not-implemented", f"unknown field {var!r}")
     return fields
 
 
@@ -238,8 +240,8 @@ def _parse_rsm(rsm: domish.Element, parsed: ArchiveQuery, max_max: int) -> None:
 def run_query(store: ArchiveStore, owner: str, query: ArchiveQuery) -> defer.Deferred:
     """Run a parsed query on an archive; fires with an ArchivePage.
 
-    Fails with StanzaError ``item-not-found`` when an id to page from is
-    not in the archive (XEP-0313 §4.1.4).
+    Fails with StanzaError ``item-not-found`` when an id it names is not
+    in the archive (XEP-0313 §4.1.3-4.1.4).
     """
     d = store.query(owner, with_=query.with_, start=query.start, end=query.end,
                     after_id=query.after_id, before_id=query.before_id, ids=query.ids,

@@ -142,13 +142,14 @@ class ArchiveStore:
         The result set: the owner's messages matching every filter given:
         ``with_`` (a bare JID matches every resource, a full JID only
         itself), ``start``/``end`` (timestamps, inclusive), ``after_id`` /
-        ``before_id`` (exclusive; the XEP-0313 form fields) and ``ids``.
+        ``before_id`` (exclusive; the XEP-0313 form fields) and ``ids``
+        (each of which must be in the archive).
         The page: at most ``limit`` items of it after the cursor ``after``
         or before ``before`` (RSM), or from position ``index``; with
         ``reverse`` the page is the last ``limit`` items (before ``before``
         when given) instead of the first. An unknown id in ``after_id``,
-        ``before_id``, ``after`` or ``before`` fails with
-        :class:`UnknownArchiveId`; unknown ``ids`` are just not found.
+        ``before_id``, ``after``, ``before`` or ``ids`` fails with
+        :class:`UnknownArchiveId` (XEP-0313 §4.1.3-4.1.4: ``item-not-found``).
         """
         return self.database.run(_query, owner, with_, start, end, after_id, before_id,
                                  list(ids) if ids is not None else None, after, before,
@@ -162,9 +163,20 @@ class ArchiveStore:
         """Delete a whole archive; fires with the number of messages deleted."""
         return self.database.run(_delete, "DELETE FROM mam_archive WHERE owner = ?", (owner,))
 
-    def expire(self, before: float) -> defer.Deferred:
-        """Delete every message (all archives) older than ``before``; fires with the count."""
-        return self.database.run(_delete, "DELETE FROM mam_archive WHERE stamp < ?", (before,))
+    def expire(self, before: float, batch: int | None = None) -> defer.Deferred:
+        """Delete messages (all archives) older than ``before``; fires with the count.
+
+        With ``batch``, at most that many (the oldest first) in this call, so a
+        background job can expire a large backlog in short transactions
+        without holding up the database thread: repeat until it fires with
+        less than ``batch``.
+        """
+        if batch is None:
+            return self.database.run(
+                _delete, "DELETE FROM mam_archive WHERE stamp < ?", (before,))
+        return self.database.run(
+            _delete, "DELETE FROM mam_archive WHERE seq IN (SELECT seq FROM mam_archive "
+            "WHERE stamp < ? ORDER BY stamp LIMIT ?)", (before, batch))
 
     def trim(self, owner: str, keep: int) -> defer.Deferred:
         """Delete an archive's oldest messages beyond the newest ``keep``; fires with the count."""
@@ -243,8 +255,15 @@ def _query(cursor: sqlite3.Cursor, owner: str, with_: str | None, start: float |
         where.append("seq < ?")
         params.append(_seq_of(cursor, owner, before_id))
     if ids is not None:
-        where.append(f"id IN ({', '.join('?' * len(ids))})" if ids else "0")
-        params.extend(ids)
+        wanted = sorted(set(ids))
+        marks = ", ".join("?" * len(wanted))
+        (found,) = cursor.execute(
+            f"SELECT COUNT(*) FROM mam_archive WHERE owner = ? AND id IN ({marks})",
+            [owner, *wanted]).fetchone()
+        if found < len(wanted):
+            raise UnknownArchiveId("not every id is in the archive")
+        where.append(f"id IN ({marks})" if wanted else "0")
+        params.extend(wanted)
     (count,) = cursor.execute(
         f"SELECT COUNT(*) FROM mam_archive WHERE {' AND '.join(where)}", params).fetchone()
     # Counting a time range uses the (owner, stamp) index. Walking a page
