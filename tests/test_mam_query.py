@@ -280,6 +280,17 @@ class AnswerTests(ArchiveTestCase):
                          "<count>0</count></set></fin>")
 
     @defer.inlineCallbacks
+    def test_index(self):
+        ids = yield self.fill(5)
+        messages, fin = yield self.answer(query(rsm=[("max", "2"), ("index", "2")]))
+        self.assertEqual(self.result_ids(messages), ids[2:4])
+        self.assertEqual(self.rsm(fin), (None, ids[2], "2", ids[3], "5"))
+        for past_the_end in ("5", "9" * 40):
+            messages, fin = yield self.answer(query(rsm=[("index", past_the_end)]))
+            self.assertEqual(messages, [])
+            self.assertEqual(self.rsm(fin), ("true", None, None, None, "5"))
+
+    @defer.inlineCallbacks
     def test_max_zero_gives_the_count(self):
         yield self.fill(4)
         messages, fin = yield self.answer(query(rsm=[("max", "0")]))

@@ -55,6 +55,8 @@ NS_XDATA_VALIDATE = "http://jabber.org/protocol/xdata-validate"
 #: (Prosody's defaults: 20, and ``max_archive_query_results`` 50).
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 50
+#: RSM ``<index/>`` values above this are taken as this (an empty page either way).
+MAX_INDEX = 2**62
 #: At most this many ids in the ``ids`` field (XEP-0313 #extended).
 MAX_IDS = 250
 #: At most this many JIDs in the ``always`` and ``never`` lists together.
@@ -226,7 +228,8 @@ def _parse_rsm(rsm: domish.Element, parsed: ArchiveQuery, max_max: int) -> None:
         if element.name == "max":
             parsed.max = min(_rsm_int(element), max_max)
         elif element.name == "index":
-            parsed.index = _rsm_int(element)
+            # Past the end is an empty page (XEP-0059 §2.6); keep it in SQLite's range.
+            parsed.index = min(_rsm_int(element), MAX_INDEX)
         elif element.name == "after":
             parsed.after = _text(element).strip()
             if not parsed.after:
