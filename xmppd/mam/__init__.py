@@ -29,5 +29,12 @@ What the ``mam`` module (to come) must wire:
 * storing preferences, ``[mam]`` settings (page sizes, ``expire_after``,
   a per-user size cap) with expiry and trimming in the background;
 * room archives on the room JID (room config field, occupant access,
-  hiding real JIDs, MUC join history from the archive).
+  hiding real JIDs, MUC join history from the archive): store the
+  broadcast form without 'to' and with any client-supplied muc#user
+  ``<x/>`` stripped (XEP-0313 §5.1.2), ``with_jid`` the occupant;
+* ``with_jid`` of a personal archive's row is the other party, so a
+  message to oneself has the account's own JID there and ``with`` = own
+  JID matches exactly those (XEP-0313 §4.1.1);
+* disco ``urn:xmpp:mam:2`` and ``#extended`` (never the
+  ``include-groupchat`` field, which the parser refuses as unknown).
 """
