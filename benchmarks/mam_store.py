@@ -1,0 +1,96 @@
+"""Time XEP-0313 archive queries on a large archive (xmppd.mam.store); print a markdown table.
+
+    .venv/bin/python benchmarks/mam_store.py                 # 100,000 messages, 200 runs
+    .venv/bin/python benchmarks/mam_store.py --messages 1000000 --runs 50
+
+Builds a temporary SQLite database with the server's schema and the
+archive table, fills one account's archive with ``--messages`` messages
+(50 contacts, one second apart) and another archive of the same size, then
+runs each query ``--runs`` times through :class:`ArchiveStore` on the
+server's database pool (one thread, as in the server) and reports the
+median and 99th percentile of the time until the page (with count, index
+and complete) is back on the reactor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from twisted.internet import defer, task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from xmppd.mam.store import SCHEMA, ArchiveStore, new_archive_id  # noqa: E402
+from xmppd.storage.database import Database, migrate_file  # noqa: E402
+
+OWNER = "alice@localhost"
+
+
+def fill(path: Path, messages: int) -> None:
+    """Create the database and both archives synchronously (fast bulk insert)."""
+    migrate_file(path)
+    connection = sqlite3.connect(str(path))
+    connection.execute("INSERT INTO accounts (username, created) VALUES ('alice', 0)")
+    for statement in SCHEMA:
+        connection.execute(statement)
+    insert = ("INSERT INTO mam_archive (owner, account, id, stamp, with_bare, with_full, "
+              "direction, stanza) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    for owner, account in ((OWNER, "alice"), ("room@conference.localhost", None)):
+        connection.executemany(insert, (
+            (owner, account, new_archive_id(), 1_000_000.0 + i, f"c{i % 50}@localhost",
+             f"c{i % 50}@localhost/r", "in" if i % 2 else "out",
+             f"<message xmlns='jabber:client' type='chat' id='m{i}'><body>message {i}</body>"
+             "</message>") for i in range(messages)))
+    connection.commit()
+    connection.close()
+
+
+@defer.inlineCallbacks
+def main(reactor, args):
+    """Fill, then time each query and print the table."""
+    folder = Path(tempfile.mkdtemp(prefix="mam-bench-"))
+    path = folder / "bench.sqlite"
+    fill(path, args.messages)
+    database = Database(path, reactor)
+    yield database.open()
+    store = ArchiveStore(database)
+    middle = 1_000_000.0 + args.messages // 2
+    queries = [
+        ("last 50 (RSM `<before/>`)", {"reverse": True}),
+        ("first 50", {}),
+        ("last 50 with one contact (bare JID)", {"with_": "c7@localhost", "reverse": True}),
+        ("last 50 since the middle (`start`)", {"start": middle, "reverse": True}),
+        ("first 50 of the newest half (`start`)", {"start": middle}),
+        ("first 50 of the newest 1% (`start`, a sync)",
+         {"start": 1_000_000.0 + args.messages * 0.99}),
+        ("last 50 of the oldest 10% (`end`)",
+         {"end": 1_000_000.0 + args.messages // 10, "reverse": True}),
+    ]
+    print(f"| query ({args.messages:,} messages, {args.runs} runs) | p50 ms | p99 ms |")
+    print("|---|---:|---:|")
+    for label, kwargs in queries:
+        times = []
+        for _ in range(args.runs):
+            began = time.perf_counter()
+            page = yield store.query(OWNER, limit=50, **kwargs)
+            times.append((time.perf_counter() - began) * 1000)
+            assert len(page.items) == 50, label
+        times.sort()
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+        print(f"| {label} | {times[len(times) // 2]:.1f} | {p99:.1f} |")
+    database.close()
+    for leftover in folder.iterdir():
+        leftover.unlink()
+    folder.rmdir()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=200)
+    task.react(main, [parser.parse_args()])

@@ -1,0 +1,359 @@
+"""xmppd.mam.store: the message archive table, its paging and its clean-up."""
+
+import re
+import sqlite3
+
+from twisted.internet import defer
+
+from tests.test_storage_roster import StoreTestCase
+from xmppd.mam.store import (
+    INCOMING,
+    OUTGOING,
+    SCHEMA,
+    ArchiveBounds,
+    ArchiveStore,
+    UnknownArchiveId,
+    new_archive_id,
+)
+
+OWNER = "alice@localhost"
+
+
+class ArchiveTestCase(StoreTestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        for statement in SCHEMA:
+            yield self.db.execute(statement)
+        self.store = ArchiveStore(self.db)
+
+    @defer.inlineCallbacks
+    def fill(self, count, owner=OWNER, account="alice", stamp=None, with_jid="bob@localhost/phone"):
+        """Archive ``count`` messages one second apart (or all at ``stamp``); their ids."""
+        ids = []
+        for i in range(count):
+            archive_id = yield self.store.append(
+                owner, stamp=1000.0 + i if stamp is None else stamp, with_jid=with_jid,
+                direction=INCOMING if i % 2 else OUTGOING,
+                stanza=f"<message xmlns='jabber:client' id='m{i}'><body>{i}</body></message>",
+                account=account)
+            ids.append(archive_id)
+        return ids
+
+    def page_ids(self, page):
+        return [item.id for item in page.items]
+
+
+class AppendTests(ArchiveTestCase):
+    @defer.inlineCallbacks
+    def test_ids_are_random_url_safe_and_unique(self):
+        ids = yield self.fill(20)
+        self.assertEqual(len(set(ids)), 20)
+        for archive_id in ids:
+            self.assertRegex(archive_id, r"\A[a-z2-7]{26}\Z")
+        # Not sequential: consecutive ids share no long common prefix.
+        prefixes = [len(_common_prefix(a, b)) for a, b in zip(ids, ids[1:], strict=False)]
+        self.assertLess(max(prefixes), 8)
+        self.assertNotEqual(new_archive_id(), new_archive_id())
+
+    @defer.inlineCallbacks
+    def test_rows_come_back_as_archived(self):
+        yield self.store.append(OWNER, stamp=5.5, with_jid="bob@localhost/phone",
+                                direction=INCOMING, stanza="<message/>", account="alice")
+        page = yield self.store.query(OWNER, limit=10)
+        (item,) = page.items
+        self.assertEqual((item.stamp, item.with_full, item.direction, item.stanza),
+                         (5.5, "bob@localhost/phone", INCOMING, "<message/>"))
+
+    @defer.inlineCallbacks
+    def test_unknown_account_stores_nothing(self):
+        archive_id = yield self.store.append("nobody@localhost", stamp=1, with_jid="bob@localhost",
+                                             direction=INCOMING, stanza="<message/>",
+                                             account="nobody")
+        self.assertIsNone(archive_id)
+        size = yield self.store.size("nobody@localhost")
+        self.assertEqual(size, 0)
+
+    def test_bad_direction(self):
+        self.assertRaises(ValueError, self.store.append, OWNER, stamp=1, with_jid="b@localhost",
+                          direction="sideways", stanza="<message/>")
+
+    @defer.inlineCallbacks
+    def test_given_id_must_be_unique(self):
+        yield self.store.append(OWNER, stamp=1, with_jid="b@localhost", direction=INCOMING,
+                                stanza="<message/>", archive_id="fixed")
+        yield self.assertFailure(
+            self.store.append("room@muc.localhost", stamp=1, with_jid="b@localhost",
+                              direction=INCOMING, stanza="<message/>", archive_id="fixed"),
+            sqlite3.IntegrityError)
+
+    @defer.inlineCallbacks
+    def test_deleting_the_account_deletes_its_archive_only(self):
+        yield self.fill(3)
+        yield self.fill(2, owner="room@muc.localhost", account=None)
+        yield self.db.execute("DELETE FROM accounts WHERE username = 'alice'")
+        mine = yield self.store.size(OWNER)
+        room = yield self.store.size("room@muc.localhost")
+        self.assertEqual((mine, room), (0, 2))
+
+    @defer.inlineCallbacks
+    def test_schema_is_idempotent(self):
+        yield self.fill(1)
+        for statement in SCHEMA:
+            yield self.db.execute(statement)
+        size = yield self.store.size(OWNER)
+        self.assertEqual(size, 1)
+
+
+def _common_prefix(a, b):
+    prefix = ""
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        prefix += x
+    return prefix
+
+
+class PagingTests(ArchiveTestCase):
+    @defer.inlineCallbacks
+    def test_forwards(self):
+        ids = yield self.fill(10)
+        page = yield self.store.query(OWNER, limit=4)
+        self.assertEqual(self.page_ids(page), ids[0:4])
+        self.assertEqual((page.first, page.last, page.index, page.count, page.complete),
+                         (ids[0], ids[3], 0, 10, False))
+        page = yield self.store.query(OWNER, after=page.last, limit=4)
+        self.assertEqual(self.page_ids(page), ids[4:8])
+        self.assertEqual((page.index, page.count, page.complete), (4, 10, False))
+        page = yield self.store.query(OWNER, after=page.last, limit=4)
+        self.assertEqual(self.page_ids(page), ids[8:10])
+        self.assertEqual((page.first, page.last, page.index, page.count, page.complete),
+                         (ids[8], ids[9], 8, 10, True))
+        page = yield self.store.query(OWNER, after=page.last, limit=4)
+        self.assertEqual((page.items, page.first, page.index, page.count, page.complete),
+                         ([], None, None, 10, True))
+
+    @defer.inlineCallbacks
+    def test_exactly_one_page_is_complete(self):
+        ids = yield self.fill(4)
+        page = yield self.store.query(OWNER, limit=4)
+        self.assertEqual(self.page_ids(page), ids)
+        self.assertTrue(page.complete)
+
+    @defer.inlineCallbacks
+    def test_backwards(self):
+        ids = yield self.fill(10)
+        page = yield self.store.query(OWNER, limit=4, reverse=True)
+        self.assertEqual(self.page_ids(page), ids[6:10])
+        self.assertEqual((page.first, page.last, page.index, page.count, page.complete),
+                         (ids[6], ids[9], 6, 10, False))
+        page = yield self.store.query(OWNER, before=page.first, limit=4, reverse=True)
+        self.assertEqual(self.page_ids(page), ids[2:6])
+        self.assertEqual((page.index, page.complete), (2, False))
+        page = yield self.store.query(OWNER, before=page.first, limit=4, reverse=True)
+        self.assertEqual(self.page_ids(page), ids[0:2])
+        self.assertEqual((page.index, page.count, page.complete), (0, 10, True))
+
+    @defer.inlineCallbacks
+    def test_index(self):
+        ids = yield self.fill(10)
+        page = yield self.store.query(OWNER, index=3, limit=2)
+        self.assertEqual(self.page_ids(page), ids[3:5])
+        self.assertEqual((page.index, page.complete), (3, False))
+        page = yield self.store.query(OWNER, index=8, limit=5)
+        self.assertEqual((self.page_ids(page), page.index, page.complete), (ids[8:], 8, True))
+        page = yield self.store.query(OWNER, index=20, limit=5)
+        self.assertEqual((page.items, page.count, page.complete), ([], 10, True))
+
+    @defer.inlineCallbacks
+    def test_limit_zero_counts_only(self):
+        yield self.fill(3)
+        page = yield self.store.query(OWNER, limit=0)
+        self.assertEqual((page.items, page.count, page.complete), ([], 3, False))
+        page = yield self.store.query("empty@localhost", limit=0)
+        self.assertEqual((page.items, page.count, page.complete), ([], 0, True))
+
+    @defer.inlineCallbacks
+    def test_same_timestamp_keeps_archive_order(self):
+        ids = yield self.fill(6, stamp=1234.5)
+        page = yield self.store.query(OWNER, start=1234.5, end=1234.5, limit=3)
+        self.assertEqual(self.page_ids(page), ids[:3])
+        page = yield self.store.query(OWNER, start=1234.5, after=page.last, limit=3)
+        self.assertEqual(self.page_ids(page), ids[3:])
+        self.assertTrue(page.complete)
+        page = yield self.store.query(OWNER, limit=2, reverse=True)
+        self.assertEqual(self.page_ids(page), ids[4:])
+
+    @defer.inlineCallbacks
+    def test_owners_are_separate(self):
+        yield self.fill(3)
+        theirs = yield self.fill(2, owner="bob@localhost", account="bob")
+        page = yield self.store.query("bob@localhost", limit=10)
+        self.assertEqual((self.page_ids(page), page.count), (theirs, 2))
+
+
+class FilterTests(ArchiveTestCase):
+    @defer.inlineCallbacks
+    def test_with_bare_matches_every_resource_full_only_itself(self):
+        phone = yield self.fill(2, with_jid="bob@localhost/phone")
+        laptop = yield self.fill(1, with_jid="bob@localhost/laptop")
+        yield self.fill(1, with_jid="carol@localhost/phone")
+        bare = yield self.fill(1, with_jid="bob@localhost")
+        page = yield self.store.query(OWNER, with_="bob@localhost", limit=10)
+        self.assertEqual(self.page_ids(page), phone + laptop + bare)
+        self.assertEqual(page.count, 4)
+        page = yield self.store.query(OWNER, with_="bob@localhost/phone", limit=10)
+        self.assertEqual(self.page_ids(page), phone)
+        page = yield self.store.query(OWNER, with_="bob@localhost/tablet", limit=10)
+        self.assertEqual((page.items, page.count), ([], 0))
+
+    @defer.inlineCallbacks
+    def test_start_and_end_are_inclusive(self):
+        ids = yield self.fill(10)  # stamps 1000 .. 1009
+        page = yield self.store.query(OWNER, start=1003, end=1006, limit=10)
+        self.assertEqual(self.page_ids(page), ids[3:7])
+        self.assertEqual((page.count, page.index), (4, 0))
+        page = yield self.store.query(OWNER, start=1003, end=1006, limit=2, reverse=True)
+        self.assertEqual((self.page_ids(page), page.index, page.count), (ids[5:7], 2, 4))
+        page = yield self.store.query(OWNER, start=1006, end=1003, limit=10)
+        self.assertEqual((page.items, page.count, page.complete), ([], 0, True))
+
+    @defer.inlineCallbacks
+    def test_time_range_when_stamps_do_not_grow_with_the_archive(self):
+        ids = []
+        for stamp in (5, 1, 7, 3, 9, 4):
+            archive_id = yield self.store.append(OWNER, stamp=stamp, with_jid="bob@localhost",
+                                                 direction=INCOMING, stanza="<message/>")
+            ids.append(archive_id)
+        page = yield self.store.query(OWNER, start=3, end=7, limit=10)
+        self.assertEqual(self.page_ids(page), [ids[0], ids[2], ids[3], ids[5]])
+        self.assertEqual([item.stamp for item in page.items], [5, 7, 3, 4])
+        page = yield self.store.query(OWNER, start=3, end=7, limit=2, reverse=True)
+        self.assertEqual((self.page_ids(page), page.index, page.count, page.complete),
+                         ([ids[3], ids[5]], 2, 4, False))
+        page = yield self.store.query(OWNER, start=8, limit=10)
+        self.assertEqual((self.page_ids(page), page.index), ([ids[4]], 0))
+        page = yield self.store.query(OWNER, start=10, limit=10)
+        self.assertEqual((page.items, page.count, page.complete), ([], 0, True))
+
+    @defer.inlineCallbacks
+    def test_after_id_and_before_id_bound_the_result_set(self):
+        ids = yield self.fill(10)
+        page = yield self.store.query(OWNER, after_id=ids[2], before_id=ids[8], limit=3)
+        self.assertEqual(self.page_ids(page), ids[3:6])
+        self.assertEqual((page.count, page.index, page.complete), (5, 0, False))
+        page = yield self.store.query(OWNER, after_id=ids[2], before_id=ids[8],
+                                      after=page.last, limit=3)
+        self.assertEqual((self.page_ids(page), page.index, page.complete), (ids[6:8], 3, True))
+
+    @defer.inlineCallbacks
+    def test_ids(self):
+        ids = yield self.fill(6)
+        page = yield self.store.query(OWNER, ids=[ids[4], ids[1]], limit=10)
+        self.assertEqual(self.page_ids(page), [ids[1], ids[4]])
+        self.assertEqual(page.count, 2)
+        page = yield self.store.query(OWNER, ids=[ids[4], ids[1], ids[4]], limit=1)
+        self.assertEqual((self.page_ids(page), page.count, page.complete), ([ids[1]], 2, False))
+        theirs = yield self.fill(1, owner="bob@localhost", account="bob")
+        for wanted in ([ids[4], "unknown"], theirs):
+            yield self.assertFailure(self.store.query(OWNER, ids=wanted, limit=10),
+                                     UnknownArchiveId)
+        page = yield self.store.query(OWNER, ids=[], limit=10)
+        self.assertEqual(page.count, 0)
+
+    @defer.inlineCallbacks
+    def test_unknown_cursor_ids_fail(self):
+        yield self.fill(3)
+        others = yield self.fill(1, owner="bob@localhost", account="bob")
+        for kwargs in ({"after": "nope"}, {"before": "nope"}, {"after_id": "nope"},
+                       {"before_id": "nope"}, {"after": others[0]}):
+            yield self.assertFailure(self.store.query(OWNER, limit=5, **kwargs),
+                                     UnknownArchiveId)
+
+
+class MaintenanceTests(ArchiveTestCase):
+    @defer.inlineCallbacks
+    def test_metadata(self):
+        empty = yield self.store.metadata(OWNER)
+        self.assertEqual(empty, ArchiveBounds())
+        ids = yield self.fill(3)
+        bounds = yield self.store.metadata(OWNER)
+        self.assertEqual(bounds, ArchiveBounds(ids[0], 1000.0, ids[2], 1002.0))
+
+    @defer.inlineCallbacks
+    def test_delete_owner(self):
+        yield self.fill(3)
+        yield self.fill(2, owner="bob@localhost", account="bob")
+        deleted = yield self.store.delete_owner(OWNER)
+        self.assertEqual(deleted, 3)
+        sizes = yield defer.gatherResults(
+            [self.store.size(OWNER), self.store.size("bob@localhost")])
+        self.assertEqual(sizes, [0, 2])
+
+    @defer.inlineCallbacks
+    def test_expire(self):
+        ids = yield self.fill(5)  # 1000 .. 1004
+        theirs = yield self.fill(5, owner="bob@localhost", account="bob")
+        deleted = yield self.store.expire(1002)
+        self.assertEqual(deleted, 4)
+        page = yield self.store.query(OWNER, limit=10)
+        self.assertEqual(self.page_ids(page), ids[2:])
+        page = yield self.store.query("bob@localhost", limit=10)
+        self.assertEqual(self.page_ids(page), theirs[2:])
+
+    @defer.inlineCallbacks
+    def test_expire_in_batches(self):
+        ids = yield self.fill(5)  # 1000 .. 1004
+        deleted = yield self.store.expire(1004, batch=3)
+        self.assertEqual(deleted, 3)
+        page = yield self.store.query(OWNER, limit=10)
+        self.assertEqual(self.page_ids(page), ids[3:])
+        deleted = yield self.store.expire(1004, batch=3)
+        self.assertEqual(deleted, 1)
+        deleted = yield self.store.expire(1004, batch=3)
+        self.assertEqual(deleted, 0)
+        page = yield self.store.query(OWNER, limit=10)
+        self.assertEqual(self.page_ids(page), ids[4:])
+
+    @defer.inlineCallbacks
+    def test_trim_keeps_the_newest(self):
+        ids = yield self.fill(7)
+        deleted = yield self.store.trim(OWNER, 3)
+        self.assertEqual(deleted, 4)
+        page = yield self.store.query(OWNER, limit=10)
+        self.assertEqual(self.page_ids(page), ids[4:])
+        deleted = yield self.store.trim(OWNER, 3)
+        self.assertEqual(deleted, 0)
+        deleted = yield self.store.trim(OWNER, 0)
+        self.assertEqual(deleted, 3)
+        self.assertRaises(ValueError, self.store.trim, OWNER, -1)
+
+
+class IndexUseTests(ArchiveTestCase):
+    """The paging queries use the indexes instead of scanning the table."""
+
+    def plan(self, cursor, sql, params):
+        rows = cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+        return " | ".join(row[-1] for row in rows)
+
+    @defer.inlineCallbacks
+    def test_query_plans(self):
+        def plans(cursor):
+            found = {}
+            for name, where, params in (
+                ("owner", "owner = ?", [OWNER]),
+                ("with", "owner = ? AND with_bare = ?", [OWNER, "bob@localhost"]),
+            ):
+                found[name] = self.plan(
+                    cursor, f"SELECT id FROM mam_archive WHERE {where} ORDER BY seq DESC "
+                    "LIMIT 51", params)
+            found["expire"] = self.plan(cursor, "DELETE FROM mam_archive WHERE stamp < ?", [1])
+            return found
+
+        found = yield self.db.run(plans)
+        self.assertIn("USING INDEX mam_archive_owner", found["owner"])
+        self.assertIn("USING INDEX mam_archive_with", found["with"])
+        self.assertIn("mam_archive_stamp", found["expire"])
+        for plan in found.values():
+            self.assertNotIn("TEMP B-TREE", plan)
+            self.assertIsNone(re.search(r"SCAN mam_archive(?! USING)", plan), plan)
