@@ -55,9 +55,16 @@ class LastActivity(Module):
         return _query(self.server.reactor.seconds() - self.started)
 
     @iq_handler("get", NS_LAST, "query", Scope.ACCOUNT)
+    def last_seen(self, request: IQRequest) -> defer.Deferred:
+        """When the account was last available, for itself and its contacts.
+
+        Answered in the account's queue: after the presence it sent before
+        the question arrived (its logout included) was processed.
+        """
+        return self.server.sessions.queues.run(request.account, self._last_seen, request)
+
     @defer.inlineCallbacks
-    def last_seen(self, request: IQRequest):
-        """When the account was last available, for itself and its contacts."""
+    def _last_seen(self, request: IQRequest):
         sessions = self.server.sessions
         allowed = yield sessions.may_see_account(request.account, request.sender)
         if not allowed:
