@@ -30,15 +30,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from twisted.internet import defer
 from twisted.words.xish import domish
 
 from xmppd.addresses import parse_jid
+from xmppd.datetimes import format_stamp, parse_stamp
 from xmppd.errors import StanzaError
 from xmppd.mam.store import ArchiveBounds, ArchivePage, ArchiveStore, UnknownArchiveId
 from xmppd.sm.stanzas import NS_CLIENT, child_elements, deserialise
@@ -67,33 +66,6 @@ SINGLE_FIELDS = ("with", "start", "end", "before-id", "after-id")
 MULTI_FIELDS = ("ids",)
 
 #: XEP-0082 DateTime: date, time, optional fraction, mandatory zone.
-_DATETIME = re.compile(
-    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})")
-
-
-def format_stamp(seconds: float) -> str:
-    """XEP-0082 DateTime (UTC, with microseconds when there are any)."""
-    moment = datetime.fromtimestamp(seconds, UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_stamp(text: str) -> float | None:
-    """POSIX time of an XEP-0082 DateTime; None unless it is one (zone required)."""
-    match = _DATETIME.fullmatch(text.strip())
-    if match is None:
-        return None
-    base, fraction, zone = match.groups()
-    fraction = (fraction or "")[:6].ljust(6, "0")  # fromisoformat takes at most 6 digits
-    if zone == "Z":
-        zone = "+00:00"
-    try:
-        return datetime.fromisoformat(f"{base}.{fraction}{zone}").timestamp()
-    except ValueError:
-        return None
-
-
 @dataclass
 class ArchiveQuery:
     """A parsed archive query: the result set's filters and the page wanted."""

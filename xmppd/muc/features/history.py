@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from twisted.words.xish import domish
 
+from xmppd.datetimes import format_stamp
+from xmppd.datetimes import parse_stamp as _parse_stamp
 from xmppd.module import Point, hook
 from xmppd.muc.config import (
     DEFAULT_HISTORY_LENGTH,
@@ -32,26 +33,9 @@ from xmppd.muc.stanzas import NS_MUC, child
 NS_DELAY = "urn:xmpp:delay"
 
 
-def format_stamp(seconds: float) -> str:
-    """XEP-0082 DateTime (UTC) of a POSIX timestamp."""
-    moment = datetime.fromtimestamp(seconds, UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def parse_stamp(text: str) -> float | None:
-    """POSIX time of an XEP-0082 DateTime, or None when it does not parse."""
-    text = text.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    """POSIX time of a history request's ``since`` (a zone-less one read as UTC)."""
+    return _parse_stamp(text, zone_required=False)
 
 
 @dataclass
