@@ -279,6 +279,26 @@ class AvatarHashTests(IQTestCase):
         self.assertEqual(str(received["message"].body), "hi")
 
     @defer.inlineCallbacks
+    def test_held_logout_goes_out_when_the_stream_ends(self):
+        """A logout with a status sent while the hash loads is not lost to the stream's end."""
+        yield self.disconnect(self.alice)
+        self.bob.take()
+        session = FakeSession()
+        session.session = self.sm.bind(session, "alice", "res")
+        session.jid = session.session.jid
+        session.session.receive(stanza("<presence/>"))
+        session.session.receive(stanza("<presence type='unavailable'><status>gone fishing"
+                                       "</status></presence>"))
+        self.assertEqual(self.bob.sent, [])  # held while the hash loads
+        self.sm.unbind(session.session)
+        yield self.sm.wait_idle()
+        presences = self.bob.take("presence")
+        self.assertEqual([p.getAttribute("type") for p in presences], [None, "unavailable"])
+        self.assertEqual(str(presences[1].status), "gone fishing")
+        rows = yield self.db.query("SELECT status FROM last_activity WHERE username = 'alice'")
+        self.assertEqual(rows, [("gone fishing",)])
+
+    @defer.inlineCallbacks
     def test_held_stanzas_are_bounded(self):
         self.module.config = dataclasses.replace(self.module.config, max_held=1)
         yield self.disconnect(self.alice)

@@ -119,6 +119,12 @@ class Point(enum.StrEnum):
     #: presence or because it went away (session state, the unavailable
     #: presence); may return a Deferred.
     RESOURCE_UNAVAILABLE = "resource-unavailable"
+    #: A bound session's stream ended and it is about to be unbound (session
+    #: state): hooks hand on what they still hold of it (before the
+    #: unavailable presence the server sends for it). Filter: True = stanzas
+    #: were handed on; the session is then unbound in the user's queue, after
+    #: them.
+    SESSION_CLOSING = "session-closing"
     #: A resource was unbound (session state); may return a Deferred.
     SESSION_ENDED = "session-ended"
     #: A session's entity capabilities (XEP-0115) became known or changed

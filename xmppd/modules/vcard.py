@@ -320,6 +320,8 @@ class VCard(Module):
         self._changes: Counter[str] = Counter()
         #: Accounts whose hash is loading -> their stanzas held meanwhile.
         self._held: dict[str, list[tuple[Any, domish.Element]]] = {}
+        #: The session whose held stanzas are handed on as its stream ends.
+        self._flushing: Any = None
         #: Accounts whose vCard set is publishing to PEP (the loop guard).
         self._converting: Counter[str] = Counter()
 
@@ -576,6 +578,8 @@ class VCard(Module):
         username = session.username
         held = self._held.get(username)
         if held is not None:
+            if session is self._flushing:
+                return False  # handed on as its stream ends, the hash unknown yet
             return self._hold(held, session, stanza)
         if stanza.name != "presence" or stanza.getAttribute("type") is not None:
             return False
@@ -628,6 +632,29 @@ class VCard(Module):
         # A set_photo_hash while loading is newer than what was read.
         if self.server.sessions.is_online(username):
             self._hashes.setdefault(username, sha1_hex)
+
+    @hook(Point.SESSION_CLOSING)
+    def _closing(self, session: Any) -> bool:
+        """A stream ends while its stanzas are held: hand them on now, in order.
+
+        Its logout presence (with its status) must go out before the
+        unavailable presence the server sends for the lost stream; the
+        session manager unbinds the session after them.
+        """
+        held = self._held.get(session.username)
+        if not held:
+            return False
+        mine = [stanza for owner, stanza in held if owner is session]
+        if not mine:
+            return False
+        held[:] = [(owner, stanza) for owner, stanza in held if owner is not session]
+        self._flushing = session
+        try:
+            for stanza in mine:
+                self.server.sessions.from_client(session, stanza)
+        finally:
+            self._flushing = None
+        return True
 
     def _release(self, username: str) -> None:
         """Hand the stanzas held during the load on, in order."""

@@ -162,8 +162,19 @@ class SessionManager(service.Service):
         """Forget a session whose stream ended; broadcast unavailable if it was available."""
         if not session.bound:
             return
-        self._forget(session)
-        self._gone(session)
+        if self.modules.has_hooks(Point.SESSION_CLOSING) and self.modules.fire(
+                Point.SESSION_CLOSING, session):
+            # A module handed on stanzas it held for the session (its logout,
+            # say): they are processed in the user's queue, as it still is.
+            session.detach()
+            self.run(session.username, None, self._unbind_now, session)
+            return
+        self._unbind_now(session)
+
+    def _unbind_now(self, session: Session) -> None:
+        if session.bound:
+            self._forget(session)
+            self._gone(session)
 
     def _forget(self, state: Session) -> None:
         state.bound = False
