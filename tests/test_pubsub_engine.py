@@ -863,9 +863,9 @@ class PersistenceTests(EngineTestCase):
 
     def counted(self):
         """The bytes the cache counts must be what the loaded services hold."""
-        from xmppd.pubsub.engine import _node_bytes
+        from xmppd.pubsub.model import node_bytes
 
-        held = sum(_node_bytes(node) for nodes in self.engine._services.values()
+        held = sum(node_bytes(node) for nodes in self.engine._services.values()
                    for node in nodes.values())
         self.assertEqual(self.engine.cached_bytes, held)
         return held

@@ -7,8 +7,12 @@
   ``pubsub#node_config`` form and ``publish-options`` preconditions;
 * :mod:`xmppd.pubsub.store` — nodes, items, affiliations and
   subscriptions in the database;
+* :mod:`xmppd.pubsub.model` — items, subscriptions, nodes, and the
+  :class:`~xmppd.pubsub.model.Policy`;
 * :mod:`xmppd.pubsub.engine` — the operations and their rules, for one
-  pubsub service at a time, with a :class:`~xmppd.pubsub.engine.Policy`
+  pubsub service at a time (the subscriber use cases in
+  :mod:`xmppd.pubsub.subscribers`, the owner's in :mod:`xmppd.pubsub.owner`),
+  with a :class:`~xmppd.pubsub.model.Policy`
   saying what differs between a user's PEP service and the standalone one
   (who owns nodes, who may create them, presence and roster access,
   who gets notified);
