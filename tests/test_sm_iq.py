@@ -5,7 +5,7 @@ from twisted.words.xish import domish
 
 from tests.sm_fakes import SessionManagerTestCase, TimerClock, error_condition, stanza
 from xmppd.errors import StanzaError
-from xmppd.sm import manager as manager_module
+from xmppd.sm import requests as requests_module
 
 
 def iq(to, payload, kind="get", stanza_id="q1"):
@@ -243,7 +243,7 @@ class RequestTests(IQTestCase):
         self.assertNoResult(d)
         self.clock.advance(0.1)
         self.failureResultOf(d, defer.TimeoutError)
-        self.assertEqual(self.sm._requests, {})
+        self.assertEqual(self.sm.requests.pending, {})
         yield self.client_sends(self.alice, self.result_from(sent))
         self.assertEqual(self.alice.take(), [])
 
@@ -276,7 +276,7 @@ class RequestTests(IQTestCase):
 
     def test_bounded(self):
         """Beyond the bound, a request fails at once with resource-constraint."""
-        self.patch(manager_module, "MAX_PENDING_REQUESTS", 2)
+        self.patch(requests_module, "MAX_PENDING", 2)
         first = self.sm.request(request("alice@localhost", "alice@localhost/res"))
         second = self.sm.request(request("alice@localhost", "alice@localhost/res"))
         third = self.sm.request(request("alice@localhost", "alice@localhost/res"))
@@ -285,7 +285,7 @@ class RequestTests(IQTestCase):
         self.assertEqual(len(self.alice.take("iq")), 2)
         first.cancel()
         self.failureResultOf(first, defer.CancelledError)
-        self.assertEqual(len(self.sm._requests), 1)
+        self.assertEqual(len(self.sm.requests.pending), 1)
         second.cancel()
         self.failureResultOf(second, defer.CancelledError)
 

@@ -26,14 +26,15 @@ from twisted.words.xish import domish
 
 from xmppd.addresses import parse_jid, stanza_domain
 from xmppd.config import Config
-from xmppd.errors import StanzaError, bounce
+from xmppd.errors import bounce
 from xmppd.logs import logger
 from xmppd.module import ModuleHost, Point, ServerContext
 from xmppd.modules import enabled_modules
-from xmppd.sm.iq import IQHandler, error_from_reply
+from xmppd.sm.iq import IQHandler
 from xmppd.sm.messages import MessageHandler
 from xmppd.sm.presence import PresenceHandler
 from xmppd.sm.queue import SerialQueues
+from xmppd.sm.requests import PendingRequests
 from xmppd.sm.session import Session
 from xmppd.sm.subscriptions import SubscriptionHandler
 from xmppd.stanza import describe
@@ -41,10 +42,6 @@ from xmppd.storage.accounts import AccountStore
 from xmppd.storage.roster import RosterItem, RosterStore, removal_element
 
 log = logger(__name__)
-
-#: How many iq requests of the server's own (:meth:`SessionManager.request`)
-#: may wait for their answer at once; beyond that a request fails at once.
-MAX_PENDING_REQUESTS = 10000
 
 _DELIVER_POINTS = {
     "message": Point.DELIVER_MESSAGE,
@@ -86,11 +83,8 @@ class SessionManager(service.Service):
         self._inflight: set[defer.Deferred] = set()
         self._idle_waiters: list[defer.Deferred] = []
         self._push_counter = 0
-        #: Server-originated iq requests awaiting their answer:
-        #: (id, normalised 'to', normalised 'from') -> Deferred.
-        self._requests: dict[tuple[str, str, str], defer.Deferred] = {}
-        #: Full JID -> the keys of the pending requests addressed to it.
-        self._requests_to: dict[str, set[tuple[str, str, str]]] = {}
+        #: The server's own iq requests awaiting their answers.
+        self.requests = PendingRequests(self)
         self.messages = MessageHandler(self)
         self.presence = PresenceHandler(self)
         self.subscriptions = SubscriptionHandler(self)
@@ -114,8 +108,7 @@ class SessionManager(service.Service):
         """Stop serving the domain; fires once pending processing is done."""
         super().stopService()
         self.router.unregister(self.domain, self)
-        for pending in list(self._requests.values()):
-            pending.cancel()
+        self.requests.cancel_all()
         d = self.wait_idle()
         d.addCallback(lambda _: self.modules.stopService())
         return d
@@ -183,7 +176,7 @@ class SessionManager(service.Service):
             del sessions[state.resource]
             if not sessions:
                 del self._users[state.username]
-        self._fail_requests_to(state.full)
+        self.requests.session_gone(state.full)
 
     def _gone(self, state: Session) -> None:
         self.run(state.username, None, self._session_ended, state)
@@ -319,79 +312,12 @@ class SessionManager(service.Service):
     # -- iq requests of the server's own -----------------------------------------
 
     def request(self, stanza: domish.Element, timeout: float = 30.0) -> defer.Deferred:
-        """Send an iq get/set and fire with its answer.
-
-        The caller sets 'to' and 'from' (the server's domain or a local
-        account's JID); an id is filled in if there is none. The Deferred
-        fires with the result iq, or fails with a
-        :class:`~xmppd.errors.StanzaError` read from an error reply (also
-        ``recipient-unavailable`` when the addressed session ends first),
-        with :class:`twisted.internet.defer.TimeoutError` after ``timeout``
-        seconds on the manager's reactor, or with ``CancelledError`` when
-        the caller cancels it or the manager stops. Only a reply with the
-        request's id, *from* the request's 'to' and *to* its 'from'
-        (normalised JIDs) answers it: anybody else's is not a match. At most
-        :data:`MAX_PENDING_REQUESTS` wait at once (then ``resource-constraint``).
-        """
-        kind = stanza.getAttribute("type")
-        to = parse_jid(stanza.getAttribute("to"))
-        sender = parse_jid(stanza.getAttribute("from"))
-        if stanza.name != "iq" or kind not in ("get", "set") or to is None or sender is None:
-            return defer.fail(ValueError("a request is an iq get/set with a valid 'to' and 'from'"))
-        if not stanza.getAttribute("id"):
-            stanza["id"] = self.next_id("req")
-        key = (stanza["id"], to.full(), sender.full())
-        if key in self._requests:
-            return defer.fail(ValueError(f"a request with id {stanza['id']!r} is pending"))
-        if len(self._requests) >= MAX_PENDING_REQUESTS:
-            return defer.fail(StanzaError("resource-constraint", "too many requests pending"))
-        d: defer.Deferred = defer.Deferred(lambda _: self._forget_request(key))
-        self._requests[key] = d
-        if to.resource is not None:
-            self._requests_to.setdefault(key[1], set()).add(key)
-        d.addTimeout(timeout, self.reactor)
-        self.route(stanza)
-        return d
+        """Send an iq get/set and fire with its answer (see :class:`PendingRequests`)."""
+        return self.requests.send(stanza, timeout)
 
     def answer(self, stanza: domish.Element, sender: jid.JID, recipient: jid.JID | None) -> bool:
-        """Hand an iq result/error to the request it answers; False if it answers none.
-
-        A reply without 'to' from a local user's resource is taken as
-        addressed to that user's account (RFC 6120 10.3.3).
-        """
-        if not self._requests:
-            return False
-        if recipient is not None:
-            addressee = recipient.full()
-        elif sender.host == self.domain and sender.user:
-            addressee = sender.userhost()
-        else:
-            return False
-        key = (stanza.getAttribute("id"), sender.full(), addressee)
-        d = self._forget_request(key)
-        if d is None:
-            return False
-        if stanza.getAttribute("type") == "result":
-            d.callback(stanza)
-        else:
-            d.errback(error_from_reply(stanza))
-        return True
-
-    def _forget_request(self, key: tuple[str, str, str]) -> defer.Deferred | None:
-        d = self._requests.pop(key, None)
-        keys = self._requests_to.get(key[1])
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._requests_to[key[1]]
-        return d
-
-    def _fail_requests_to(self, full: str) -> None:
-        """The session at that full JID went away: its pending requests fail now."""
-        for key in list(self._requests_to.get(full, ())):
-            d = self._forget_request(key)
-            if d is not None:
-                d.errback(StanzaError("recipient-unavailable", "the session ended"))
+        """Hand an iq result/error to the request it answers; False if it answers none."""
+        return self.requests.answer(stanza, sender, recipient)
 
     # -- entry points --------------------------------------------------------
 
