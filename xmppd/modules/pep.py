@@ -303,16 +303,11 @@ class PEP(Module):
     def disco_node_items(self, request: IQRequest, node_name: str | None):
         """The account's nodes (no node) or a node's items, as the asker may see them."""
         service = self.service_of(request.account)
-        nodes = yield self.engine.nodes(service)
         owner = jid.JID(service)
         if node_name is None:
-            items = []
-            for node in nodes.values():
-                allowed = yield self.engine.may_access(self.policy, service, node,
-                                                       request.sender)
-                if allowed:
-                    items.append(disco.DiscoItem(owner, node.name))
-            return items
+            visible = yield self.engine.visible_nodes(self.policy, service, request.sender)
+            return [disco.DiscoItem(owner, node.name) for node in visible]
+        nodes = yield self.engine.nodes(service)
         node = nodes.get(node_name)
         if node is None:
             return None

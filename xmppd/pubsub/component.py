@@ -214,14 +214,13 @@ class PubSubService(service.Service):
     @defer.inlineCallbacks
     def _disco_items(self, sender: jid.JID, node_name: str | None):
         items = disco.DiscoItems()
-        nodes = yield self.engine.nodes(self.domain)
         here = jid.JID(self.domain)
         if not node_name:
-            for node in sorted(nodes.values(), key=lambda n: n.name):
-                allowed = yield self.engine.may_access(self.policy, self.domain, node, sender)
-                if allowed:
-                    items.append(disco.DiscoItem(here, node.name, node.config.title or None))
+            visible = yield self.engine.visible_nodes(self.policy, self.domain, sender)
+            for node in sorted(visible, key=lambda n: n.name):
+                items.append(disco.DiscoItem(here, node.name, node.config.title or None))
             return items.toElement()
+        nodes = yield self.engine.nodes(self.domain)
         node = nodes.get(node_name)
         if node is None:
             raise StanzaError("item-not-found")

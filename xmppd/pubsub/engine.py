@@ -246,6 +246,17 @@ class PubSub(SubscriberOperations, OwnerOperations):
         d.addCallbacks(lambda _: True, lambda failure: failure.trap(StanzaError) and False)
         return d
 
+    @defer.inlineCallbacks
+    def visible_nodes(self, policy: Policy, service: str, requester: jid.JID):
+        """Fire with the service's nodes whose items the requester may retrieve."""
+        nodes = yield self.nodes(service)
+        visible = []
+        for node in list(nodes.values()):
+            allowed = yield self.may_access(policy, service, node, requester)
+            if allowed:
+                visible.append(node)
+        return visible
+
     def _node(self, nodes: dict[str, Node], name: str) -> Node:
         node = nodes.get(name)
         if node is None:
