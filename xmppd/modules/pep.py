@@ -319,11 +319,6 @@ class PEP(Module):
 
     # -- interests and the last items -------------------------------------------------------
 
-    def wants(self, full: str, node: str) -> bool:
-        """True when the resource's caps ask for the node's notifications."""
-        caps = self.server.modules.get("caps")
-        return caps is not None and caps.wants(full, node)
-
     @hook(Point.CAPS_CHANGED)
     def caps_changed(self, session: Any, features: frozenset) -> None:
         """Send the last items of the nodes the resource newly wants."""
