@@ -15,7 +15,7 @@ import asyncio
 import sys
 
 from slixmpp import ClientXMPP
-from slixmpp_main import report, run
+from slixmpp_main import report, run, starttls_only
 
 TIME_LIMIT = 30
 
@@ -26,10 +26,7 @@ class Client(ClientXMPP):
     def __init__(self, name, jid, password, ca_cert):
         super().__init__(jid, password, sasl_mech="SCRAM-SHA-256")
         self.name = name
-        self.ca_certs = ca_cert
-        self.enable_direct_tls = False
-        self.enable_starttls = True
-        self.enable_plaintext = False
+        starttls_only(self, ca_cert)
         self.register_plugin("xep_0280")
         loop = asyncio.get_event_loop()
         self.online = loop.create_future()

@@ -7,6 +7,14 @@ they import this module from their own folder.
 import asyncio
 
 
+def starttls_only(client, ca_cert):
+    """Make a slixmpp client use STARTTLS with that CA (no direct TLS, no plaintext)."""
+    client.ca_certs = ca_cert
+    client.enable_direct_tls = False
+    client.enable_starttls = True
+    client.enable_plaintext = False
+
+
 def report(line):
     """One progress line on stdout."""
     print(line, flush=True)

@@ -17,7 +17,7 @@ import ssl
 import sys
 
 from slixmpp import ClientXMPP
-from slixmpp_main import report, run
+from slixmpp_main import report, run, starttls_only
 
 TIME_LIMIT = 30
 
@@ -28,10 +28,7 @@ class Client(ClientXMPP):
     def __init__(self, name, jid, password, ca_cert):
         super().__init__(jid, password, sasl_mech="SCRAM-SHA-256")
         self.name = name
-        self.ca_certs = ca_cert
-        self.enable_direct_tls = False
-        self.enable_starttls = True
-        self.enable_plaintext = False
+        starttls_only(self, ca_cert)
         self.online = asyncio.get_event_loop().create_future()
         self.saw_presence = asyncio.get_event_loop().create_future()
         self.got_message = asyncio.get_event_loop().create_future()

@@ -15,7 +15,7 @@ import asyncio
 import sys
 
 from slixmpp import ClientXMPP
-from slixmpp_main import report, run
+from slixmpp_main import report, run, starttls_only
 
 TIME_LIMIT = 30
 NS_DATA = "jabber:x:data"
@@ -27,10 +27,7 @@ class Client(ClientXMPP):
 
     def __init__(self, jid, password, ca_cert):
         super().__init__(jid, password, sasl_mech="SCRAM-SHA-256")
-        self.ca_certs = ca_cert
-        self.enable_direct_tls = False
-        self.enable_starttls = True
-        self.enable_plaintext = False
+        starttls_only(self, ca_cert)
         for plugin in ("xep_0012", "xep_0030", "xep_0092", "xep_0128"):
             self.register_plugin(plugin)
         self.online = asyncio.get_event_loop().create_future()
