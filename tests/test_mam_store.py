@@ -316,6 +316,39 @@ class MaintenanceTests(ArchiveTestCase):
         self.assertEqual(self.page_ids(page), ids[4:])
 
     @defer.inlineCallbacks
+    def test_expire_personal_or_room_archives(self):
+        mine = yield self.fill(3)  # 1000 .. 1002
+        room = yield self.fill(3, owner="room@conference.localhost", account=None)
+        deleted = yield self.store.expire(1002, personal=False)
+        self.assertEqual(deleted, 2)
+        page = yield self.store.query("room@conference.localhost", limit=10)
+        self.assertEqual(self.page_ids(page), room[2:])
+        page = yield self.store.query(OWNER, limit=10)
+        self.assertEqual(self.page_ids(page), mine)
+        deleted = yield self.store.expire(1002, batch=1, personal=True)
+        self.assertEqual(deleted, 1)
+        page = yield self.store.query(OWNER, limit=10)
+        self.assertEqual(self.page_ids(page), mine[1:])
+
+    @defer.inlineCallbacks
+    def test_get_and_replace(self):
+        ids = yield self.fill(2)
+        item = yield self.store.get(OWNER, ids[1])
+        self.assertEqual((item.id, item.stamp, item.direction), (ids[1], 1001.0, INCOMING))
+        self.assertIn("<body>1</body>", item.stanza)
+        missing = yield self.store.get("bob@localhost", ids[1])
+        self.assertIsNone(missing)
+        tombstone = "<message xmlns='jabber:client'><retracted/></message>"
+        replaced = yield self.store.replace(OWNER, ids[1], tombstone)
+        self.assertTrue(replaced)
+        replaced = yield self.store.replace("bob@localhost", ids[0], tombstone)
+        self.assertFalse(replaced)
+        page = yield self.store.query(OWNER, limit=10)
+        self.assertEqual(self.page_ids(page), ids)
+        self.assertEqual(page.items[1].stanza, tombstone)
+        self.assertEqual(page.items[1].stamp, 1001.0)
+
+    @defer.inlineCallbacks
     def test_trim_keeps_the_newest(self):
         ids = yield self.fill(7)
         deleted = yield self.store.trim(OWNER, 3)

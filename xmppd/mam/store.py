@@ -163,20 +163,45 @@ class ArchiveStore:
         """Delete a whole archive; fires with the number of messages deleted."""
         return self.database.run(_delete, "DELETE FROM mam_archive WHERE owner = ?", (owner,))
 
-    def expire(self, before: float, batch: int | None = None) -> defer.Deferred:
-        """Delete messages (all archives) older than ``before``; fires with the count.
+    def expire(self, before: float, batch: int | None = None, *,
+               personal: bool | None = None) -> defer.Deferred:
+        """Delete messages older than ``before``; fires with the count.
 
-        With ``batch``, at most that many (the oldest first) in this call, so a
-        background job can expire a large backlog in short transactions
-        without holding up the database thread: repeat until it fires with
-        less than ``batch``.
+        ``personal`` picks the archives: True for the accounts' archives,
+        False for everything else (rooms), None for all. With ``batch``, at
+        most that many (the oldest first) in this call, so a background job
+        can expire a large backlog in short transactions without holding up
+        the database thread: repeat until it fires with less than ``batch``.
         """
+        kind = ""
+        if personal is True:
+            kind = " AND account IS NOT NULL"
+        elif personal is False:
+            kind = " AND account IS NULL"
         if batch is None:
             return self.database.run(
-                _delete, "DELETE FROM mam_archive WHERE stamp < ?", (before,))
+                _delete, f"DELETE FROM mam_archive WHERE stamp < ?{kind}", (before,))
         return self.database.run(
             _delete, "DELETE FROM mam_archive WHERE seq IN (SELECT seq FROM mam_archive "
-            "WHERE stamp < ? ORDER BY stamp LIMIT ?)", (before, batch))
+            f"WHERE stamp < ?{kind} ORDER BY stamp LIMIT ?)", (before, batch))
+
+    def get(self, owner: str, archive_id: str) -> defer.Deferred:
+        """One archived message by its id; fires with an :class:`ArchivedMessage` or None."""
+        d = self.database.query(
+            "SELECT id, stamp, with_full, direction, stanza FROM mam_archive "
+            "WHERE owner = ? AND id = ?", owner, archive_id)
+        return d.addCallback(lambda rows: ArchivedMessage(*rows[0]) if rows else None)
+
+    def replace(self, owner: str, archive_id: str, stanza: str) -> defer.Deferred:
+        """Replace an archived message's XML (a tombstone); fires with True if it was there.
+
+        Its id, time stamp, direction and correspondent stay, so it keeps its
+        place in the archive and in every query.
+        """
+        d = self.database.run(
+            _delete, "UPDATE mam_archive SET stanza = ? WHERE owner = ? AND id = ?",
+            (stanza, owner, archive_id))
+        return d.addCallback(lambda count: count > 0)
 
     def trim(self, owner: str, keep: int) -> defer.Deferred:
         """Delete an archive's oldest messages beyond the newest ``keep``; fires with the count."""
@@ -333,5 +358,6 @@ def _metadata(cursor: sqlite3.Cursor, owner: str) -> ArchiveBounds:
 
 
 def _delete(cursor: sqlite3.Cursor, sql: str, params: tuple) -> int:
+    """Run one DELETE (or UPDATE); the number of rows it touched."""
     cursor.execute(sql, params)
     return cursor.rowcount
