@@ -3,6 +3,7 @@
 import io
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 from twisted.internet import defer
@@ -138,8 +139,8 @@ Romeo disconnects
 """.replace("OPEN", OPEN_NODE)
 
 
-class XmppdctlTests(unittest.TestCase):
-    """Account administration through the command."""
+class CommandTestCase(unittest.TestCase):
+    """xmppdctl run in-process on a copy of conf/xmppd.toml with its own data folder."""
 
     def setUp(self):
         folder = Path(self.mktemp())
@@ -156,6 +157,15 @@ class XmppdctlTests(unittest.TestCase):
         self.patch(sys, "stdin", io.StringIO(stdin))
         code = yield cli.run(["-c", str(self.config), *args])
         return code, out.getvalue(), err.getvalue()
+
+    def rows(self, sql):
+        connection = sqlite3.connect(self.database)
+        self.addCleanup(connection.close)
+        return connection.execute(sql).fetchall()
+
+
+class XmppdctlTests(CommandTestCase):
+    """Account administration through the command."""
 
     def usernames(self):
         connection = sqlite3.connect(self.database)
@@ -232,11 +242,6 @@ class XmppdctlTests(unittest.TestCase):
         self.assertEqual(self.rows("SELECT node FROM pubsub_nodes "
                                    "WHERE service = 'pubsub.localhost'"), [("verona-news",)])
 
-    def rows(self, sql):
-        connection = sqlite3.connect(self.database)
-        self.addCleanup(connection.close)
-        return connection.execute(sql).fetchall()
-
     def everything_naming(self, name):
         """(table, row) of every row of every table with a value that contains name."""
         connection = sqlite3.connect(self.database)
@@ -279,6 +284,81 @@ class XmppdctlTests(unittest.TestCase):
         code, _, err = (yield self.run_cli("list"))
         self.assertEqual(code, 2)
         self.assertEqual(err, f"xmppdctl: error: {self.config}: c2s.prot: unknown key\n")
+
+
+class MamCommandTests(CommandTestCase):
+    """xmppdctl mam: deleting, counting and expiring message archives."""
+
+    def fill(self):
+        """Romeo's archive: 3 messages 10, 5 and 1 days old; a room's: 2, 10 and 1 days old."""
+        from xmppd.mam.store import SCHEMA, new_archive_id
+
+        connection = sqlite3.connect(self.database)
+        self.addCleanup(connection.close)
+        for statement in SCHEMA:
+            connection.execute(statement)
+        now = time.time()
+        rows = [("romeo@localhost", "romeo", days) for days in (10, 5, 1)]
+        rows += [("verona@conference.localhost", None, days) for days in (10, 1)]
+        for owner, account, days in rows:
+            connection.execute(
+                "INSERT INTO mam_archive (owner, account, id, stamp, with_bare, with_full, "
+                "direction, stanza) VALUES (?, ?, ?, ?, 'juliet@localhost', "
+                "'juliet@localhost/balcony', 'in', '<message/>')",
+                (owner, account, new_archive_id(), now - days * 86400))
+        connection.commit()
+
+    def sizes(self):
+        return dict(self.rows("SELECT owner, COUNT(*) FROM mam_archive GROUP BY owner"))
+
+    @defer.inlineCallbacks
+    def test_count_and_delete(self):
+        yield self.run_cli("adduser", "romeo", "--password", "pw")
+        self.fill()
+        self.assertEqual((yield self.run_cli("mam", "count", "Romeo"))[:2],
+                         (0, "romeo@localhost: 3\n"))
+        self.assertEqual((yield self.run_cli("mam", "count", "verona@conference.localhost"))[:2],
+                         (0, "verona@conference.localhost: 2\n"))
+        self.assertEqual((yield self.run_cli("mam", "delete", "romeo@localhost"))[:2],
+                         (0, "deleted the archive of romeo@localhost (3 messages)\n"))
+        self.assertEqual(self.sizes(), {"verona@conference.localhost": 2})
+        self.assertEqual((yield self.run_cli("mam", "delete", "verona@conference.localhost"))[:2],
+                         (0, "deleted the archive of verona@conference.localhost (2 messages)\n"))
+        self.assertEqual(self.sizes(), {})
+
+    @defer.inlineCallbacks
+    def test_expire(self):
+        yield self.run_cli("adduser", "romeo", "--password", "pw")
+        self.fill()
+        self.assertEqual((yield self.run_cli("mam", "expire", "7d", "--rooms"))[:2],
+                         (0, "deleted 1 archived message older than 7d\n"))
+        self.assertEqual(self.sizes(), {"romeo@localhost": 3, "verona@conference.localhost": 1})
+        self.assertEqual((yield self.run_cli("mam", "expire", "2d", "--accounts"))[:2],
+                         (0, "deleted 2 archived messages older than 2d\n"))
+        self.assertEqual(self.sizes(), {"romeo@localhost": 1, "verona@conference.localhost": 1})
+        self.assertEqual((yield self.run_cli("mam", "expire", "3600"))[:2],
+                         (0, "deleted 2 archived messages older than 3600\n"))
+        self.assertEqual(self.sizes(), {})
+
+    @defer.inlineCallbacks
+    def test_works_before_anything_was_archived(self):
+        yield self.run_cli("adduser", "romeo", "--password", "pw")
+        self.assertEqual((yield self.run_cli("mam", "count", "romeo"))[:2],
+                         (0, "romeo@localhost: 0\n"))
+        self.assertEqual((yield self.run_cli("mam", "expire", "1w"))[:2],
+                         (0, "deleted 0 archived messages older than 1w\n"))
+
+    @defer.inlineCallbacks
+    def test_bad_input(self):
+        for args in (("mam", "expire", "soon"), ("mam", "expire", "5x"),
+                     ("mam", "expire", "inf"), ("mam", "count", "a@b@c/d"),
+                     ("mam", "delete", "room@conference.localhost/nick")):
+            code, out, err = yield self.run_cli(*args)
+            self.assertEqual((code, out), (2, ""), args)
+            self.assertTrue(err.startswith("xmppdctl: error: "), err)
+        self.assertEqual(cli.parse_age("36h"), 36 * 3600)
+        self.assertEqual(cli.parse_age("2W"), 14 * 86400)
+        self.assertEqual(cli.parse_age("90"), 90)
 
 
 def port_is_free(port):

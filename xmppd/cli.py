@@ -8,7 +8,10 @@ asked for twice on a terminal; they never appear in the output.
 Commands: ``adduser``, ``passwd``, ``deluser``, ``list`` (accounts);
 ``check`` (is the configuration ready to serve: database, certificate, key,
 domains, ports; see :mod:`xmppd.check`); ``cert`` (generate a self-signed
-certificate, or ``cert import CERT KEY``; see :mod:`xmppd.certificates`).
+certificate, or ``cert import CERT KEY``; see :mod:`xmppd.certificates`);
+``mam`` (message archives, XEP-0313: ``mam delete JID`` empties an account's
+or a room's archive, ``mam expire AGE`` deletes what is older than AGE,
+``mam count JID`` tells an archive's size).
 
 Exit codes: 0 success, 1 the operation failed (e.g. the account exists;
 ``check`` found a problem, an invalid configuration included), 2 bad usage
@@ -20,15 +23,22 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet import defer, task
 
 from xmppd import certificates, check
+from xmppd.addresses import parse_jid
 from xmppd.config import Config, ConfigError, load_config
+from xmppd.mam.store import SCHEMA as ARCHIVE_SCHEMA
+from xmppd.mam.store import ArchiveStore
 from xmppd.storage.accounts import AccountError, AccountStore
 from xmppd.storage.database import Database, migrate_file
+
+#: Messages deleted per transaction by ``mam expire``.
+EXPIRE_BATCH = 5000
 
 
 class UsageError(Exception):
@@ -92,6 +102,18 @@ def _parser() -> argparse.ArgumentParser:
         help="import even if the certificate does not cover every served domain",
     )
     cert.add_argument("--force", action="store_true", help=argparse.SUPPRESS)
+
+    mam = commands.add_parser("mam", help="delete, expire or count archived messages")
+    mam_actions = mam.add_subparsers(dest="mam_action", required=True, metavar="ACTION")
+    for action, text in (("delete", "delete an account's or a room's whole archive"),
+                         ("count", "how many messages an archive holds")):
+        one = mam_actions.add_parser(action, help=text)
+        one.add_argument("owner", help="a username, or a bare JID (an account or a room)")
+    expire = mam_actions.add_parser("expire", help="delete archived messages older than AGE")
+    expire.add_argument("age", help="seconds, or a number with s, m, h, d, w or y (90d)")
+    which = expire.add_mutually_exclusive_group()
+    which.add_argument("--accounts", action="store_true", help="only the accounts' archives")
+    which.add_argument("--rooms", action="store_true", help="only the rooms' archives")
     return parser
 
 
@@ -148,8 +170,64 @@ def local_part(username: str, domain: str) -> str:
     return user
 
 
+#: Seconds per unit of an ``xmppdctl mam expire`` age.
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_age(text: str) -> float:
+    """Seconds in an age such as ``3600``, ``90d`` or ``2w``; UsageError when malformed."""
+    value = text.strip().lower()
+    unit = AGE_UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise UsageError(f"{text!r} is not an age (e.g. 3600, 36h, 90d, 2w)") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise UsageError(f"{text!r} is not an age (e.g. 3600, 36h, 90d, 2w)")
+    return seconds
+
+
+def archive_owner(owner: str, domain: str) -> str:
+    """The archive a ``mam`` command names: ``user``, ``user@domain`` or a room's bare JID."""
+    address = parse_jid(owner if "@" in owner else f"{owner}@{domain}")
+    if address is None or not address.user or address.resource is not None:
+        raise UsageError(f"{owner!r} is not a username or bare JID")
+    return address.userhost()
+
+
+@defer.inlineCallbacks
+def run_mam(args: argparse.Namespace, database: Database, out: Callable[[str], Any],
+            domain: str, now: float):
+    """``xmppdctl mam delete|count|expire``, directly on the archive table."""
+    store = ArchiveStore(database)
+    for statement in ARCHIVE_SCHEMA:  # a server that never archived has no table yet
+        yield database.execute(statement)
+    if args.mam_action == "expire":
+        age = parse_age(args.age)
+        personal = True if args.accounts else False if args.rooms else None
+        deleted = 0
+        while True:  # short transactions: a running server keeps writing meanwhile
+            count = yield store.expire(now - age, batch=EXPIRE_BATCH, personal=personal)
+            deleted += count
+            if count < EXPIRE_BATCH:
+                break
+        out(f"deleted {deleted} archived message{'' if deleted == 1 else 's'} "
+            f"older than {args.age}")
+        return
+    owner = archive_owner(args.owner, domain)
+    if args.mam_action == "count":
+        out(f"{owner}: {(yield store.size(owner))}")
+    else:
+        deleted = yield store.delete_owner(owner)
+        out(f"deleted the archive of {owner} ({deleted} message{'' if deleted == 1 else 's'})")
+
+
 @defer.inlineCallbacks
 def _run(args: argparse.Namespace, accounts: AccountStore, out: Callable[[str], Any], domain: str):
+    if args.command == "mam":
+        yield run_mam(args, accounts.db, out, domain, time.time())
+        return
     if args.command == "list":
         for name in (yield accounts.usernames()):
             out(f"{name}@{domain}")
