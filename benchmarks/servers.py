@@ -152,10 +152,15 @@ class XmppdServer(Server):
         cpu: int | None = 0,
         python: str = sys.executable,
         muc_limit: bool = False,
+        disabled_modules: tuple[str, ...] = (),
+        name: str | None = None,
     ):
+        if name is not None:
+            self.name = name
         super().__init__(workdir, cpu)
         self.python = python
         self.muc_limit = muc_limit
+        self.disabled_modules = disabled_modules
 
     def write_config(self) -> Path:
         """benchmarks/xmppd-bench.toml with the c2s port replaced, in the work folder."""
@@ -168,6 +173,9 @@ class XmppdServer(Server):
                 line for line in text.splitlines(keepends=True)
                 if not line.startswith(("message_rate", "message_burst"))
             )
+        if self.disabled_modules:  # e.g. ("mam",): archiving off
+            names = ", ".join(f'"{name}"' for name in self.disabled_modules)
+            text += f"\n[modules]\ndisabled = [{names}]\n"
         path = self.workdir / "xmppd-bench.toml"
         path.write_text(text)
         return path
@@ -220,7 +228,9 @@ class ProsodyServer(Server):
     name = "prosody"
 
     def __init__(self, workdir: Path, cpu: int | None = 0, authentication: str = "internal_hashed",
-                 extra_modules: tuple[str, ...] = ()):
+                 extra_modules: tuple[str, ...] = (), name: str | None = None):
+        if name is not None:
+            self.name = name
         super().__init__(workdir, cpu)
         self.authentication = authentication
         self.extra_modules = extra_modules
