@@ -107,10 +107,18 @@ class FakeSessionManager:
         self.fail_with: Exception | None = None
         self.pending: defer.Deferred | None = None
         self.make_pending = False
+        #: (session, element) of every nonza handed to the one fake handler.
+        self.nonzas: list[tuple[Any, domish.Element]] = []
 
     def stream_features(self) -> list[tuple[str, str]]:
         """The real session manager's post-authentication features (roster versioning)."""
         return [(NS_ROSTER_VERSIONING, "ver")]
+
+    def nonza_handler(self, namespace: str | None, name: str):
+        """A handler for ``<nonza xmlns='urn:example:nonza'/>`` only (records it)."""
+        if (namespace, name) != ("urn:example:nonza", "nonza"):
+            return None
+        return lambda session, element: self.nonzas.append((session, element))
 
     def bind(self, session: Any, username: str, resource: str | None):
         self.bound.append((session, username, resource))

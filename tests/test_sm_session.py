@@ -72,6 +72,14 @@ class BoundStanzaTests(unittest.TestCase):
         events = self.client.send("<foo xmlns='urn:example'/>")
         self.assertEqual(stream_error_condition(events), "unsupported-stanza-type")
 
+    def test_nonza_goes_to_its_module_handler(self):
+        events = self.client.send("<nonza xmlns='urn:example:nonza'/>")
+        self.assertEqual(events, [])
+        [(session, element)] = self.factory.session_manager.nonzas
+        self.assertEqual(session.full, self.full)
+        self.assertEqual((element.uri, element.name), ("urn:example:nonza", "nonza"))
+        self.assertEqual(self.router.routed, [])
+
     def test_stanza_in_wrong_namespace(self):
         events = self.client.send("<message xmlns='jabber:server' to='bob@example.org'/>")
         self.assertEqual(stream_error_condition(events), "unsupported-stanza-type")

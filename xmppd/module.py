@@ -11,6 +11,9 @@ in its own body, everything the server needs to know about the feature:
   stream features after authentication, with bind (e.g. roster versioning);
 * iq handlers — methods decorated with :func:`iq_handler`, keyed by
   (``get``/``set``, namespace, element, scope);
+* nonza handlers — methods decorated with :func:`nonza_handler`, for
+  top-level elements a bound client sends that are not stanzas (e.g. XEP-0352
+  ``<inactive/>``), keyed by (namespace, element);
 * hooks — methods decorated with :func:`hook`, run with a priority at the
   named points of a stanza's path (:class:`Point`);
 * ``settings`` — the dataclass of its config section, if it has one
@@ -265,6 +268,23 @@ def iq_handler(kind: str, namespace: str, name: str, *scopes: Scope) -> Callable
     return mark
 
 
+def nonza_handler(namespace: str, name: str) -> Callable:
+    """Declare a method as the handler of a top-level non-stanza element (a nonza).
+
+    The method takes the bound :class:`~xmppd.sm.session.Session` and the
+    element; it runs after resource binding only (before it, the stream
+    answers with ``unsupported-stanza-type``). Its return value is ignored.
+    """
+
+    def mark(function: Callable) -> Callable:
+        keys = getattr(function, "_xmppd_nonza", [])
+        keys.append((namespace, name))
+        function._xmppd_nonza = keys
+        return function
+
+    return mark
+
+
 def hook(point: Point, priority: int = 0) -> Callable:
     """Declare a method as a hook at a point of the stanza's path."""
 
@@ -343,6 +363,12 @@ class Module(service.Service):
             for key in method._xmppd_iq:
                 yield key, method
 
+    def nonza_handlers(self) -> Iterator[tuple[tuple[str, str], Callable]]:
+        """The bound nonza handler methods with their (namespace, name)."""
+        for _, method in self._marked("_xmppd_nonza"):
+            for key in method._xmppd_nonza:
+                yield key, method
+
     def hooks(self) -> Iterator[tuple[Point, int, Callable]]:
         """The bound hook methods with their points and priorities."""
         for _, method in self._marked("_xmppd_hooks"):
@@ -365,6 +391,7 @@ class ModuleHost(service.MultiService):
         self._server = server
         self.modules: dict[str, Module] = {}
         self._iq: dict[IQKey, Callable] = {}
+        self._nonzas: dict[tuple[str, str], Callable] = {}
         self._hooks: dict[Point, list[tuple[int, int, Callable]]] = {}
         order = 0
         for cls in module_classes:
@@ -377,6 +404,10 @@ class ModuleHost(service.MultiService):
                 if key in self._iq:
                     raise ValueError(f"two handlers for {key}")
                 self._iq[key] = handler
+            for element, handler in module.nonza_handlers():
+                if element in self._nonzas:
+                    raise ValueError(f"two handlers for the nonza {element}")
+                self._nonzas[element] = handler
             for point, priority, function in module.hooks():
                 order += 1
                 self._hooks.setdefault(point, []).append((-priority, order, function))
@@ -404,6 +435,10 @@ class ModuleHost(service.MultiService):
     def stream_features(self) -> list[tuple[str, str]]:
         """The enabled modules' post-authentication stream features, in module order."""
         return [feature for module in self.modules.values() for feature in module.stream_features]
+
+    def nonza_handler(self, namespace: str | None, name: str) -> Callable | None:
+        """The handler of a bound client's top-level non-stanza element, or None."""
+        return self._nonzas.get((namespace, name))
 
     # -- hooks -----------------------------------------------------------------
 

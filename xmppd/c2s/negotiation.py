@@ -168,6 +168,11 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             log.info("client sent a stream error; closing")
             self.xmlstream.close_stream()
             return None
+        if self.session is not None:
+            handler = self.factory.session_manager.nonza_handler(uri, name)
+            if handler is not None:
+                handler(self.session, element)
+                return None
         self.xmlstream.stream_error("unsupported-stanza-type")
         return None
 

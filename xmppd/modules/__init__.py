@@ -10,6 +10,7 @@ from xmppd.modules.bookmarks import Bookmarks
 from xmppd.modules.caps import EntityCapabilities
 from xmppd.modules.carbons import Carbons
 from xmppd.modules.contact_info import ContactInfo
+from xmppd.modules.csi import ClientStateIndication
 from xmppd.modules.disco import Disco
 from xmppd.modules.last import LastActivity
 from xmppd.modules.offline import Offline
@@ -25,7 +26,8 @@ from xmppd.modules.version import Version
 #: Every module, in the order their disco entries are listed (and their
 #: hooks run at equal priority): a module comes before those that use it.
 MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Register, ContactInfo,
-           VCard, PrivateStorage, EntityCapabilities, PEP, Bookmarks, Blocking, Carbons)
+           VCard, PrivateStorage, EntityCapabilities, PEP, Bookmarks, Blocking, Carbons,
+           ClientStateIndication)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MODULES}

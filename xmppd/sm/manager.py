@@ -190,6 +190,10 @@ class SessionManager(service.Service):
         """Stream features the enabled modules offer after authentication (ns, name)."""
         return self.modules.stream_features()
 
+    def nonza_handler(self, namespace: str | None, name: str) -> Any:
+        """The module handler of a bound client's top-level non-stanza element, or None."""
+        return self.modules.nonza_handler(namespace, name)
+
     # -- lookups used by the handlers ---------------------------------------
 
     def state_for(self, address: jid.JID | None) -> Session | None:
