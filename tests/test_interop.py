@@ -114,3 +114,72 @@ class SlixmppCarbonsTests(unittest.TestCase):
                                  r"to=juliet@localhost/\S+ body=answer from one")
         self.assertNotIn("one carbon-", output)
         self.assertNotIn("other carbon-", output)
+
+
+PUSH = Path(__file__).resolve().parent / "interop" / "slixmpp_push.py"
+
+
+class SlixmppPushTests(unittest.TestCase):
+    """slixmpp's XEP-0352 plugin and an XEP-0357 registration; the app server a component."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_inactive_phone_gets_held_presence_first_and_a_push(self):
+        from twisted.words.protocols.jabber import component, xmlstream
+
+        from xmppd.storage.roster import RosterItem
+
+        server = start_server(self, c2s={"require_encryption": True},
+                              components={"secrets": {"push.localhost": "s3cret"}})
+        yield server.create_user("romeo", "r0meo-pw")
+        yield server.create_user("juliet", "jul1et-pw")
+        roster = server.server.session_manager.roster_store
+        yield roster.save("romeo", RosterItem("juliet@localhost", subscription="both"))
+        yield roster.save("juliet", RosterItem("romeo@localhost", subscription="both"))
+
+        # The app server: an XEP-0114 component that answers every push.
+        pushes = []
+        authenticated = defer.Deferred()
+        factory = component.componentFactory("push.localhost", "s3cret")
+
+        def connected(xs):
+            factory.stopTrying()
+            self.addCleanup(lambda: xs.transport and xs.transport.loseConnection())
+
+        def answer(xs, iq):
+            pushes.append(iq)
+            xs.send(xmlstream.toResponse(iq, "result"))
+
+        def authd(xs):
+            xs.addObserver("/iq[@type='set']", lambda iq: answer(xs, iq))
+            authenticated.callback(xs)
+
+        factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, connected)
+        factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, authd)
+        connector = reactor.connectTCP("127.0.0.1", server.port_of("components"), factory)
+        self.addCleanup(connector.disconnect)
+        yield authenticated
+
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable,
+            [
+                str(PUSH), "127.0.0.1", str(server.port), str(server.config.tls.certificate),
+                "romeo@localhost", "r0meo-pw", "juliet@localhost", "jul1et-pw",
+            ],
+            reactor=reactor,
+        )
+        output = out.decode()
+        self.assertEqual(code, 0, output + err.decode()[-3000:])
+        self.assertIn("phone online csi=True", output)
+        self.assertIn("phone push-enabled type=result", output)
+        # Held while inactive (with a delay), then the message that flushed it.
+        self.assertIn("phone saw presence show=away delayed=True | message body=wake up", output)
+        [note] = pushes
+        self.assertEqual((note["from"], note["to"]), ("romeo@localhost", "push.localhost"))
+        xml = note.toXml()
+        self.assertIn("phone-node", xml)
+        self.assertIn("urn:xmpp:push:summary", xml)
+        self.assertRegex(xml, r"<field var=['\"]message-count['\"]><value>1</value>")
+        self.assertIn("eruwieru", xml)
+        self.assertNotIn("wake up", xml)  # no body by default

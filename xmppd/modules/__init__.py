@@ -17,6 +17,7 @@ from xmppd.modules.offline import Offline
 from xmppd.modules.pep import PEP
 from xmppd.modules.ping import Ping
 from xmppd.modules.private import PrivateStorage
+from xmppd.modules.push import PushNotifications
 from xmppd.modules.register import Register
 from xmppd.modules.roster import Roster
 from xmppd.modules.time import EntityTime
@@ -27,7 +28,7 @@ from xmppd.modules.version import Version
 #: hooks run at equal priority): a module comes before those that use it.
 MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Register, ContactInfo,
            VCard, PrivateStorage, EntityCapabilities, PEP, Bookmarks, Blocking, Carbons,
-           ClientStateIndication)
+           ClientStateIndication, PushNotifications)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MODULES}
