@@ -103,6 +103,8 @@ class FakeSessionManager:
         self.bound: list[tuple[Any, str, str | None]] = []
         #: The connections whose sessions were unbound.
         self.unbound: list[Any] = []
+        #: Whether each unbind was for a connection that went away unclosed.
+        self.interrupted: list[bool] = []
         self.counter = 0
         self.fail_with: Exception | None = None
         self.pending: defer.Deferred | None = None
@@ -114,9 +116,9 @@ class FakeSessionManager:
         """The real session manager's post-authentication features (roster versioning)."""
         return [(NS_ROSTER_VERSIONING, "ver")]
 
-    def nonza_handler(self, namespace: str | None, name: str):
+    def nonza_handler(self, namespace: str | None, name: str, before_bind: bool = False):
         """A handler for ``<nonza xmlns='urn:example:nonza'/>`` only (records it)."""
-        if (namespace, name) != ("urn:example:nonza", "nonza"):
+        if (namespace, name) != ("urn:example:nonza", "nonza") or before_bind:
             return None
         return lambda session, element: self.nonzas.append((session, element))
 
@@ -147,8 +149,9 @@ class FakeSessionManager:
         """Write a stanza to a session (the real SM runs the delivery hooks first)."""
         session.write(stanza)
 
-    def unbind(self, session: Session) -> None:
+    def unbind(self, session: Session, interrupted: bool = False) -> None:
         self.unbound.append(session.connection)
+        self.interrupted.append(interrupted)
         for key, value in list(self.sessions.items()):
             if value is session:
                 del self.sessions[key]

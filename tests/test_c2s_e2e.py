@@ -56,7 +56,7 @@ class EchoSessionManager:
         self.bound.append(full.full())
         return session
 
-    def unbind(self, session):
+    def unbind(self, session, interrupted=False):
         self.unbound.append(session.jid.full())
         self.sessions.pop(session.jid.full(), None)
         waiters, self.unbind_waiters = self.unbind_waiters, []

@@ -377,6 +377,30 @@ class BindTests(unittest.TestCase):
         self.client.lose()
         self.assertEqual(self.sm.unbound, [session])
 
+    def test_interrupted_or_closed(self):
+        """Only a connection that went away without a close may keep its session (XEP-0198)."""
+        self.bind()
+        self.client.lose()
+        self.assertEqual(self.sm.interrupted, [True])
+
+    def test_client_close_is_not_an_interruption(self):
+        self.bind()
+        self.client.send("</stream:stream>")
+        self.client.lose()
+        self.assertEqual(self.sm.interrupted, [False])
+
+    def test_dead_connection_is_an_interruption(self):
+        self.bind()
+        self.client.proto.stream_error("connection-timeout", "the client stopped answering")
+        self.client.lose()
+        self.assertEqual(self.sm.interrupted, [True])
+
+    def test_stream_error_is_not_an_interruption(self):
+        self.bind()
+        self.client.send("<foo xmlns='urn:unknown'/>")
+        self.client.lose()
+        self.assertEqual(self.sm.interrupted, [False])
+
     def test_no_unbind_when_never_bound(self):
         self.client.lose()
         self.assertEqual(self.sm.unbound, [])

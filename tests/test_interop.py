@@ -183,3 +183,38 @@ class SlixmppPushTests(unittest.TestCase):
         self.assertRegex(xml, r"<field var=['\"]message-count['\"]><value>1</value>")
         self.assertIn("eruwieru", xml)
         self.assertNotIn("wake up", xml)  # no body by default
+
+
+RESUME = Path(__file__).resolve().parent / "interop" / "slixmpp_resume.py"
+
+
+class SlixmppResumeTests(unittest.TestCase):
+    """slixmpp's XEP-0198 plugin: a killed connection is resumed; nothing lost or doubled."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_resume_after_a_killed_connection(self):
+        from xmppd.storage.roster import RosterItem
+
+        server = start_server(self, c2s={"require_encryption": True})
+        yield server.create_user("romeo", "r0meo-pw")
+        yield server.create_user("juliet", "jul1et-pw")
+        roster = server.server.session_manager.roster_store
+        yield roster.save("romeo", RosterItem("juliet@localhost", subscription="both"))
+        yield roster.save("juliet", RosterItem("romeo@localhost", subscription="both"))
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable,
+            [
+                str(RESUME), "127.0.0.1", str(server.port), str(server.config.tls.certificate),
+                "romeo@localhost", "r0meo-pw", "juliet@localhost", "jul1et-pw",
+            ],
+            reactor=reactor,
+        )
+        output = out.decode()
+        self.assertEqual(code, 0, output + err.decode()[-3000:])
+        self.assertIn("phone sm-enabled resumable=True", output)
+        self.assertIn("phone resumed as romeo@localhost/phone", output)
+        self.assertIn("phone got-message body=while you were gone delayed=True", output)
+        self.assertIn("phone messages=['while you were gone']", output)
+        self.assertNotIn("other saw-unavailable from=romeo@localhost/phone", output)

@@ -128,8 +128,17 @@ class Point(enum.StrEnum):
     #: were handed on; the session is then unbound in the user's queue, after
     #: them.
     SESSION_CLOSING = "session-closing"
+    #: A bound session's connection went away without the stream being
+    #: closed by either side (a dropped connection, a dead one the server
+    #: timed out) (session state). Filter: True = a module keeps the session
+    #: bound, detached from any connection (XEP-0198 resumption); it ends
+    #: it later itself. Otherwise it is unbound as usual.
+    SESSION_INTERRUPTED = "session-interrupted"
     #: A resource was unbound (session state); may return a Deferred.
     SESSION_ENDED = "session-ended"
+    #: The session manager is stopping: modules end what they keep alive
+    #: (hibernating sessions) while the user queues still run (no args).
+    STOPPING = "stopping"
     #: A session's entity capabilities (XEP-0115) became known or changed
     #: (session state, its disco features: a frozenset, empty when known
     #: features were lost); fired by the ``caps`` module, not when the set
@@ -268,17 +277,21 @@ def iq_handler(kind: str, namespace: str, name: str, *scopes: Scope) -> Callable
     return mark
 
 
-def nonza_handler(namespace: str, name: str) -> Callable:
+def nonza_handler(namespace: str, name: str, before_bind: bool = False) -> Callable:
     """Declare a method as the handler of a top-level non-stanza element (a nonza).
 
-    The method takes the bound :class:`~xmppd.sm.session.Session` and the
-    element; it runs after resource binding only (before it, the stream
-    answers with ``unsupported-stanza-type``). Its return value is ignored.
+    By default the method takes the bound :class:`~xmppd.sm.session.Session`
+    and the element, and runs after resource binding only. With
+    ``before_bind`` it handles the element on an authenticated stream that
+    has no resource yet (XEP-0198 ``<resume/>``) and takes the stream's
+    negotiator (:class:`~xmppd.c2s.negotiation.C2SAuthenticator`) and the
+    element. Elsewhere the stream answers with ``unsupported-stanza-type``.
+    The return value is ignored.
     """
 
     def mark(function: Callable) -> Callable:
         keys = getattr(function, "_xmppd_nonza", [])
-        keys.append((namespace, name))
+        keys.append((namespace, name, before_bind))
         function._xmppd_nonza = keys
         return function
 
@@ -363,8 +376,8 @@ class Module(service.Service):
             for key in method._xmppd_iq:
                 yield key, method
 
-    def nonza_handlers(self) -> Iterator[tuple[tuple[str, str], Callable]]:
-        """The bound nonza handler methods with their (namespace, name)."""
+    def nonza_handlers(self) -> Iterator[tuple[tuple[str, str, bool], Callable]]:
+        """The bound nonza handler methods with their (namespace, name, before_bind)."""
         for _, method in self._marked("_xmppd_nonza"):
             for key in method._xmppd_nonza:
                 yield key, method
@@ -391,7 +404,7 @@ class ModuleHost(service.MultiService):
         self._server = server
         self.modules: dict[str, Module] = {}
         self._iq: dict[IQKey, Callable] = {}
-        self._nonzas: dict[tuple[str, str], Callable] = {}
+        self._nonzas: dict[tuple[str | None, str, bool], Callable] = {}
         self._hooks: dict[Point, list[tuple[int, int, Callable]]] = {}
         order = 0
         for cls in module_classes:
@@ -436,9 +449,13 @@ class ModuleHost(service.MultiService):
         """The enabled modules' post-authentication stream features, in module order."""
         return [feature for module in self.modules.values() for feature in module.stream_features]
 
-    def nonza_handler(self, namespace: str | None, name: str) -> Callable | None:
-        """The handler of a bound client's top-level non-stanza element, or None."""
-        return self._nonzas.get((namespace, name))
+    def nonza_handler(self, namespace: str | None, name: str,
+                      before_bind: bool = False) -> Callable | None:
+        """The handler of a client's top-level non-stanza element, or None.
+
+        ``before_bind``: for an authenticated stream without a resource.
+        """
+        return self._nonzas.get((namespace, name, before_bind))
 
     # -- hooks -----------------------------------------------------------------
 

@@ -158,6 +158,8 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             if self.session is not None:
                 if not self.xmlstream.is_ping_reply(element):
                     self.session.receive(element)
+                else:
+                    self.session.handled += 1
                 return None
             return self._early_stanza(element)
         if uri == NS_TLS and name == "starttls":
@@ -172,6 +174,11 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             handler = self.factory.session_manager.nonza_handler(uri, name)
             if handler is not None:
                 handler(self.session, element)
+                return None
+        elif self.username is not None:
+            handler = self.factory.session_manager.nonza_handler(uri, name, True)
+            if handler is not None:
+                handler(self, element)
                 return None
         self.xmlstream.stream_error("unsupported-stanza-type")
         return None
@@ -388,12 +395,29 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
 
     # -- end -----------------------------------------------------------------
 
+    def resume(self, session: Session) -> bool:
+        """Put this authenticated stream under an existing session (XEP-0198 resumption).
+
+        False when the account has no session slot left for it.
+        """
+        xs = self.xmlstream
+        if not self.factory.guard.reserve_session(self.username, xs, session.resource):
+            return False
+        self.factory.guard.session_bound(self.username, xs, session.resource)
+        self.session = session
+        session.attach(xs)
+        xs.bound(session)
+        return True
+
     def unbind(self) -> None:
         """Tell the session manager the bound session is gone (once)."""
         if self.session is None or self._unbound:
             return
         self._unbound = True
+        if self.session.connection is not self.xmlstream:
+            return  # resumed on another connection meanwhile
         try:
-            self.factory.session_manager.unbind(self.session)
+            self.factory.session_manager.unbind(
+                self.session, interrupted=self.xmlstream.interrupted)
         except Exception:
             log.failure("session manager failed to unbind {session}", session=self.session)

@@ -89,6 +89,10 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         self.closing = False
         self.lost = False
         self.session: Session | None = None
+        #: Why the stream ended: None while open or when the connection just
+        #: dropped, "client-closed" for the client's closing tag, "closed"
+        #: when we closed it cleanly, else the stream error's condition.
+        self.end_reason: str | None = None
         self.lang = "en"
         self.peer: str | None = None
         self.peer_host: str | None = None
@@ -110,6 +114,11 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         super().__init__(authenticator)
 
     # -- connection ------------------------------------------------------------
+
+    @property
+    def interrupted(self) -> bool:
+        """True when the stream ended without a close: dropped, or dead (no ping answer)."""
+        return self.end_reason is None or self.end_reason == "connection-timeout"
 
     @property
     def peer_address(self) -> str:
@@ -311,6 +320,8 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
 
     def onDocumentEnd(self) -> None:
         """The client closed its stream: close ours."""
+        if self.end_reason is None:
+            self.end_reason = "client-closed"
         self.close_stream()
         raise _StopParsing()
 
@@ -392,6 +403,7 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         if self.closing:
             return
         self.closing = True
+        self.end_reason = condition
         log.info(
             "closing client stream from {peer}: {condition}",
             peer=self.peer_address,
@@ -412,6 +424,8 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         if self.closing:
             return
         self.closing = True
+        if self.end_reason is None:
+            self.end_reason = "closed"
         if not self._headerSent:
             self.sendHeader()
         self.sendFooter()

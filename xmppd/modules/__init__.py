@@ -20,6 +20,7 @@ from xmppd.modules.private import PrivateStorage
 from xmppd.modules.push import PushNotifications
 from xmppd.modules.register import Register
 from xmppd.modules.roster import Roster
+from xmppd.modules.stream_management import StreamManagement
 from xmppd.modules.time import EntityTime
 from xmppd.modules.vcard import VCard
 from xmppd.modules.version import Version
@@ -28,7 +29,7 @@ from xmppd.modules.version import Version
 #: hooks run at equal priority): a module comes before those that use it.
 MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Register, ContactInfo,
            VCard, PrivateStorage, EntityCapabilities, PEP, Bookmarks, Blocking, Carbons,
-           ClientStateIndication, PushNotifications)
+           ClientStateIndication, PushNotifications, StreamManagement)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MODULES}

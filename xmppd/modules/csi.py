@@ -47,13 +47,11 @@ from typing import Any
 from twisted.words.xish import domish
 
 from xmppd.config import setting
-from xmppd.datetimes import format_stamp
 from xmppd.module import Module, Point, hook, nonza_handler
 from xmppd.sm.session import Session
-from xmppd.sm.stanzas import NS_CLIENT
+from xmppd.sm.stanzas import NS_CLIENT, with_delay
 
 NS_CSI = "urn:xmpp:csi:0"
-NS_DELAY = "urn:xmpp:delay"
 NS_CARBONS = "urn:xmpp:carbons:2"
 NS_FORWARD = "urn:xmpp:forward:0"
 NS_MUC = "http://jabber.org/protocol/muc"
@@ -157,19 +155,6 @@ def mentions(body: str, nick: str | None, bare: str) -> bool:
         return False
     pattern = r"(?<!\w)" + re.escape(nick) + r"(?!\w)"
     return re.search(pattern, body, re.IGNORECASE) is not None
-
-
-def with_delay(stanza: domish.Element, by: str, stamp: float) -> domish.Element:
-    """A shallow copy with an XEP-0203 ``<delay/>``, or the stanza itself if it has one."""
-    if any(child.uri == NS_DELAY for child in stanza.elements()):
-        return stanza
-    copy = domish.Element((stanza.uri, stanza.name), stanza.defaultUri, dict(stanza.attributes))
-    copy.children = list(stanza.children)
-    delay = domish.Element((NS_DELAY, "delay"))
-    delay["from"] = by
-    delay["stamp"] = format_stamp(stamp)
-    copy.children.append(delay)
-    return copy
 
 
 class Held:

@@ -109,6 +109,7 @@ class SessionManager(service.Service):
         super().stopService()
         self.router.unregister(self.domain, self)
         self.requests.cancel_all()
+        self.modules.fire(Point.STOPPING)
         d = self.wait_idle()
         d.addCallback(lambda _: self.modules.stopService())
         return d
@@ -151,9 +152,16 @@ class SessionManager(service.Service):
         self.modules.fire(Point.SESSION_BOUND, session)
         return session
 
-    def unbind(self, session: Session) -> None:
-        """Forget a session whose stream ended; broadcast unavailable if it was available."""
+    def unbind(self, session: Session, interrupted: bool = False) -> None:
+        """Forget a session whose stream ended; broadcast unavailable if it was available.
+
+        ``interrupted``: the connection went away without a closed stream;
+        a module may then keep the session (``Point.SESSION_INTERRUPTED``).
+        """
         if not session.bound:
+            return
+        if interrupted and self.modules.has_hooks(Point.SESSION_INTERRUPTED) and \
+                self.modules.fire(Point.SESSION_INTERRUPTED, session):
             return
         if self.modules.has_hooks(Point.SESSION_CLOSING) and self.modules.fire(
                 Point.SESSION_CLOSING, session):
@@ -190,9 +198,9 @@ class SessionManager(service.Service):
         """Stream features the enabled modules offer after authentication (ns, name)."""
         return self.modules.stream_features()
 
-    def nonza_handler(self, namespace: str | None, name: str) -> Any:
-        """The module handler of a bound client's top-level non-stanza element, or None."""
-        return self.modules.nonza_handler(namespace, name)
+    def nonza_handler(self, namespace: str | None, name: str, before_bind: bool = False) -> Any:
+        """The module handler of a client's top-level non-stanza element, or None."""
+        return self.modules.nonza_handler(namespace, name, before_bind)
 
     # -- lookups used by the handlers ---------------------------------------
 

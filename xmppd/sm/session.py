@@ -53,7 +53,9 @@ class Session:
     available presence to (they get unavailable presence when it goes away),
     ``interested`` whether it requested the roster (roster pushes go only to
     interested resources, RFC 6121 2.1.5); ``bound`` turns False when the
-    session manager forgets the session.
+    session manager forgets the session; ``handled`` counts the stanzas the
+    client sent; ``outbox``, when set, takes what is written to the client
+    (stream management).
     """
 
     __slots__ = (
@@ -70,6 +72,8 @@ class Session:
         "directed",
         "interested",
         "bound",
+        "outbox",
+        "handled",
     )
 
     def __init__(self, manager: Any, address: jid.JID, connection: Connection | None = None):
@@ -86,6 +90,10 @@ class Session:
         self.directed: set[str] = set()
         self.interested = False
         self.bound = True
+        #: Stream management's writer while it is on (see :meth:`write`).
+        self.outbox: Any = None
+        #: Stanzas received from the client (XEP-0198 counts them).
+        self.handled = 0
 
     def __repr__(self) -> str:
         return f"<Session {self.full} available={self.available} priority={self.priority}>"
@@ -118,19 +126,27 @@ class Session:
         self.manager.deliver(self, stanza)
 
     def write(self, stanza: domish.Element) -> None:
-        """Write a stanza to the connection, past the hooks (the manager's last step)."""
-        if self.connection is not None:
+        """Write a stanza to the connection, past the hooks (the manager's last step).
+
+        With stream management on (XEP-0198), ``outbox`` takes it instead:
+        it keeps the stanza until the client acknowledges it, and writes it
+        when there is a connection.
+        """
+        if self.outbox is not None:
+            self.outbox(stanza)
+        elif self.connection is not None:
             self.connection.write_stanza(stanza)
 
     # -- from the client ------------------------------------------------------------------
 
     def receive(self, stanza: domish.Element) -> None:
-        """A stanza the client sent: stamp, check, hand to the session manager.
+        """A stanza the client sent: count, stamp, check, hand to the session manager.
 
         Bad addressing or a malformed iq is answered here (RFC 6120 8.1,
         8.2.3); a second bind is ``not-allowed``; the legacy session
         request (RFC 3921) gets its empty result.
         """
+        self.handled += 1
         kind = stanza.getAttribute("type")
         stanza["from"] = self.full
         to = stanza.getAttribute("to")

@@ -11,7 +11,10 @@ from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
+from xmppd.datetimes import format_stamp
+
 NS_CLIENT = "jabber:client"
+NS_DELAY = "urn:xmpp:delay"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
@@ -63,6 +66,19 @@ def deserialise(xml: str) -> domish.Element | None:
         return parseXml(xml.encode("utf-8"))
     except Exception:  # noqa: BLE001 - a corrupt row must not stop delivery
         return None
+
+
+def with_delay(stanza: domish.Element, by: str, stamp: float) -> domish.Element:
+    """A shallow copy with an XEP-0203 ``<delay/>``, or the stanza itself if it has one."""
+    if any(child.uri == NS_DELAY for child in stanza.elements()):
+        return stanza
+    copy = domish.Element((stanza.uri, stanza.name), stanza.defaultUri, dict(stanza.attributes))
+    copy.children = list(stanza.children)
+    delay = domish.Element((NS_DELAY, "delay"))
+    delay["from"] = by
+    delay["stamp"] = format_stamp(stamp)
+    copy.children.append(delay)
+    return copy
 
 
 def child_elements(element: domish.Element) -> list[domish.Element]:

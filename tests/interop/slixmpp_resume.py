@@ -1,0 +1,107 @@
+"""Stream management (XEP-0198) resumption with slixmpp's xep_0198 plugin against a live xmppd.
+
+Run by tests/test_interop.py as a subprocess:
+
+    python slixmpp_resume.py HOST PORT CA_CERT JID1 PASSWORD1 JID2 PASSWORD2
+
+JID1 (the "phone") enables stream management with resumption; its TCP
+connection is then killed (no closing tag, as when a phone changes
+networks); JID2 sends it a chat message while it is gone; the phone
+connects again and resumes (slixmpp does it by itself, having the id),
+and must get the message exactly once, with a delay. JID2 must never see
+the phone go unavailable. Progress goes to stdout one line per event.
+"""
+
+import asyncio
+import sys
+
+from slixmpp import ClientXMPP
+from slixmpp_main import report, run, starttls_only
+
+TIME_LIMIT = 30
+
+
+class Client(ClientXMPP):
+    """A slixmpp client (with stream management when asked) that reports what it sees."""
+
+    def __init__(self, name, jid, password, ca_cert, sm=False):
+        super().__init__(jid, password, sasl_mech="SCRAM-SHA-256")
+        self.name = name
+        starttls_only(self, ca_cert)
+        self.register_plugin("xep_0199")
+        if sm:
+            self.register_plugin("xep_0198")
+        loop = asyncio.get_event_loop()
+        self.online = loop.create_future()
+        self.sm_enabled = loop.create_future()
+        self.resumed = loop.create_future()
+        self.messages = []
+        self.got_message = loop.create_future()
+        self.add_event_handler("session_start", self.on_session_start)
+        self.add_event_handler("sm_enabled", self.on_sm_enabled)
+        self.add_event_handler("session_resumed", self.on_resumed)
+        self.add_event_handler("message", self.on_message)
+        self.add_event_handler("presence_unavailable", self.on_unavailable)
+        self.add_event_handler("failed_all_auth", self.on_auth_failed)
+
+    async def on_session_start(self, _event):
+        self.send_presence()
+        report(f"{self.name} online as {self.boundjid.full}")
+        if not self.online.done():
+            self.online.set_result(True)
+
+    def on_auth_failed(self, _event):
+        if not self.online.done():
+            self.online.set_exception(PermissionError(f"{self.name}: authentication failed"))
+
+    def on_sm_enabled(self, _stanza):
+        report(f"{self.name} sm-enabled resumable={bool(self['xep_0198'].sm_id)}")
+        if not self.sm_enabled.done():
+            self.sm_enabled.set_result(True)
+
+    def on_resumed(self, _stanza):
+        report(f"{self.name} resumed as {self.boundjid.full}")
+        if not self.resumed.done():
+            self.resumed.set_result(True)
+
+    def on_unavailable(self, presence):
+        report(f"{self.name} saw-unavailable from={presence['from'].full}")
+
+    def on_message(self, message):
+        if message["type"] == "chat" and message["body"]:
+            delayed = message.xml.find("{urn:xmpp:delay}delay") is not None
+            self.messages.append(message["body"])
+            report(f"{self.name} got-message body={message['body']} delayed={delayed}")
+            if not self.got_message.done():
+                self.got_message.set_result(message)
+
+
+async def scenario(host, port, ca_cert, jid1, password1, jid2, password2):
+    """The whole exchange; raises on timeout."""
+    phone = Client("phone", jid1 + "/phone", password1, ca_cert, sm=True)
+    other = Client("other", jid2 + "/desk", password2, ca_cert)
+    for client in (phone, other):
+        client.connect(host, port)
+    await asyncio.gather(phone.online, other.online, phone.sm_enabled)
+    await other["xep_0199"].ping(other.boundjid.domain)
+    phone.abort()
+    report("phone connection killed")
+    other.send_message(mto=phone.boundjid.full, mbody="while you were gone", mtype="chat")
+    await other["xep_0199"].ping(other.boundjid.domain)
+    phone.connect(host, port)
+    await phone.resumed
+    await phone.got_message
+    await phone["xep_0199"].ping(phone.boundjid.domain)  # anything sent twice would be here
+    report(f"phone messages={phone.messages}")
+    report("done")
+    for client in (phone, other):
+        client.disconnect()
+
+
+def main(argv):
+    """Run the scenario within TIME_LIMIT seconds; exit code 0 on success."""
+    return run(scenario, argv, TIME_LIMIT)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
