@@ -164,17 +164,46 @@ class NotificationTests(PushTestCase):
     def test_inactive_session_gets_a_push(self):
         self.sleep(self.phone)
         yield self.bob_says("first")
-        yield self.bob_says("second")
-        first, second = self.pushes()
+        [first] = self.pushes()
         self.assertEqual((first["to"], first["from"], first["type"]),
                          (APP, "alice@localhost", "set"))
         self.assertEqual(form_values(first), {"FORM_TYPE": push.SUMMARY, "message-count": "1"})
-        self.assertEqual(form_values(second)["message-count"], "2")
         # The client comes back: counting starts again.
         yield self.client_sends_out(self.phone, "<presence/>")
-        yield self.bob_says("third")
-        [third] = self.pushes()
-        self.assertEqual(form_values(third)["message-count"], "1")
+        yield self.bob_says("second")
+        [second] = self.pushes()
+        self.assertEqual(form_values(second)["message-count"], "1")
+
+    @defer.inlineCallbacks
+    def test_once_per_burst(self):
+        self.sleep(self.phone)
+        for i in range(20):
+            yield self.bob_says(f"m{i}")
+        [first] = self.pushes()
+        yield self.app_answers(first)
+        self.assertEqual(form_values(first)["message-count"], "1")
+        self.clock.advance(29)
+        self.assertEqual(self.pushes(), [])
+        self.clock.advance(1)
+        [merged] = self.pushes()
+        yield self.app_answers(merged)
+        self.assertEqual(form_values(merged)["message-count"], "20")
+        self.clock.advance(60)
+        self.assertEqual(self.pushes(), [])
+        yield self.bob_says("later")  # a new burst: at once
+        [later] = self.pushes()
+        self.assertEqual(form_values(later)["message-count"], "21")
+
+    @defer.inlineCallbacks
+    def test_waking_up_cancels_the_merged_push(self):
+        self.sleep(self.phone)
+        yield self.bob_says("one")
+        yield self.bob_says("two")
+        [note] = self.pushes()
+        yield self.app_answers(note)
+        yield self.client_sends_out(self.phone, "<presence/>")
+        self.clock.advance(60)
+        self.assertEqual(self.pushes(), [])
 
     @defer.inlineCallbacks
     def test_sender_body_and_options_when_configured(self):

@@ -32,6 +32,12 @@ by default as in Prosody's mod_cloud_notify, so no content leaves for a
 third party), ``last-message-sender`` and ``last-message-body``; then the
 registration's ``<publish-options/>``.
 
+**Once per burst**: the first notification for a user goes at once;
+what follows within ``[push] burst_window`` seconds is merged into one
+more at the end of the window, with the latest count (a phone is woken
+once for a flood of messages). Counting and merging start again when a
+session of the user is awake.
+
 **Failures**: an error reply or no answer within 30 s counts as a failure
 of that registration; the notification is tried again after
 ``[push] retry_delay`` seconds (doubling); after ``[push] max_failures``
@@ -97,6 +103,9 @@ class PushSettings:
     retry_delay: float = setting(
         10.0, "seconds before a failed notification is tried again (doubling)", positive=True,
         live=True)
+    burst_window: float = setting(
+        30.0, "seconds during which further notifications for a user are merged into one",
+        minimum=0, live=True)
 
 
 @dataclass
@@ -119,6 +128,15 @@ class Summary:
     body: str | None = None
 
 
+@dataclass
+class Burst:
+    """When a user's last notification went, and the merged one waiting for the window's end."""
+
+    sent: float
+    pending: Summary | None = None
+    call: Any = None
+
+
 class PushNotifications(Module):
     """Registrations of app servers, and the notifications sent to them."""
 
@@ -133,6 +151,8 @@ class PushNotifications(Module):
         self.registrations: dict[str, dict[tuple[str, str], Registration]] = {}
         #: Username -> messages pushed since one of its sessions was awake.
         self.unread: dict[str, int] = {}
+        #: Username -> its notifications' burst (while it sleeps).
+        self.bursts: dict[str, Burst] = {}
 
     def startService(self) -> None:  # noqa: N802 - Twisted's API
         """Load every stored registration (queued after the table's creation)."""
@@ -196,7 +216,7 @@ class PushNotifications(Module):
     def account_deleted(self, username: str) -> None:
         """The rows went with the account; forget the memory of them."""
         self.registrations.pop(username, None)
-        self.unread.pop(username, None)
+        self._awake(username)
 
     # -- when to push ------------------------------------------------------------------
 
@@ -237,13 +257,19 @@ class PushNotifications(Module):
     @hook(Point.SESSION_BOUND)
     def session_bound(self, session: Session) -> None:
         """A session of the user is awake: the count starts again."""
-        self.unread.pop(session.username, None)
+        self._awake(session.username)
 
     @hook(Point.CLIENT_STANZA, priority=90)
     def client_stanza(self, session: Session, stanza: domish.Element) -> None:
         """The user is using a client: the count starts again."""
         if self.unread and session.username in self.unread:
-            del self.unread[session.username]
+            self._awake(session.username)
+
+    def _awake(self, username: str) -> None:
+        self.unread.pop(username, None)
+        burst = self.bursts.pop(username, None)
+        if burst is not None and burst.call is not None and burst.call.active():
+            burst.call.cancel()
 
     def _important(self, username: str, targets: list[Session], stanza: domish.Element) -> bool:
         if stanza.getAttribute("type") == "error":
@@ -271,7 +297,33 @@ class PushNotifications(Module):
     # -- pushing -----------------------------------------------------------------------
 
     def notify(self, username: str, summary: Summary) -> None:
-        """Send a notification to each of the user's registrations."""
+        """Notify the user's registrations, once per burst.
+
+        The first notification goes at once; what comes within
+        ``[push] burst_window`` seconds after it is merged into one more
+        notification at the end of the window (with the latest count).
+        """
+        now = self.server.reactor.seconds()
+        window = self.settings_now.burst_window
+        burst = self.bursts.get(username)
+        if burst is None or (burst.call is None and now - burst.sent >= window):
+            self.bursts[username] = Burst(now)
+            self._notify_now(username, summary)
+            return
+        burst.pending = summary  # the merged one says the latest
+        if burst.call is None:
+            burst.call = self.server.reactor.callLater(
+                max(0.0, burst.sent + window - now), self._end_of_burst, username)
+
+    def _end_of_burst(self, username: str) -> None:
+        burst = self.bursts.get(username)
+        if burst is None or burst.pending is None:
+            return
+        summary, burst.pending, burst.call = burst.pending, None, None
+        burst.sent = self.server.reactor.seconds()
+        self._notify_now(username, summary)
+
+    def _notify_now(self, username: str, summary: Summary) -> None:
         for registration in list(self.registrations.get(username, {}).values()):
             self._send(username, registration, summary, self.settings_now.retry_delay)
 
