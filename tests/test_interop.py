@@ -189,15 +189,15 @@ RESUME = Path(__file__).resolve().parent / "interop" / "slixmpp_resume.py"
 
 
 class SlixmppResumeTests(unittest.TestCase):
-    """slixmpp's XEP-0198 plugin: a killed connection is resumed; nothing lost or doubled."""
+    """slixmpp's XEP-0198 plugin: a killed connection loses nothing, doubles nothing."""
 
     timeout = 60
 
     @defer.inlineCallbacks
-    def test_resume_after_a_killed_connection(self):
+    def run_script(self, *extra, **sections):
         from xmppd.storage.roster import RosterItem
 
-        server = start_server(self, c2s={"require_encryption": True})
+        server = start_server(self, c2s={"require_encryption": True}, **sections)
         yield server.create_user("romeo", "r0meo-pw")
         yield server.create_user("juliet", "jul1et-pw")
         roster = server.server.session_manager.roster_store
@@ -207,14 +207,27 @@ class SlixmppResumeTests(unittest.TestCase):
             sys.executable,
             [
                 str(RESUME), "127.0.0.1", str(server.port), str(server.config.tls.certificate),
-                "romeo@localhost", "r0meo-pw", "juliet@localhost", "jul1et-pw",
+                "romeo@localhost", "r0meo-pw", "juliet@localhost", "jul1et-pw", *extra,
             ],
             reactor=reactor,
         )
         output = out.decode()
         self.assertEqual(code, 0, output + err.decode()[-3000:])
+        return output
+
+    @defer.inlineCallbacks
+    def test_resume_after_a_killed_connection(self):
+        output = yield self.run_script("resume", "100")
         self.assertIn("phone sm-enabled resumable=True", output)
         self.assertIn("phone resumed as romeo@localhost/phone", output)
-        self.assertIn("phone got-message body=while you were gone delayed=True", output)
-        self.assertIn("phone messages=['while you were gone']", output)
+        self.assertIn("phone got-message body=while you were gone 0 delayed=True", output)
+        self.assertIn("phone in-order=True count=100", output)
         self.assertNotIn("other saw-unavailable from=romeo@localhost/phone", output)
+
+    @defer.inlineCallbacks
+    def test_expiry_then_offline_storage(self):
+        output = yield self.run_script("expire", "100", sm={"resume_timeout": 1.0})
+        self.assertIn("other saw-unavailable from=romeo@localhost/phone", output)
+        self.assertNotIn("phone resumed", output)
+        self.assertIn("phone got-message body=while you were gone 0 delayed=True", output)
+        self.assertIn("phone in-order=True count=100", output)

@@ -2,14 +2,22 @@
 
 Run by tests/test_interop.py as a subprocess:
 
-    python slixmpp_resume.py HOST PORT CA_CERT JID1 PASSWORD1 JID2 PASSWORD2
+    python slixmpp_resume.py HOST PORT CA_CERT JID1 PASSWORD1 JID2 PASSWORD2 [MODE COUNT]
 
 JID1 (the "phone") enables stream management with resumption; its TCP
 connection is then killed (no closing tag, as when a phone changes
-networks); JID2 sends it a chat message while it is gone; the phone
-connects again and resumes (slixmpp does it by itself, having the id),
-and must get the message exactly once, with a delay. JID2 must never see
-the phone go unavailable. Progress goes to stdout one line per event.
+networks); JID2 sends it COUNT chat messages (default 1) while it is gone.
+
+* MODE ``resume`` (default): the phone connects again and resumes (slixmpp
+  does it by itself, having the id) and must get every message exactly
+  once, in order, with a delay; JID2 must never see the phone go
+  unavailable.
+* MODE ``expire``: JID2 waits until it sees the phone go unavailable (the
+  server's resumption window ended); the phone then connects again, its
+  resumption fails, it binds a new session and must get every message
+  from offline storage, exactly once, in order.
+
+Progress goes to stdout one line per event.
 """
 
 import asyncio
@@ -36,7 +44,9 @@ class Client(ClientXMPP):
         self.sm_enabled = loop.create_future()
         self.resumed = loop.create_future()
         self.messages = []
-        self.got_message = loop.create_future()
+        self.expected = None
+        self.all_messages = loop.create_future()
+        self.phone_gone = loop.create_future()
         self.add_event_handler("session_start", self.on_session_start)
         self.add_event_handler("sm_enabled", self.on_sm_enabled)
         self.add_event_handler("session_resumed", self.on_resumed)
@@ -66,41 +76,58 @@ class Client(ClientXMPP):
 
     def on_unavailable(self, presence):
         report(f"{self.name} saw-unavailable from={presence['from'].full}")
+        if presence["from"].resource == "phone" and not self.phone_gone.done():
+            self.phone_gone.set_result(True)
 
     def on_message(self, message):
         if message["type"] == "chat" and message["body"]:
             delayed = message.xml.find("{urn:xmpp:delay}delay") is not None
             self.messages.append(message["body"])
-            report(f"{self.name} got-message body={message['body']} delayed={delayed}")
-            if not self.got_message.done():
-                self.got_message.set_result(message)
+            if len(self.messages) <= 2:
+                report(f"{self.name} got-message body={message['body']} delayed={delayed}")
+            if self.expected is not None and len(self.messages) >= self.expected \
+                    and not self.all_messages.done():
+                self.all_messages.set_result(True)
 
 
-async def scenario(host, port, ca_cert, jid1, password1, jid2, password2):
-    """The whole exchange; raises on timeout."""
-    phone = Client("phone", jid1 + "/phone", password1, ca_cert, sm=True)
-    other = Client("other", jid2 + "/desk", password2, ca_cert)
-    for client in (phone, other):
-        client.connect(host, port)
-    await asyncio.gather(phone.online, other.online, phone.sm_enabled)
-    await other["xep_0199"].ping(other.boundjid.domain)
-    phone.abort()
-    report("phone connection killed")
-    other.send_message(mto=phone.boundjid.full, mbody="while you were gone", mtype="chat")
-    await other["xep_0199"].ping(other.boundjid.domain)
-    phone.connect(host, port)
-    await phone.resumed
-    await phone.got_message
-    await phone["xep_0199"].ping(phone.boundjid.domain)  # anything sent twice would be here
-    report(f"phone messages={phone.messages}")
-    report("done")
-    for client in (phone, other):
-        client.disconnect()
+def make_scenario(mode, count):
+    """The exchange for a mode and a number of messages."""
+
+    async def scenario(host, port, ca_cert, jid1, password1, jid2, password2):
+        phone = Client("phone", jid1 + "/phone", password1, ca_cert, sm=True)
+        other = Client("other", jid2 + "/desk", password2, ca_cert)
+        for client in (phone, other):
+            client.connect(host, port)
+        await asyncio.gather(phone.online, other.online, phone.sm_enabled)
+        await other["xep_0199"].ping(other.boundjid.domain)
+        phone.abort()
+        report("phone connection killed")
+        sent = [f"while you were gone {i}" for i in range(count)]
+        for body in sent:
+            other.send_message(mto=phone.boundjid.full, mbody=body, mtype="chat")
+        await other["xep_0199"].ping(other.boundjid.domain)
+        if mode == "expire":
+            await other.phone_gone
+            phone.online = asyncio.get_event_loop().create_future()
+        phone.all_messages = asyncio.get_event_loop().create_future()
+        phone.expected = count
+        phone.connect(host, port)
+        await (phone.resumed if mode == "resume" else phone.online)
+        await phone.all_messages
+        await phone["xep_0199"].ping(phone.boundjid.domain)  # anything sent twice is here now
+        report(f"phone in-order={phone.messages == sent} count={len(phone.messages)}")
+        report("done")
+        for client in (phone, other):
+            client.disconnect()
+
+    return scenario
 
 
 def main(argv):
     """Run the scenario within TIME_LIMIT seconds; exit code 0 on success."""
-    return run(scenario, argv, TIME_LIMIT)
+    mode = argv[7] if len(argv) > 7 else "resume"
+    count = int(argv[8]) if len(argv) > 8 else 1
+    return run(make_scenario(mode, count), argv[:7], TIME_LIMIT)
 
 
 if __name__ == "__main__":
