@@ -105,6 +105,7 @@ class FakeSessionManager:
         self.unbound: list[Any] = []
         #: Whether each unbind was for a connection that went away unclosed.
         self.interrupted: list[bool] = []
+        self.sleeping = False
         self.counter = 0
         self.fail_with: Exception | None = None
         self.pending: defer.Deferred | None = None
@@ -115,6 +116,10 @@ class FakeSessionManager:
     def stream_features(self) -> list[tuple[str, str]]:
         """The real session manager's post-authentication features (roster versioning)."""
         return [(NS_ROSTER_VERSIONING, "ver")]
+
+    def let_idle(self, session: Session) -> bool:
+        """Whether a silent client is left alone (set ``sleeping`` to say so)."""
+        return self.sleeping
 
     def nonza_handler(self, namespace: str | None, name: str, before_bind: bool = False):
         """A handler for ``<nonza xmlns='urn:example:nonza'/>`` only (records it)."""

@@ -56,6 +56,9 @@ class EchoSessionManager:
         self.bound.append(full.full())
         return session
 
+    def let_idle(self, session):
+        return False
+
     def unbind(self, session, interrupted=False):
         self.unbound.append(session.jid.full())
         self.sessions.pop(session.jid.full(), None)

@@ -243,3 +243,39 @@ class TimeoutTests(unittest.TestCase):
         self.assertEqual(factory.reactor.getDelayedCalls(), [])
 
 
+
+
+class KeepaliveTests(unittest.TestCase):
+    """TCP keepalive on client sockets (xmppd.c2s.stream.keepalive)."""
+
+    def test_socket_options(self):
+        import socket
+
+        from xmppd.c2s.stream import keepalive
+
+        class Transport:
+            def __init__(self):
+                self.sock = socket.socket()
+                self.alive = False
+
+            def setTcpKeepAlive(self, on):  # noqa: N802 - Twisted's API
+                self.alive = on
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(on))
+
+            def getHandle(self):  # noqa: N802 - Twisted's API
+                return self.sock
+
+        transport = Transport()
+        self.addCleanup(transport.sock.close)
+        keepalive(transport, 300)
+        self.assertTrue(transport.alive)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            self.assertEqual(
+                transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), 300)
+            self.assertEqual(
+                transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT), 4)
+        off = Transport()
+        self.addCleanup(off.sock.close)
+        keepalive(off, 0)
+        self.assertFalse(off.alive)
+        keepalive(object(), 300)  # not a TCP transport: nothing happens

@@ -345,6 +345,18 @@ class IdleTimeoutTests(StreamErrorAssertions, unittest.TestCase):
         self.client.lose()
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
+    def test_a_sleeping_client_is_not_pinged(self):
+        """A client that said it is inactive (XEP-0352) is left alone while it sleeps."""
+        self.factory.session_manager.sleeping = True
+        self.reactor.advance(1000)
+        self.assertEqual(self.client.read(), [])
+        self.assertFalse(self.client.closed)
+        self.factory.session_manager.sleeping = False  # awake again: pinged as usual
+        self.reactor.advance(100)
+        self.ping()
+        self.reactor.advance(21)
+        self.assertStreamError(self.client, self.client.read(), "connection-timeout")
+
     def test_zero_ping_timeout_drops_at_idle(self):
         factory = make_factory(idle_timeout=50, ping_timeout=0)
         client = Client(factory)

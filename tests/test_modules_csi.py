@@ -126,6 +126,13 @@ class StateTests(CSITestCase):
         self.assertFalse(self.module.is_inactive(self.phone.session))
         self.assertIsNone(self.sm.nonza_handler(NS, "sleepy"))
 
+    def test_inactive_clients_are_not_pinged(self):
+        self.assertFalse(self.sm.let_idle(self.phone.session))
+        self.inactive(self.phone)
+        self.assertTrue(self.sm.let_idle(self.phone.session))
+        self.active(self.phone)
+        self.assertFalse(self.sm.let_idle(self.phone.session))
+
     def test_disabled(self):
         sm = self.make_manager(modules={"disabled": ["csi"]})
         self.assertNotIn((NS, "csi"), sm.stream_features())

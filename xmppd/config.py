@@ -148,6 +148,8 @@ class LimitSettings:
     idle_timeout: float = setting(300.0, "seconds of silence before the server pings",
                                   minimum=0)
     ping_timeout: float = setting(60.0, "seconds to answer that ping", minimum=0)
+    tcp_keepalive: int = setting(300, "seconds of silence before TCP keepalive probes a "
+                                 "client socket (then every 60 s, 4 times)", minimum=0)
     max_connections_per_ip: int = setting(20, "open client connections from one address",
                                           minimum=0)
     max_sessions_per_account: int = setting(10, "bound resources of one account", minimum=0)

@@ -134,6 +134,10 @@ class Point(enum.StrEnum):
     #: bound, detached from any connection (XEP-0198 resumption); it ends
     #: it later itself. Otherwise it is unbound as usual.
     SESSION_INTERRUPTED = "session-interrupted"
+    #: A bound client has been silent for ``[limits] idle_timeout`` and is
+    #: about to be pinged (session state). Filter: True = let it be (a
+    #: client that said it sleeps: XEP-0352); it is asked again later.
+    SESSION_IDLE = "session-idle"
     #: A resource was unbound (session state); may return a Deferred.
     SESSION_ENDED = "session-ended"
     #: The session manager is stopping: modules end what they keep alive

@@ -36,6 +36,7 @@ Stream errors are written in one place, :meth:`C2SStream.stream_error`
 from __future__ import annotations
 
 import secrets
+import socket
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
@@ -73,6 +74,24 @@ class _StopParsing(Exception):
 
 def _new_stream_id() -> str:
     return secrets.token_hex(16)
+
+
+def keepalive(transport: Any, idle: int) -> None:
+    """TCP keepalive on a client socket: probes after ``idle`` s of silence (0: off).
+
+    Then every 60 s, 4 times, before the kernel drops the connection (where
+    the platform lets us set these; elsewhere its defaults apply).
+    """
+    if not idle:
+        return
+    try:
+        transport.setTcpKeepAlive(True)
+        sock = transport.getHandle()
+        for option, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", 60), ("TCP_KEEPCNT", 4)):
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    except (AttributeError, OSError):
+        pass  # not a TCP socket (tests' fake transports, a UNIX socket)
 
 
 def _ignore(*args: object) -> None:
@@ -137,6 +156,7 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
             self.peer_host = getattr(self.transport.getPeer(), "host", None)
         except Exception:
             self.peer_host = None
+        keepalive(self.transport, factory.limits.tcp_keepalive)
         admitted = factory.guard.connection_opened(self.peer_host)
         self._counted = True
         timeout = factory.limits.negotiation_timeout
@@ -201,6 +221,10 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         if self.closing:
             return
         ping_timeout = self.factory.limits.ping_timeout
+        if not self._ping_outstanding and self.session is not None and \
+                self.factory.session_manager.let_idle(self.session):
+            self.setTimeout(self.factory.limits.idle_timeout)  # asleep: ask again later
+            return
         if self._ping_outstanding or not ping_timeout or self.session is None:
             self.stream_error("connection-timeout", "the client stopped answering")
             return

@@ -33,7 +33,9 @@ word (any case) or the user's bare JID.
 The hooks run after every other module's at the delivery points, so a held
 stanza has passed the other filters already; a flush writes straight to
 the connection. What is held when the connection goes away is lost with it
-(it is never a message with a body). Costs for active sessions: one dict
+(it is never a message with a body). An inactive client is not pinged when
+it stays silent (``[limits] idle_timeout``): TCP keepalive watches its
+socket instead (``[limits] tcp_keepalive``). Costs for active sessions: one dict
 lookup per delivered stanza, one per presence the client sends.
 """
 
@@ -233,6 +235,11 @@ class ClientStateIndication(Module):
     def _write(self, session: Session, held: Held) -> None:
         for stanza in held.take():
             session.write(stanza)
+
+    @hook(Point.SESSION_IDLE)
+    def idle(self, session: Session) -> bool:
+        """An inactive client is not pinged: waking its radio is what it asked us not to do."""
+        return session in self.inactive
 
     @hook(Point.SESSION_ENDED)
     def session_ended(self, session: Session) -> None:

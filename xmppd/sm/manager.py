@@ -198,6 +198,11 @@ class SessionManager(service.Service):
         """Stream features the enabled modules offer after authentication (ns, name)."""
         return self.modules.stream_features()
 
+    def let_idle(self, session: Session) -> bool:
+        """True when a silent client is not to be pinged (a module says it sleeps)."""
+        return self.modules.has_hooks(Point.SESSION_IDLE) and self.modules.fire(
+            Point.SESSION_IDLE, session)
+
     def nonza_handler(self, namespace: str | None, name: str, before_bind: bool = False) -> Any:
         """The module handler of a client's top-level non-stanza element, or None."""
         return self.modules.nonza_handler(namespace, name, before_bind)
