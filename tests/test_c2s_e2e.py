@@ -159,6 +159,53 @@ class TestClient(protocol.Protocol):
             self.reset()
         return result
 
+    def channel_binding(self, cb_type):
+        """This side's channel binding data of the TLS connection (RFC 9266, RFC 5929)."""
+        from xmppd.c2s.channel_binding import end_point_hash
+
+        tls = self.transport.getHandle()
+        if cb_type == "tls-exporter":
+            return tls.export_keying_material(b"EXPORTER-Channel-Binding", 32)
+        return end_point_hash(tls.get_peer_certificate().to_cryptography())
+
+    @defer.inlineCallbacks
+    def scram_plus(self, username, password, cb_type, data=None, header=None):
+        """SCRAM-SHA-256-PLUS computed here (scramp has no tls-exporter); the final element."""
+        import hashlib
+        import hmac
+        import os
+
+        data = self.channel_binding(cb_type) if data is None else data
+        header = header or f"p={cb_type},,"
+        nonce = base64.b64encode(os.urandom(18)).decode()
+        bare = f"n={username},r={nonce}"
+        first = base64.b64encode((header + bare).encode()).decode()
+        self.send(f"<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256-PLUS'>{first}</auth>")
+        challenge = yield self.next()
+        if challenge.name != "challenge":
+            return challenge
+        server_first = base64.b64decode(str(challenge)).decode()
+        fields = dict(item.split("=", 1) for item in server_first.split(","))
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(fields["s"]),
+                                     int(fields["i"]))
+        client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+        stored = hashlib.sha256(client_key).digest()
+        cbind = base64.b64encode(header.encode() + data).decode()
+        without_proof = f"c={cbind},r={fields['r']}"
+        auth_message = f"{bare},{server_first},{without_proof}".encode()
+        signature = hmac.new(stored, auth_message, "sha256").digest()
+        proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature,
+                                                              strict=True))).decode()
+        final = base64.b64encode(f"{without_proof},p={proof}".encode()).decode()
+        self.send(f"<response xmlns='{NS_SASL}'>{final}</response>")
+        result = yield self.next()
+        if result.name == "success":
+            server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+            expected = base64.b64encode(hmac.new(server_key, auth_message, "sha256").digest())
+            assert base64.b64decode(str(result)) == b"v=" + expected, "bad server signature"
+            self.reset()
+        return result
+
     @defer.inlineCallbacks
     def bind(self, resource):
         self.send(
@@ -248,7 +295,11 @@ class EndToEndTests(unittest.TestCase):
         yield client.starttls(self.cert_pem)
         features = yield client.open_stream()
         mechanisms = [str(m) for m in features.mechanisms.elements()]
-        self.assertEqual(mechanisms, ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"])
+        self.assertEqual(mechanisms, ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS",
+                                      "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"])
+        offer = next(features.elements("urn:xmpp:sasl-cb:0", "sasl-channel-binding"))
+        self.assertEqual([c["type"] for c in offer.elements()],
+                         ["tls-exporter", "tls-server-end-point"])
         result = yield client.scram("alice", "wonderland")
         self.assertEqual(result.name, "success")
         yield client.open_stream()
@@ -269,6 +320,51 @@ class EndToEndTests(unittest.TestCase):
         yield unbound
         yield client.closed
         self.assertEqual(self.sm.unbound, ["alice@localhost/laptop"])
+
+    @defer.inlineCallbacks
+    def plus_client(self):
+        factory, port = self.listen()
+        client = yield self.connect(port)
+        yield client.open_stream()
+        yield client.starttls(self.cert_pem)
+        yield client.open_stream()
+        return client
+
+    @defer.inlineCallbacks
+    def test_scram_plus_with_each_channel_binding(self):
+        for cb_type in ("tls-exporter", "tls-server-end-point"):
+            client = yield self.plus_client()
+            result = yield client.scram_plus("alice", "wonderland", cb_type)
+            self.assertEqual(result.name, "success", (cb_type, result.toXml()))
+            features = yield client.open_stream()
+            self.assertIsNotNone(features.bind)
+            client.transport.loseConnection()
+            yield client.closed
+
+    @defer.inlineCallbacks
+    def test_scram_plus_refuses_another_connections_binding(self):
+        """Binding data of another TLS session (a relaying man in the middle) fails."""
+        client = yield self.plus_client()
+        result = yield client.scram_plus("alice", "wonderland", "tls-exporter", data=b"x" * 32)
+        self.assertEqual((result.name, result.firstChildElement().name),
+                         ("failure", "not-authorized"))
+
+    @defer.inlineCallbacks
+    def test_downgrade_is_refused(self):
+        """A client that could bind ('y') while the server offers -PLUS: not-authorized."""
+        client = yield self.plus_client()
+        client_first = base64.b64encode(b"y,,n=alice,r=abcdefgh").decode()
+        client.send(f"<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256'>{client_first}</auth>")
+        result = yield client.next()
+        self.assertEqual((result.name, result.firstChildElement().name),
+                         ("failure", "not-authorized"))
+
+    @defer.inlineCallbacks
+    def test_unoffered_binding_type(self):
+        client = yield self.plus_client()
+        result = yield client.scram_plus("alice", "wonderland", "tls-unique", data=b"")
+        self.assertEqual((result.name, result.firstChildElement().name),
+                         ("failure", "malformed-request"))
 
     @defer.inlineCallbacks
     def test_wrong_password_over_tls(self):

@@ -399,3 +399,55 @@ class PayloadTests(unittest.TestCase):
         )
         self.assertEqual(server.offered(False), ["SCRAM-SHA-256", "SCRAM-SHA-1"])
         self.assertEqual(server.offered(True), ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"])
+
+
+class ChannelBindingTests(unittest.TestCase):
+    """SCRAM-*-PLUS (RFC 5802 §6) in the mechanisms, without a stream."""
+
+    def setUp(self):
+        from xmppd.c2s import sasl
+
+        self.sasl = sasl
+        self.server = sasl.SASLServer(accounts=FakeAccounts({"alice": "secret"}), portal=None,
+                                      domain="localhost", secret=b"k" * 32)
+        self.bindings = {"tls-exporter": b"e" * 32, "tls-server-end-point": b"p" * 32}
+
+    def test_offered_only_with_bindings(self):
+        self.assertEqual(self.server.offered(True), ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"])
+        self.assertEqual(self.server.offered(True, self.bindings)[:2],
+                         ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"])
+        with self.assertRaises(self.sasl.SASLFailure) as caught:
+            self.server.start("SCRAM-SHA-256-PLUS", True)
+        self.assertEqual(caught.exception.condition, "invalid-mechanism")
+
+    def failure(self, mechanism, first, bindings):
+        exchange = self.server.start(mechanism, True, bindings=bindings)
+        d = exchange.step(first)
+        failures = []
+        d.addErrback(lambda f: failures.append(f.value.condition))
+        return failures[0] if failures else None
+
+    def test_plus_needs_a_binding_it_offers(self):
+        self.assertEqual(
+            self.failure("SCRAM-SHA-256-PLUS", b"n,,n=alice,r=abc", self.bindings),
+            "malformed-request")
+        self.assertEqual(
+            self.failure("SCRAM-SHA-256-PLUS", b"p=tls-unique,,n=alice,r=abc", self.bindings),
+            "malformed-request")
+        self.assertIsNone(
+            self.failure("SCRAM-SHA-256-PLUS", b"p=tls-exporter,,n=alice,r=abc", self.bindings))
+
+    def test_plain_scram_with_p_or_downgraded_y(self):
+        self.assertEqual(
+            self.failure("SCRAM-SHA-256", b"p=tls-exporter,,n=alice,r=abc", self.bindings),
+            "malformed-request")
+        self.assertEqual(self.failure("SCRAM-SHA-256", b"y,,n=alice,r=abc", self.bindings),
+                         "not-authorized")
+        # Without bindings (no TLS), 'y' is what an honest client says.
+        self.assertIsNone(self.failure("SCRAM-SHA-256", b"y,,n=alice,r=abc", {}))
+
+    def test_fake_keys_are_the_same_with_plus(self):
+        """An unknown account looks the same to -PLUS and plain SCRAM (no enumeration)."""
+        plus = self.server.start("SCRAM-SHA-256-PLUS", True, bindings=self.bindings)
+        plain = self.server.start("SCRAM-SHA-256", True, bindings=self.bindings)
+        self.assertEqual(plus.fake_keys("nobody"), plain.fake_keys("nobody"))

@@ -22,6 +22,7 @@ from twisted.words.xish import domish
 
 from xmppd.c2s import bind as bind_mod
 from xmppd.c2s import sasl
+from xmppd.c2s.channel_binding import NS_SASL_CB, channel_bindings
 from xmppd.c2s.registration import (
     NS_REGISTER_FEATURE,
     PreAuthRegistration,
@@ -64,6 +65,7 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             PreAuthRegistration(factory.accounts) if factory.registration_enabled else None
         )
         self._unbound = False
+        self._bindings: dict[str, bytes] | None = None
 
     # -- stream start ------------------------------------------------------
 
@@ -137,9 +139,14 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
                 if factory.require_encryption:
                     starttls.addElement("required")
             if self.tls_active or not factory.require_encryption:
+                bindings = self.channel_bindings()
                 mechanisms = features.addElement((sasl.NS_SASL, "mechanisms"))
-                for name in factory.sasl.offered(self.tls_active):
+                for name in factory.sasl.offered(self.tls_active, bindings):
                     mechanisms.addElement("mechanism", content=name)
+                if bindings:  # XEP-0440
+                    offer = features.addElement((NS_SASL_CB, "sasl-channel-binding"))
+                    for cb_type in bindings:
+                        offer.addElement("channel-binding")["type"] = cb_type
                 if self.registration is not None:
                     features.addElement((NS_REGISTER_FEATURE, "register"))
         else:
@@ -183,6 +190,18 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
         self.xmlstream.stream_error("unsupported-stanza-type")
         return None
 
+    def channel_bindings(self) -> dict[str, bytes]:
+        """The TLS connection's channel binding data (type -> bytes); empty without TLS."""
+        if not self.tls_active:
+            return {}
+        if self._bindings is None:
+            try:
+                tls = self.xmlstream.transport.getHandle()
+            except Exception:  # noqa: BLE001 - a transport without a TLS handle
+                tls = None
+            self._bindings = channel_bindings(tls) if tls is not None else {}
+        return self._bindings
+
     def _starttls(self) -> None:
         xs = self.xmlstream
         tls_options = self.factory.tls_options
@@ -218,7 +237,8 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
                 self._auth_gate(None)
                 mechanism = element.getAttribute("mechanism") or ""
                 exchange = self.factory.sasl.start(
-                    mechanism, self.tls_active, gate=self._auth_gate
+                    mechanism, self.tls_active, gate=self._auth_gate,
+                    bindings=self.channel_bindings(),
                 )
                 data = sasl.decode_payload(str(element))
             except sasl.SASLFailure as f:

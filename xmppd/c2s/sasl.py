@@ -1,4 +1,4 @@
-"""SASL for client streams (RFC 6120 section 6): SCRAM-SHA-256, SCRAM-SHA-1, PLAIN.
+"""SASL for client streams (RFC 6120 section 6): SCRAM-SHA-256(-PLUS), SCRAM-SHA-1(-PLUS), PLAIN.
 
 The mechanisms here know nothing about XML: the stream hands them decoded
 payloads (``bytes``, or ``None`` when the client sent no initial response)
@@ -45,6 +45,9 @@ from xmppd.storage.accounts import SCRAM_ITERATIONS, InvalidUsername, prepare_us
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1")
+#: With channel binding (RFC 5802 §6), offered on TLS when the connection
+#: gives binding data (:mod:`xmppd.c2s.channel_binding`).
+PLUS_MECHANISMS = ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS")
 PLAIN = "PLAIN"
 ALL_MECHANISMS = (*SCRAM_MECHANISMS, PLAIN)
 
@@ -231,7 +234,16 @@ def _unescape_saslname(value: str) -> str:
 
 
 class ScramMechanism:
-    """SCRAM-SHA-256 / SCRAM-SHA-1 (RFC 5802, RFC 7677) over stored keys."""
+    """SCRAM-SHA-256 / SCRAM-SHA-1 (RFC 5802, RFC 7677) over stored keys, with -PLUS.
+
+    ``bindings`` (type -> data) are the connection's channel bindings: a
+    -PLUS exchange must use one of them (``p=TYPE``), and a plain one whose
+    client says it could bind but thinks we cannot (``y``) is refused while
+    we can (a downgrade, RFC 5802 §6). scramp does not know
+    ``tls-exporter``: the exchange runs through scramp as a plain one, with
+    the gs2 header and binding data compared in client-final (the same way
+    as an authzid, :class:`_OriginalGs2Header`).
+    """
 
     def __init__(
         self,
@@ -241,10 +253,18 @@ class ScramMechanism:
         domain: str,
         secret: bytes,
         gate: Gate = _open_gate,
+        bindings: dict[str, bytes] | None = None,
     ):
-        if name not in _HASHES:
+        base = name.removesuffix("-PLUS")
+        if base not in _HASHES:
             raise ValueError(f"not a SCRAM mechanism: {name}")
+        self.plus = base != name
+        self.bindings = bindings or {}
+        if self.plus and not self.bindings:
+            raise ValueError(f"{name} needs channel binding data")
         self.name = name
+        #: The hash's mechanism name: the stored keys are the same for -PLUS.
+        self.base = base
         self.gate = gate
         self.username_tried: str | None = None
         self.accounts = accounts
@@ -273,11 +293,11 @@ class ScramMechanism:
         return defer.fail(SASLFailure("malformed-request", "the exchange is over"))
 
     def fake_keys(self, name: str) -> tuple[bytes, bytes, bytes, int]:
-        """Deterministic per-username keys for accounts that do not exist."""
-        digest = _HASHES[self.name]().digest_size
+        """Deterministic per-username keys for accounts that do not exist (same for -PLUS)."""
+        digest = _HASHES[self.base]().digest_size
 
         def derive(label: str) -> bytes:
-            message = f"{self.name}\0{label}\0{name}".encode()
+            message = f"{self.base}\0{label}\0{name}".encode()
             return hmac.new(self.secret, message, hashlib.sha256).digest()
 
         salt = derive("salt")
@@ -291,9 +311,22 @@ class ScramMechanism:
             flag, authzid_field, bare = message.split(",", 2)
         except ValueError:
             raise SASLFailure("malformed-request", "bad SCRAM client-first") from None
-        if flag not in ("n", "y"):
+        binding = None
+        if self.plus:
+            cb_type = flag[2:] if flag.startswith("p=") else None
+            if cb_type is None:
+                raise SASLFailure("malformed-request", f"{self.name} needs channel binding")
+            binding = self.bindings.get(cb_type)
+            if binding is None:
+                raise SASLFailure("malformed-request",
+                                  f"channel binding type {cb_type} is not offered")
+        elif flag not in ("n", "y"):
             # 'p=...' asks for channel binding, which the plain mechanisms lack.
-            raise SASLFailure("malformed-request", "channel binding is not offered")
+            raise SASLFailure("malformed-request", "channel binding needs a -PLUS mechanism")
+        elif flag == "y" and self.bindings:
+            # The client could bind and thinks we cannot: someone removed
+            # -PLUS from our offer (RFC 5802 §6).
+            raise SASLFailure("not-authorized")
         if authzid_field and not authzid_field.startswith("a="):
             raise SASLFailure("malformed-request", "bad SCRAM authzid")
         authzid = _unescape_saslname(authzid_field[2:]) if authzid_field else ""
@@ -308,7 +341,7 @@ class ScramMechanism:
 
         keys = None
         if username is not None:
-            keys = yield self.accounts.scram_keys(username, self.name)
+            keys = yield self.accounts.scram_keys(username, self.base)
         if keys is None:
             auth_info = self.fake_keys(authcid)
         else:
@@ -316,11 +349,12 @@ class ScramMechanism:
             self._known = True
         self._username = username
 
-        server = scramp.ScramMechanism(self.name).make_server(lambda _name: auth_info)
+        server = scramp.ScramMechanism(self.base).make_server(lambda _name: auth_info)
         try:
-            server.set_client_first(f"{flag},,{bare}")
-            if authzid_field:
-                server.gs2_header = _OriginalGs2Header(f"{flag},{authzid_field},".encode())
+            server.set_client_first(f"{'n' if binding is not None else flag},,{bare}")
+            if authzid_field or binding is not None:
+                server.gs2_header = _OriginalGs2Header(
+                    f"{flag},{authzid_field},".encode() + (binding or b""))
             server_first = server.get_server_first()
         except scramp.ScramException:
             raise SASLFailure("malformed-request", "bad SCRAM client-first") from None
@@ -364,23 +398,27 @@ class SASLServer:
         self.allow_plain_without_tls = allow_plain_without_tls
         self.secret = secret if secret is not None else os.urandom(32)
 
-    def offered(self, secure: bool) -> list[str]:
-        """Mechanism names to advertise on a stream (TLS on or not)."""
+    def offered(self, secure: bool, bindings: dict[str, bytes] | None = None) -> list[str]:
+        """Mechanism names to advertise on a stream (TLS on or not, its channel bindings)."""
+        plus = list(PLUS_MECHANISMS) if bindings else []
         if secure or self.allow_plain_without_tls:
-            return list(ALL_MECHANISMS)
-        return list(SCRAM_MECHANISMS)
+            return [*plus, *ALL_MECHANISMS]
+        return [*plus, *SCRAM_MECHANISMS]
 
     def start(
-        self, name: str, secure: bool, gate: Gate = _open_gate
+        self, name: str, secure: bool, gate: Gate = _open_gate,
+        bindings: dict[str, bytes] | None = None,
     ) -> PlainMechanism | ScramMechanism:
         """A fresh exchange for a mechanism; SASLFailure if it is not offered.
 
-        ``gate(username)`` is called once the exchange knows the username.
+        ``gate(username)`` is called once the exchange knows the username;
+        ``bindings`` are the connection's channel bindings (type -> data).
         """
-        if name not in ALL_MECHANISMS:
+        if name not in ALL_MECHANISMS and not (name in PLUS_MECHANISMS and bindings):
             raise SASLFailure("invalid-mechanism")
-        if name not in self.offered(secure):
+        if name not in self.offered(secure, bindings):
             raise SASLFailure("mechanism-too-weak")
         if name == PLAIN:
             return PlainMechanism(self.portal, self.domain, gate)
-        return ScramMechanism(name, self.accounts, self.portal, self.domain, self.secret, gate)
+        return ScramMechanism(name, self.accounts, self.portal, self.domain, self.secret, gate,
+                              bindings)

@@ -86,7 +86,10 @@ def keepalive(transport: Any, idle: int) -> None:
         return
     try:
         transport.setTcpKeepAlive(True)
-        sock = transport.getHandle()
+        sock, inner = transport.getHandle(), transport
+        while not isinstance(sock, socket.socket) and hasattr(inner, "transport"):
+            inner = inner.transport  # under a TLS wrapper (direct TLS): the TCP one
+            sock = inner.getHandle()
         for option, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", 60), ("TCP_KEEPCNT", 4)):
             if hasattr(socket, option):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
