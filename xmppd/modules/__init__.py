@@ -12,6 +12,7 @@ from xmppd.modules.carbons import Carbons
 from xmppd.modules.contact_info import ContactInfo
 from xmppd.modules.disco import Disco
 from xmppd.modules.last import LastActivity
+from xmppd.modules.mam import MessageArchive
 from xmppd.modules.offline import Offline
 from xmppd.modules.pep import PEP
 from xmppd.modules.ping import Ping
@@ -25,7 +26,8 @@ from xmppd.modules.version import Version
 #: Every module, in the order their disco entries are listed (and their
 #: hooks run at equal priority): a module comes before those that use it.
 MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Register, ContactInfo,
-           VCard, PrivateStorage, EntityCapabilities, PEP, Bookmarks, Blocking, Carbons)
+           VCard, PrivateStorage, EntityCapabilities, PEP, Bookmarks, Blocking, MessageArchive,
+           Carbons)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MODULES}
