@@ -122,3 +122,31 @@ class WriterTests(unittest.TestCase):
     def test_bad_direction(self):
         self.assertRaises(ValueError, self.writer.append, "a", stamp=1.0, with_jid="b",
                           direction="sideways", stanza="<m/>")
+
+
+class BacklogTests(unittest.TestCase):
+    """More waiting rows than ``warn_backlog``: a warning, nothing dropped."""
+
+    def test_warning(self):
+        from twisted.internet.defer import Deferred
+
+        class SlowDatabase:
+            def __init__(self):
+                self.batches = []
+
+            def run(self, function, rows):
+                self.batches.append(rows)
+                return Deferred()
+
+        database = SlowDatabase()
+        writer = ArchiveWriter(database, task.Clock(), max_batch=100, warn_backlog=3)
+        events = []
+        from twisted.logger import globalLogPublisher
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for n in range(5):
+            writer.append("a@b", stamp=1.0, with_jid="c@d", direction="in", stanza=str(n))
+        warnings = [e for e in events if "wait for the database" in e.get("log_format", "")]
+        self.assertEqual(len(warnings), 1)
+        writer.flush()
+        self.assertEqual([len(rows) for rows in database.batches], [5])

@@ -8,7 +8,7 @@ from tests.sm_fakes import REMOTE, SessionManagerTestCase, error_condition, stan
 from tests.test_sm_iq import iq
 from xmppd.config import MUCSettings
 from xmppd.mam.policy import NS_SID
-from xmppd.module import Scope
+from xmppd.module import Point, Scope
 from xmppd.muc.service import MUCService
 
 NS_MAM = "urn:xmpp:mam:2"
@@ -710,6 +710,29 @@ class DisabledTests(SessionManagerTestCase):
         tables = yield self.db.query(
             "SELECT name FROM sqlite_master WHERE name = 'mam_archive'")
         self.assertEqual(tables, [])  # not even the table
+
+
+class AccountDeletionTests(MAMTestCase):
+    """Deleting an account deletes its archive and preferences, and only those."""
+
+    @defer.inlineCallbacks
+    def test_deleted(self):
+        for user in ("alice", "bob"):
+            self.module.writer.append(f"{user}@localhost", stamp=1.0, with_jid="x@y",
+                                      direction="in", account=user, stanza="<message/>")
+        alice = yield self.connect("alice")
+        yield self.client_sends_out(alice, iq(None, f"<prefs xmlns='{NS_MAM}' default='never'/>",
+                                              "set", "p1"))
+        yield self.module.writer.flush()
+        self.assertIn("alice", self.module.prefs)
+        yield self.disconnect(alice)
+        yield self.accounts.delete("alice")
+        self.sm.modules.fire(Point.ACCOUNT_DELETED, "alice")
+        self.assertNotIn("alice", self.module.prefs)
+        rows = yield self.db.query("SELECT owner FROM mam_archive")
+        self.assertEqual(rows, [("bob@localhost",)])
+        rows = yield self.db.query("SELECT username FROM mam_prefs")
+        self.assertEqual(rows, [])
 
 
 class StopTests(MAMTestCase):
