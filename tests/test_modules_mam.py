@@ -265,6 +265,27 @@ class OfflineTests(MAMTestCase):
         self.assertNotIn(NS_SID, bounce.toXml())
 
 
+class WithoutOfflineTests(MAMTestCase):
+    """Without offline storage an archived message is kept (no bounce), as Prosody."""
+
+    def make_manager(self, **sections):
+        sections.setdefault("modules", {"disabled": ["offline"]})
+        return super().make_manager(**sections)
+
+    @defer.inlineCallbacks
+    def test_archived_not_bounced(self):
+        yield self.arrives(f"<message from='x@{REMOTE}/r' to='bob@localhost' type='chat'>"
+                           "<body>later</body></message>")
+        self.assertEqual(self.remote.take(), [])
+        rows = yield self.archive("bob")
+        self.assertEqual(len(rows), 1)
+        # Not archivable: bounced as before.
+        yield self.arrives(f"<message from='x@{REMOTE}/r' to='bob@localhost' type='chat'>"
+                           "<body>x</body><no-store xmlns='urn:xmpp:hints'/></message>")
+        [bounce] = self.remote.take()
+        self.assertEqual(error_condition(bounce), "service-unavailable")
+
+
 class CarbonsTests(MAMTestCase):
     """Carbon copies carry the stanza-id and are never archived themselves."""
 

@@ -12,7 +12,6 @@ What exists:
   flip-page) with the standard errors for bad input, running them on a
   store, and building the result messages, the ``<fin/>``, the form-fields
   answer, the metadata answer and archiving preferences (``<prefs/>``).
-
 * :mod:`xmppd.mam.policy`: which messages a personal archive keeps
   (:func:`~xmppd.mam.policy.archivable`) and stripping/stamping
   ``<stanza-id/>`` (XEP-0359).
