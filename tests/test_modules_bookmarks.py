@@ -219,6 +219,7 @@ class PrivateXMLTests(BookmarksTestCase):
 
     @defer.inlineCallbacks
     def test_limits_and_errors(self):
+        yield self.sm.stopService()
         self.sm = self.make_manager(pubsub={"max_items": 2})
         self.sm.startService()
         self.addCleanup(self.sm.stopService)
@@ -257,6 +258,7 @@ class PrivateXMLTests(BookmarksTestCase):
 
     @defer.inlineCallbacks
     def test_without_the_module_it_is_private_xml(self):
+        yield self.sm.stopService()
         self.sm = self.make_manager(modules={"disabled": ["bookmarks"]})
         self.sm.startService()
         self.addCleanup(self.sm.stopService)
@@ -268,6 +270,7 @@ class PrivateXMLTests(BookmarksTestCase):
 
     @defer.inlineCallbacks
     def test_without_pep_it_is_private_xml(self):
+        yield self.sm.stopService()
         self.sm = self.make_manager(modules={"disabled": ["pep"]})
         self.sm.startService()
         self.addCleanup(self.sm.stopService)
@@ -360,6 +363,7 @@ class LegacyPEPTests(BookmarksTestCase):
 
     @defer.inlineCallbacks
     def test_unconvertible_publish_is_answered_by_what_is_kept(self):
+        yield self.sm.stopService()
         self.sm = self.make_manager(pubsub={"max_items": 1})
         self.sm.startService()
         self.addCleanup(self.sm.stopService)

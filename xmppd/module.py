@@ -117,6 +117,8 @@ class Point(enum.StrEnum):
     #: A resource sent available presence of non-negative priority for the
     #: first time (or after a negative one): it can now take messages
     #: (session state); may return a Deferred, awaited in the user's queue.
+    #: Filter: True stops the later hooks (``mam`` keeps the offline
+    #: messages stored for a session that synced from its archive).
     SESSION_AVAILABLE = "session-available"
     #: An available resource became unavailable, by its own unavailable
     #: presence or because it went away (session state, the unavailable

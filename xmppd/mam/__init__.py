@@ -1,4 +1,4 @@
-"""Message archives (XEP-0313): the storage and protocol layer, not yet wired in.
+"""Message archives (XEP-0313): storage, protocol, policy and the batched writer.
 
 What exists:
 
@@ -12,8 +12,17 @@ What exists:
   flip-page) with the standard errors for bad input, running them on a
   store, and building the result messages, the ``<fin/>``, the form-fields
   answer, the metadata answer and archiving preferences (``<prefs/>``).
+* :mod:`xmppd.mam.policy`: which messages a personal archive keeps
+  (:func:`~xmppd.mam.policy.archivable`) and stripping/stamping
+  ``<stanza-id/>`` (XEP-0359).
+* :mod:`xmppd.mam.writer`: :class:`~xmppd.mam.writer.ArchiveWriter`, the
+  write-behind buffer anything archives through: ``append(...)`` returns
+  the archive id at once (and, on request, a Deferred for the commit); the
+  rows of a reactor turn are written in one transaction; ``flush()`` before
+  a query.
 
-What the ``mam`` module (to come) must wire:
+The personal side is wired by :mod:`xmppd.modules.mam` (module ``mam``).
+What the modules must wire (room archives: still to come in the MUC code):
 
 * archiving on the message path, both directions (incoming when delivered
   or stored offline, outgoing when sent), written asynchronously: chat and

@@ -261,15 +261,18 @@ def result_messages(page: ArchivePage, query: ArchiveQuery, to: str,
     return messages
 
 
-def fin_element(page: ArchivePage) -> domish.Element:
-    """The iq result's ``<fin/>`` for a page (XEP-0313 §4.3, XEP-0059 §2)."""
+def fin_element(page: ArchivePage, with_index: bool = True) -> domish.Element:
+    """The iq result's ``<fin/>`` for a page (XEP-0313 §4.3, XEP-0059 §2).
+
+    ``with_index=False`` leaves out the first item's (optional) ``index``.
+    """
     fin = domish.Element((NS_MAM, "fin"))
     if page.complete:
         fin["complete"] = "true"
     rsm = fin.addElement((NS_RSM, "set"))
     if page.items:
         first = rsm.addElement("first", content=page.first)
-        if page.index is not None:
+        if page.index is not None and with_index:
             first["index"] = str(page.index)
         rsm.addElement("last", content=page.last)
     rsm.addElement("count", content=str(page.count))
@@ -366,6 +369,16 @@ class Preferences:
                 holder.addElement("jid", content=address)
         return prefs
 
+    def rule_for(self, other: str) -> bool | None:
+        """True/False when ``always``/``never`` lists ``other`` (full JID first), else None."""
+        bare = other.split("/", 1)[0]
+        for candidate in _specific_first(other, bare):
+            if candidate in self.never:
+                return False
+            if candidate in self.always:
+                return True
+        return None
+
     def archives(self, other: str, in_roster: bool = False) -> bool:
         """Whether a message with ``other`` (a full or bare JID) is archived.
 
@@ -373,12 +386,9 @@ class Preferences:
         for the same JID; otherwise the default (``roster``: if the contact
         is in the user's roster).
         """
-        bare = other.split("/", 1)[0]
-        for candidate in _specific_first(other, bare):
-            if candidate in self.never:
-                return False
-            if candidate in self.always:
-                return True
+        rule = self.rule_for(other)
+        if rule is not None:
+            return rule
         if self.default == "roster":
             return in_roster
         return self.default == "always"

@@ -21,7 +21,6 @@ a full JID exactly. Results always come back oldest first.
 
 from __future__ import annotations
 
-import base64
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -59,9 +58,21 @@ class UnknownArchiveId(LookupError):
     """An after/before id that is not in the archive (XEP-0313: ``item-not-found``)."""
 
 
+#: Base32 (RFC 4648, lower case) of every 10-bit value: two characters each.
+_B32_PAIRS = tuple(a + b for a in "abcdefghijklmnopqrstuvwxyz234567"
+                   for b in "abcdefghijklmnopqrstuvwxyz234567")
+_SHIFTS = tuple(range(120, -1, -10))
+
+
 def new_archive_id() -> str:
-    """A fresh archive id: 128 random bits, URL-safe base32 (26 characters)."""
-    return base64.b32encode(os.urandom(16)).decode("ascii").rstrip("=").lower()
+    """A fresh archive id: 130 random bits, base32 in lower case (26 characters).
+
+    Drawn for every archived message on the delivery path, so built from
+    a table (``base64.b32encode`` is pure Python and several times slower).
+    """
+    bits = int.from_bytes(os.urandom(17), "big") >> 6
+    pairs = _B32_PAIRS
+    return "".join([pairs[(bits >> shift) & 1023] for shift in _SHIFTS])
 
 
 @dataclass(frozen=True)

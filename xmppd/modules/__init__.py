@@ -13,6 +13,7 @@ from xmppd.modules.contact_info import ContactInfo
 from xmppd.modules.csi import ClientStateIndication
 from xmppd.modules.disco import Disco
 from xmppd.modules.last import LastActivity
+from xmppd.modules.mam import MessageArchive
 from xmppd.modules.offline import Offline
 from xmppd.modules.pep import PEP
 from xmppd.modules.ping import Ping
@@ -28,8 +29,8 @@ from xmppd.modules.version import Version
 #: Every module, in the order their disco entries are listed (and their
 #: hooks run at equal priority): a module comes before those that use it.
 MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Register, ContactInfo,
-           VCard, PrivateStorage, EntityCapabilities, PEP, Bookmarks, Blocking, Carbons,
-           ClientStateIndication, PushNotifications, StreamManagement)
+           VCard, PrivateStorage, EntityCapabilities, PEP, Bookmarks, Blocking, MessageArchive,
+           Carbons, ClientStateIndication, PushNotifications, StreamManagement)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MODULES}

@@ -30,8 +30,11 @@ addressed to the user's bare JID, so mediated invitations are copied);
 otherwise type ``chat``, type ``normal`` with a ``<body/>``, an error from
 a bare JID (the bounce of a message sent to a bare JID), or a Jingle
 Message Initiation call (``urn:xmpp:jingle-message:0``/``:1``). Never
-``groupchat`` nor ``headline``. Prosody also copies what its archive
-stamped; xmppd has no archive.
+``groupchat`` nor ``headline``. Like Prosody, a message the user's
+archive stamped (a ``<stanza-id/>`` by the user's bare JID, see the
+``mam`` module, which runs before this one) is copied too; the copies
+carry that stanza-id (a sent carbon's only: the message routed to its
+recipient does not).
 
 The ``<private/>`` element is removed from a message delivered to a user
 who has carbons on (XEP-0280 §7). For users without any carbons-enabled
@@ -53,6 +56,7 @@ NS_CARBONS_RULES = "urn:xmpp:carbons:rules:0"
 NS_FORWARD = "urn:xmpp:forward:0"
 NS_HINTS = "urn:xmpp:hints"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+NS_SID = "urn:xmpp:sid:0"
 NS_JINGLE_MESSAGE = frozenset({"urn:xmpp:jingle-message:0", "urn:xmpp:jingle-message:1"})
 
 #: The namespaces a stanza's own children (body, subject, thread) may be
@@ -69,7 +73,7 @@ def eligible(stanza: domish.Element, user_bare: str) -> tuple[bool, bool]:
     kind = stanza.getAttribute("type") or "normal"
     if kind == "groupchat" or kind == "headline":
         return False, False
-    body = muc_user = call = False
+    body = muc_user = call = archived = False
     for child in stanza.elements():
         uri = child.uri
         if uri == NS_CARBONS:
@@ -82,9 +86,11 @@ def eligible(stanza: domish.Element, user_bare: str) -> tuple[bool, bool]:
             body = True
         elif uri in NS_JINGLE_MESSAGE:
             call = True
+        elif uri == NS_SID and child.name == "stanza-id" and child.getAttribute("by") == user_bare:
+            archived = True
     if muc_user and stanza.getAttribute("to") != user_bare:
         return False, False  # a MUC private message (XEP-0280 §6.1)
-    if kind == "chat" or (kind == "normal" and body) or call:
+    if kind == "chat" or (kind == "normal" and body) or call or archived:
         return True, False
     if kind == "error":
         sender = stanza.getAttribute("from") or ""
