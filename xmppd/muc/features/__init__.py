@@ -22,11 +22,11 @@ attribute, stored with the room.
 
 from xmppd.muc.features.adhoc import AdHoc
 from xmppd.muc.features.admin import Admin
+from xmppd.muc.features.archive import RoomArchive
 from xmppd.muc.features.core import Core
 from xmppd.muc.features.disco import Disco
 from xmppd.muc.features.history import RoomHistory
 from xmppd.muc.features.invitations import Invitations
-from xmppd.muc.features.logging import ConversationLog
 from xmppd.muc.features.members_only import MembersOnly
 from xmppd.muc.features.moderation import Moderation
 from xmppd.muc.features.occupant_id import OccupantId
@@ -37,7 +37,7 @@ from xmppd.muc.features.register import Register
 #: Every MUC module, in the order their disco features are listed.
 MUC_MODULES = (
     Disco, Register, Core, AdHoc, Password, MembersOnly, Moderation, Owner, Admin, Invitations,
-    RoomHistory, ConversationLog, OccupantId,
+    RoomHistory, RoomArchive, OccupantId,
 )
 
 #: Module name -> class.
