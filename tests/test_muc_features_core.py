@@ -23,5 +23,5 @@ class CoreTests(unittest.TestCase):
             list(BY_NAME),
             ["disco", "register", "muc", "adhoc", "password", "members-only", "moderation",
              "owner", "admin", "invitations", "history", "archive",
-             "occupant-id"],
+             "message-moderation", "occupant-id"],
         )

@@ -28,6 +28,7 @@ from xmppd.muc.features.disco import Disco
 from xmppd.muc.features.history import RoomHistory
 from xmppd.muc.features.invitations import Invitations
 from xmppd.muc.features.members_only import MembersOnly
+from xmppd.muc.features.message_moderation import MessageModeration
 from xmppd.muc.features.moderation import Moderation
 from xmppd.muc.features.occupant_id import OccupantId
 from xmppd.muc.features.owner import Owner
@@ -37,7 +38,7 @@ from xmppd.muc.features.register import Register
 #: Every MUC module, in the order their disco features are listed.
 MUC_MODULES = (
     Disco, Register, Core, AdHoc, Password, MembersOnly, Moderation, Owner, Admin, Invitations,
-    RoomHistory, RoomArchive, OccupantId,
+    RoomHistory, RoomArchive, MessageModeration, OccupantId,
 )
 
 #: Module name -> class.
