@@ -440,6 +440,19 @@ class MigrationTests(unittest.TestCase):
         got = h.join(JULIET, "Juliet")
         self.assertEqual([body_text(s) for s in got if body_text(s)], ["a", "b"])
         self.assertEqual(stanza_ids(got[-3]), [(ROOM, page.items[0].id)])
+        self.assertEqual(next(got[-3].elements()).uri, "jabber:client")
+
+        # the old log's stanzas had no namespace: results forward them in jabber:client
+        h.send(JULIET, f"<iq type='set' id='q' to='{ROOM}'><query xmlns='{NS_MAM}'/></iq>")
+        for _ in range(20):
+            if any(s.name == "iq" for s in h.users.received.get(JULIET, [])):
+                break
+            yield db.query("SELECT 1")
+        first, second, fin = h.take(JULIET)
+        self.assertEqual(fin["type"], "result")
+        _, _, message = forwarded_message(first)
+        (body,) = [e for e in message.elements() if e.name == "body"]
+        self.assertEqual((body.uri, str(body)), ("jabber:client", "a"))
 
 
 class LimitTests(ArchiveTestCase):

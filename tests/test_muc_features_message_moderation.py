@@ -128,3 +128,18 @@ class WithoutArchiveTests(unittest.TestCase):
         h.send(ROMEO, f"<iq type='set' id='m2' to='{ROOM}'>{moderate(sid)}</iq>")
         (again,) = h.take(ROMEO)
         self.assertEqual(error_condition(again), "item-not-found")
+
+
+class DiscoTests(unittest.TestCase):
+    def test_features_need_the_stanza_ids_of_the_archive_module(self):
+        from xmppd.module import Scope
+        from xmppd.muc.features import MUC_MODULES
+        from xmppd.muc.features.archive import RoomArchive
+
+        for modules, expected in ((MUC_MODULES, True),
+                                  ([m for m in MUC_MODULES if m is not RoomArchive], False)):
+            h = MUCHarness(self, modules=modules)
+            h.create(ROMEO, "Romeo")
+            features = h.service.modules.features(Scope.ROOM, h.service.rooms["room"])
+            self.assertEqual(NS_MODERATE in features, expected)
+            self.assertEqual(NS_MODERATE_0 in features, expected)

@@ -57,7 +57,12 @@ class MessageModeration(MUCModule):
     """Moderators retract occupants' messages (XEP-0425)."""
 
     name = "message-moderation"
-    features = {Scope.ROOM: [NS_MODERATE, NS_MODERATE_0]}
+
+    def disco_features(self, scope: Scope, target: Room | None = None) -> list[str]:
+        """The moderation features on rooms, while the archive module stamps stanza-ids."""
+        if scope is not Scope.ROOM or self.server.modules.get("archive") is None:
+            return []
+        return [NS_MODERATE, NS_MODERATE_0]
 
     @iq_handler("set", NS_MODERATE, "moderate", Scope.ROOM)
     def moderate(self, request: MUCRequest) -> defer.Deferred:
