@@ -390,6 +390,18 @@ class HistoryFromArchiveTests(ArchiveTestCase):
         self.assertEqual([body_text(s) for s in got if body_text(s)], ["m2", "m3", "m4"])
 
     @defer.inlineCallbacks
+    def test_a_longer_history_is_filled_from_the_archive(self):
+        self.archived_room(**{"muc#roomconfig_historylength": "1"})
+        for i in range(3):
+            self.say(JULIET, f"m{i}")
+        yield self.settle()
+        self.h.configure(ROMEO, fields={"muc#roomconfig_historylength": "5"})
+        yield self.settle()
+        self.say(JULIET, "m3")
+        got = self.h.join(NURSE, "Nurse")
+        self.assertEqual([body_text(s) for s in got if body_text(s)], ["m0", "m1", "m2", "m3"])
+
+    @defer.inlineCallbacks
     def test_switching_archiving_on_fills_the_history(self):
         yield self.store.append(ROOM, stamp=5.0, with_jid=f"{ROOM}/Old", direction="in",
                                 stanza=f"<message type='groupchat' from='{ROOM}/Old'>"
@@ -398,6 +410,18 @@ class HistoryFromArchiveTests(ArchiveTestCase):
         yield self.settle()
         got = self.h.join(JULIET, "Juliet")
         self.assertEqual([body_text(s) for s in got if body_text(s)], ["earlier"])
+
+
+class WithoutDatabaseTests(unittest.TestCase):
+    def test_no_archive_without_a_database(self):
+        h = MUCHarness(self)
+        h.create(ROMEO, "Romeo", fields={"muc#roomconfig_enablelogging": "1"})
+        h.send(ROMEO, f"<message type='groupchat' to='{ROOM}'><body>hi</body></message>")
+        (echo,) = h.take(ROMEO)
+        self.assertEqual(len(stanza_ids(echo)), 1)  # ids still name it in the history
+        h.send(JULIET, f"<iq type='set' id='q' to='{ROOM}'><query xmlns='{NS_MAM}'/></iq>")
+        (reply,) = h.take(JULIET)
+        self.assertEqual(error_condition(reply), "service-unavailable")
 
 
 class MigrationTests(unittest.TestCase):
