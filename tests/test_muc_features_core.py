@@ -22,6 +22,6 @@ class CoreTests(unittest.TestCase):
         self.assertEqual(
             list(BY_NAME),
             ["disco", "register", "muc", "adhoc", "password", "members-only", "moderation",
-             "owner", "admin", "invitations", "history", "logging",
-             "occupant-id"],
+             "owner", "admin", "invitations", "history", "archive",
+             "message-moderation", "occupant-id"],
         )

@@ -42,7 +42,8 @@ class ModuleDiscoTests(unittest.TestCase):
             before,
             [INFO, ITEMS, "jabber:iq:register", "http://jabber.org/protocol/muc",
              "muc_unsecured", "muc_open", "muc_unmoderated", "muc_temporary", "muc_public",
-             "muc_semianonymous", "urn:xmpp:occupant-id:0"],
+             "muc_semianonymous", "urn:xmpp:sid:0", "urn:xmpp:message-moderate:1",
+             "urn:xmpp:message-moderate:0", "urn:xmpp:occupant-id:0"],
         )
         self.h.configure(ROMEO, fields={"muc#roomconfig_membersonly": "1",
                                         "muc#roomconfig_moderatedroom": "1",
@@ -50,7 +51,9 @@ class ModuleDiscoTests(unittest.TestCase):
         after = self.features(self.query(ROMEO, ROOM, INFO))
         self.assertEqual(
             after[4:], ["muc_unsecured", "muc_membersonly", "muc_moderated", "muc_temporary",
-                        "muc_public", "muc_nonanonymous", "urn:xmpp:occupant-id:0"],
+                        "muc_public", "muc_nonanonymous", "urn:xmpp:sid:0",
+                        "urn:xmpp:message-moderate:1", "urn:xmpp:message-moderate:0",
+                        "urn:xmpp:occupant-id:0"],
         )
 
     def test_roominfo_form_has_the_language_when_set(self):

@@ -104,9 +104,9 @@ class LifecycleTests(unittest.TestCase):
         self.h.create(ROMEO, "Romeo", fields={"muc#roomconfig_persistentroom": "1"})
         self.h.send(ROMEO, f"<presence type='unavailable' to='{ROOM}'/>")
         self.assertIn("room", self.h.service.rooms)
-        # and it is not locked when joined again
+        # and it is not locked when joined again; a persistent room is archived (170)
         stanzas = self.h.join(JULIET, "Juliet")
-        self.assertEqual(status_codes(stanzas[0]), ["110"])
+        self.assertEqual(status_codes(stanzas[0]), ["170", "110"])
 
     def test_create_policy(self):
         h = MUCHarness(self, create_rooms="admins", admins=("boss@localhost",))

@@ -103,6 +103,12 @@ class MUCSettings:
     message_rate: float = setting(5.0, "per-occupant messages a second; excess gets "
                                   "`resource-constraint`", positive=True)
     message_burst: int = setting(20, "per-occupant burst of messages", minimum=1)
+    archive_max_messages: int = setting(
+        10000, "messages one room's archive keeps at most (the oldest go, in the background)",
+        minimum=1)
+    archive_expire_after: float = setting(
+        0.0, "seconds room archives keep a message; 0: until the cap or the room's end "
+        "(Prosody: one week)", minimum=0)
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,9 @@ class Point(enum.StrEnum):
     #: requests and approvals, invitations, declines. Filter: True =
     #: handled; nobody handled it: the room refuses it.
     ROOM_DIRECT_MESSAGE = "muc-room-direct-message"
+    #: A room is gone for good (room): destroyed by its owner or an admin,
+    #: or a temporary room that emptied; fired once the service forgot it.
+    ROOM_DESTROYED = "muc-room-destroyed"
 
 
 #: What an iq handler returns when it has sent its reply itself.

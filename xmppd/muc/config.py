@@ -17,8 +17,9 @@ them in the form's place, the positions being:
   50  publicroom               140  allowpm
   60  membersonly (members)    150  presencebroadcast
   70  moderatedroom (mod.)     160  historylength (history)
-  80  passwordprotectedroom    170  enablelogging (logging)
-  90  roomsecret (password)
+  80  passwordprotectedroom    170  enablelogging (archive)
+  90  roomsecret (password)    171  enablearchiving (archive; an alias read on
+                                     submit, not shown)
 ====  ======================  ====  ==========================
 """
 
@@ -191,6 +192,8 @@ class ConfigField:
     options: Options = ()
     show: Callable[[RoomConfig], Any] | None = None
     read: Callable[[str, list[str]], Any] | None = None
+    #: False for a field read on submit but not shown in the form (an alias).
+    in_form: bool = True
 
     @property
     def var(self) -> str:
@@ -253,7 +256,8 @@ def config_form(config: RoomConfig, title: str, fields: Iterable[ConfigField]) -
     """The configuration form with the room's current values, fields in their order."""
     form = data_form.Form("form", title=title, formNamespace=NS_ROOMCONFIG)
     for definition in sorted(fields, key=lambda f: f.order):
-        form.addField(definition.form_field(config))
+        if definition.in_form:
+            form.addField(definition.form_field(config))
     return form
 
 

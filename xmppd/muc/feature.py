@@ -48,6 +48,14 @@ class MUCModule(Module):
         """The disco#items of a node this module serves, or None if the node is not its own."""
         return None
 
+    def rooms_loaded(self) -> defer.Deferred | None:
+        """The persistent rooms are loaded (at start-up): prepare what rooms need.
+
+        May return a Deferred; the service takes no stanza before every
+        module's has fired (a failure is logged).
+        """
+        return None
+
 
 @dataclass
 class MUCRequest(IQRequest):

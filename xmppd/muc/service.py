@@ -32,7 +32,7 @@ from wokkel.component import InternalComponent
 from xmppd.addresses import parse_jid
 from xmppd.errors import StanzaError, error_reply, must_not_answer
 from xmppd.logs import logger
-from xmppd.module import ModuleHost, Scope
+from xmppd.module import ModuleHost, Point, Scope
 from xmppd.muc.affiliations import OWNER
 from xmppd.muc.config import RoomConfig
 from xmppd.muc.feature import MUCRequest, answer
@@ -204,6 +204,7 @@ class MUCService(InternalComponent):
         d = self.store.load(self.domain)
         d.addCallback(self._rooms_loaded)
         d.addErrback(lambda f: log.failure("could not load the persistent rooms", f))
+        d.addCallback(lambda _: self._prepare_rooms())
         d.addBoth(lambda _: self._finish_loading())
 
     def stopService(self) -> defer.Deferred:  # noqa: N802 (Twisted API)
@@ -225,6 +226,19 @@ class MUCService(InternalComponent):
         log.info(
             "loaded {count} persistent rooms of {domain}", count=len(records), domain=self.domain
         )
+
+    def _prepare_rooms(self) -> defer.Deferred:
+        """Let the modules prepare the loaded rooms (the archive's join history)."""
+        waits = []
+        for module in self.modules.modules.values():
+            prepare = getattr(module, "rooms_loaded", None)
+            if prepare is None:
+                continue
+            d = defer.maybeDeferred(prepare)
+            d.addErrback(lambda f, name=module.name: log.failure(
+                "module {name} could not prepare the rooms", f, name=name))
+            waits.append(d)
+        return defer.DeferredList(waits)
 
     def _finish_loading(self) -> None:
         self._loaded = True
@@ -297,6 +311,7 @@ class MUCService(InternalComponent):
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             log.debug("room {room} removed", room=room.jid)
+            self.modules.fire(Point.ROOM_DESTROYED, room)
 
     def _write(self, room: str, function: Any, *args: Any) -> None:
         def run(_: Any) -> Any:

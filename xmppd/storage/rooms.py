@@ -6,9 +6,9 @@ and ``muc_affiliations(service, room, jid, affiliation, reason, nick)``,
 the latter cascade-deleted with its room.
 A save replaces a room's rows in one transaction.
 
-Rooms with logging enabled append every message and subject change to
-``muc_log(service, room, stamp, nick, stanza)`` (migration 3), the stanza
-as the room broadcast it.
+Rooms with logging enabled kept their conversation in ``muc_log``
+(migration 3); migration 7 moved it to the message archive (``mam_archive``,
+:mod:`xmppd.muc.features.archive`) and dropped the table.
 
 A service's secrets that must outlive restarts (the occupant-id key) are
 in ``service_secrets(service, name, secret)`` (migration 5).
@@ -51,22 +51,6 @@ class RoomStore:
     def save(self, service: str, name: str, record: dict[str, Any]) -> defer.Deferred:
         """Store (replace) a room; ``record`` is :meth:`Room.to_record` output."""
         return self.db.run(_save, service, name, record)
-
-    def append_log(
-        self, service: str, room: str, stamp: str, nick: str, stanza: str
-    ) -> defer.Deferred:
-        """Add one message (its XML as broadcast) to a room's conversation log."""
-        return self.db.execute(
-            "INSERT INTO muc_log (service, room, stamp, nick, stanza) VALUES (?, ?, ?, ?, ?)",
-            service, room, stamp, nick, stanza,
-        )
-
-    def read_log(self, service: str, room: str) -> defer.Deferred:
-        """Fires with a room's log as (stamp, nick, stanza XML) tuples, oldest first."""
-        return self.db.query(
-            "SELECT stamp, nick, stanza FROM muc_log WHERE service = ? AND room = ? ORDER BY id",
-            service, room,
-        )
 
     def secret(self, service: str, name: str, candidate: str) -> defer.Deferred:
         """Fires with the service's stored secret ``name``; ``candidate`` is stored if none is."""

@@ -105,4 +105,38 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE muc_rooms ADD COLUMN subject_by TEXT;
     """,
+    # 7: message archives (XEP-0313; xmppd.mam.store, whose SCHEMA creates
+    # the same table and indexes if this has not). The MUC conversation log
+    # becomes the rooms' archives: the rows of persistent rooms move over in
+    # their order (owner the room's JID, with its occupant's room JID, time
+    # stamps as POSIX seconds, a random archive id each; the logs of
+    # temporary rooms, which no room could show any more, go), and muc_log
+    # is dropped. A room's logging setting is its archive switch.
+    """
+    CREATE TABLE IF NOT EXISTS mam_archive (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner TEXT NOT NULL,
+        account TEXT REFERENCES accounts(username) ON DELETE CASCADE,
+        id TEXT NOT NULL UNIQUE,
+        stamp REAL NOT NULL,
+        with_bare TEXT NOT NULL,
+        with_full TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        stanza TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS mam_archive_owner ON mam_archive(owner, seq, stamp);
+    CREATE INDEX IF NOT EXISTS mam_archive_with ON mam_archive(owner, with_bare, seq, stamp);
+    CREATE INDEX IF NOT EXISTS mam_archive_stamp ON mam_archive(stamp);
+    CREATE INDEX IF NOT EXISTS mam_archive_owner_stamp ON mam_archive(owner, stamp);
+    CREATE INDEX IF NOT EXISTS mam_archive_account ON mam_archive(account);
+    INSERT INTO mam_archive (owner, account, id, stamp, with_bare, with_full, direction, stanza)
+        SELECT log.room || '@' || log.service, NULL, lower(hex(randomblob(16))),
+               CAST(strftime('%s', substr(log.stamp, 1, 19)) AS REAL)
+                   + CAST(substr(log.stamp, 20, 7) AS REAL),
+               log.room || '@' || log.service,
+               log.room || '@' || log.service || '/' || log.nick, 'in', log.stanza
+        FROM muc_log AS log JOIN muc_rooms AS r ON r.service = log.service AND r.name = log.room
+        ORDER BY log.id;
+    DROP TABLE muc_log;
+    """,
 ]

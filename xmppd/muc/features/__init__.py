@@ -22,12 +22,13 @@ attribute, stored with the room.
 
 from xmppd.muc.features.adhoc import AdHoc
 from xmppd.muc.features.admin import Admin
+from xmppd.muc.features.archive import RoomArchive
 from xmppd.muc.features.core import Core
 from xmppd.muc.features.disco import Disco
 from xmppd.muc.features.history import RoomHistory
 from xmppd.muc.features.invitations import Invitations
-from xmppd.muc.features.logging import ConversationLog
 from xmppd.muc.features.members_only import MembersOnly
+from xmppd.muc.features.message_moderation import MessageModeration
 from xmppd.muc.features.moderation import Moderation
 from xmppd.muc.features.occupant_id import OccupantId
 from xmppd.muc.features.owner import Owner
@@ -37,7 +38,7 @@ from xmppd.muc.features.register import Register
 #: Every MUC module, in the order their disco features are listed.
 MUC_MODULES = (
     Disco, Register, Core, AdHoc, Password, MembersOnly, Moderation, Owner, Admin, Invitations,
-    RoomHistory, ConversationLog, OccupantId,
+    RoomHistory, RoomArchive, MessageModeration, OccupantId,
 )
 
 #: Module name -> class.

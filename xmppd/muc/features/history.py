@@ -31,6 +31,7 @@ from xmppd.muc.room import Room
 from xmppd.muc.stanzas import NS_MUC, child
 
 NS_DELAY = "urn:xmpp:delay"
+NS_SID = "urn:xmpp:sid:0"
 
 
 def parse_stamp(text: str) -> float | None:
@@ -44,6 +45,8 @@ class HistoryEntry:
 
     stanza: domish.Element
     stamp: float
+    #: The room's stanza-id on it (XEP-0359), if any.
+    stanza_id: str | None = None
 
 
 @dataclass
@@ -88,14 +91,39 @@ class History:
         if length != self._entries.maxlen:
             self._entries = deque(self._entries, maxlen=max(length, 0))
 
-    def add(self, stanza: domish.Element, stamp: float) -> None:
-        """Remember a broadcast message."""
+    def add(self, stanza: domish.Element, stamp: float, stanza_id: str | None = None) -> None:
+        """Remember a broadcast message (``stanza_id``: the room's stanza-id on it)."""
         if self._entries.maxlen:
-            self._entries.append(HistoryEntry(stanza, stamp))
+            self._entries.append(HistoryEntry(stanza, stamp, stanza_id))
 
     def clear(self) -> None:
         """Forget everything."""
         self._entries.clear()
+
+    def merge_older(self, older: list[HistoryEntry]) -> None:
+        """Put messages read from an archive (oldest first) before the ones kept.
+
+        A message already kept (the same room stanza-id) is not doubled;
+        beyond the length the oldest go.
+        """
+        kept = {entry.stanza_id for entry in self._entries} - {None}
+        merged = [e for e in older if e.stanza_id is None or e.stanza_id not in kept]
+        self._entries = deque([*merged, *self._entries], maxlen=self._entries.maxlen)
+
+    def find(self, stanza_id: str) -> HistoryEntry | None:
+        """The kept message with this room stanza-id (XEP-0359), or None."""
+        for entry in self._entries:
+            if entry.stanza_id == stanza_id:
+                return entry
+        return None
+
+    def remove(self, stanza_id: str) -> bool:
+        """Forget the message with this room stanza-id; True if it was kept."""
+        entry = self.find(stanza_id)
+        if entry is None:
+            return False
+        self._entries.remove(entry)
+        return True
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -119,6 +147,14 @@ class History:
             selected.append(stanza)
         selected.reverse()
         return selected
+
+
+def room_stanza_id(stanza: domish.Element, room_jid: str) -> str | None:
+    """The id of the ``<stanza-id xmlns='urn:xmpp:sid:0'/>`` by the room on a message."""
+    for element in stanza.elements(NS_SID, "stanza-id"):
+        if element.getAttribute("by") == room_jid:
+            return element.getAttribute("id")
+    return None
 
 
 def delayed(stanza: domish.Element, room_jid: str, stamp: float) -> domish.Element:
@@ -169,7 +205,8 @@ class RoomHistory(MUCModule):
     def remember(self, room: Room, occupant: Occupant, message: domish.Element) -> None:
         """Keep a broadcast message that has a body (not a bare subject change)."""
         if child(message, "body") is not None:
-            self.history(room).add(message, self.server.reactor.seconds())
+            self.history(room).add(message, self.server.reactor.seconds(),
+                                   room_stanza_id(message, room.jid))
 
     @hook(Point.ROOM_JOINED)
     def replay(
