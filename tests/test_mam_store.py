@@ -46,15 +46,22 @@ class ArchiveTestCase(StoreTestCase):
 
 class AppendTests(ArchiveTestCase):
     @defer.inlineCallbacks
-    def test_ids_are_random_url_safe_and_unique(self):
+    def test_ids_are_unguessable_url_safe_unique_and_growing(self):
         ids = yield self.fill(20)
         self.assertEqual(len(set(ids)), 20)
         for archive_id in ids:
-            self.assertRegex(archive_id, r"\A[a-z2-7]{26}\Z")
-        # Not sequential: consecutive ids share no long common prefix.
-        prefixes = [len(_common_prefix(a, b)) for a, b in zip(ids, ids[1:], strict=False)]
-        self.assertLess(max(prefixes), 8)
-        self.assertNotEqual(new_archive_id(), new_archive_id())
+            self.assertRegex(archive_id, r"\A[0-9a-v]{26}\Z")
+        self.assertEqual(sorted(ids), ids)  # the index on them grows at one end
+        # Not guessable: two ids drawn in the same microsecond still differ in
+        # their last 64 bits (the last 13 characters), which are random.
+        import time as time_module
+
+        self.patch(time_module, "time_ns", lambda: 1_700_000_000_000_000_000)
+        same_time = [new_archive_id() for _ in range(50)]
+        self.assertEqual(len({i[:12] for i in same_time}), 1)
+        self.assertEqual(len({i[13:] for i in same_time}), 50)
+        decoded = int(same_time[0], 32) >> 2
+        self.assertEqual(decoded >> 64, 1_700_000_000_000_000)
 
     @defer.inlineCallbacks
     def test_rows_come_back_as_archived(self):
@@ -105,13 +112,6 @@ class AppendTests(ArchiveTestCase):
         self.assertEqual(size, 1)
 
 
-def _common_prefix(a, b):
-    prefix = ""
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        prefix += x
-    return prefix
 
 
 class PagingTests(ArchiveTestCase):

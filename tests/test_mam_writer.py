@@ -46,12 +46,15 @@ class WriterTests(unittest.TestCase):
                                   want_result=want_result)
 
     @defer.inlineCallbacks
-    def test_one_transaction_per_turn(self):
-        ids = [self.append(n)[0] for n in range(3)]
+    def test_one_transaction_per_gathering(self):
+        ids = [self.append(n)[0] for n in range(2)]
+        self.assertEqual(self.counting.runs, 0)  # nothing written at once
+        self.clock.advance(0.04)
+        ids.append(self.append(2)[0])
         self.assertEqual(len(set(ids)), 3)
-        self.assertEqual(self.counting.runs, 0)  # nothing written before the next turn
         self.assertEqual(self.writer.pending, 3)
-        self.clock.advance(0)
+        self.assertEqual(self.counting.runs, 0)
+        self.clock.advance(0.01)  # 50 ms after the first row
         self.assertEqual(self.counting.runs, 1)
         yield self.writer.flush()
         page = yield self.store.query("alice@localhost", limit=10)
@@ -62,11 +65,11 @@ class WriterTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_rows_wait_while_a_batch_is_written(self):
         self.append(0)
-        self.clock.advance(0)
+        self.clock.advance(0.05)
         self.assertEqual(self.counting.runs, 1)
         self.append(1)
         self.append(2)
-        self.clock.advance(0)
+        self.clock.advance(0.05)
         self.assertEqual(self.counting.runs, 1)  # coalescing behind the batch in flight
         yield self.writer.flush()
         self.assertEqual(self.counting.runs, 2)
