@@ -48,7 +48,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure (the best is kept)")
     ap.add_argument("--servers", default="xmppd,xmppd-no-mam,prosody+mam,prosody")
-    ap.add_argument("--server-cpu", type=int, default=0)
+    ap.add_argument("--server-cpu", default="0",
+                    help="core(s) for the servers (taskset list, e.g. 0 or 0,1)")
     ap.add_argument("--loadgen-cpu", type=int, default=1)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--job-timeout", type=float, default=900.0)

@@ -36,7 +36,7 @@ class WriterTests(unittest.TestCase):
                               "alice", time.time())
         self.clock = task.Clock()
         self.counting = CountingDatabase(self.db)
-        self.writer = ArchiveWriter(self.counting, self.clock, max_batch=5)
+        self.writer = ArchiveWriter(self.counting, self.clock, max_batch=5, gather=0.05)
         self.store = ArchiveStore(self.db)
 
     def append(self, n, account="alice", want_result=False):

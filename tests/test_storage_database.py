@@ -39,3 +39,16 @@ class DatabaseTests(unittest.TestCase):
         self.assertEqual(version, len(schema.MIGRATIONS))
         rows = yield db.query("SELECT name FROM sqlite_master WHERE type = 'table'")
         self.assertIn(("accounts",), rows)
+
+    @defer.inlineCallbacks
+    def test_connection_settings(self):
+        """WAL, foreign keys, and the cache and checkpoint sizes archive writes need."""
+        from xmppd.storage.database import CACHE_KIB, CHECKPOINT_PAGES
+
+        db = Database(Path(self.mktemp()) / "xmppd.sqlite")
+        self.addCleanup(db.close)
+        yield db.open()
+        names = ("journal_mode", "foreign_keys", "cache_size", "wal_autocheckpoint")
+        rows = yield db.run(
+            lambda cursor: [cursor.execute(f"PRAGMA {name}").fetchone()[0] for name in names])
+        self.assertEqual(rows, ["wal", 1, -CACHE_KIB, CHECKPOINT_PAGES])

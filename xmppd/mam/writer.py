@@ -3,7 +3,7 @@
 :class:`ArchiveWriter` is how anything archives a message without waiting
 for the database: :meth:`ArchiveWriter.append` draws the archive id at once
 (the XEP-0359 stanza-id can be stamped before delivery) and queues the row;
-the rows collected during ``gather`` seconds (50 ms) are written together,
+the rows collected during ``gather`` seconds (0.1 s) are written together,
 in one transaction (``executemany``). While a batch is being written, new
 rows wait and go together in the next one, so a busy server writes fewer,
 larger transactions: each transaction rewrites the index pages it touches,
@@ -49,8 +49,8 @@ class _Batch:
 class ArchiveWriter:
     """Buffers archive rows and writes each turn's rows in one transaction."""
 
-    def __init__(self, database: Any, reactor: Any = None, *, max_batch: int = 1000,
-                 warn_backlog: int = 20000, gather: float = 0.05):
+    def __init__(self, database: Any, reactor: Any = None, *, max_batch: int = 2000,
+                 warn_backlog: int = 20000, gather: float = 0.1):
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
