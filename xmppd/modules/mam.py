@@ -28,7 +28,7 @@ sender's sent carbons only: the stamp is taken off again at
 has its own children list), so the routed message does not carry it.
 
 **Writing**: rows go through an :class:`~xmppd.mam.writer.ArchiveWriter`
-(one transaction per reactor turn); the XML is serialised once per message
+(one transaction per 0.1 s of rows); the XML is serialised once per message
 (the stored form holds no stanza-id, so a message between two local users
 serves both archives). A query flushes the writer first, so it sees every
 message archived before it.
