@@ -19,7 +19,8 @@ class ParseJIDTests(unittest.TestCase):
         self.assertEqual(parsed.full(), "romeo@localhost/Orchard")
 
     def test_invalid(self):
-        for address in (None, "", "@localhost", "romeo@localhost/", "a@b@c", "x y@localhost"):
+        for address in (None, "", "@localhost", "romeo@localhost/", "a@b@c", "x y@localhost",
+                        "a..b", "romeo@local..host/r", "."):  # (empty labels: IndexError)
             self.assertIsNone(parse_jid(address), address)
 
     def test_cached(self):

@@ -75,6 +75,7 @@ class StreamHeaderTests(unittest.TestCase):
 
     def test_to_with_localpart(self):
         self.assertStreamError(self.client.header(to="alice@" + DOMAIN), "host-unknown")
+        self.assertStreamError(Client(make_factory()).header(to="local..host"), "host-unknown")
 
     def test_to_case_insensitive(self):
         events = self.client.header(to=DOMAIN.upper())

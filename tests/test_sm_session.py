@@ -45,6 +45,14 @@ class BoundStanzaTests(unittest.TestCase):
         self.assertEqual(self.router.routed, [])
         self.assertFalse(self.client.closed)
 
+    def test_empty_domain_label_is_malformed(self):
+        """'a..b' makes Twisted's stringprep raise IndexError: still jid-malformed."""
+        for to in ("bob@a..b", "a..b", "room@./nick"):
+            events = self.client.send(f"<message to='{to}' id='m1'><body>x</body></message>")
+            self.assertEqual(stanza_error_condition(events[0]), "jid-malformed", to)
+        self.assertEqual(self.router.routed, [])
+        self.assertFalse(self.client.closed)
+
     def test_malformed_to_on_error_stanza_is_dropped(self):
         events = self.client.send("<message to='a@b@c' type='error'/>")
         self.assertEqual(events, [])

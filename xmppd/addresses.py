@@ -42,6 +42,9 @@ _DISALLOWED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _IGNORABLE_RANGES = ((0x180B, 0x180F), (0xE0100, 0xE01EF))
 
 #: RFC 7622 3.1: each part is at most 1023 octets.
+#: What Twisted's JID parsing raises for bad input: an empty label in a
+#: domain ('a..b') makes its stringprep raise IndexError.
+JID_ERRORS = (jid.InvalidFormat, UnicodeError, ValueError, IndexError)
 MAX_PART_BYTES = 1023
 
 
@@ -86,7 +89,7 @@ def relaxed_jid(address: str) -> jid.JID | None:
         return None
     try:
         base = jid.JID(bare)
-    except (jid.InvalidFormat, UnicodeError, ValueError):
+    except JID_ERRORS:
         return None
     if base.user is None and "@" in bare:
         return None
@@ -110,7 +113,7 @@ def parse_jid(address: str | None) -> jid.JID | None:
         return None
     try:
         parsed = jid.JID(address)
-    except (jid.InvalidFormat, UnicodeError, ValueError):
+    except JID_ERRORS:
         return relaxed_jid(address)
     if parsed.user is None and "@" in address.split("/", 1)[0]:
         return None

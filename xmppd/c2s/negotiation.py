@@ -20,6 +20,7 @@ from twisted.python import failure
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import domish
 
+from xmppd.addresses import JID_ERRORS
 from xmppd.c2s import bind as bind_mod
 from xmppd.c2s import sasl
 from xmppd.c2s.channel_binding import NS_SASL_CB, channel_bindings
@@ -85,7 +86,7 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
         if sender:
             try:
                 xs.peer = jid.JID(sender).full()
-            except (jid.InvalidFormat, UnicodeError, ValueError):
+            except JID_ERRORS:
                 xs.peer = None
 
         if rootElement.uri != NS_STREAMS:
@@ -112,7 +113,7 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             return False
         try:
             address = jid.JID(to)
-        except (jid.InvalidFormat, UnicodeError, ValueError):
+        except JID_ERRORS:
             return False
         return (
             address.user is None

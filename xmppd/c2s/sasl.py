@@ -38,6 +38,7 @@ from twisted.cred import error as cred_error
 from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 
+from xmppd.addresses import JID_ERRORS
 from xmppd.auth import IAccount, ScramVerified
 from xmppd.logs import logger
 from xmppd.storage.accounts import SCRAM_ITERATIONS, InvalidUsername, prepare_username
@@ -125,7 +126,7 @@ def _check_authzid(authzid: str, username: str | None, domain: str) -> None:
         return
     try:
         requested = jid.JID(authzid)
-    except (jid.InvalidFormat, UnicodeError, ValueError):
+    except JID_ERRORS:
         raise SASLFailure("invalid-authzid") from None
     if (
         username is None
@@ -144,7 +145,7 @@ def _username_from_authcid(authcid: str, domain: str) -> str | None:
         try:
             if jid.JID(host).host != domain:
                 return None
-        except (jid.InvalidFormat, UnicodeError, ValueError):
+        except JID_ERRORS:
             return None
         authcid = local
     try:

@@ -12,7 +12,7 @@ import uuid
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
-from xmppd.addresses import relaxed_resourcepart
+from xmppd.addresses import JID_ERRORS, relaxed_resourcepart
 from xmppd.errors import StanzaError
 
 NS_CLIENT = "jabber:client"
@@ -115,5 +115,5 @@ def parse_jid(value: str | None) -> jid.JID:
         raise StanzaError("bad-request", "a JID is required")
     try:
         return jid.JID(value)
-    except (jid.InvalidFormat, UnicodeError, ValueError):
+    except JID_ERRORS:
         raise StanzaError("jid-malformed") from None

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
-from xmppd.addresses import parse_jid, stanza_domain
+from xmppd.addresses import JID_ERRORS, parse_jid, stanza_domain
 from xmppd.config import Config
 from xmppd.errors import bounce
 from xmppd.logs import logger
@@ -127,7 +127,7 @@ class SessionManager(service.Service):
         if resource:
             try:
                 address = jid.JID(tuple=(username, self.domain, resource))
-            except (jid.InvalidFormat, UnicodeError, ValueError):
+            except JID_ERRORS:
                 address = None
         if address is None or not address.resource:
             taken = self._users.get(username) or {}

@@ -14,6 +14,7 @@ from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 from wokkel import data_form, disco
 
+from xmppd.addresses import JID_ERRORS
 from xmppd.errors import StanzaError
 from xmppd.module import Scope, iq_handler
 from xmppd.muc.feature import MUCModule, MUCRequest
@@ -108,7 +109,7 @@ class AdHoc(MUCModule):
         for value in rooms_field.values if rooms_field else []:
             try:
                 room_jid = jid.JID(str(value))
-            except (jid.InvalidFormat, UnicodeError, ValueError):
+            except JID_ERRORS:
                 raise StanzaError("jid-malformed") from None
             room = self.server.rooms.get(room_jid.user or "")
             if room is None or room_jid.host != self.server.domain:
