@@ -388,11 +388,23 @@ async def workload_login(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def workload_idle(args: argparse.Namespace) -> dict[str, Any]:
-    """N logged-in, present, silent clients: the server's memory per connection."""
+    """N logged-in, present, silent clients: the server's memory per connection.
+
+    With ``--sm`` each enables stream management (XEP-0198) and, with
+    ``--unacked K``, gets K chat messages from its partner (clients pair
+    up) that it never acknowledges: the server keeps K stanzas per session.
+    """
     before = rss_kib(args.server_pid)
     meter = Meter(args.server_pid)
     conns, _ = await login_many(args, range(args.clients), presence=True)
     figures = meter.figures()
+    if args.sm:
+        await run_bounded((conn.enable_sm(answer=False) for conn in conns), args.concurrency)
+        for number, conn in enumerate(conns):
+            partner = conns[number ^ 1] if (number ^ 1) < len(conns) else conn
+            for i in range(args.unacked):
+                conn.write(f"<message to='{partner.jid}' type='chat'><body>{i}:{number}</body>"
+                           "</message>".encode())
     await asyncio.sleep(args.settle)
     after = rss_kib(args.server_pid)
     result: dict[str, Any] = {
@@ -403,6 +415,8 @@ async def workload_idle(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "logins_per_s": round(args.clients / figures["seconds"], 1),
         "connected": sum(1 for c in conns if not c.lost),
+        "sm": args.sm,
+        "unacked_per_session": args.unacked if args.sm else 0,
         **problems(conns),
     }
     close_all(conns)
@@ -413,6 +427,8 @@ async def workload_idle(args: argparse.Namespace) -> dict[str, Any]:
 async def workload_chat(args: argparse.Namespace) -> dict[str, Any]:
     """P pairs of clients sending each other chat messages."""
     conns, _ = await login_many(args, range(2 * args.pairs), presence=True)
+    if args.sm:  # XEP-0198: the server asks for acks, the clients answer
+        await run_bounded((conn.enable_sm() for conn in conns), args.concurrency)
     run = Run(args.window, args.rate)
     try:
         for number, conn in enumerate(conns):
@@ -929,8 +945,13 @@ def parser() -> argparse.ArgumentParser:
     idle = sub.add_parser("idle", parents=[common], help="server memory per connection")
     idle.add_argument("--clients", type=int, default=1000)
     idle.add_argument("--settle", type=float, default=3.0, help="seconds before reading RSS")
+    idle.add_argument("--sm", action="store_true", help="enable stream management (XEP-0198)")
+    idle.add_argument("--unacked", type=int, default=20,
+                      help="with --sm: messages each client gets and never acknowledges")
     chat = sub.add_parser("chat", parents=[common, timed], help="one-to-one messages/s")
     chat.add_argument("--pairs", type=int, default=50)
+    chat.add_argument("--sm", action="store_true",
+                      help="enable stream management (XEP-0198) and answer the server's <r/>")
     muc = sub.add_parser("muc", parents=[common, timed], help="groupchat stanzas/s")
     muc.add_argument("--rooms", type=int, default=1)
     muc.add_argument("--occupants", type=int, default=50)
