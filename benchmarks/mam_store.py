@@ -25,7 +25,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xmppd.mam.store import SCHEMA, ArchiveStore, new_archive_id  # noqa: E402
+from xmppd.mam.store import ArchiveStore, new_archive_id  # noqa: E402
 from xmppd.storage.database import Database, migrate_file  # noqa: E402
 
 OWNER = "alice@localhost"
@@ -36,8 +36,6 @@ def fill(path: Path, messages: int) -> None:
     migrate_file(path)
     connection = sqlite3.connect(str(path))
     connection.execute("INSERT INTO accounts (username, created) VALUES ('alice', 0)")
-    for statement in SCHEMA:
-        connection.execute(statement)
     insert = ("INSERT INTO mam_archive (owner, account, id, stamp, with_bare, with_full, "
               "direction, stanza) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
     for owner, account in ((OWNER, "alice"), ("room@conference.localhost", None)):

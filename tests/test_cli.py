@@ -291,12 +291,10 @@ class MamCommandTests(CommandTestCase):
 
     def fill(self):
         """Romeo's archive: 3 messages 10, 5 and 1 days old; a room's: 2, 10 and 1 days old."""
-        from xmppd.mam.store import SCHEMA, new_archive_id
+        from xmppd.mam.store import new_archive_id
 
         connection = sqlite3.connect(self.database)
         self.addCleanup(connection.close)
-        for statement in SCHEMA:
-            connection.execute(statement)
         now = time.time()
         rows = [("romeo@localhost", "romeo", days) for days in (10, 5, 1)]
         rows += [("verona@conference.localhost", None, days) for days in (10, 1)]

@@ -9,7 +9,6 @@ from tests.test_storage_roster import StoreTestCase
 from xmppd.mam.store import (
     INCOMING,
     OUTGOING,
-    SCHEMA,
     ArchiveBounds,
     ArchiveStore,
     UnknownArchiveId,
@@ -23,8 +22,6 @@ class ArchiveTestCase(StoreTestCase):
     @defer.inlineCallbacks
     def setUp(self):
         yield super().setUp()
-        for statement in SCHEMA:
-            yield self.db.execute(statement)
         self.store = ArchiveStore(self.db)
 
     @defer.inlineCallbacks
@@ -104,10 +101,14 @@ class AppendTests(ArchiveTestCase):
         self.assertEqual((mine, room), (0, 2))
 
     @defer.inlineCallbacks
-    def test_schema_is_idempotent(self):
+    def test_the_migrated_database_has_the_table_and_indexes(self):
+        rows = yield self.db.query(
+            "SELECT name FROM sqlite_master WHERE tbl_name = 'mam_archive' AND type = 'index' "
+            "AND sql IS NOT NULL ORDER BY name")
+        self.assertEqual([r[0] for r in rows], [
+            "mam_archive_account", "mam_archive_owner", "mam_archive_owner_stamp",
+            "mam_archive_stamp", "mam_archive_with"])
         yield self.fill(1)
-        for statement in SCHEMA:
-            yield self.db.execute(statement)
         size = yield self.store.size(OWNER)
         self.assertEqual(size, 1)
 

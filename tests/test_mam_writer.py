@@ -5,7 +5,7 @@ import time
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-from xmppd.mam.store import SCHEMA, ArchiveStore
+from xmppd.mam.store import ArchiveStore
 from xmppd.mam.writer import ArchiveWriter
 from xmppd.storage.database import Database
 
@@ -30,8 +30,6 @@ class WriterTests(unittest.TestCase):
         self.db = Database(self.mktemp() + "/xmppd.sqlite")
         yield self.db.open()
         self.addCleanup(self.db.close)
-        for statement in SCHEMA:
-            yield self.db.execute(statement)
         yield self.db.execute("INSERT INTO accounts (username, created) VALUES (?, ?)",
                               "alice", time.time())
         self.clock = task.Clock()

@@ -32,7 +32,6 @@ from twisted.internet import defer, task
 from xmppd import certificates, check
 from xmppd.addresses import parse_jid
 from xmppd.config import Config, ConfigError, load_config
-from xmppd.mam.store import SCHEMA as ARCHIVE_SCHEMA
 from xmppd.mam.store import ArchiveStore
 from xmppd.storage.accounts import AccountError, AccountStore
 from xmppd.storage.database import Database, migrate_file
@@ -201,8 +200,6 @@ def run_mam(args: argparse.Namespace, database: Database, out: Callable[[str], A
             domain: str, now: float):
     """``xmppdctl mam delete|count|expire``, directly on the archive table."""
     store = ArchiveStore(database)
-    for statement in ARCHIVE_SCHEMA:  # a server that never archived has no table yet
-        yield database.execute(statement)
     if args.mam_action == "expire":
         age = parse_age(args.age)
         personal = True if args.accounts else False if args.rooms else None

@@ -3,7 +3,7 @@
 What exists:
 
 * :mod:`xmppd.mam.store`: :class:`~xmppd.mam.store.ArchiveStore`, the
-  ``mam_archive`` table (``SCHEMA``, for a module's ``schema``): append with
+  ``mam_archive`` table (created by the core schema, migration 7): append with
   an unguessable archive id that grows with time (the XEP-0359 stanza-id),
   paged queries
   with the XEP-0313 filters and what RSM reports (first/last, index, count,

@@ -30,27 +30,6 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
-SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS mam_archive (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        owner TEXT NOT NULL,
-        account TEXT REFERENCES accounts(username) ON DELETE CASCADE,
-        id TEXT NOT NULL UNIQUE,
-        stamp REAL NOT NULL,
-        with_bare TEXT NOT NULL,
-        with_full TEXT NOT NULL,
-        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
-        stanza TEXT NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS mam_archive_owner ON mam_archive(owner, seq, stamp)",
-    "CREATE INDEX IF NOT EXISTS mam_archive_with ON mam_archive(owner, with_bare, seq, stamp)",
-    "CREATE INDEX IF NOT EXISTS mam_archive_stamp ON mam_archive(stamp)",
-    "CREATE INDEX IF NOT EXISTS mam_archive_owner_stamp ON mam_archive(owner, stamp)",
-    "CREATE INDEX IF NOT EXISTS mam_archive_account ON mam_archive(account)",
-)
-
 #: Directions relative to the archive's owner.
 INCOMING = "in"
 OUTGOING = "out"

@@ -80,7 +80,7 @@ from xmppd.mam.query import (
     result_messages,
     run_query,
 )
-from xmppd.mam.store import INCOMING, OUTGOING, SCHEMA, ArchiveStore
+from xmppd.mam.store import INCOMING, OUTGOING, ArchiveStore
 from xmppd.mam.writer import ArchiveWriter
 from xmppd.module import ALREADY_ANSWERED, IQRequest, Module, Point, Scope, hook, iq_handler
 from xmppd.sm.queue import SerialQueues
@@ -128,7 +128,7 @@ class MessageArchive(Module):
 
     name = "mam"
     features = {Scope.ACCOUNT: [NS_MAM, NS_MAM_EXTENDED, NS_SID]}
-    schema = (*SCHEMA, *PREFS_SCHEMA)
+    schema = PREFS_SCHEMA  # (the archive table is the core schema's: migration 7)
     settings = MAMSettings
     #: Seconds between two runs of expiry and trimming.
     maintenance_interval = 600.0

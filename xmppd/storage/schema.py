@@ -105,8 +105,8 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE muc_rooms ADD COLUMN subject_by TEXT;
     """,
-    # 7: message archives (XEP-0313; xmppd.mam.store, whose SCHEMA creates
-    # the same table and indexes if this has not). The MUC conversation log
+    # 7: message archives (XEP-0313; the table of xmppd.mam.store, for
+    # personal and room archives alike). The MUC conversation log
     # becomes the rooms' archives: the rows of persistent rooms move over in
     # their order (owner the room's JID, with its occupant's room JID, time
     # stamps as POSIX seconds, a random archive id each; the logs of
