@@ -5,7 +5,8 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from tests.muc_fakes import JULIET, NURSE, ROMEO, ROOM, MUCHarness, kinds
-from xmppd.muc.features.history import History, HistoryRequest, format_stamp, parse_stamp
+from xmppd.datetimes import format_stamp
+from xmppd.muc.features.history import History, HistoryRequest, parse_stamp
 
 NS_DELAY = "urn:xmpp:delay"
 

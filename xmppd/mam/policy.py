@@ -26,15 +26,13 @@ from __future__ import annotations
 
 from twisted.words.xish import domish
 
+from xmppd.sm.stanzas import STANZA_NAMESPACES
+
 NS_SID = "urn:xmpp:sid:0"
 NS_HINTS = "urn:xmpp:hints"
 NS_CARBONS = "urn:xmpp:carbons:2"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 
-#: The namespaces of a stanza's own children (body, subject), depending on
-#: the stream it came from or who built it.
-STANZA_NAMESPACES = frozenset({None, "", "jabber:client", "jabber:server",
-                               "jabber:component:accept"})
 
 #: Namespaces in which any child makes a message worth archiving.
 ARCHIVED_NAMESPACES = frozenset({

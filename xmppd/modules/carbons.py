@@ -49,7 +49,7 @@ from twisted.words.xish import domish
 from xmppd.errors import StanzaError
 from xmppd.module import IQRequest, Module, Point, Scope, hook, iq_handler
 from xmppd.sm.session import Session
-from xmppd.sm.stanzas import NS_CLIENT, readdress
+from xmppd.sm.stanzas import NS_CLIENT, STANZA_NAMESPACES, readdress
 
 NS_CARBONS = "urn:xmpp:carbons:2"
 NS_CARBONS_RULES = "urn:xmpp:carbons:rules:0"
@@ -59,9 +59,6 @@ NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 NS_SID = "urn:xmpp:sid:0"
 NS_JINGLE_MESSAGE = frozenset({"urn:xmpp:jingle-message:0", "urn:xmpp:jingle-message:1"})
 
-#: The namespaces a stanza's own children (body, subject, thread) may be
-#: in, depending on the stream it came from or who built it.
-STANZA_NAMESPACES = frozenset({None, "", NS_CLIENT, "jabber:server", "jabber:component:accept"})
 
 
 def eligible(stanza: domish.Element, user_bare: str) -> tuple[bool, bool]:

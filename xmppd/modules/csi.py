@@ -51,7 +51,7 @@ from twisted.words.xish import domish
 from xmppd.config import setting
 from xmppd.module import Module, Point, hook, nonza_handler
 from xmppd.sm.session import Session
-from xmppd.sm.stanzas import NS_CLIENT, with_delay
+from xmppd.sm.stanzas import STANZA_NAMESPACES, with_delay
 
 NS_CSI = "urn:xmpp:csi:0"
 NS_CARBONS = "urn:xmpp:carbons:2"
@@ -62,8 +62,6 @@ NS_EME = "urn:xmpp:eme:0"
 NS_CONFERENCE = "jabber:x:conference"
 NS_JINGLE_MESSAGE = frozenset({"urn:xmpp:jingle-message:0", "urn:xmpp:jingle-message:1"})
 
-#: The namespaces a stanza's own children (body, subject) may be in.
-STANZA_NAMESPACES = frozenset({None, "", NS_CLIENT, "jabber:server", "jabber:component:accept"})
 SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
 
 
@@ -74,17 +72,6 @@ class CSISettings:
     max_held: int = setting(
         256, "stanzas held for an inactive client before they are all sent", minimum=1,
         live=True)
-
-
-def _own(child: domish.Element, name: str) -> bool:
-    return child.name == name and child.uri in STANZA_NAMESPACES
-
-
-def _text(element: domish.Element, name: str) -> str | None:
-    for child in element.elements():
-        if _own(child, name):
-            return str(child)
-    return None
 
 
 def _has_status_110(x: domish.Element) -> bool:

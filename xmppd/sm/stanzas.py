@@ -15,6 +15,10 @@ from xmppd.datetimes import format_stamp
 
 NS_CLIENT = "jabber:client"
 NS_DELAY = "urn:xmpp:delay"
+
+#: The namespaces a stanza's own children (body, subject, thread) may be in,
+#: depending on the stream it came from or who built it.
+STANZA_NAMESPACES = frozenset({None, "", NS_CLIENT, "jabber:server", "jabber:component:accept"})
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
@@ -72,6 +76,11 @@ def with_delay(stanza: domish.Element, by: str, stamp: float) -> domish.Element:
     """A shallow copy with an XEP-0203 ``<delay/>``, or the stanza itself if it has one."""
     if any(child.uri == NS_DELAY for child in stanza.elements()):
         return stanza
+    return add_delay(stanza, by, stamp)
+
+
+def add_delay(stanza: domish.Element, by: str, stamp: float) -> domish.Element:
+    """A shallow copy of ``stanza`` with an XEP-0203 ``<delay/>`` added (from ``by``)."""
     copy = domish.Element((stanza.uri, stanza.name), stanza.defaultUri, dict(stanza.attributes))
     copy.children = list(stanza.children)
     delay = domish.Element((NS_DELAY, "delay"))

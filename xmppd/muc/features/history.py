@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from twisted.words.xish import domish
 
-from xmppd.datetimes import format_stamp
 from xmppd.datetimes import parse_stamp as _parse_stamp
 from xmppd.module import Point, hook
 from xmppd.muc.config import (
@@ -29,8 +28,8 @@ from xmppd.muc.feature import MUCModule
 from xmppd.muc.occupant import Occupant
 from xmppd.muc.room import Room
 from xmppd.muc.stanzas import NS_MUC, child
+from xmppd.sm.stanzas import add_delay
 
-NS_DELAY = "urn:xmpp:delay"
 NS_SID = "urn:xmpp:sid:0"
 
 
@@ -139,7 +138,7 @@ class History:
                 break
             if request.since is not None and entry.stamp <= request.since:
                 break
-            stanza = delayed(entry.stanza, room_jid, entry.stamp)
+            stanza = add_delay(entry.stanza, room_jid, entry.stamp)
             if request.maxchars is not None:
                 chars += len(stanza.toXml())
                 if chars > request.maxchars:
@@ -155,17 +154,6 @@ def room_stanza_id(stanza: domish.Element, room_jid: str) -> str | None:
         if element.getAttribute("by") == room_jid:
             return element.getAttribute("id")
     return None
-
-
-def delayed(stanza: domish.Element, room_jid: str, stamp: float) -> domish.Element:
-    """A shallow copy of ``stanza`` with an XEP-0203 ``<delay/>`` from the room."""
-    copy = domish.Element((stanza.uri, stanza.name), stanza.defaultUri, dict(stanza.attributes))
-    copy.children = list(stanza.children)
-    delay = domish.Element((NS_DELAY, "delay"))
-    delay["from"] = room_jid
-    delay["stamp"] = format_stamp(stamp)
-    copy.children.append(delay)
-    return copy
 
 
 def _read_length(var: str, values: list[str]) -> int:
