@@ -189,11 +189,6 @@ class ClientStateIndication(Module):
         #: Sessions -> {room bare JID: the user's nick there} (rooms they joined).
         self.nicks: dict[Session, dict[str, str]] = {}
 
-    @property
-    def max_held(self) -> int:
-        """The configured queue limit."""
-        return self.config.max_held if self.config is not None else 256
-
     # -- the client's state ----------------------------------------------------------
 
     @nonza_handler(NS_CSI, "inactive")
@@ -287,7 +282,7 @@ class ClientStateIndication(Module):
         held = self.inactive.get(session) if self.inactive else None
         if held is None:
             return None
-        if message_is_important(stanza, lambda s, body: self._mentions(session, s, body)):
+        if message_is_important(stanza, lambda s, body: self.mentioned(session, s, body)):
             self.flush(session)
             return None
         return self._hold(session, held, stanza)
@@ -298,13 +293,14 @@ class ClientStateIndication(Module):
         if self.inactive and session in self.inactive:
             self.flush(session)
 
-    def _mentions(self, session: Session, stanza: domish.Element, body: str) -> bool:
+    def mentioned(self, session: Session, stanza: domish.Element, body: str) -> bool:
+        """Whether a groupchat body mentions the session's user (its nick in that room, its JID)."""
         room = (stanza.getAttribute("from") or "").split("/", 1)[0]
         nick = self.nicks.get(session, {}).get(room)
         return mentions(body, nick, session.bare)
 
     def _hold(self, session: Session, held: Held, stanza: domish.Element) -> bool | None:
         held.add(with_delay(stanza, session.bare, self.server.reactor.seconds()))
-        if len(held) >= self.max_held:
+        if len(held) >= self.config.max_held:
             self.flush(session)
         return True

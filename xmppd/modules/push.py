@@ -167,11 +167,6 @@ class PushNotifications(Module):
             self.registrations.setdefault(account, {})[(service, node)] = Registration(
                 service, node, options)
 
-    @property
-    def settings_now(self) -> PushSettings:
-        """The section's current values (defaults when the module runs without config)."""
-        return self.config if self.config is not None else PushSettings()
-
     # -- the protocol ------------------------------------------------------------------
 
     @iq_handler("set", NS_PUSH, "enable", Scope.ACCOUNT)
@@ -182,7 +177,7 @@ class PushNotifications(Module):
         options = _options(request.payload)
         user = request.account
         current = self.registrations.get(user, {})
-        if (service, node) not in current and len(current) >= self.settings_now.max_registrations:
+        if (service, node) not in current and len(current) >= self.config.max_registrations:
             raise StanzaError("not-acceptable", "too many push registrations; disable one first")
         d = self.server.database.execute(
             "INSERT OR REPLACE INTO push_registrations (account, service, node, options) "
@@ -277,12 +272,9 @@ class PushNotifications(Module):
         csi = self.server.modules.get("csi")
 
         def mentioned(message: domish.Element, body: str) -> bool:
-            room = (message.getAttribute("from") or "").split("/", 1)[0]
-            for session in targets:
-                nick = csi.nicks.get(session, {}).get(room) if csi is not None else None
-                if mentions(body, nick, session.bare):
-                    return True
-            return False
+            if csi is not None:  # it knows the users' nicks in their rooms
+                return any(csi.mentioned(session, message, body) for session in targets)
+            return any(mentions(body, None, session.bare) for session in targets)
 
         return message_is_important(stanza, mentioned)
 
@@ -304,7 +296,7 @@ class PushNotifications(Module):
         notification at the end of the window (with the latest count).
         """
         now = self.server.reactor.seconds()
-        window = self.settings_now.burst_window
+        window = self.config.burst_window
         burst = self.bursts.get(username)
         if burst is None or (burst.call is None and now - burst.sent >= window):
             self.bursts[username] = Burst(now)
@@ -325,12 +317,12 @@ class PushNotifications(Module):
 
     def _notify_now(self, username: str, summary: Summary) -> None:
         for registration in list(self.registrations.get(username, {}).values()):
-            self._send(username, registration, summary, self.settings_now.retry_delay)
+            self._send(username, registration, summary, self.config.retry_delay)
 
     def notification(self, username: str, registration: Registration,
                      summary: Summary) -> domish.Element:
         """The publish iq for one registration."""
-        settings = self.settings_now
+        settings = self.config
         iq = domish.Element((None, "iq"))
         iq["type"] = "set"
         iq["from"] = f"{username}@{self.server.domain}"
@@ -371,7 +363,7 @@ class PushNotifications(Module):
         if current is not registration:
             return  # disabled or replaced meanwhile
         registration.failures += 1
-        if registration.failures >= self.settings_now.max_failures:
+        if registration.failures >= self.config.max_failures:
             log.info("push: removing {user}'s registration with {service} after {n} failures "
                      "({why})", user=username, service=registration.service,
                      n=registration.failures, why=reason.getErrorMessage())

@@ -140,7 +140,7 @@ class Outbox:
     def write(self, stanza: domish.Element) -> None:
         """Keep a stanza until it is acknowledged; write it if there is a connection."""
         self.queue.append((stanza, self.module.now()))
-        if len(self.queue) > self.module.settings_now.max_queue:
+        if len(self.queue) > self.module.config.max_queue:
             self.module.overflow(self)
             return
         connection = self.session.connection
@@ -160,7 +160,7 @@ class Outbox:
         """Ask for an ack at the end of this burst (enough unacknowledged), or after a while."""
         if self.awaiting:
             return
-        settings = self.module.settings_now
+        settings = self.module.config
         soon = len(self.queue) >= settings.request_after_stanzas
         if self.request_call is not None:
             if not soon or self.request_soon:
@@ -211,11 +211,6 @@ class StreamManagement(Module):
         #: Resumption id -> outbox (resumable sessions still bound).
         self.resumable: dict[str, Outbox] = {}
 
-    @property
-    def settings_now(self) -> SMSettings:
-        """The section's current values (defaults without a config)."""
-        return self.config if self.config is not None else SMSettings()
-
     def now(self) -> float:
         """The server clock."""
         return self.server.reactor.seconds()
@@ -237,7 +232,7 @@ class StreamManagement(Module):
             self.resumable[outbox.id] = outbox
             enabled["id"] = outbox.id
             enabled["resume"] = "true"
-            enabled["max"] = str(int(self.settings_now.resume_timeout))
+            enabled["max"] = str(int(self.config.resume_timeout))
         outbox.send_nonza(enabled)
 
     @nonza_handler(NS_SM, "enable", before_bind=True)
@@ -295,14 +290,14 @@ class StreamManagement(Module):
         outbox.awaiting = False
         outbox.hibernating_since = self.now()
         outbox.expiry = self.server.reactor.callLater(
-            self.settings_now.resume_timeout, self.end, outbox)
+            self.config.resume_timeout, self.end, outbox)
         log.info("{jid} waits {s} s to be resumed", jid=session.full,
-                 s=self.settings_now.resume_timeout)
+                 s=self.config.resume_timeout)
         waiting = sorted((o for o in self.outboxes.values()
                           if o.session.username == session.username
                           and o.hibernating_since is not None),
                          key=lambda o: o.hibernating_since)
-        for oldest in waiting[:max(0, len(waiting) - self.settings_now.max_hibernating)]:
+        for oldest in waiting[:max(0, len(waiting) - self.config.max_hibernating)]:
             self.end(oldest)
         return True
 
