@@ -13,6 +13,37 @@ SERVER_INFO = Path(__file__).resolve().parent / "interop" / "slixmpp_server_info
 CARBONS = Path(__file__).resolve().parent / "interop" / "slixmpp_carbons.py"
 
 
+@defer.inlineCallbacks
+def pair_server(testcase, friends=False, **sections):
+    """A live server (STARTTLS required) with romeo and juliet, optionally subscribed both ways."""
+    from xmppd.storage.roster import RosterItem
+
+    server = start_server(testcase, c2s={"require_encryption": True}, **sections)
+    yield server.create_user("romeo", "r0meo-pw")
+    yield server.create_user("juliet", "jul1et-pw")
+    if friends:
+        roster = server.server.session_manager.roster_store
+        yield roster.save("romeo", RosterItem("juliet@localhost", subscription="both"))
+        yield roster.save("juliet", RosterItem("romeo@localhost", subscription="both"))
+    return server
+
+
+@defer.inlineCallbacks
+def run_script(testcase, server, script, *extra):
+    """Run an interop script as romeo and juliet; its output (the test fails on exit != 0)."""
+    out, err, code = yield utils.getProcessOutputAndValue(
+        sys.executable,
+        [
+            str(script), "127.0.0.1", str(server.port), str(server.config.tls.certificate),
+            "romeo@localhost", "r0meo-pw", "juliet@localhost", "jul1et-pw", *extra,
+        ],
+        reactor=reactor,
+    )
+    output = out.decode()
+    testcase.assertEqual(code, 0, output + err.decode()[-3000:])
+    return output
+
+
 class SlixmppTests(unittest.TestCase):
     """slixmpp logs in with SCRAM-SHA-256 over STARTTLS and chats."""
 
@@ -93,19 +124,8 @@ class SlixmppCarbonsTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_received_and_sent_carbons(self):
-        server = start_server(self, c2s={"require_encryption": True})
-        yield server.create_user("romeo", "r0meo-pw")
-        yield server.create_user("juliet", "jul1et-pw")
-        out, err, code = yield utils.getProcessOutputAndValue(
-            sys.executable,
-            [
-                str(CARBONS), "127.0.0.1", str(server.port), str(server.config.tls.certificate),
-                "romeo@localhost", "r0meo-pw", "juliet@localhost", "jul1et-pw",
-            ],
-            reactor=reactor,
-        )
-        output = out.decode()
-        self.assertEqual(code, 0, output + err.decode()[-3000:])
+        server = yield pair_server(self)
+        output = yield run_script(self, server, CARBONS)
         self.assertIn("one carbons-enabled as romeo@localhost/one", output)
         self.assertIn("two carbons-enabled as romeo@localhost/two", output)
         self.assertRegex(output, r"two carbon-received from=juliet@localhost/\S+ "
@@ -128,15 +148,8 @@ class SlixmppPushTests(unittest.TestCase):
     def test_inactive_phone_gets_held_presence_first_and_a_push(self):
         from twisted.words.protocols.jabber import component, xmlstream
 
-        from xmppd.storage.roster import RosterItem
-
-        server = start_server(self, c2s={"require_encryption": True},
-                              components={"secrets": {"push.localhost": "s3cret"}})
-        yield server.create_user("romeo", "r0meo-pw")
-        yield server.create_user("juliet", "jul1et-pw")
-        roster = server.server.session_manager.roster_store
-        yield roster.save("romeo", RosterItem("juliet@localhost", subscription="both"))
-        yield roster.save("juliet", RosterItem("romeo@localhost", subscription="both"))
+        server = yield pair_server(self, friends=True,
+                                   components={"secrets": {"push.localhost": "s3cret"}})
 
         # The app server: an XEP-0114 component that answers every push.
         pushes = []
@@ -161,16 +174,7 @@ class SlixmppPushTests(unittest.TestCase):
         self.addCleanup(connector.disconnect)
         yield authenticated
 
-        out, err, code = yield utils.getProcessOutputAndValue(
-            sys.executable,
-            [
-                str(PUSH), "127.0.0.1", str(server.port), str(server.config.tls.certificate),
-                "romeo@localhost", "r0meo-pw", "juliet@localhost", "jul1et-pw",
-            ],
-            reactor=reactor,
-        )
-        output = out.decode()
-        self.assertEqual(code, 0, output + err.decode()[-3000:])
+        output = yield run_script(self, server, PUSH)
         self.assertIn("phone online csi=True", output)
         self.assertIn("phone push-enabled type=result", output)
         # Held while inactive (with a delay), then the message that flushed it.
@@ -195,24 +199,8 @@ class SlixmppResumeTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def run_script(self, *extra, **sections):
-        from xmppd.storage.roster import RosterItem
-
-        server = start_server(self, c2s={"require_encryption": True}, **sections)
-        yield server.create_user("romeo", "r0meo-pw")
-        yield server.create_user("juliet", "jul1et-pw")
-        roster = server.server.session_manager.roster_store
-        yield roster.save("romeo", RosterItem("juliet@localhost", subscription="both"))
-        yield roster.save("juliet", RosterItem("romeo@localhost", subscription="both"))
-        out, err, code = yield utils.getProcessOutputAndValue(
-            sys.executable,
-            [
-                str(RESUME), "127.0.0.1", str(server.port), str(server.config.tls.certificate),
-                "romeo@localhost", "r0meo-pw", "juliet@localhost", "jul1et-pw", *extra,
-            ],
-            reactor=reactor,
-        )
-        output = out.decode()
-        self.assertEqual(code, 0, output + err.decode()[-3000:])
+        server = yield pair_server(self, friends=True, **sections)
+        output = yield run_script(self, server, RESUME, *extra)
         return output
 
     @defer.inlineCallbacks
