@@ -293,9 +293,8 @@ class StreamManagement(Module):
             self.config.resume_timeout, self.end, outbox)
         log.info("{jid} waits {s} s to be resumed", jid=session.full,
                  s=self.config.resume_timeout)
-        waiting = sorted((o for o in self.outboxes.values()
-                          if o.session.username == session.username
-                          and o.hibernating_since is not None),
+        mine = (self.outboxes.get(s) for s in self.server.sessions.sessions_of(session.username))
+        waiting = sorted((o for o in mine if o is not None and o.hibernating_since is not None),
                          key=lambda o: o.hibernating_since)
         for oldest in waiting[:max(0, len(waiting) - self.config.max_hibernating)]:
             self.end(oldest)
