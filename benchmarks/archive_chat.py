@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -96,20 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     servers = make_servers(args, base)
     driver = Driver(args, servers)
     try:
-        for server in servers:
-            driver.register(server, 2 * args.pairs)
-        table = driver.run_jobs(standard_jobs(params, workloads=("chat",)))
+        table = driver.measure(standard_jobs(params, workloads=("chat",)), 2 * args.pairs, base,
+                               keep=args.keep)
     except KeyboardInterrupt:
         print("[archive_chat] interrupted", file=sys.stderr)
         return 130
     except ServerError as e:
         print(f"[archive_chat] {e}", file=sys.stderr)
         return 1
-    finally:
-        for server in servers:
-            server.stop()
-        if not args.keep:
-            subprocess.run(["rm", "-rf", str(base)], check=False)
     names = [s.name for s in servers]
     print(f"Measured {machine()}; chat, {args.pairs} pairs, window {args.window}, "
           f"{args.duration} s, best of {args.repeat}.\n")

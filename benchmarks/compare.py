@@ -159,6 +159,22 @@ class Driver:
         self.results.append(best)
         return best
 
+    def measure(self, jobs: list[Job], accounts: int, base: Path,
+                keep: bool = False) -> dict[tuple[str, str], dict[str, Any]]:
+        """Register the accounts on every server, run the jobs; always stop the servers.
+
+        The work folder ``base`` is removed afterwards unless ``keep``.
+        """
+        try:
+            for server in self.servers:
+                self.register(server, accounts)
+            return self.run_jobs(jobs)
+        finally:
+            for server in self.servers:
+                server.stop()
+            if not keep:
+                subprocess.run(["rm", "-rf", str(base)], check=False)
+
     def run_jobs(self, jobs: list[Job]) -> dict[tuple[str, str], dict[str, Any]]:
         """Every job against every server (servers alternate per job)."""
         table = {}

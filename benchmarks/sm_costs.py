@@ -25,7 +25,6 @@ Prosody is skipped when it is not installed.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -88,16 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         Job("chat+sm", "chat", [*chat, "--sm"]),
     ]
     try:
-        for server in servers:
-            driver.register(server, max(args.clients, 2 * args.pairs))
-        table = driver.run_jobs(jobs)
+        table = driver.measure(jobs, max(args.clients, 2 * args.pairs), base)
     except ServerError as e:
         print(f"[sm_costs] {e}", file=sys.stderr)
         return 1
-    finally:
-        for server in servers:
-            server.stop()
-        subprocess.run(["rm", "-rf", str(base)], check=False)
     names = [s.name for s in servers]
     print(f"Measured {machine()}; {args.clients} idle clients, {args.unacked} unacknowledged "
           f"stanzas each with SM; chat {args.pairs} pairs, {args.duration} s; "
