@@ -25,7 +25,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xmppd.mam.store import ArchiveStore, new_archive_id  # noqa: E402
+from xmppd.mam.store import INSERT, ArchiveSequence, ArchiveStore, archive_row  # noqa: E402
 from xmppd.storage.database import Database, migrate_file  # noqa: E402
 
 OWNER = "alice@localhost"
@@ -36,14 +36,14 @@ def fill(path: Path, messages: int) -> None:
     migrate_file(path)
     connection = sqlite3.connect(str(path))
     connection.execute("INSERT INTO accounts (username, created) VALUES ('alice', 0)")
-    insert = ("INSERT INTO mam_archive (owner, account, id, stamp, with_bare, with_full, "
-              "direction, stanza) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-    for owner, account in ((OWNER, "alice"), ("room@conference.localhost", None)):
-        connection.executemany(insert, (
-            (owner, account, new_archive_id(), 1_000_000.0 + i, f"c{i % 50}@localhost",
-             f"c{i % 50}@localhost/r", "in" if i % 2 else "out",
-             f"<message xmlns='jabber:client' type='chat' id='m{i}'><body>message {i}</body>"
-             "</message>") for i in range(messages)))
+    sequence = ArchiveSequence()
+    owners = ((OWNER, "alice", 0.0), ("room@conference.localhost", None, 0.5))
+    connection.executemany(INSERT, (
+        archive_row(sequence, owner, stamp=1_000_000.0 + i + offset,
+                    with_jid=f"c{i % 50}@localhost/r", direction="in" if i % 2 else "out",
+                    stanza=f"<message xmlns='jabber:client' type='chat' id='m{i}'>"
+                    f"<body>message {i}</body></message>", account=account)
+        for i in range(messages) for owner, account, offset in owners))
     connection.commit()
     connection.close()
 

@@ -291,19 +291,18 @@ class MamCommandTests(CommandTestCase):
 
     def fill(self):
         """Romeo's archive: 3 messages 10, 5 and 1 days old; a room's: 2, 10 and 1 days old."""
-        from xmppd.mam.store import new_archive_id
+        from xmppd.mam.store import INSERT, ArchiveSequence, archive_row
 
         connection = sqlite3.connect(self.database)
         self.addCleanup(connection.close)
         now = time.time()
         rows = [("romeo@localhost", "romeo", days) for days in (10, 5, 1)]
         rows += [("verona@conference.localhost", None, days) for days in (10, 1)]
-        for owner, account, days in rows:
-            connection.execute(
-                "INSERT INTO mam_archive (owner, account, id, stamp, with_bare, with_full, "
-                "direction, stanza) VALUES (?, ?, ?, ?, 'juliet@localhost', "
-                "'juliet@localhost/balcony', 'in', '<message/>')",
-                (owner, account, new_archive_id(), now - days * 86400))
+        sequence = ArchiveSequence()
+        for owner, account, days in sorted(rows, key=lambda row: -row[2]):
+            connection.execute(INSERT, archive_row(
+                sequence, owner, stamp=now - days * 86400, with_jid="juliet@localhost/balcony",
+                direction="in", stanza="<message/>", account=account))
         connection.commit()
 
     def sizes(self):

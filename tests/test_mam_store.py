@@ -2,18 +2,25 @@
 
 import re
 import sqlite3
+from pathlib import Path
 
 from twisted.internet import defer
+from twisted.trial import unittest
 
 from tests.test_storage_roster import StoreTestCase
 from xmppd.mam.store import (
     INCOMING,
     OUTGOING,
     ArchiveBounds,
+    ArchiveSequence,
     ArchiveStore,
     UnknownArchiveId,
     new_archive_id,
+    seq_of,
+    stored_floor,
 )
+from xmppd.storage.database import Database, _statements
+from xmppd.storage.schema import MIGRATIONS
 
 OWNER = "alice@localhost"
 
@@ -25,12 +32,13 @@ class ArchiveTestCase(StoreTestCase):
         self.store = ArchiveStore(self.db)
 
     @defer.inlineCallbacks
-    def fill(self, count, owner=OWNER, account="alice", stamp=None, with_jid="bob@localhost/phone"):
-        """Archive ``count`` messages one second apart (or all at ``stamp``); their ids."""
+    def fill(self, count, owner=OWNER, account="alice", stamp=None, with_jid="bob@localhost/phone",
+             start=1000.0):
+        """Archive ``count`` messages one second apart from ``start`` (or all at ``stamp``)."""
         ids = []
         for i in range(count):
             archive_id = yield self.store.append(
-                owner, stamp=1000.0 + i if stamp is None else stamp, with_jid=with_jid,
+                owner, stamp=start + i if stamp is None else stamp, with_jid=with_jid,
                 direction=INCOMING if i % 2 else OUTGOING,
                 stanza=f"<message xmlns='jabber:client' id='m{i}'><body>{i}</body></message>",
                 account=account)
@@ -47,18 +55,32 @@ class AppendTests(ArchiveTestCase):
         ids = yield self.fill(20)
         self.assertEqual(len(set(ids)), 20)
         for archive_id in ids:
-            self.assertRegex(archive_id, r"\A[0-9a-v]{26}\Z")
-        self.assertEqual(sorted(ids), ids)  # the index on them grows at one end
-        # Not guessable: two ids drawn in the same microsecond still differ in
-        # their last 64 bits (the last 13 characters), which are random.
-        import time as time_module
+            self.assertRegex(archive_id, r"\A[0-9a-f]{32}\Z")
+        self.assertEqual(sorted(ids), ids)
+        # The first half is the archive time in microseconds (the row's seq),
+        # the second half random: ids drawn in the same microsecond differ in
+        # both (the next microsecond is taken), ids of one seq in the second.
+        self.assertEqual([seq_of(i) for i in ids], [(1000 + n) * 1_000_000 for n in range(20)])
+        sequence = ArchiveSequence()
+        same_time = [sequence.new_id(1_700_000_000.0) for _ in range(50)]
+        self.assertEqual([seq_of(i) - 1_700_000_000_000_000 for i in same_time], list(range(50)))
+        self.assertEqual(len({sequence.id_for(5)[16:] for _ in range(50)}), 50)
+        self.assertEqual(new_archive_id(1.0)[:16], f"{1_000_000:016x}")
 
-        self.patch(time_module, "time_ns", lambda: 1_700_000_000_000_000_000)
-        same_time = [new_archive_id() for _ in range(50)]
-        self.assertEqual(len({i[:12] for i in same_time}), 1)
-        self.assertEqual(len({i[13:] for i in same_time}), 50)
-        decoded = int(same_time[0], 32) >> 2
-        self.assertEqual(decoded >> 64, 1_700_000_000_000_000)
+    def test_seq_of_refuses_what_is_not_an_id(self):
+        for bad in ("", "x" * 32, "0" * 31, "0" * 33, "0" * 15 + "_" + "0" * 16,
+                    " " + "0" * 31, "\u0663" * 32, "0" * 16 + "-" + "0" * 15):
+            self.assertIsNone(seq_of(bad), bad)
+        self.assertEqual(seq_of("00000000000000ff" + "0" * 16), 255)
+
+    def test_the_sequence_never_goes_back(self):
+        sequence = ArchiveSequence()
+        self.assertEqual(sequence.next(10.0), 10_000_000)
+        self.assertEqual(sequence.next(5.0), 10_000_001)  # the clock stepped back
+        sequence.raise_floor(20_000_000)  # what the database already holds
+        self.assertEqual(sequence.next(15.0), 20_000_001)
+        sequence.raise_floor(3)
+        self.assertEqual(sequence.next(30.0), 30_000_000)
 
     @defer.inlineCallbacks
     def test_rows_come_back_as_archived(self):
@@ -83,13 +105,22 @@ class AppendTests(ArchiveTestCase):
                           direction="sideways", stanza="<message/>")
 
     @defer.inlineCallbacks
-    def test_given_id_must_be_unique(self):
+    def test_given_id_must_be_unique_and_ours(self):
+        fixed = self.store.new_id(1.0)
         yield self.store.append(OWNER, stamp=1, with_jid="b@localhost", direction=INCOMING,
-                                stanza="<message/>", archive_id="fixed")
+                                stanza="<message/>", archive_id=fixed)
         yield self.assertFailure(
             self.store.append("room@muc.localhost", stamp=1, with_jid="b@localhost",
-                              direction=INCOMING, stanza="<message/>", archive_id="fixed"),
+                              direction=INCOMING, stanza="<message/>", archive_id=fixed),
             sqlite3.IntegrityError)
+        self.assertRaises(ValueError, self.store.append, OWNER, stamp=1, with_jid="b@localhost",
+                          direction=INCOMING, stanza="<message/>", archive_id="fixed")
+
+    @defer.inlineCallbacks
+    def test_the_floor_is_the_largest_stored_seq(self):
+        self.assertEqual(stored_floor(self.db.path), 0)
+        ids = yield self.fill(3)
+        self.assertEqual(stored_floor(self.db.path), seq_of(ids[-1]))
 
     @defer.inlineCallbacks
     def test_deleting_the_account_deletes_its_archive_only(self):
@@ -105,9 +136,7 @@ class AppendTests(ArchiveTestCase):
         rows = yield self.db.query(
             "SELECT name FROM sqlite_master WHERE tbl_name = 'mam_archive' AND type = 'index' "
             "AND sql IS NOT NULL ORDER BY name")
-        self.assertEqual([r[0] for r in rows], [
-            "mam_archive_account", "mam_archive_owner", "mam_archive_owner_stamp",
-            "mam_archive_stamp", "mam_archive_with"])
+        self.assertEqual([r[0] for r in rows], ["mam_archive_owner"])
         yield self.fill(1)
         size = yield self.store.size(OWNER)
         self.assertEqual(size, 1)
@@ -176,8 +205,8 @@ class PagingTests(ArchiveTestCase):
 
     @defer.inlineCallbacks
     def test_same_timestamp_keeps_archive_order(self):
-        ids = yield self.fill(6, stamp=1234.5)
-        page = yield self.store.query(OWNER, start=1234.5, end=1234.5, limit=3)
+        ids = yield self.fill(6, stamp=1234.5)  # archived at 1234.5 and the next 5 µs
+        page = yield self.store.query(OWNER, start=1234.5, end=1234.500005, limit=3)
         self.assertEqual(self.page_ids(page), ids[:3])
         page = yield self.store.query(OWNER, start=1234.5, after=page.last, limit=3)
         self.assertEqual(self.page_ids(page), ids[3:])
@@ -220,22 +249,22 @@ class FilterTests(ArchiveTestCase):
         self.assertEqual((page.items, page.count, page.complete), ([], 0, True))
 
     @defer.inlineCallbacks
-    def test_time_range_when_stamps_do_not_grow_with_the_archive(self):
+    def test_archive_times_never_go_back(self):
+        # A clock stepping back does not reorder the archive: such a message is
+        # archived one microsecond after the one before, and time ranges follow.
         ids = []
         for stamp in (5, 1, 7, 3, 9, 4):
             archive_id = yield self.store.append(OWNER, stamp=stamp, with_jid="bob@localhost",
                                                  direction=INCOMING, stanza="<message/>")
             ids.append(archive_id)
-        page = yield self.store.query(OWNER, start=3, end=7, limit=10)
-        self.assertEqual(self.page_ids(page), [ids[0], ids[2], ids[3], ids[5]])
-        self.assertEqual([item.stamp for item in page.items], [5, 7, 3, 4])
-        page = yield self.store.query(OWNER, start=3, end=7, limit=2, reverse=True)
+        page = yield self.store.query(OWNER, limit=10)
+        self.assertEqual([item.stamp for item in page.items],
+                         [5, 5.000001, 7, 7.000001, 9, 9.000001])
+        page = yield self.store.query(OWNER, start=5.000001, end=8, limit=10)
+        self.assertEqual(self.page_ids(page), ids[1:4])
+        page = yield self.store.query(OWNER, start=5, end=7, limit=2, reverse=True)
         self.assertEqual((self.page_ids(page), page.index, page.count, page.complete),
-                         ([ids[3], ids[5]], 2, 4, False))
-        page = yield self.store.query(OWNER, start=8, limit=10)
-        self.assertEqual((self.page_ids(page), page.index), ([ids[4]], 0))
-        page = yield self.store.query(OWNER, start=10, limit=10)
-        self.assertEqual((page.items, page.count, page.complete), ([], 0, True))
+                         (ids[1:3], 1, 3, False))
 
     @defer.inlineCallbacks
     def test_after_id_and_before_id_bound_the_result_set(self):
@@ -293,8 +322,10 @@ class MaintenanceTests(ArchiveTestCase):
 
     @defer.inlineCallbacks
     def test_expire(self):
-        ids = yield self.fill(5)  # 1000 .. 1004
-        theirs = yield self.fill(5, owner="bob@localhost", account="bob")
+        ids, theirs = [], []
+        for n in range(5):  # 1000 .. 1004 and 1000.5 .. 1004.5
+            ids += yield self.fill(1, start=1000 + n)
+            theirs += yield self.fill(1, owner="bob@localhost", account="bob", start=1000.5 + n)
         deleted = yield self.store.expire(1002)
         self.assertEqual(deleted, 4)
         page = yield self.store.query(OWNER, limit=10)
@@ -318,8 +349,11 @@ class MaintenanceTests(ArchiveTestCase):
 
     @defer.inlineCallbacks
     def test_expire_personal_or_room_archives(self):
-        mine = yield self.fill(3)  # 1000 .. 1002
-        room = yield self.fill(3, owner="room@conference.localhost", account=None)
+        mine, room = [], []
+        for n in range(3):  # 1000 .. 1002 and 1000.5 .. 1002.5
+            mine += yield self.fill(1, start=1000 + n)
+            room += yield self.fill(1, owner="room@conference.localhost", account=None,
+                                    start=1000.5 + n)
         deleted = yield self.store.expire(1002, personal=False)
         self.assertEqual(deleted, 2)
         page = yield self.store.query("room@conference.localhost", limit=10)
@@ -330,6 +364,25 @@ class MaintenanceTests(ArchiveTestCase):
         self.assertEqual(deleted, 1)
         page = yield self.store.query(OWNER, limit=10)
         self.assertEqual(self.page_ids(page), mine[1:])
+
+    @defer.inlineCallbacks
+    def test_expiry_in_batches_goes_on_where_it_stopped(self):
+        mine, room = [], []
+        for n in range(6):
+            mine += yield self.fill(1, start=1000 + n)
+            room += yield self.fill(1, owner="room@conference.localhost", account=None,
+                                    start=1000.5 + n)
+        counts = []
+        for _ in range(4):
+            counts.append((yield self.store.expire(1003, batch=1, personal=True)))
+        self.assertEqual(counts, [1, 1, 1, 0])
+        deleted = yield self.store.expire(1003, batch=10, personal=False)  # its own progress
+        self.assertEqual(deleted, 3)
+        deleted = yield self.store.expire(1006, batch=10, personal=True)
+        self.assertEqual(deleted, 3)
+        sizes = yield defer.gatherResults(
+            [self.store.size(OWNER), self.store.size("room@conference.localhost")])
+        self.assertEqual(sizes, [0, 3])
 
     @defer.inlineCallbacks
     def test_get_and_replace(self):
@@ -377,17 +430,74 @@ class IndexUseTests(ArchiveTestCase):
             for name, where, params in (
                 ("owner", "owner = ?", [OWNER]),
                 ("with", "owner = ? AND with_bare = ?", [OWNER, "bob@localhost"]),
+                ("range", "owner = ? AND seq >= ? AND seq <= ?", [OWNER, 1, 2]),
             ):
                 found[name] = self.plan(
                     cursor, f"SELECT id FROM mam_archive WHERE {where} ORDER BY seq DESC "
                     "LIMIT 51", params)
-            found["expire"] = self.plan(cursor, "DELETE FROM mam_archive WHERE stamp < ?", [1])
+                found[name + " count"] = self.plan(
+                    cursor, f"SELECT COUNT(*) FROM mam_archive WHERE {where}", params)
+            found["expire"] = self.plan(
+                cursor, "SELECT seq FROM mam_archive WHERE seq >= ? AND seq < ? "
+                "AND account IS NOT NULL ORDER BY seq LIMIT 10", [1, 2])
+            found["id"] = self.plan(
+                cursor, "SELECT 1 FROM mam_archive WHERE seq = ? AND owner = ? AND id = ?",
+                [1, OWNER, "x"])
             return found
 
         found = yield self.db.run(plans)
-        self.assertIn("USING INDEX mam_archive_owner", found["owner"])
-        self.assertIn("USING INDEX mam_archive_with", found["with"])
-        self.assertIn("mam_archive_stamp", found["expire"])
+        for name in ("owner", "with", "range"):
+            self.assertIn("USING COVERING INDEX mam_archive_owner", found[name + " count"])
+            self.assertIn("USING INDEX mam_archive_owner", found[name])
+        self.assertIn("USING INTEGER PRIMARY KEY", found["expire"])
+        self.assertIn("USING INTEGER PRIMARY KEY", found["id"])
         for plan in found.values():
             self.assertNotIn("TEMP B-TREE", plan)
             self.assertIsNone(re.search(r"SCAN mam_archive(?! USING)", plan), plan)
+
+
+class MigrationTests(unittest.TestCase):
+    """Migration 8 rebuilds the archive of a version-7 database."""
+
+    @defer.inlineCallbacks
+    def test_rows_keep_their_order_and_get_seqs_and_ids(self):
+        path = Path(self.mktemp()) / "xmppd.sqlite"
+        path.parent.mkdir()
+        connection = sqlite3.connect(path)
+        for number in range(7):
+            for statement in _statements(MIGRATIONS[number]):
+                connection.execute(statement)
+        connection.execute("PRAGMA user_version = 7")
+        connection.executemany("INSERT INTO accounts (username, created) VALUES (?, 0)",
+                               [("alice",), ("alicea",)])
+        old = [  # (owner, account, old id, stamp): equal stamps, a clock that stepped back
+            ("alice@localhost", "alice", "0000000000000aaaaaaaaaaaaa", 100.25),
+            ("bob@localhost", None, "0000000000000bbbbbbbbbbbbb", 100.25),
+            ("alice@localhost", "alice", "deadbeef" * 4, 99.0),
+            ("alice@localhost", "alice", "x", 200.0),
+            ("alicea@localhost", "alicea", "y", 300.0),
+        ]
+        connection.executemany(
+            "INSERT INTO mam_archive (owner, account, id, stamp, with_bare, with_full, direction, "
+            "stanza) VALUES (?, ?, ?, ?, 'c@d', 'c@d/e', 'in', '<message/>')", old)
+        connection.commit()
+        connection.close()
+
+        db = Database(path)
+        self.addCleanup(db.close)
+        version = yield db.open()
+        self.assertEqual(version, len(MIGRATIONS))
+        rows = yield db.query("SELECT seq, owner, id FROM mam_archive ORDER BY seq")
+        self.assertEqual([(seq, owner) for seq, owner, _ in rows], [
+            (100_250_000, "alice@localhost"), (100_250_001, "bob@localhost"),
+            (100_250_002, "alice@localhost"), (200_000_000, "alice@localhost"),
+            (300_000_000, "alicea@localhost")])
+        for seq, _, archive_id in rows:
+            self.assertEqual(seq_of(archive_id), seq)
+        store = ArchiveStore(db)
+        page = yield store.query("alice@localhost", limit=10)
+        self.assertEqual([item.stamp for item in page.items], [100.25, 100.250002, 200.0])
+        # the trigger deletes an account's archive, and only its own
+        yield db.execute("DELETE FROM accounts WHERE username = 'alice'")
+        left = yield db.query("SELECT owner FROM mam_archive ORDER BY seq")
+        self.assertEqual(left, [("bob@localhost",), ("alicea@localhost",)])

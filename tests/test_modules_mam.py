@@ -636,9 +636,9 @@ class RetentionTests(MAMTestCase):
         now = self.clock.seconds()
         week = self.module.config.expire_after
         self.assertEqual(week, 604800)
+        self.add("bob", now - 2 * week, 2)  # (archive times only grow)
         self.add("alice", now - week - 10, 0)
         self.add("alice", now - week + 3600, 1)
-        self.add("bob", now - 2 * week, 2)
         yield self.module.writer.flush()
         yield self.run_maintenance()
         rows = yield self.archive("alice")

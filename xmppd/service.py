@@ -35,6 +35,7 @@ from xmppd import listeners, logs, systemd, tls, traffic
 from xmppd.auth import make_portal
 from xmppd.config import Config, ConfigError, load_config
 from xmppd.logs import logger
+from xmppd.mam.store import sequence_for, stored_floor
 from xmppd.reload import config_changes, merged_config
 from xmppd.router import Router
 from xmppd.storage.accounts import AccountStore
@@ -209,9 +210,13 @@ class XMPPServer(service.MultiService):
             ) from None
         try:
             migrate_file(config.database_path)
+            floor = stored_floor(config.database_path)
         except (sqlite3.Error, OSError) as e:
             raise StartupError(f"database {config.database_path}: {e}") from None
         self.database = Database(config.database_path, reactor=self.reactor)
+        # Archive ids grow with the clock; a clock set back since the last run
+        # must not hand out ids (seqs) that are taken already.
+        sequence_for(self.database).raise_floor(floor)
         self.accounts = AccountStore(self.database)
         self.tls_options, self.tls_fingerprint = self._load_tls(config)
         self._build_session_manager()

@@ -3,9 +3,10 @@
 What exists:
 
 * :mod:`xmppd.mam.store`: :class:`~xmppd.mam.store.ArchiveStore`, the
-  ``mam_archive`` table (created by the core schema, migration 7): append with
-  an unguessable archive id that grows with time (the XEP-0359 stanza-id),
-  paged queries
+  ``mam_archive`` table (created by the core schema, migration 7, rebuilt
+  lean by migration 8): append with an unguessable archive id (the XEP-0359
+  stanza-id) that names the row's ``seq``, the archive time in
+  microseconds (:class:`~xmppd.mam.store.ArchiveSequence`), paged queries
   with the XEP-0313 filters and what RSM reports (first/last, index, count,
   complete), the metadata bounds, deleting an archive, expiry by age and
   trimming an archive to a size. Personal archives go with their account.

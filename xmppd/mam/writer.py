@@ -32,12 +32,9 @@ from typing import Any
 from twisted.internet import defer
 
 from xmppd.logs import logger
-from xmppd.mam.store import INCOMING, OUTGOING, new_archive_id
+from xmppd.mam.store import INSERT, archive_row, sequence_for
 
 log = logger(__name__)
-
-_INSERT = ("INSERT INTO mam_archive (owner, account, id, stamp, with_bare, with_full, "
-           "direction, stanza) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 @dataclass
@@ -56,6 +53,7 @@ class ArchiveWriter:
 
             reactor = default_reactor
         self.database = database
+        self.sequence = sequence_for(database)
         self.reactor = reactor
         self.max_batch = max_batch
         self.warn_backlog = warn_backlog
@@ -83,13 +81,11 @@ class ArchiveWriter:
         with ``want_result``: most callers do not wait) fires with the id
         once the row is committed, or None when ``account`` does not exist.
         """
-        if direction not in (INCOMING, OUTGOING):
-            raise ValueError(f"direction must be {INCOMING!r} or {OUTGOING!r}")
-        if archive_id is None:
-            archive_id = new_archive_id()
+        row = archive_row(self.sequence, owner, stamp=stamp, with_jid=with_jid,
+                          direction=direction, stanza=stanza, account=account,
+                          archive_id=archive_id)
         batch = self._pending
-        batch.rows.append((owner, account, archive_id, stamp, with_jid.split("/", 1)[0],
-                           with_jid, direction, stanza))
+        batch.rows.append(row)
         waiter = defer.Deferred() if want_result else None
         batch.waiters.append(waiter)
         count = len(batch.rows)
@@ -100,7 +96,7 @@ class ArchiveWriter:
         if count > self.warn_backlog and not self._warned:
             self._warned = True
             log.warn("{count} archive rows wait for the database", count=count)
-        return archive_id, waiter
+        return row[3], waiter
 
     def flush(self) -> defer.Deferred:
         """Submit every waiting row now; fires when everything appended so far is written."""
@@ -129,7 +125,7 @@ class ArchiveWriter:
         self._done_writing()
         for waiter, row, kept in zip(batch.waiters, batch.rows, stored, strict=True):
             if waiter is not None:
-                waiter.callback(row[2] if kept else None)
+                waiter.callback(row[3] if kept else None)
 
     def _failed(self, failure, batch: _Batch) -> None:
         log.failure("writing {count} archive rows failed", failure, count=len(batch.rows))
@@ -158,7 +154,7 @@ def _chained(d: defer.Deferred) -> defer.Deferred:
 
 def _write(cursor: sqlite3.Cursor, rows: list[tuple]) -> list[bool]:
     """Insert rows in one transaction; which were stored (accounts that exist)."""
-    accounts = {row[1] for row in rows if row[1] is not None}
+    accounts = {row[2] for row in rows if row[2] is not None}
     existing: set[str] = set()
     if accounts:
         names = sorted(accounts)
@@ -167,21 +163,21 @@ def _write(cursor: sqlite3.Cursor, rows: list[tuple]) -> list[bool]:
             marks = ", ".join("?" * len(chunk))
             existing.update(r[0] for r in cursor.execute(
                 f"SELECT username FROM accounts WHERE username IN ({marks})", chunk))
-    stored = [row[1] is None or row[1] in existing for row in rows]
+    stored = [row[2] is None or row[2] in existing for row in rows]
     kept = [row for row, keep in zip(rows, stored, strict=True) if keep]
     try:
-        cursor.executemany(_INSERT, kept)
+        cursor.executemany(INSERT, kept)
     except sqlite3.IntegrityError:
-        # An id drawn twice (or an account deleted meanwhile): row by row,
-        # so only the offending rows are lost, and loudly.
+        # A seq taken already (an id given twice): row by row, so only the
+        # offending rows are lost, and loudly.
         cursor.connection.rollback()
         for index, row in enumerate(rows):
             if not stored[index]:
                 continue
             try:
-                cursor.execute(_INSERT, row)
+                cursor.execute(INSERT, row)
             except sqlite3.IntegrityError:
                 stored[index] = False
                 log.error("could not archive a message for {owner} (id {id})",
-                          owner=row[0], id=row[2])
+                          owner=row[1], id=row[3])
     return stored

@@ -12,6 +12,7 @@ from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
 from xmppd.datetimes import format_stamp
+from xmppd.stanza import xml_text
 
 NS_CLIENT = "jabber:client"
 NS_DELAY = "urn:xmpp:delay"
@@ -59,9 +60,7 @@ def result_for(iq: domish.Element) -> domish.Element:
 
 def serialise(stanza: domish.Element) -> str:
     """XML for storage; the root is put in the ``jabber:client`` namespace."""
-    root = domish.Element((NS_CLIENT, stanza.name), NS_CLIENT, dict(stanza.attributes))
-    root.children = list(stanza.children)
-    return root.toXml()
+    return xml_text(stanza, NS_CLIENT)
 
 
 def deserialise(xml: str) -> domish.Element | None:

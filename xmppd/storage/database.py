@@ -99,12 +99,26 @@ def _migrate(cursor: sqlite3.Cursor) -> int:
     if version < len(MIGRATIONS) and not cursor.connection.in_transaction:
         cursor.execute("BEGIN")  # all pending migrations commit together, or none
     for number in range(version, len(MIGRATIONS)):
-        for statement in MIGRATIONS[number].split(";"):
-            if statement.strip():
-                cursor.execute(statement)
+        for statement in _statements(MIGRATIONS[number]):
+            cursor.execute(statement)
         cursor.execute(f"PRAGMA user_version = {number + 1}")
         log.info("database migrated to schema version {v}", v=number + 1)
     return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    """A migration's statements (a trigger's body holds semicolons of its own)."""
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()!r}")
+    return statements
 
 
 def migrate_file(path: Path | str) -> int:

@@ -139,4 +139,44 @@ MIGRATIONS: list[str] = [
         ORDER BY log.id;
     DROP TABLE muc_log;
     """,
+    # 8: the archive table rebuilt for speed (the archive is written on every
+    # chat message). ``seq`` is now the archive time in microseconds (unique:
+    # a message archived in the same microsecond as the one before gets the
+    # next one), so time ranges are seq ranges and the stamp column and its
+    # two indexes go; archive ids are the seq in hex and 64 random bits, so
+    # a lookup by id is a lookup by seq (the id index goes); one index,
+    # (owner, seq, with_bare), serves paging and the ``with`` filter. The
+    # ``account`` column stays (NULL for room archives) without its index
+    # and foreign key: a trigger deletes an account's archive by owner. Rows
+    # keep their order; their ids change (the old ones were never released).
+    """
+    CREATE TABLE mam_archive_v8 (
+        seq INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        account TEXT,
+        id TEXT NOT NULL,
+        with_bare TEXT NOT NULL,
+        with_full TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        stanza TEXT NOT NULL
+    );
+    INSERT INTO mam_archive_v8 (seq, owner, account, id, with_bare, with_full, direction, stanza)
+        SELECT fixed, owner, account, printf('%016x', fixed) || lower(hex(randomblob(8))),
+               with_bare, with_full, direction, stanza
+        FROM (SELECT MAX(wanted - n) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) + n AS fixed,
+                     seq, owner, account, with_bare, with_full, direction, stanza
+              FROM (SELECT CAST(stamp * 1000000 AS INTEGER) AS wanted,
+                           ROW_NUMBER() OVER (ORDER BY seq) AS n,
+                           seq, owner, account, with_bare, with_full, direction, stanza
+                    FROM mam_archive))
+        ORDER BY seq;
+    DROP TABLE mam_archive;
+    ALTER TABLE mam_archive_v8 RENAME TO mam_archive;
+    CREATE INDEX mam_archive_owner ON mam_archive(owner, seq, with_bare);
+    CREATE TRIGGER mam_archive_account_deleted AFTER DELETE ON accounts BEGIN
+        DELETE FROM mam_archive
+        WHERE owner >= old.username || '@' AND owner < old.username || 'A'
+              AND account = old.username;
+    END;
+    """,
 ]

@@ -189,7 +189,12 @@ class RoomArchive(MUCModule):
         if any(c.uri == NS_HINTS and c.name in ("no-store", "no-permanent-store")
                for c in message.elements()):
             return  # XEP-0334: neither archived nor a message one can refer to
-        add_stanza_id(message, room.jid, new_archive_id())
+        add_stanza_id(message, room.jid, self.new_id())
+
+    def new_id(self) -> str:
+        """Draw a room stanza-id (from the archive's sequence: the id gives the row's place)."""
+        now = self.server.reactor.seconds()
+        return self.archive.new_id(now) if self.archive is not None else new_archive_id(now)
 
     @hook(Point.ROOM_MESSAGE)
     def record(self, room: Room, occupant: Occupant, message: domish.Element) -> None:

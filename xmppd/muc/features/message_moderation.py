@@ -95,7 +95,8 @@ class MessageModeration(MUCModule):
             occupant_id = self._occupant_id(room, occupant.bare)
             now = self.server.reactor.seconds()
             announcement = retraction(room, stanza_id, moderator, occupant_id, reason)
-            add_stanza_id(announcement, room.jid, new_archive_id())
+            add_stanza_id(announcement, room.jid,
+                          archive.new_id() if archive is not None else new_archive_id(now))
             room.send_to_occupants(announcement, room.occupants.values())
             if archive is not None:
                 archive.archive_message(room, announcement, room.jid)

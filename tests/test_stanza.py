@@ -1,0 +1,102 @@
+"""xmppd.stanza: writing stanzas as XML text."""
+
+from twisted.trial import unittest
+from twisted.words.xish import domish
+from wokkel.generic import parseXml
+
+from xmppd.sm.stanzas import serialise
+from xmppd.stanza import XML_NS, describe, xml_text
+
+NS_CLIENT = "jabber:client"
+
+
+def parsed(xml: str) -> domish.Element:
+    return parseXml(xml.encode("utf-8"))
+
+
+def shape(element: domish.Element) -> tuple:
+    """What a document means: names, namespaces, attributes, text, in order."""
+    children = []
+    for child in element.children:
+        if isinstance(child, domish.Element):
+            children.append(shape(child))
+        elif children and isinstance(children[-1], str):
+            children[-1] += child
+        else:
+            children.append(str(child))
+    return (element.uri, element.name, sorted(element.attributes.items(), key=repr), children)
+
+
+class XmlTextTests(unittest.TestCase):
+    """xml_text writes the same document as domish's toXml."""
+
+    def assertSameDocument(self, element: domish.Element, namespace=None):
+        text = xml_text(element, namespace)
+        expected = element.toXml() if namespace is None else None
+        self.assertEqual(shape(parsed(text)), shape(parsed(expected or text)))
+        return text
+
+    def test_a_client_message(self):
+        message = parsed(
+            "<message xmlns='jabber:client' to='b@x/r' type='chat' id='1' xml:lang='en'>"
+            "<body>a &amp; b &lt;c&gt; 'q' \"d\"</body>"
+            "<request xmlns='urn:xmpp:receipts'/>"
+            "<x xmlns='jabber:x:data' type='submit'><field var='a&apos;b'><value>1</value>"
+            "</field></x><thread parent='p'>t</thread></message>")
+        text = self.assertSameDocument(message)
+        self.assertTrue(text.startswith(
+            "<message xmlns='jabber:client' to='b@x/r' type='chat' id='1' xml:lang='en'>"), text)
+        self.assertIn("<body>a &amp; b &lt;c&gt; 'q' \"d\"</body>", text)
+        self.assertIn("<field var='a&apos;b'>", text)
+        self.assertIn("<thread parent='p'>t</thread>", text)  # inherits jabber:client
+
+    def test_prefixed_input_is_written_with_default_namespaces(self):
+        element = parsed("<a:root xmlns:a='urn:a' xmlns='urn:d'><a:x/><y><a:z b='1'/></y>"
+                         "</a:root>")
+        text = self.assertSameDocument(element)
+        self.assertEqual(text, "<root xmlns='urn:a'><x/><y xmlns='urn:d'><z xmlns='urn:a' "
+                               "b='1'/></y></root>")
+
+    def test_namespaced_attributes(self):
+        element = domish.Element(("urn:a", "e"))
+        element[(XML_NS, "lang")] = "de"
+        element[("urn:other", "flag")] = "<yes>"
+        text = self.assertSameDocument(element)
+        self.assertIn(" xml:lang='de'", text)
+        self.assertIn(" xmlns:a0='urn:other' a0:flag='&lt;yes&gt;'", text)
+
+    def test_children_without_a_namespace_inherit(self):
+        message = domish.Element((None, "message"))
+        message.addElement("body", content="hi")
+        message.addElement(("urn:x", "x")).addElement("y")
+        self.assertEqual(xml_text(message, NS_CLIENT),
+                         "<message xmlns='jabber:client'><body>hi</body>"
+                         "<x xmlns='urn:x'><y/></x></message>")
+        self.assertEqual(xml_text(message), "<message><body>hi</body><x xmlns='urn:x'><y/></x>"
+                                            "</message>")
+
+    def test_an_empty_namespace_is_declared(self):
+        root = domish.Element(("urn:a", "root"))
+        root.addChild(domish.Element(("", "plain")))
+        self.assertEqual(xml_text(root), "<root xmlns='urn:a'><plain xmlns=''/></root>")
+
+    def test_raw_xml_children_are_written_as_they_are(self):
+        root = domish.Element(("urn:a", "root"))
+        root.addRawXml("<b>&amp;</b>")
+        root.addElement("c", content="&")
+        self.assertEqual(xml_text(root), "<root xmlns='urn:a'><b>&amp;</b><c>&amp;</c></root>")
+
+    def test_serialise_puts_the_root_in_jabber_client(self):
+        for uri in (None, NS_CLIENT, "jabber:component:accept"):
+            message = domish.Element((uri, "message"))
+            message["to"] = "a@b"
+            message.addElement((NS_CLIENT, "body"), content="x")
+            stored = serialise(message)
+            self.assertTrue(stored.startswith("<message xmlns='jabber:client' to='a@b'>"),
+                            stored)
+            self.assertEqual(parsed(stored).uri, NS_CLIENT)
+
+    def test_describe_names_kind_and_addresses_only(self):
+        message = parsed("<message xmlns='jabber:client' to='b@x' id='1'><body>secret</body>"
+                         "<x xmlns='urn:x'/></message>")
+        self.assertEqual(describe(message), "<message id='1' to='b@x' payload={urn:x}x>")
