@@ -70,6 +70,17 @@ class ArchivableTests(unittest.TestCase):
             with self.subTest(description):
                 self.assertIs(policy.archivable(stanza(xml)), expected, description)
 
+    def test_examine_also_says_whether_there_is_a_stanza_id(self):
+        sid = "<stanza-id xmlns='urn:xmpp:sid:0' by='a@b' id='1'/>"
+        for description, xml, expected in ROWS:
+            with self.subTest(description):
+                self.assertEqual(policy.examine(stanza(xml)), (expected, False))
+                stamped = stanza(xml)
+                stamped.addChild(stanza(sid))
+                self.assertEqual(policy.examine(stamped), (expected, True))
+        origin = "<origin-id xmlns='urn:xmpp:sid:0' id='1'/>"
+        self.assertEqual(policy.examine(stanza(f"<message>{origin}</message>")), (False, False))
+
 
 class StanzaIdTests(unittest.TestCase):
     """Stripping, stamping and reading stanza-ids."""

@@ -120,6 +120,22 @@ class WriterTests(unittest.TestCase):
         self.assertEqual(size, 2)
         self.flushLoggedErrors()
 
+    @defer.inlineCallbacks
+    def test_add_is_append_for_the_message_path(self):
+        first = self.writer.add("alice@localhost", "alice", "bob@localhost/r", "out",
+                                "<message>a</message>", 1000.0)
+        second = self.writer.add("alice@localhost", "alice", "bob@localhost", "in",
+                                 "<message>b</message>", 999.0)  # the clock stepped back
+        third, _ = self.append(5)
+        yield self.writer.flush()
+        page = yield self.store.query("alice@localhost", limit=10)
+        self.assertEqual([(i.id, i.stamp, i.with_full, i.direction, i.stanza) for i in page.items],
+                         [(first, 1000.0, "bob@localhost/r", "out", "<message>a</message>"),
+                          (second, 1000.000001, "bob@localhost", "in", "<message>b</message>"),
+                          (third, 1005.0, "bob@localhost/r", "in", "<message>5</message>")])
+        page = yield self.store.query("alice@localhost", with_="bob@localhost", limit=10)
+        self.assertEqual(page.count, 3)
+
     def test_bad_direction(self):
         self.assertRaises(ValueError, self.writer.append, "a", stamp=1.0, with_jid="b",
                           direction="sideways", stanza="<m/>")

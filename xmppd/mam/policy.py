@@ -59,29 +59,44 @@ NEVER_TYPES = frozenset({"groupchat", "headline", "error"})
 
 def archivable(stanza: domish.Element) -> bool:
     """True if a message's type and content are worth archiving (see the module docstring)."""
+    return examine(stanza)[0]
+
+
+def examine(stanza: domish.Element) -> tuple[bool, bool]:
+    """(:func:`archivable`, whether it carries any ``<stanza-id/>``), in one look at it."""
     if stanza.getAttribute("type") in NEVER_TYPES:
-        return False
+        return False, _has_stanza_id(stanza)
     worth = False
-    for child in stanza.elements():
+    stamped = False
+    for child in stanza.children:
+        if child.__class__ is str or isinstance(child, str):
+            continue
         uri = child.uri
         name = child.name
         if uri == NS_HINTS:
             if name == "no-store" or name == "no-permanent-store":
-                return False
+                return False, _has_stanza_id(stanza)
             if name == "store":
                 worth = True
         elif uri == NS_CARBONS:
             if name == "sent" or name == "received":
-                return False
+                return False, _has_stanza_id(stanza)
         elif uri in STANZA_NAMESPACES:
             if name == "body" or name == "subject":
                 worth = True
+        elif uri == NS_SID:
+            if name == "stanza-id":
+                stamped = True
         elif uri in ARCHIVED_NAMESPACES or (uri, name) in ENCRYPTED:
             worth = True
         elif uri == NS_MUC_USER and name == "x":
             if any(c.name == "invite" for c in child.elements()):
                 worth = True
-    return worth
+    return worth, stamped
+
+
+def _has_stanza_id(stanza: domish.Element) -> bool:
+    return any(c.uri == NS_SID and c.name == "stanza-id" for c in stanza.elements())
 
 
 def strip_stanza_ids(stanza: domish.Element, by: str) -> bool:
@@ -107,10 +122,7 @@ def _same_jid(value: str | None, bare: str) -> bool:
 
 def stanza_id_element(by: str, archive_id: str) -> domish.Element:
     """``<stanza-id xmlns='urn:xmpp:sid:0' by=… id=…/>``."""
-    element = domish.Element((NS_SID, "stanza-id"))
-    element["by"] = by
-    element["id"] = archive_id
-    return element
+    return domish.Element((NS_SID, "stanza-id"), None, {"by": by, "id": archive_id})
 
 
 def add_stanza_id(stanza: domish.Element, by: str, archive_id: str) -> domish.Element:

@@ -60,6 +60,7 @@ class ArchiveSequence:
         #: The last seq handed out (or the largest one stored).
         self.last = floor
         self._noise = ""
+        self._at = 0
 
     def raise_floor(self, seq: int) -> None:
         """Never hand out ``seq`` or anything below it (the largest one already stored)."""
@@ -80,11 +81,12 @@ class ArchiveSequence:
 
     def id_for(self, seq: int) -> str:
         """An id for ``seq``: its 16 hex digits and 16 random ones."""
-        noise = self._noise
-        if not noise:
-            noise = os.urandom(4096).hex()
-        self._noise = noise[16:]
-        return f"{seq:016x}{noise[:16]}"
+        at = self._at
+        if at >= len(self._noise):
+            self._noise = os.urandom(4096).hex()
+            at = 0
+        self._at = at + 16
+        return f"{seq:016x}{self._noise[at:at + 16]}"
 
 
 def seq_of(archive_id: str) -> int | None:

@@ -32,7 +32,7 @@ from typing import Any
 from twisted.internet import defer
 
 from xmppd.logs import logger
-from xmppd.mam.store import INSERT, archive_row, sequence_for
+from xmppd.mam.store import INSERT, MICROSECONDS, archive_row, sequence_for
 
 log = logger(__name__)
 
@@ -40,7 +40,8 @@ log = logger(__name__)
 @dataclass
 class _Batch:
     rows: list[tuple] = field(default_factory=list)
-    waiters: list[defer.Deferred | None] = field(default_factory=list)
+    #: Row index -> the Deferred of an append that wants its result.
+    waiters: dict[int, defer.Deferred] = field(default_factory=dict)
 
 
 class ArchiveWriter:
@@ -84,11 +85,30 @@ class ArchiveWriter:
         row = archive_row(self.sequence, owner, stamp=stamp, with_jid=with_jid,
                           direction=direction, stanza=stanza, account=account,
                           archive_id=archive_id)
-        batch = self._pending
-        batch.rows.append(row)
         waiter = defer.Deferred() if want_result else None
-        batch.waiters.append(waiter)
-        count = len(batch.rows)
+        if waiter is not None:
+            self._pending.waiters[len(self._pending.rows)] = waiter
+        self._queue(row)
+        return row[3], waiter
+
+    def add(self, owner: str, account: str | None, with_jid: str, direction: str,
+            stanza: str, stamp: float) -> str:
+        """:meth:`append` for the message path: positional, no result; returns the id."""
+        sequence = self.sequence
+        seq = round(stamp * MICROSECONDS)
+        if seq <= sequence.last:
+            seq = sequence.last + 1
+        sequence.last = seq
+        archive_id = sequence.id_for(seq)
+        slash = with_jid.find("/")
+        self._queue((seq, owner, account, archive_id,
+                     with_jid if slash < 0 else with_jid[:slash], with_jid, direction, stanza))
+        return archive_id
+
+    def _queue(self, row: tuple) -> None:
+        rows = self._pending.rows
+        rows.append(row)
+        count = len(rows)
         if count >= self.max_batch:
             self._submit()
         elif self._scheduled is None and self._writing is None:
@@ -96,7 +116,6 @@ class ArchiveWriter:
         if count > self.warn_backlog and not self._warned:
             self._warned = True
             log.warn("{count} archive rows wait for the database", count=count)
-        return row[3], waiter
 
     def flush(self) -> defer.Deferred:
         """Submit every waiting row now; fires when everything appended so far is written."""
@@ -123,16 +142,14 @@ class ArchiveWriter:
         self.rows_written += sum(stored)
         self.batches_written += 1
         self._done_writing()
-        for waiter, row, kept in zip(batch.waiters, batch.rows, stored, strict=True):
-            if waiter is not None:
-                waiter.callback(row[3] if kept else None)
+        for index, waiter in batch.waiters.items():
+            waiter.callback(batch.rows[index][3] if stored[index] else None)
 
     def _failed(self, failure, batch: _Batch) -> None:
         log.failure("writing {count} archive rows failed", failure, count=len(batch.rows))
         self._done_writing()
-        for waiter in batch.waiters:
-            if waiter is not None:
-                waiter.errback(failure)
+        for waiter in batch.waiters.values():
+            waiter.errback(failure)
 
     def _done_writing(self) -> None:
         self._writing = None

@@ -177,6 +177,12 @@ class Carbons(Module):
 
     # -- copies ------------------------------------------------------------------
 
+    def copies_sent(self, session: Session) -> bool:
+        """Whether what ``session`` sends is copied to another session (its carbons are on)."""
+        sessions = self.enabled.get(session.username)
+        return bool(sessions) and any(
+            s is not session and s.bound for s in sessions.values())
+
     @hook(Point.CLIENT_STANZA)
     def sent(self, session: Session, stanza: domish.Element) -> None:
         """``sent`` copies of an eligible message a session sends."""

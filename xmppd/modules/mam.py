@@ -23,7 +23,7 @@ any ``<stanza-id/>`` whose ``by`` is the archive's JID is removed from
 incoming and outgoing messages first (``<origin-id/>`` stays). An incoming
 message is stamped ``<stanza-id by='user@domain' id=…/>`` before delivery,
 received carbons and offline storage. An outgoing one is stamped for the
-sender's sent carbons only: the stamp is taken off again at
+sender's sent carbons only (when there are any): the stamp is taken off again at
 ``CLIENT_STANZA`` priority -100, after carbons copied the stanza (the copy
 has its own children list), so the routed message does not carry it.
 
@@ -68,7 +68,7 @@ from twisted.words.xish import domish
 from xmppd.config import setting
 from xmppd.errors import StanzaError
 from xmppd.logs import logger
-from xmppd.mam.policy import NS_SID, add_stanza_id, archivable, stanza_id_of, strip_stanza_ids
+from xmppd.mam.policy import NS_SID, add_stanza_id, examine, stanza_id_of, strip_stanza_ids
 from xmppd.mam.query import (
     NS_MAM,
     NS_MAM_EXTENDED,
@@ -149,6 +149,7 @@ class MessageArchive(Module):
         self._queries = SerialQueues()
         self._outgoing: tuple | None = None
         self._xml: tuple | None = None
+        self._examined: tuple | None = None
         self._maintaining = False
 
     # -- service ------------------------------------------------------------------
@@ -186,9 +187,6 @@ class MessageArchive(Module):
 
     # -- the message path -------------------------------------------------------------
 
-    def _now(self) -> float:
-        return self.server.reactor.seconds()
-
     def _serialised(self, stanza: domish.Element) -> str:
         cached = self._xml
         if cached is not None and cached[0] is stanza and cached[1] is stanza.children:
@@ -197,11 +195,27 @@ class MessageArchive(Module):
         self._xml = (stanza, stanza.children, xml)
         return xml
 
+    def _worth(self, stanza: domish.Element, bare: str) -> bool:
+        """Strip stanza-ids claiming to be ``bare``'s; whether the message is archivable.
+
+        The look at the message is kept for the next hook that sees it
+        unchanged (the recipient's, after the sender's).
+        """
+        cached = self._examined
+        if cached is not None and cached[0] is stanza and cached[1] is stanza.children:
+            worth, stamped = cached[2]
+        else:
+            worth, stamped = examine(stanza)
+        if stamped:
+            strip_stanza_ids(stanza, bare)
+            worth, stamped = examine(stanza)
+        self._examined = (stanza, stanza.children, (worth, stamped))
+        return worth
+
     def _append(self, username: str, bare: str, other: str, direction: str,
                 stanza: domish.Element) -> str:
-        archive_id, _ = self.writer.append(
-            bare, stamp=self._now(), with_jid=other, direction=direction,
-            stanza=self._serialised(stanza), account=username)
+        archive_id = self.writer.add(bare, username, other, direction,
+                                     self._serialised(stanza), self.server.reactor.seconds())
         self.touched[bare] = username
         return archive_id
 
@@ -212,16 +226,16 @@ class MessageArchive(Module):
         if stanza.name != "message":
             return
         bare = session.bare
-        strip_stanza_ids(stanza, bare)
-        if not archivable(stanza):
+        if not self._worth(stanza, bare):
             return
         other = stanza.getAttribute("to") or bare
         if self.decide(session.username, other) is False:
             return
-        original = stanza.children
         archive_id = self._append(session.username, bare, other, OUTGOING, stanza)
-        add_stanza_id(stanza, bare, archive_id)
-        self._outgoing = (stanza, original)
+        carbons = self.server.modules.get("carbons")
+        if carbons is not None and carbons.copies_sent(session):
+            self._outgoing = (stanza, stanza.children)
+            add_stanza_id(stanza, bare, archive_id)
 
     @hook(Point.CLIENT_STANZA, priority=-100)
     def unstamp(self, session: Session, stanza: domish.Element) -> None:
@@ -235,8 +249,7 @@ class MessageArchive(Module):
     def incoming(self, username: str, targets: list, stanza: domish.Element) -> None:
         """Archive and stamp a message for a user with sessions, before delivery and carbons."""
         bare = f"{username}@{self.server.domain}"
-        strip_stanza_ids(stanza, bare)
-        if not archivable(stanza):
+        if not self._worth(stanza, bare):
             return
         other = stanza.getAttribute("from") or self.server.domain
         if self.decide(username, other) is False:
@@ -250,8 +263,7 @@ class MessageArchive(Module):
         bare = f"{username}@{self.server.domain}"
         if stanza_id_of(stanza, bare) is not None:  # archived at LOCAL_MESSAGE
             return self._offline_missing()
-        strip_stanza_ids(stanza, bare)
-        if not archivable(stanza):
+        if not self._worth(stanza, bare):
             return False
         other = stanza.getAttribute("from") or self.server.domain
         decision = self.decide(username, other)
