@@ -52,6 +52,7 @@ from xmppd.c2s.xmlparser import (
 from xmppd.logs import logger
 from xmppd.ratelimit import TokenBucket
 from xmppd.sm.session import Session
+from xmppd.stanza import xml_text
 
 if TYPE_CHECKING:
     from xmppd.c2s.factory import C2SFactory
@@ -417,13 +418,9 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         default = element.defaultUri
         if default not in FOREIGN_STANZA_NAMESPACES:
             default = self.namespace
-        self.send(
-            element.toXml(
-                prefixes=self.prefixes,
-                defaultUri=default,
-                prefixesInScope=list(self.prefixes.values()),
-            )
-        )
+        # A stanza in a foreign stanza namespace is written as if that were
+        # the stream's (so it reads as jabber:client here).
+        self.send(xml_text(element, None, default))
 
     def stream_error(self, condition: str, text: str | None = None) -> None:
         """Send a stream error and close (no-op if already closing)."""
