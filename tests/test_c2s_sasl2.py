@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import uuid
 
 import scramp
@@ -284,3 +286,140 @@ class Bind2Tests(SASL2TestCase):
         self.assertIsNotNone(child(features, NS_BIND, "bind"))
         self.assertFalse(self.client.closed)
         self.flushLoggedErrors(RuntimeError)
+
+
+class LoopbackTests(unittest.TestCase):
+    """The whole server on loopback TLS: SASL2 + Bind 2 + a FAST token, then a FAST
+    login that resumes the stream management session inline; round trips counted."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        from tests.support import start_server
+
+        self.live = start_server(self, c2s={"require_encryption": True})
+        yield self.live.create_user("alice", "wonderland")
+        yield self.live.create_user("bob", "builder")
+        self.cert_pem = self.live.config.tls.certificate.read_bytes()
+        #: Client -> server sends that waited for an answer, per connection.
+        self.round_trips = 0
+
+    @defer.inlineCallbacks
+    def connect(self):
+        from twisted.internet import endpoints, reactor
+
+        from tests.test_c2s_e2e import TestClient
+
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.live.port)
+        client = yield endpoints.connectProtocol(endpoint, TestClient())
+
+        def close():
+            if client.transport.connected:
+                client.transport.abortConnection()
+            return client.closed
+
+        self.addCleanup(close)
+        return client
+
+    @defer.inlineCallbacks
+    def secure_stream(self):
+        """TCP, header, STARTTLS, header again: (client, features); round trips counted."""
+        client = yield self.connect()
+        yield client.open_stream()
+        yield client.starttls(self.cert_pem)
+        features = yield client.open_stream()
+        self.round_trips = 3
+        return client, features
+
+    @defer.inlineCallbacks
+    def ask(self, client, xml):
+        """Send and wait for the answer (one round trip)."""
+        self.round_trips += 1
+        client.send(xml)
+        answer = yield client.next()
+        return answer
+
+    @defer.inlineCallbacks
+    def legacy_login(self, username, password, resource):
+        """The RFC 6120 way: SCRAM, restart, bind, SM enable; fire with the client."""
+        client, _ = yield self.secure_stream()
+        result = yield client.scram(username, password)
+        self.round_trips += 2
+        self.assertEqual(result.name, "success")
+        yield client.open_stream()
+        self.round_trips += 1
+        yield client.bind(resource)
+        self.round_trips += 1
+        enabled = yield self.ask(client, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        self.assertEqual(enabled.name, "enabled")
+        return client
+
+    @defer.inlineCallbacks
+    def test_sasl2_bind2_fast_then_fast_resume(self):
+        bob = yield self.legacy_login("bob", "builder", "desk")
+        legacy_trips = self.round_trips
+
+        # First login: SASL2 SCRAM with Bind 2 (SM on) and a token request.
+        phone, features = yield self.secure_stream()
+        offer = child(features, NS_SASL2, "authentication")
+        fast_offer = child(child(offer, NS_SASL2, "inline"), "urn:xmpp:fast:0", "fast")
+        offered = [str(m) for m in fast_offer.elements()]
+        mechanism = "HT-SHA-256-EXPR" if "HT-SHA-256-EXPR" in offered else "HT-SHA-256-ENDP"
+        self.assertIn(mechanism, offered)
+        scram = scramp.ScramClient(["SCRAM-SHA-256"], "alice", "wonderland")
+        challenge = yield self.ask(phone, authenticate(
+            "SCRAM-SHA-256", scram.get_client_first().encode(),
+            f"<bind xmlns='{NS_BIND2}'><tag>Phone</tag>"
+            "<enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>"
+            f"<request-token xmlns='urn:xmpp:fast:0' mechanism='{mechanism}'/>"))
+        scram.set_server_first(base64.b64decode(str(challenge)).decode())
+        success = yield self.ask(
+            phone, f"<response xmlns='{NS_SASL2}'>{b64(scram.get_client_final())}</response>")
+        self.assertEqual(success.name, "success", success.toXml())
+        scram.set_server_final(base64.b64decode(
+            str(child(success, NS_SASL2, "additional-data"))).decode())
+        full = str(child(success, NS_SASL2, "authorization-identifier"))
+        self.assertTrue(full.startswith("alice@localhost/Phone."), full)
+        enabled = child(child(success, NS_BIND2, "bound"), "urn:xmpp:sm:3", "enabled")
+        token = child(success, "urn:xmpp:fast:0", "token")["token"]
+        features = yield phone.next()
+        self.assertEqual(features.name, "features")
+        first_login_trips = self.round_trips
+
+        # Bob writes; the phone gets it, then its connection dies.
+        bob.send(f"<message to='{full}' type='chat' id='m1'><body>one</body></message>")
+        got = yield phone.next()
+        self.assertEqual(str(got.body), "one")
+        phone.transport.abortConnection()
+        yield phone.closed
+        bob.send(f"<message to='{full}' type='chat' id='m2'><body>two</body></message>")
+
+        # Reconnection: FAST token, inline resumption, one round trip after TLS.
+        phone2, _ = yield self.secure_stream()
+        cb_type = "tls-exporter" if mechanism.endswith("EXPR") else "tls-server-end-point"
+        cb_data = phone2.channel_binding(cb_type)
+        proof = hmac.new(token.encode(), b"Initiator" + cb_data, hashlib.sha256).digest()
+        success = yield self.ask(phone2, authenticate(
+            mechanism, b"alice\0" + proof,
+            "<fast xmlns='urn:xmpp:fast:0' count='1'/>"
+            f"<resume xmlns='urn:xmpp:sm:3' previd='{enabled['id']}' h='1'/>"
+            f"<bind xmlns='{NS_BIND2}'><tag>Phone</tag></bind>"))
+        self.assertEqual(success.name, "success", success.toXml())
+        self.assertEqual(
+            base64.b64decode(str(child(success, NS_SASL2, "additional-data"))),
+            hmac.new(token.encode(), b"Responder" + cb_data, hashlib.sha256).digest())
+        resumed = child(success, "urn:xmpp:sm:3", "resumed")
+        self.assertEqual((resumed["previd"], resumed["h"]), (enabled["id"], "0"))
+        self.assertEqual(str(child(success, NS_SASL2, "authorization-identifier")), full)
+        replayed = yield phone2.next()
+        self.assertEqual((replayed.name, str(replayed.body)), ("message", "two"))
+        features = yield phone2.next()
+        self.assertEqual(features.name, "features")
+        fast_trips = self.round_trips
+
+        # Each step is asked and answered on the wire: round trips after TCP connect.
+        self.assertEqual((legacy_trips, first_login_trips, fast_trips), (8, 5, 4))
+        phone2.send("<message to='bob@localhost/desk' type='chat'><body>back</body></message>")
+        got = yield bob.next()
+        self.assertEqual(str(got.body), "back")

@@ -268,9 +268,9 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
                 if framing == "sasl2":
                     request = sasl2.parse_authenticate(element)
                     mechanism = request.mechanism
+                    self.sasl2 = request
                     exchange = self._start_exchange(mechanism)
                     request.exchange = exchange
-                    self.sasl2 = request
                     data = request.initial
                 else:
                     mechanism = element.getAttribute("mechanism") or ""
