@@ -148,6 +148,15 @@ class Bind2InlineTests(LiveTestCase):
         self.assertEqual(features.name, "features")
 
     @defer.inlineCallbacks
+    def test_sm_enabled_twice_inline(self):
+        _, events = yield self.login(
+            f"<bind xmlns='{NS_BIND2}'><enable xmlns='{NS_SM}'/>"
+            f"<enable xmlns='{NS_SM}' resume='true'/></bind>")
+        bound = child(events[0], NS_BIND2, "bound")
+        self.assertEqual([e.name for e in bound.elements()], ["enabled", "failed"])
+        self.assertIsNone(child(bound, NS_SM, "enabled").getAttribute("id"))
+
+    @defer.inlineCallbacks
     def test_nothing_inline_is_nothing_enabled(self):
         client, events = yield self.login(f"<bind xmlns='{NS_BIND2}'/>")
         session = client.proto.session
@@ -250,6 +259,14 @@ class TokenTests(LiveTestCase):
         self.assertEqual(events[0].name, "success")
         _, events = yield self.fast_login(token, count="x")
         self.assertEqual(condition(events[0]), "malformed-request")
+
+    @defer.inlineCallbacks
+    def test_count_may_start_at_zero(self):
+        token = yield self.new_token()
+        _, events = yield self.fast_login(token, count=0)
+        self.assertEqual(events[0].name, "success")
+        _, events = yield self.fast_login(token, count=0)
+        self.assertEqual(condition(events[0]), "not-authorized")
 
     @defer.inlineCallbacks
     def test_expired(self):

@@ -15,7 +15,8 @@
   (the oldest go).
 * **use**: ``<authenticate mechanism='HT-SHA-256-…'>`` with the initial
   response ``username NUL HMAC-SHA-256(token, "Initiator" || cb-data)`` and
-  ``<fast xmlns='urn:xmpp:fast:0' count=N/>``; the success's additional
+  ``<fast xmlns='urn:xmpp:fast:0' count=N/>`` (``count`` optional, from
+  0); the success's additional
   data is ``HMAC-SHA-256(token, "Responder" || cb-data)``. A token of
   another mechanism or user agent, a wrong one: ``not-authorized``; an
   expired one: ``credentials-expired``; a ``count`` not above the last one
@@ -141,7 +142,7 @@ class FastTokenStore:
                            (username, agent, -1 if keep is None else keep))
             cursor.execute(
                 "INSERT INTO fast_tokens (username, agent, mechanism, token_key, issued, expiry, "
-                "count, software, device) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                "count, software, device) VALUES (?, ?, ?, ?, ?, ?, -1, ?, ?)",
                 (username, agent, mechanism, key, now, expiry, software, device))
             cursor.execute(
                 "DELETE FROM fast_tokens WHERE username = ? AND id NOT IN (SELECT id FROM "

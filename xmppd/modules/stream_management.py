@@ -240,6 +240,8 @@ class StreamManagement(Module):
     @inline_handler(Inline.BIND2, NS_SM, "enable", feature=NS_SM)
     def enable_inline(self, session: Session, element: domish.Element) -> domish.Element:
         """``<enable/>`` in Bind 2: ``<enabled/>`` goes into ``<bound/>``."""
+        if session in self.outboxes:
+            return failed("unexpected-request")
         self.start_counting(session, element)
         return self._enabled(session)
 
