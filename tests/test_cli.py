@@ -286,6 +286,61 @@ class XmppdctlTests(CommandTestCase):
         self.assertEqual(err, f"xmppdctl: error: {self.config}: c2s.prot: unknown key\n")
 
 
+class FastCommandTests(CommandTestCase):
+    """xmppdctl fast: listing and revoking FAST tokens (XEP-0484)."""
+
+    AGENTS = ("0b7a1c7e-1e6f-4a3e-9d0a-3b1c2d4e5f60", "d4565fa7-4d72-4749-b3d3-740edbf87770")
+
+    def fill(self):
+        """Two tokens of romeo's (one per user agent, one expired), one of juliet's."""
+        connection = sqlite3.connect(self.database)
+        self.addCleanup(connection.close)
+        now = time.time()
+        rows = [("romeo", self.AGENTS[0], now + 3600, "Conversations", "Pixel"),
+                ("romeo", self.AGENTS[1], now - 10, None, None),
+                ("juliet", self.AGENTS[0], now + 3600, None, None)]
+        for index, (username, agent, expiry, software, device) in enumerate(rows):
+            connection.execute(
+                "INSERT INTO fast_tokens (username, agent, mechanism, token_key, issued, expiry, "
+                "software, device) VALUES (?, ?, 'HT-SHA-256-NONE', x'00', ?, ?, ?, ?)",
+                (username, agent, now - 60 - index, expiry, software, device))
+        connection.commit()
+
+    def tokens(self):
+        return sorted(self.rows("SELECT username, agent FROM fast_tokens"))
+
+    @defer.inlineCallbacks
+    def test_list_and_revoke(self):
+        yield self.run_cli("adduser", "romeo", "--password", "pw")
+        yield self.run_cli("adduser", "juliet", "--password", "pw")
+        self.fill()
+        code, out, _ = yield self.run_cli("fast", "list", "romeo@localhost")
+        self.assertEqual(code, 0)
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(lines[0].startswith(self.AGENTS[0] + " HT-SHA-256-NONE issued "))
+        self.assertIn(" expires ", lines[0])
+        self.assertTrue(lines[0].endswith("(Conversations Pixel)"))
+        self.assertTrue(lines[1].endswith(" expired"))
+        self.assertEqual((yield self.run_cli("fast", "revoke", "romeo", self.AGENTS[1].upper()))
+                         [:2], (0, "revoked 1 FAST token of romeo@localhost\n"))
+        self.assertEqual(self.tokens(), [("juliet", self.AGENTS[0]), ("romeo", self.AGENTS[0])])
+        self.assertEqual((yield self.run_cli("fast", "revoke", "romeo"))[:2],
+                         (0, "revoked 1 FAST token of romeo@localhost\n"))
+        self.assertEqual(self.tokens(), [("juliet", self.AGENTS[0])])
+        self.assertEqual((yield self.run_cli("fast", "list", "romeo"))[:2], (0, ""))
+
+    @defer.inlineCallbacks
+    def test_bad_input(self):
+        yield self.run_cli("adduser", "romeo", "--password", "pw")
+        code, _, err = yield self.run_cli("fast", "revoke", "romeo", "not-a-uuid")
+        self.assertEqual(code, 2)
+        self.assertIn("not a user-agent id", err)
+        code, _, err = yield self.run_cli("fast", "list", "nobody")
+        self.assertEqual(code, 1)
+        self.assertIn("no account", err)
+
+
 class MamCommandTests(CommandTestCase):
     """xmppdctl mam: deleting, counting and expiring message archives."""
 

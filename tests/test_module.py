@@ -10,12 +10,15 @@ from twisted.words.xish import domish
 from xmppd.errors import StanzaError
 from xmppd.module import (
     ALREADY_ANSWERED,
+    Inline,
+    InlineResult,
     IQRequest,
     Module,
     ModuleHost,
     Point,
     Scope,
     hook,
+    inline_handler,
     iq_handler,
 )
 
@@ -245,3 +248,56 @@ class DiscoTests(unittest.TestCase):
     def test_a_disabled_module_is_gone_from_disco(self):
         host = ModuleHost(object(), [Other])
         self.assertEqual(host.features(Scope.SERVER), ["shared", "other"])
+
+
+class Inlined(Module):
+    """A module with SASL2 and Bind 2 inline handlers and a SASL2 mechanism."""
+
+    name = "inlined"
+
+    @inline_handler(Inline.SASL2, NS, "early", priority=5)
+    def early(self, negotiator, element):
+        return InlineResult(domish.Element((NS, "done")))
+
+    @inline_handler(Inline.BIND2, NS, "on", feature=NS)
+    @inline_handler(Inline.BIND2, NS, "quiet")
+    def switch(self, session, element):
+        return None
+
+    def sasl2_features(self, negotiator):
+        return [domish.Element((NS, "offer"))]
+
+    def sasl2_mechanisms(self, negotiator):
+        return ["X-TEST"]
+
+    def sasl2_exchange(self, negotiator, mechanism, gate):
+        return (mechanism, negotiator)
+
+
+class InlineTests(unittest.TestCase):
+    """SASL2 / Bind 2 inline handlers and SASL2 mechanisms gathered from modules."""
+
+    def setUp(self):
+        self.host = ModuleHost(object(), [Other, Inlined])
+
+    def test_lookup(self):
+        module = self.host["inlined"]
+        self.assertEqual(self.host.inline_handler(Inline.SASL2, NS, "early"),
+                         (5, module.early))
+        self.assertEqual(self.host.inline_handler(Inline.BIND2, NS, "on"), (0, module.switch))
+        self.assertIsNone(self.host.inline_handler(Inline.BIND2, NS, "early"))
+        self.assertIsNone(self.host.inline_handler(Inline.SASL2, NS, "on"))
+
+    def test_offers(self):
+        self.assertEqual(self.host.bind2_features(), [NS])  # "quiet" advertises nothing
+        self.assertEqual([e.name for e in self.host.sasl2_features(None)], ["offer"])
+        self.assertEqual(self.host.sasl2_mechanisms(None), ["X-TEST"])
+        self.assertEqual(self.host.sasl2_exchange("n", "X-TEST", None), ("X-TEST", "n"))
+        self.assertIsNone(self.host.sasl2_exchange("n", "PLAIN", None))
+
+    def test_two_handlers_for_one_element_are_refused(self):
+        class Twin(Inlined):
+            name = "twin"
+
+        with self.assertRaises(ValueError):
+            ModuleHost(object(), [Inlined, Twin])

@@ -11,7 +11,9 @@ domains, ports; see :mod:`xmppd.check`); ``cert`` (generate a self-signed
 certificate, or ``cert import CERT KEY``; see :mod:`xmppd.certificates`);
 ``mam`` (message archives, XEP-0313: ``mam delete JID`` empties an account's
 or a room's archive, ``mam expire AGE`` deletes what is older than AGE,
-``mam count JID`` tells an archive's size).
+``mam count JID`` tells an archive's size); ``fast`` (FAST tokens,
+XEP-0484: ``fast list USER`` shows an account's tokens by user agent,
+``fast revoke USER [UA-ID]`` ends all of them or one user agent's).
 
 Exit codes: 0 success, 1 the operation failed (e.g. the account exists;
 ``check`` found a problem, an invalid configuration included), 2 bad usage
@@ -24,6 +26,7 @@ import argparse
 import getpass
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,7 +35,9 @@ from twisted.internet import defer, task
 from xmppd import certificates, check
 from xmppd.addresses import parse_jid
 from xmppd.config import Config, ConfigError, load_config
+from xmppd.datetimes import format_stamp
 from xmppd.mam.store import ArchiveStore
+from xmppd.modules.fast import FastTokenStore
 from xmppd.storage.accounts import AccountError, AccountStore
 from xmppd.storage.database import Database, migrate_file
 
@@ -113,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     which = expire.add_mutually_exclusive_group()
     which.add_argument("--accounts", action="store_true", help="only the accounts' archives")
     which.add_argument("--rooms", action="store_true", help="only the rooms' archives")
+    fast = commands.add_parser("fast", help="list or revoke FAST login tokens (XEP-0484)")
+    fast_actions = fast.add_subparsers(dest="fast_action", required=True, metavar="ACTION")
+    listing = fast_actions.add_parser("list", help="an account's tokens, one per line")
+    listing.add_argument("username")
+    revoke = fast_actions.add_parser("revoke", help="end an account's tokens (one user agent's)")
+    revoke.add_argument("username")
+    revoke.add_argument("agent", nargs="?", default=None, metavar="UA-ID",
+                        help="the SASL2 user-agent id (default: every token of the account)")
     return parser
 
 
@@ -221,9 +234,37 @@ def run_mam(args: argparse.Namespace, database: Database, out: Callable[[str], A
 
 
 @defer.inlineCallbacks
+def run_fast(args: argparse.Namespace, accounts: AccountStore, out: Callable[[str], Any],
+             domain: str, now: float):
+    """``xmppdctl fast list|revoke``, directly on the token table (no token is ever shown)."""
+    username = local_part(args.username, domain)
+    if not (yield accounts.exists(username)):
+        raise AccountError(f"no account {username!r}")
+    store = FastTokenStore(accounts.db)
+    if args.fast_action == "list":
+        for token in (yield store.tokens(username)):
+            state = "expired" if token.expiry <= now else f"expires {format_stamp(token.expiry)}"
+            who = " ".join(part for part in (token.software, token.device) if part)
+            out(f"{token.agent} {token.mechanism} issued {format_stamp(token.issued)} {state}"
+                + (f" ({who})" if who else ""))
+        return
+    agent = args.agent
+    if agent is not None:
+        try:
+            agent = str(uuid.UUID(agent))
+        except ValueError:
+            raise UsageError(f"{args.agent!r} is not a user-agent id (a UUID)") from None
+    count = yield store.revoke(username, agent)
+    out(f"revoked {count} FAST token{'' if count == 1 else 's'} of {username}@{domain}")
+
+
+@defer.inlineCallbacks
 def _run(args: argparse.Namespace, accounts: AccountStore, out: Callable[[str], Any], domain: str):
     if args.command == "mam":
         yield run_mam(args, accounts.db, out, domain, time.time())
+        return
+    if args.command == "fast":
+        yield run_fast(args, accounts, out, domain, time.time())
         return
     if args.command == "list":
         for name in (yield accounts.usernames()):

@@ -16,6 +16,12 @@ in its own body, everything the server needs to know about the feature:
   ``<inactive/>``), keyed by (namespace, element);
 * hooks — methods decorated with :func:`hook`, run with a priority at the
   named points of a stanza's path (:class:`Point`);
+* inline handlers — methods decorated with :func:`inline_handler`, for
+  elements a client puts inside a SASL2 ``<authenticate/>`` (XEP-0388,
+  e.g. XEP-0198 ``<resume/>``) or a Bind 2 ``<bind/>`` (XEP-0386, e.g.
+  ``<enable xmlns='urn:xmpp:carbons:2'/>``), keyed by (namespace, element);
+  with ``sasl2_features`` and ``sasl2_mechanisms``/``sasl2_exchange`` a
+  module also adds to the SASL2 offer (XEP-0484 FAST);
 * ``settings`` — the dataclass of its config section, if it has one
   (its fields are the section's keys, see :mod:`xmppd.config`);
 * storage — ``schema``, its own tables (created at start-up), and the
@@ -307,6 +313,56 @@ def nonza_handler(namespace: str, name: str, before_bind: bool = False) -> Calla
     return mark
 
 
+class Inline(enum.Enum):
+    """Where an inline element sits: in SASL2's ``<authenticate/>`` or Bind 2's ``<bind/>``."""
+
+    #: A child of ``<authenticate xmlns='urn:xmpp:sasl:2'/>``; the handler
+    #: runs once the client is authenticated, before any resource is bound.
+    SASL2 = "sasl2"
+    #: A child of ``<bind xmlns='urn:xmpp:bind:0'/>``; the handler runs
+    #: once the resource is bound.
+    BIND2 = "bind2"
+
+
+@dataclass
+class InlineResult:
+    """What a SASL2 inline handler answers: an element for ``<success/>`` and a follow-up.
+
+    ``then`` (if any) runs right after ``<success/>`` was written (XEP-0198
+    resumption sends the unacknowledged stanzas again there).
+    """
+
+    element: domish.Element | None = None
+    then: Callable[[], None] | None = None
+
+
+def inline_handler(where: Inline, namespace: str, name: str, *, feature: str | None = None,
+                   priority: int = 0) -> Callable:
+    """Declare a method as the handler of an element inlined in SASL2 or Bind 2.
+
+    ``Inline.SASL2``: the method takes the stream's negotiator (its
+    ``sasl2`` is the :class:`~xmppd.c2s.sasl2.Authenticate` request) and the
+    element; it returns an :class:`InlineResult`, a ``domish.Element`` for
+    ``<success/>``, None, or a Deferred of these. Handlers run by descending
+    ``priority`` (a handler that may bind a resource, like XEP-0198
+    resumption, runs after those that wait for storage).
+
+    ``Inline.BIND2``: the method takes the new :class:`~xmppd.sm.session.Session`
+    and the element and returns an element for ``<bound/>`` or None (no
+    Deferred: nothing may be written to the session before ``<success/>``).
+    ``feature`` is the ``<feature var=…/>`` advertised in Bind 2's
+    ``<inline/>``.
+    """
+
+    def mark(function: Callable) -> Callable:
+        keys = getattr(function, "_xmppd_inline", [])
+        keys.append((where, namespace, name, feature, priority))
+        function._xmppd_inline = keys
+        return function
+
+    return mark
+
+
 def hook(point: Point, priority: int = 0) -> Callable:
     """Declare a method as a hook at a point of the stanza's path."""
 
@@ -391,6 +447,24 @@ class Module(service.Service):
             for key in method._xmppd_nonza:
                 yield key, method
 
+    def inline_handlers(self) -> Iterator[tuple[tuple, Callable]]:
+        """The bound inline handler methods with (where, namespace, name, feature, priority)."""
+        for _, method in self._marked("_xmppd_inline"):
+            for key in method._xmppd_inline:
+                yield key, method
+
+    def sasl2_features(self, negotiator: Any) -> Iterable[domish.Element]:
+        """Elements for SASL2's ``<inline/>`` offer on this stream (XEP-0388)."""
+        return ()
+
+    def sasl2_mechanisms(self, negotiator: Any) -> Iterable[str]:
+        """Extra SASL mechanisms this module runs, on SASL2 only (XEP-0484 FAST)."""
+        return ()
+
+    def sasl2_exchange(self, negotiator: Any, mechanism: str, gate: Callable) -> Any:
+        """A new exchange for one of :meth:`sasl2_mechanisms` (see :mod:`xmppd.c2s.sasl`)."""
+        return None
+
     def hooks(self) -> Iterator[tuple[Point, int, Callable]]:
         """The bound hook methods with their points and priorities."""
         for _, method in self._marked("_xmppd_hooks"):
@@ -415,6 +489,8 @@ class ModuleHost(service.MultiService):
         self._iq: dict[IQKey, Callable] = {}
         self._nonzas: dict[tuple[str | None, str, bool], Callable] = {}
         self._hooks: dict[Point, list[tuple[int, int, Callable]]] = {}
+        #: (where, namespace, name) -> (priority, feature, handler).
+        self._inline: dict[tuple[Inline, str, str], tuple[int, str | None, Callable]] = {}
         order = 0
         for cls in module_classes:
             module = cls(server, settings_of(cls))
@@ -430,6 +506,11 @@ class ModuleHost(service.MultiService):
                 if element in self._nonzas:
                     raise ValueError(f"two handlers for the nonza {element}")
                 self._nonzas[element] = handler
+            for (where, namespace, name, feature, priority), handler in \
+                    module.inline_handlers():
+                if (where, namespace, name) in self._inline:
+                    raise ValueError(f"two inline handlers for {where.value} {namespace} {name}")
+                self._inline[(where, namespace, name)] = (priority, feature, handler)
             for point, priority, function in module.hooks():
                 order += 1
                 self._hooks.setdefault(point, []).append((-priority, order, function))
@@ -465,6 +546,36 @@ class ModuleHost(service.MultiService):
         ``before_bind``: for an authenticated stream without a resource.
         """
         return self._nonzas.get((namespace, name, before_bind))
+
+    # -- SASL2 and Bind 2 (XEP-0388, XEP-0386) -----------------------------------
+
+    def inline_handler(self, where: Inline, namespace: str | None,
+                       name: str) -> tuple[int, Callable] | None:
+        """(priority, handler) of an element inlined in SASL2 or Bind 2, or None."""
+        entry = self._inline.get((where, namespace, name))
+        return None if entry is None else (entry[0], entry[2])
+
+    def bind2_features(self) -> list[str]:
+        """The ``<feature var=…/>`` values Bind 2 offers inline, in module order."""
+        return [feature for (where, _, _), (_, feature, _) in self._inline.items()
+                if where is Inline.BIND2 and feature is not None]
+
+    def sasl2_features(self, negotiator: Any) -> list[domish.Element]:
+        """The modules' elements for SASL2's ``<inline/>`` on this stream."""
+        return [element for module in self.modules.values()
+                for element in module.sasl2_features(negotiator)]
+
+    def sasl2_mechanisms(self, negotiator: Any) -> list[str]:
+        """The modules' extra SASL2 mechanisms on this stream."""
+        return [name for module in self.modules.values()
+                for name in module.sasl2_mechanisms(negotiator)]
+
+    def sasl2_exchange(self, negotiator: Any, mechanism: str, gate: Callable) -> Any:
+        """A new exchange of a module's SASL2 mechanism, or None if no module has it."""
+        for module in self.modules.values():
+            if mechanism in module.sasl2_mechanisms(negotiator):
+                return module.sasl2_exchange(negotiator, mechanism, gate)
+        return None
 
     # -- hooks -----------------------------------------------------------------
 

@@ -2,10 +2,15 @@
 
 :class:`C2SAuthenticator` is our Twisted ``ListenAuthenticator``: it checks
 the client's stream header, offers the features for the stream's state,
-runs STARTTLS, SASL (:mod:`xmppd.c2s.sasl`), pre-authentication
-registration (:mod:`xmppd.c2s.registration`) and resource binding
-(:mod:`xmppd.c2s.bind`). Once a resource is bound, the client's stanzas go
-to the :class:`~xmppd.sm.session.Session` the session manager made, through
+runs STARTTLS, SASL (:mod:`xmppd.c2s.sasl`) in both framings (RFC 6120's
+and SASL2, XEP-0388, :mod:`xmppd.c2s.sasl2`: one exchange, two sets of
+elements), pre-authentication registration (:mod:`xmppd.c2s.registration`)
+and resource binding (:mod:`xmppd.c2s.bind`, and Bind 2 inside SASL2,
+XEP-0386). What a client inlines in SASL2 or Bind 2 besides binding
+(XEP-0198 resumption and enabling, carbons, CSI, FAST tokens) is handled by
+the modules' inline handlers (:func:`xmppd.module.inline_handler`). Once a
+resource is bound, the client's stanzas go to the
+:class:`~xmppd.sm.session.Session` the session manager made, through
 ``Session.receive``. Stream errors go through the stream's one
 ``stream_error``.
 """
@@ -22,7 +27,7 @@ from twisted.words.xish import domish
 
 from xmppd.addresses import JID_ERRORS
 from xmppd.c2s import bind as bind_mod
-from xmppd.c2s import sasl
+from xmppd.c2s import sasl, sasl2
 from xmppd.c2s.channel_binding import NS_SASL_CB, channel_bindings
 from xmppd.c2s.registration import (
     NS_REGISTER_FEATURE,
@@ -31,6 +36,7 @@ from xmppd.c2s.registration import (
 )
 from xmppd.errors import StanzaError, error_reply
 from xmppd.logs import logger
+from xmppd.module import Inline, InlineResult
 from xmppd.sm.session import Session
 from xmppd.sm.stanzas import result_for
 
@@ -67,6 +73,10 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
         )
         self._unbound = False
         self._bindings: dict[str, bytes] | None = None
+        #: The framing of the exchange in progress (or last): "legacy" or "sasl2".
+        self.framing = "legacy"
+        #: The SASL2 ``<authenticate/>`` being (or last) processed.
+        self.sasl2: sasl2.Authenticate | None = None
 
     # -- stream start ------------------------------------------------------
 
@@ -141,9 +151,16 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
                     starttls.addElement("required")
             if self.tls_active or not factory.require_encryption:
                 bindings = self.channel_bindings()
+                offered = factory.sasl.offered(self.tls_active, bindings)
                 mechanisms = features.addElement((sasl.NS_SASL, "mechanisms"))
-                for name in factory.sasl.offered(self.tls_active, bindings):
+                for name in offered:
                     mechanisms.addElement("mechanism", content=name)
+                modules = self._modules()
+                features.addChild(sasl2.offer(
+                    offered,
+                    modules.sasl2_features(self) if modules is not None else [],
+                    modules.bind2_features() if modules is not None else [],
+                ))
                 if bindings:  # XEP-0440
                     offer = features.addElement((NS_SASL_CB, "sasl-channel-binding"))
                     for cb_type in bindings:
@@ -151,8 +168,9 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
                 if self.registration is not None:
                     features.addElement((NS_REGISTER_FEATURE, "register"))
         else:
-            features.addElement((bind_mod.NS_BIND, "bind"))
-            features.addElement((bind_mod.NS_SESSION, "session")).addElement("optional")
+            if self.session is None:
+                features.addElement((bind_mod.NS_BIND, "bind"))
+                features.addElement((bind_mod.NS_SESSION, "session")).addElement("optional")
             for uri, name in factory.session_manager.stream_features():
                 features.addElement((uri, name))
         return features
@@ -174,6 +192,8 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             return self._starttls()
         if uri == sasl.NS_SASL and name in ("auth", "response", "abort"):
             return self._sasl(element)
+        if uri == sasl2.NS_SASL2 and name in ("authenticate", "response", "abort"):
+            return self._sasl(element)
         if uri == NS_STREAMS and name == "error":
             log.info("client sent a stream error; closing")
             self.xmlstream.close_stream()
@@ -190,6 +210,10 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
                 return None
         self.xmlstream.stream_error("unsupported-stanza-type")
         return None
+
+    def _modules(self) -> Any:
+        """The session manager's module host (None for a session manager without modules)."""
+        return getattr(self.factory.session_manager, "modules", None)
 
     def channel_bindings(self) -> dict[str, bytes]:
         """The TLS connection's channel binding data (type -> bytes); empty without TLS."""
@@ -218,37 +242,49 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
     # -- SASL ----------------------------------------------------------------
 
     def _sasl(self, element: domish.Element) -> defer.Deferred | None:
+        """One SASL element of either framing: the exchange is the same for both."""
         xs = self.xmlstream
         if self.username is not None:
             xs.stream_error("policy-violation", "already authenticated")
             return None
+        framing = "sasl2" if element.uri == sasl2.NS_SASL2 else "legacy"
         if element.name == "abort":
             self.exchange = None
+            self.framing = framing
             self._sasl_failed(sasl.SASLFailure("aborted"))
             return None
-        if element.name == "auth":
+        if element.name in ("auth", "authenticate"):
             if self.exchange is not None:
                 self.exchange = None
                 self._sasl_failed(sasl.SASLFailure("malformed-request", "exchange in progress"))
                 return None
+            self.framing = framing
+            self.sasl2 = None
             if self.factory.require_encryption and not self.tls_active:
                 self._sasl_failed(sasl.SASLFailure("encryption-required"))
                 return None
             try:
                 self._auth_gate(None)
-                mechanism = element.getAttribute("mechanism") or ""
-                exchange = self.factory.sasl.start(
-                    mechanism, self.tls_active, gate=self._auth_gate,
-                    bindings=self.channel_bindings(),
-                )
-                data = sasl.decode_payload(str(element))
+                if framing == "sasl2":
+                    request = sasl2.parse_authenticate(element)
+                    mechanism = request.mechanism
+                    self.sasl2 = request
+                    exchange = self._start_exchange(mechanism)
+                    request.exchange = exchange
+                    data = request.initial
+                else:
+                    mechanism = element.getAttribute("mechanism") or ""
+                    exchange = self._start_exchange(mechanism)
+                    data = sasl.decode_payload(str(element))
             except sasl.SASLFailure as f:
                 self._sasl_failed(f)
                 return None
             self.exchange = exchange
             self.mechanism = mechanism
         else:
-            if self.exchange is None:
+            if self.exchange is None or framing != self.framing:
+                self.exchange = None
+                self.framing = framing
                 self._sasl_failed(sasl.SASLFailure("malformed-request", "no exchange to continue"))
                 return None
             try:
@@ -263,6 +299,18 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             self._sasl_step_done, self._sasl_step_failed, errbackArgs=(exchange,)
         )
         return d
+
+    def _start_exchange(self, mechanism: str) -> Any:
+        """A new exchange: a module's SASL2-only mechanism (FAST) or one of SASLServer's."""
+        if self.framing == "sasl2":
+            modules = self._modules()
+            if modules is not None:
+                exchange = modules.sasl2_exchange(self, mechanism, self._auth_gate)
+                if exchange is not None:
+                    return exchange
+        return self.factory.sasl.start(
+            mechanism, self.tls_active, gate=self._auth_gate, bindings=self.channel_bindings(),
+        )
 
     def _auth_gate(self, username: str | None) -> None:
         """Refuse (temporary-auth-failure) while the account or address backs off."""
@@ -281,15 +329,20 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
                 f"too many failed attempts; try again in {max(1, round(delay))} s",
             )
 
-    def _sasl_step_done(self, result: sasl.Challenge | sasl.Success) -> None:
+    def _sasl_step_done(self, result: sasl.Challenge | sasl.Success) -> defer.Deferred | None:
         xs = self.xmlstream
         if xs.closing:
-            return
+            return None
         if isinstance(result, sasl.Challenge):
+            if self.framing == "sasl2":
+                xs.send(sasl2.challenge(result.data))
+                return None
             challenge = domish.Element((sasl.NS_SASL, "challenge"))
             challenge.addContent(sasl.encode_payload(result.data))
             xs.send(challenge)
-            return
+            return None
+        if self.framing == "sasl2":
+            return self._sasl2_success(result)
         self.exchange = None
         self.username = result.username
         self.factory.guard.auth_succeeded(result.username)
@@ -304,6 +357,7 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
             peer=xs.peer_address,
         )
         xs.reset()
+        return None
 
     def _sasl_step_failed(self, reason: failure.Failure, exchange: Any) -> None:
         self.exchange = None
@@ -322,11 +376,14 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
         if xs.closing:
             return
         self.sasl_failures += 1
-        element = domish.Element((sasl.NS_SASL, "failure"))
-        element.addElement(reason.condition)
-        if reason.text:
-            element.addElement("text", content=reason.text)
-        xs.send(element)
+        if self.framing == "sasl2":
+            xs.send(sasl2.failure(reason))
+        else:
+            element = domish.Element((sasl.NS_SASL, "failure"))
+            element.addElement(reason.condition)
+            if reason.text:
+                element.addElement("text", content=reason.text)
+            xs.send(element)
         log.info(
             "SASL failure ({condition}) for {username} from {peer}",
             condition=reason.condition,
@@ -335,6 +392,126 @@ class C2SAuthenticator(xmlstream.ListenAuthenticator):
         )
         if self.sasl_failures >= self.factory.limits.max_auth_attempts:
             xs.stream_error("policy-violation", "too many failed authentication attempts")
+
+    # -- SASL2 success: inline requests, Bind 2 (XEP-0388, XEP-0386) ---------
+
+    @defer.inlineCallbacks
+    def _sasl2_success(self, result: sasl.Success):
+        """Authenticated with SASL2: run the inline requests, bind, answer ``<success/>``.
+
+        The SASL2 inline handlers (FAST tokens, then XEP-0198 resumption)
+        run first; unless a session was resumed, a ``<bind/>`` binds a
+        resource and runs Bind 2's inline handlers (carbons, CSI, stream
+        management). Then ``<success/>`` carries their answers, and the
+        stream features follow (no stream restart).
+        """
+        xs = self.xmlstream
+        request = self.sasl2
+        self.exchange = None
+        self.username = result.username
+        self.factory.guard.auth_succeeded(result.username)
+        log.info(
+            "{username} authenticated with {mechanism} (SASL2) from {peer}",
+            username=result.username,
+            mechanism=self.mechanism,
+            peer=xs.peer_address,
+        )
+        modules = self._modules()
+        answers: list[domish.Element] = []
+        follow_ups = []
+        handlers = []
+        if modules is not None:
+            for (uri, name), child in request.inline.items():
+                entry = modules.inline_handler(Inline.SASL2, uri, name)
+                if entry is not None:
+                    handlers.append((-entry[0], len(handlers), entry[1], child))
+        for _, _, handler, child in sorted(handlers, key=lambda e: e[:2]):
+            try:
+                answer = yield defer.maybeDeferred(handler, self, child)
+            except Exception:
+                log.failure("a SASL2 inline handler failed on {name}",
+                            name=f"{{{child.uri}}}{child.name}")
+                continue
+            if xs.closing:
+                return
+            if isinstance(answer, InlineResult):
+                if answer.element is not None:
+                    answers.append(answer.element)
+                if answer.then is not None:
+                    follow_ups.append(answer.then)
+            elif isinstance(answer, domish.Element):
+                answers.append(answer)
+        bound = None
+        newly_bound = None
+        bind = request.child(sasl2.NS_BIND2, "bind")
+        if self.session is None and bind is not None:
+            newly_bound = yield self._bind2(bind, request)
+            if xs.closing:
+                return
+            if newly_bound is not None:
+                bound = self._bind2_inline(newly_bound, bind, modules)
+        if self.session is not None:
+            identifier = self.session.jid.full()
+        else:
+            identifier = f"{self.username}@{self.factory.domain}"
+        success = sasl2.success(identifier, result.data)
+        if bound is not None:
+            success.addChild(bound)
+        for answer in answers:
+            success.addChild(answer)
+        xs.send(success)
+        if newly_bound is not None:
+            xs.bound(newly_bound)
+        for follow_up in follow_ups:
+            follow_up()
+        xs.send(self.features())
+
+    @defer.inlineCallbacks
+    def _bind2(self, bind: domish.Element, request: sasl2.Authenticate):
+        """Bind the Bind 2 resource; fire with the Session, or None when refused."""
+        xs = self.xmlstream
+        resource = sasl2.bind2_resource(bind, self.username, request.agent_id)
+        guard = self.factory.guard
+        if not guard.reserve_session(self.username, xs, resource):
+            log.info("{username} has too many sessions: Bind 2 refused for {peer}",
+                     username=self.username, peer=xs.peer_address)
+            return None
+        try:
+            session = yield defer.maybeDeferred(
+                self.factory.session_manager.bind, xs, self.username, resource)
+        except Exception:
+            log.failure("session manager failed to bind a resource (Bind 2)")
+            guard.release_session(self.username, xs)
+            return None
+        self.session = session
+        if xs.closing:
+            if xs.lost:
+                self.unbind()
+            return None
+        guard.session_bound(self.username, xs, session.jid.resource)
+        return session
+
+    def _bind2_inline(self, session: Session, bind: domish.Element,
+                      modules: Any) -> domish.Element:
+        """Run Bind 2's inline requests in the client's order; the ``<bound/>`` answer."""
+        bound = domish.Element((sasl2.NS_BIND2, "bound"))
+        if modules is None:
+            return bound
+        for child in bind.elements():
+            if child.uri == sasl2.NS_BIND2:
+                continue
+            entry = modules.inline_handler(Inline.BIND2, child.uri, child.name)
+            if entry is None:
+                continue
+            try:
+                answer = entry[1](session, child)
+            except Exception:
+                log.failure("a Bind 2 inline handler failed on {name}",
+                            name=f"{{{child.uri}}}{child.name}")
+                continue
+            if isinstance(answer, domish.Element):
+                bound.addChild(answer)
+        return bound
 
     # -- stanzas before bind -------------------------------------------------
 

@@ -36,6 +36,10 @@ archive stamped (a ``<stanza-id/>`` by the user's bare JID, see the
 carry that stanza-id (a sent carbon's only: the message routed to its
 recipient does not).
 
+A client binding with Bind 2 (XEP-0386) may put ``<enable/>`` inside its
+``<bind/>``: carbons are on for the new session at once (nothing goes into
+``<bound/>``).
+
 The ``<private/>`` element is removed from a message delivered to a user
 who has carbons on (XEP-0280 §7). For users without any carbons-enabled
 session everything here costs one dict lookup per message (the hot path),
@@ -47,7 +51,7 @@ from __future__ import annotations
 from twisted.words.xish import domish
 
 from xmppd.errors import StanzaError
-from xmppd.module import IQRequest, Module, Point, Scope, hook, iq_handler
+from xmppd.module import Inline, IQRequest, Module, Point, Scope, hook, inline_handler, iq_handler
 from xmppd.sm.session import Session
 from xmppd.sm.stanzas import NS_CLIENT, STANZA_NAMESPACES, readdress
 
@@ -148,6 +152,11 @@ class Carbons(Module):
         """Carbons on for the requesting session."""
         state = self._session_of(request)
         self.enabled.setdefault(state.username, {})[state.resource] = state
+
+    @inline_handler(Inline.BIND2, NS_CARBONS, "enable", feature=NS_CARBONS)
+    def enable_inline(self, session: Session, element: domish.Element) -> None:
+        """``<enable/>`` inside Bind 2 (XEP-0386): carbons on for the new session."""
+        self.enabled.setdefault(session.username, {})[session.resource] = session
 
     @iq_handler("set", NS_CARBONS, "disable", Scope.ACCOUNT)
     def disable(self, request: IQRequest) -> None:

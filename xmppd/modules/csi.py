@@ -37,6 +37,9 @@ the connection. What is held when the connection goes away is lost with it
 it stays silent (``[limits] idle_timeout``): TCP keepalive watches its
 socket instead (``[limits] tcp_keepalive``). Costs for active sessions: one dict
 lookup per delivered stanza, one per presence the client sends.
+
+A client binding with Bind 2 (XEP-0386) may put ``<inactive/>`` inside its
+``<bind/>`` to start inactive.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from typing import Any
 from twisted.words.xish import domish
 
 from xmppd.config import setting
-from xmppd.module import Module, Point, hook, nonza_handler
+from xmppd.module import Inline, Module, Point, hook, inline_handler, nonza_handler
 from xmppd.sm.session import Session
 from xmppd.sm.stanzas import STANZA_NAMESPACES, with_delay
 
@@ -196,6 +199,15 @@ class ClientStateIndication(Module):
         """``<inactive/>``: start holding (again)."""
         if session not in self.inactive:
             self.inactive[session] = Held()
+
+    @inline_handler(Inline.BIND2, NS_CSI, "inactive", feature=NS_CSI)
+    @inline_handler(Inline.BIND2, NS_CSI, "active")
+    def state_inline(self, session: Session, element: domish.Element) -> None:
+        """``<inactive/>`` (or ``<active/>``) inside Bind 2 (XEP-0386): the initial state."""
+        if element.name == "inactive":
+            self.went_inactive(session, element)
+        else:
+            self.went_active(session, element)
 
     @nonza_handler(NS_CSI, "active")
     def went_active(self, session: Session, element: domish.Element) -> None:

@@ -41,6 +41,13 @@ the server answers ``<enabled id=… resume='true' max=…/>`` (``id`` and
 ``<enable/>`` before binding or a second time gets ``<failed>`` with
 ``unexpected-request``. The stream feature ``<sm xmlns='urn:xmpp:sm:3'/>``
 is offered with bind.
+
+**Inline** (XEP-0388 SASL2, XEP-0386 Bind 2): ``<sm xmlns='urn:xmpp:sm:3'/>``
+is offered in SASL2's ``<inline/>``; a ``<resume/>`` inside
+``<authenticate/>`` is handled as above, its ``<resumed/>`` or ``<failed/>``
+goes into SASL2's ``<success/>`` and the unacknowledged stanzas follow the
+success; an ``<enable/>`` inside Bind 2's ``<bind/>`` answers
+``<enabled/>`` inside ``<bound/>``.
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ from twisted.words.xish import domish
 
 from xmppd.config import setting
 from xmppd.logs import logger
-from xmppd.module import Module, Point, hook, nonza_handler
+from xmppd.module import Inline, InlineResult, Module, Point, hook, inline_handler, nonza_handler
 from xmppd.sm.session import Session
 from xmppd.sm.stanzas import with_delay
 
@@ -217,23 +224,44 @@ class StreamManagement(Module):
 
     # -- enabling, acks ------------------------------------------------------------------
 
+    def sasl2_features(self, negotiator: Any) -> list[domish.Element]:
+        """Resumption can be inlined in SASL2 (XEP-0198 §5, XEP-0388)."""
+        return [_element("sm")]
+
     @nonza_handler(NS_SM, "enable")
     def enable(self, session: Session, element: domish.Element) -> None:
         """Turn stream management on (once), resumable if asked."""
         if session in self.outboxes:
             session.connection.write_stanza(failed("unexpected-request"))
             return
+        self.start_counting(session, element)
+        self.outboxes[session].send_nonza(self._enabled(session))
+
+    @inline_handler(Inline.BIND2, NS_SM, "enable", feature=NS_SM)
+    def enable_inline(self, session: Session, element: domish.Element) -> domish.Element:
+        """``<enable/>`` in Bind 2: ``<enabled/>`` goes into ``<bound/>``."""
+        if session in self.outboxes:
+            return failed("unexpected-request")
+        self.start_counting(session, element)
+        return self._enabled(session)
+
+    def start_counting(self, session: Session, element: domish.Element) -> None:
+        """Start counting for a session (resumable if the ``<enable/>`` asks)."""
         resumable = element.getAttribute("resume") in ("true", "1")
         outbox = Outbox(self, session, resumable)
         self.outboxes[session] = outbox
         session.outbox = outbox.write
-        enabled = _element("enabled")
         if outbox.id is not None:
             self.resumable[outbox.id] = outbox
+
+    def _enabled(self, session: Session) -> domish.Element:
+        outbox = self.outboxes[session]
+        enabled = _element("enabled")
+        if outbox.id is not None:
             enabled["id"] = outbox.id
             enabled["resume"] = "true"
             enabled["max"] = str(int(self.config.resume_timeout))
-        outbox.send_nonza(enabled)
+        return enabled
 
     @nonza_handler(NS_SM, "enable", before_bind=True)
     def enable_too_early(self, negotiator: Any, element: domish.Element) -> None:
@@ -310,31 +338,43 @@ class StreamManagement(Module):
     @nonza_handler(NS_SM, "resume", before_bind=True)
     def resume(self, negotiator: Any, element: domish.Element) -> None:
         """Resume a waiting session of the same account on this stream."""
-        xs = negotiator.xmlstream
+        result = self.resume_inline(negotiator, element)
+        negotiator.xmlstream.send(result.element)
+        if result.then is not None:
+            result.then()
+
+    @inline_handler(Inline.SASL2, NS_SM, "resume", priority=-10)
+    def resume_inline(self, negotiator: Any, element: domish.Element) -> InlineResult:
+        """Resume a waiting session: ``<resumed/>`` or ``<failed/>``, then the replay.
+
+        The answer is the result's element; the unacknowledged stanzas are
+        sent again by its ``then`` (after SASL2's ``<success/>`` when inlined).
+        """
         outbox = self.resumable.get(element.getAttribute("previd") or "")
         session = outbox.session if outbox is not None else None
         if session is None or session.username != negotiator.username or not session.bound:
-            xs.send(failed("item-not-found"))
-            return
+            return InlineResult(failed("item-not-found"))
         h = parse_h(element)
         if h is None or not (outbox.acked <= h <= outbox.sent):
-            xs.send(failed("unexpected-request" if h is not None else "bad-request"))
-            return
+            return InlineResult(failed("unexpected-request" if h is not None else "bad-request"))
         old = session.detach()
         if old is not None and not old.closing:
             old.stream_error("conflict", "the session was resumed on another connection")
         if not negotiator.resume(session):
-            xs.send(failed("resource-constraint"))
             if outbox.hibernating_since is None:
                 self.interrupted(session)  # its old connection was closed above: it waits
-            return
+            return InlineResult(failed("resource-constraint"))
         outbox.cancel_timers()
         outbox.hibernating_since = None
         outbox.ack(h)
         outbox.awaiting = False
-        xs.send(_element("resumed", previd=outbox.id, h=str(outbox.handled)))
         log.info("{jid} resumed, {n} stanzas sent again", jid=session.full,
                  n=len(outbox.queue))
+        resumed = _element("resumed", previd=outbox.id, h=str(outbox.handled))
+        return InlineResult(resumed, lambda: self._replay(negotiator.xmlstream, outbox))
+
+    def _replay(self, xs: Any, outbox: Outbox) -> None:
+        session = outbox.session
         for stanza, stamp in list(outbox.queue):
             if stanza.name != "iq":
                 stanza = with_delay(stanza, session.bare, stamp)

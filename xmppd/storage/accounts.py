@@ -112,7 +112,7 @@ class AccountStore:
 
     @defer.inlineCallbacks
     def set_password(self, username: str, password: str):
-        """Replace an account's password; NoSuchAccount if there is none."""
+        """Replace an account's password (its FAST tokens go); NoSuchAccount if there is none."""
         username = prepare_username(username)
         keys = yield threads.deferToThread(derive_keys, password)
         updated = yield self.db.run(_replace_keys, username, keys)
@@ -194,6 +194,8 @@ def _replace_keys(cursor, username: str, keys: dict[str, ScramKeys]) -> bool:
     if cursor.execute("SELECT 1 FROM accounts WHERE username = ?", (username,)).fetchone() is None:
         return False
     _write_keys(cursor, username, keys)
+    # A new password ends the FAST tokens (XEP-0484) issued under the old one.
+    cursor.execute("DELETE FROM fast_tokens WHERE username = ?", (username,))
     return True
 
 

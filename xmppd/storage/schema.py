@@ -179,4 +179,22 @@ MIGRATIONS: list[str] = [
               AND account = old.username;
     END;
     """,
+    # 9: FAST tokens (XEP-0484, xmppd.modules.fast): the SHA-256 of each
+    # token, never the token, per account and user agent (a SASL2 user-agent
+    # id), with the mechanism it is for and the last count seen.
+    """
+    CREATE TABLE fast_tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+        agent TEXT NOT NULL,
+        mechanism TEXT NOT NULL,
+        token_key BLOB NOT NULL,
+        issued REAL NOT NULL,
+        expiry REAL NOT NULL,
+        count INTEGER NOT NULL DEFAULT 0,
+        software TEXT,
+        device TEXT
+    );
+    CREATE INDEX fast_tokens_agent ON fast_tokens(username, agent);
+    """,
 ]
