@@ -498,6 +498,9 @@ class LimitTests(ArchiveTestCase):
             yield self.settle(1)
         page = yield self.store.query(ROOM, limit=10)
         self.assertEqual([body_text_of(i.stanza) for i in page.items], ["fresh"])
+        # the join history forgets what expired too
+        got = self.h.join(TYBALT, "Tybalt")
+        self.assertEqual([body_text(s) for s in got if body_text(s)], ["fresh"])
 
     @defer.inlineCallbacks
     def test_the_job_trims_rooms_over_the_cap(self):

@@ -59,8 +59,7 @@ class ArchiveSequence:
     def __init__(self, floor: int = 0):
         #: The last seq handed out (or the largest one stored).
         self.last = floor
-        self._noise = ""
-        self._at = 0
+        self._noise: list[str] = []
 
     def raise_floor(self, seq: int) -> None:
         """Never hand out ``seq`` or anything below it (the largest one already stored)."""
@@ -81,12 +80,11 @@ class ArchiveSequence:
 
     def id_for(self, seq: int) -> str:
         """An id for ``seq``: its 16 hex digits and 16 random ones."""
-        at = self._at
-        if at >= len(self._noise):
-            self._noise = os.urandom(4096).hex()
-            at = 0
-        self._at = at + 16
-        return f"{seq:016x}{self._noise[at:at + 16]}"
+        noise = self._noise
+        if not noise:
+            pool = os.urandom(4096).hex()
+            noise = self._noise = [pool[at:at + 16] for at in range(0, len(pool), 16)]
+        return format(seq, "016x") + noise.pop()
 
 
 def seq_of(archive_id: str) -> int | None:

@@ -338,6 +338,12 @@ class RoomArchive(MUCModule):
                 count = yield self.archive.expire(before, EXPIRE_BATCH, personal=False)
                 if count < EXPIRE_BATCH:
                     break
+            # What joiners are sent must not outlive the archive it comes from.
+            history_module = self.server.modules.get("history") if self.server.modules else None
+            if history_module is not None:
+                for room in list(self.server.rooms.values()):
+                    if room.config.logging:
+                        history_module.history(room).forget_before(before)
 
 
 def strip_stanza_ids(message: domish.Element, room_jid: str) -> None:

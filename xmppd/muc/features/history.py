@@ -109,6 +109,14 @@ class History:
         merged = [e for e in older if e.stanza_id is None or e.stanza_id not in kept]
         self._entries = deque([*merged, *self._entries], maxlen=self._entries.maxlen)
 
+    def forget_before(self, stamp: float) -> int:
+        """Forget the messages older than ``stamp`` (expired from the archive); how many."""
+        count = 0
+        while self._entries and self._entries[0].stamp < stamp:
+            self._entries.popleft()
+            count += 1
+        return count
+
     def find(self, stanza_id: str) -> HistoryEntry | None:
         """The kept message with this room stanza-id (XEP-0359), or None."""
         for entry in self._entries:
