@@ -359,14 +359,14 @@ class MamCommandTests(CommandTestCase):
         self.assertEqual(cli.parse_age("90"), 90)
 
 
-def port_is_free(port):
-    """Whether this host could bind 0.0.0.0:port now (what check should report)."""
+def port_is_free(port, interface=""):
+    """Whether this host could bind interface:port now (what check should report)."""
     import socket
 
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("", port))
+            sock.bind((interface, port))
         except OSError:
             return False
     return True
@@ -413,15 +413,18 @@ class CheckTests(unittest.TestCase):
         # The listeners: clean where the port is free. (A developer machine may
         # run another XMPP server on 5222: then the report must say so.)
         expected, problems = [], 0
-        for key, port in (("c2s.listen", 5222), ("c2s.direct_tls_listen", 5223)):
-            if port_is_free(port):
-                expected.append(f"ok    {key}: tcp:{port}: port {port} is free")
+        for key, port, interface in (("c2s.listen", 5222, ""),
+                                     ("c2s.direct_tls_listen", 5223, ""),
+                                     ("http.listen", 5280, "127.0.0.1")):
+            description = f"tcp:{port}" + (f":interface={interface}" if interface else "")
+            if port_is_free(port, interface):
+                expected.append(f"ok    {key}: {description}: port {port} is free")
             else:
                 problems += 1
-                expected.append(f"FAIL  {key}: tcp:{port}: the port is in use "
+                expected.append(f"FAIL  {key}: {description}: the port is in use "
                                 "(is xmppd already running?)")
-        self.assertEqual(lines[3:5], expected)
-        self.assertEqual(lines[5:], ["no problems"] if not problems else [f"{problems} problem"
+        self.assertEqual(lines[3:6], expected)
+        self.assertEqual(lines[6:], ["no problems"] if not problems else [f"{problems} problem"
                                                                           + "s" * (problems > 1)])
         self.assertEqual((code, err), (1 if problems else 0, ""))
         self.assertFalse((self.folder / "data").exists())  # check changes nothing
