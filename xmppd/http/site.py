@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -270,6 +271,12 @@ class HTTPSite(server.Site):
         """Spend one request of the address's rate; False when it is used up."""
         return self.service.allow(address)
 
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - Twisted's API
+        """A connection's channel, remembered so that a shutdown can close it."""
+        channel = super().buildProtocol(addr)
+        self.service.connections.add(channel)
+        return channel
+
     def log(self, request: HTTPRequest) -> None:
         """One access log line per request."""
         agent = request.getHeader(b"user-agent") or b"-"
@@ -315,6 +322,18 @@ class HTTPService(service.Service):
         self._networks = [ipaddress.ip_network(p, strict=False)
                           for p in settings.trusted_proxies]
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        #: Open connections' channels (weakly: a closed one just goes).
+        self.connections: weakref.WeakSet = weakref.WeakSet()
+
+    def stopService(self) -> None:  # noqa: N802 - Twisted's API
+        """Close the connections still open (idle keep-alive ones included)."""
+        for channel in list(self.connections):
+            # twisted.web's protocol is a wrapper that picks HTTP/1.1 or
+            # HTTP/2; the channel inside has the transport.
+            transport = getattr(getattr(channel, "_channel", channel), "transport", None)
+            if transport is not None:
+                transport.loseConnection()
+        super().stopService()
 
     # -- the seam --------------------------------------------------------------------
 
