@@ -79,6 +79,10 @@ class ListenerTests(unittest.TestCase):
         reply = yield request("GET", self.base + "/echo")
         self.assertEqual(reply.code, 429)
         self.assertEqual(reply.header("retry-after"), "1")
+        # Refused with the headers: a body is not read.
+        answer = yield raw_http(self.live.port_of("http"), (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 429 "), answer)
         # Behind the (trusted, loopback) proxy another client has its own budget.
         reply = yield request("GET", self.base + "/echo", {"X-Forwarded-For": "192.0.2.5"})
         self.assertEqual(reply.code, 200)

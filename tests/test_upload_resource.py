@@ -70,6 +70,11 @@ class UploadHTTPTests(unittest.TestCase):
         reply = yield request("GET", url)
         self.assertEqual(reply.header("content-type"), "image/png")
         self.assertIsNone(reply.header("content-disposition"))
+        url, auth = yield self.slot("p.svg", 6, "image/svg+xml")
+        self.assertEqual((yield self.put(url, auth, b"<svg/>", "image/svg+xml")).code, 201)
+        reply = yield request("GET", url)
+        self.assertEqual(reply.header("content-disposition"),
+                         "attachment; filename*=UTF-8''p.svg")
 
     @defer.inlineCallbacks
     def test_authorisation(self):
@@ -83,6 +88,19 @@ class UploadHTTPTests(unittest.TestCase):
         self.patch(self.upload, "now", lambda: now + self.live.config.upload.slot_lifetime + 1)
         self.assertEqual((yield self.put(url, auth, b"hello")).code, 403)
         self.assertEqual((yield request("GET", url)).code, 404)  # never uploaded
+        self.assertEqual(self.temp_files(), [])
+
+    @defer.inlineCallbacks
+    def test_refused_early_with_the_body_in_the_same_packet(self):
+        url, auth = yield self.slot(size=5)
+        path = url.split("127.0.0.1:%d" % self.port, 1)[1]
+        for header in ("", "Authorization: Bearer 1.x\r\n"):
+            answer = yield raw_http(self.port, (
+                f"PUT {path} HTTP/1.1\r\nHost: localhost\r\n{header}"
+                "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+                f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").encode())
+            self.assertTrue(answer.startswith(b"HTTP/1.1 40"), answer)
+            self.assertEqual(answer.count(b"HTTP/1.1 "), 1, answer)
         self.assertEqual(self.temp_files(), [])
 
     @defer.inlineCallbacks

@@ -16,9 +16,10 @@ every other path is 404. A mounted resource may define, besides the usual
 * ``refuse_early(request, method, path) -> (code, reason) | None`` — checks
   on the headers alone, before any of the body is read.
 
-A body larger than its limit (announced or streamed) gets 413 and the
-connection is closed at once; a client address (the forwarded one behind a
-trusted proxy) over ``request_rate`` gets 429. Every request is logged in
+A body larger than its limit (announced or streamed) gets 413, and a
+client address (the forwarded one behind a trusted proxy) over
+``request_rate`` gets 429, as soon as the headers are in: the connection is
+then closed without reading the body. Every request is logged in
 the access log (namespace ``xmppd.http.access``, level info).
 
 Behind a reverse proxy, ``X-Forwarded-For`` and ``X-Forwarded-Proto`` count
@@ -29,6 +30,7 @@ trusted_proxies``; :meth:`HTTPRequest.client_ip` and
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
 import weakref
@@ -109,6 +111,9 @@ class HTTPRequest(server.Request):
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted's API
         """Pick the body's limit and file; refuse at once what is too large."""
         method, path, target = self._target()
+        if not self.site_.allow(self.client_ip()):
+            self.refuse_now(429, "too many requests", ((b"Retry-After", b"1"),))
+            return
         limit = self.site_.settings.max_request_size
         sized = getattr(target, "max_body_size", None)
         if sized is not None and sized(method) is not None:
@@ -140,17 +145,24 @@ class HTTPRequest(server.Request):
             return
         super().handleContentChunk(data)
 
-    def refuse_now(self, code: int, reason: str) -> None:
-        """Answer before the body was read, then close the connection."""
+    def refuse_now(self, code: int, reason: str,
+                   headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        """Answer before the body was read, then close the connection.
+
+        What of the body still arrives is dropped, and the request is never
+        rendered.
+        """
         self._refused = True
         self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after this
         self._discard_temp()
+        self.content = io.BytesIO()
         body = (reason + "\n").encode()
         head = [b"HTTP/1.1 %d %s" % (code, _REASONS.get(code, b"Error")),
                 b"Content-Type: text/plain; charset=utf-8",
                 b"Content-Length: %d" % len(body),
                 b"Access-Control-Allow-Origin: *",
                 b"Connection: close"]
+        head += [name + b": " + value for name, value in headers]
         transport = self.channel.transport
         transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         transport.loseConnection()
@@ -160,16 +172,8 @@ class HTTPRequest(server.Request):
                         path=path.decode("latin-1")[:200], code=code, reason=reason)
 
     def process(self) -> None:
-        """Rate limit, then render (nothing for a request refused early)."""
+        """Render (nothing for a request refused early)."""
         if self._refused:
-            return
-        if not self.site_.allow(self.client_ip()):
-            self.setResponseCode(429)
-            self.setHeader(b"retry-after", b"1")
-            self.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            self.setHeader(b"access-control-allow-origin", b"*")
-            self.write(b"too many requests\n")
-            self.finish()
             return
         super().process()
 

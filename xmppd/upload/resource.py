@@ -9,7 +9,8 @@
   folder, renamed to the slot's id once complete: 201.
 * ``GET``/``HEAD`` of an uploaded file, with ``Range`` support (206) from
   twisted.web's static files: its content type, ``Content-Disposition:
-  attachment`` unless it is an image, audio or video, ``X-Content-Type-Options:
+  attachment`` unless it is an image (but not SVG), audio or video,
+  ``X-Content-Type-Options:
   nosniff`` and ``Content-Security-Policy: default-src 'none'``.
 * ``OPTIONS``: the CORS preflight of browser clients; every answer carries
   ``Access-Control-Allow-Origin: *``.
@@ -38,6 +39,8 @@ log = logger(__name__)
 
 #: Types a browser may show inline; anything else is downloaded.
 INLINE_TYPES = ("image/", "audio/", "video/")
+#: Images that are documents (SVG may carry scripts and links): downloaded too.
+ATTACHMENT_ONLY = frozenset({"image/svg+xml"})
 
 
 def _slot_of(path: bytes) -> str | None:
@@ -173,7 +176,8 @@ class UploadResource(resource.Resource):
             return status_body(request, 404, "not found")
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"content-security-policy", b"default-src 'none'")
-        if not upload.content_type.lower().startswith(INLINE_TYPES):
+        base = upload.content_type.split(";", 1)[0].strip().lower()
+        if not base.startswith(INLINE_TYPES) or base in ATTACHMENT_ONLY:
             request.setHeader(b"content-disposition",
                               f"attachment; filename*=UTF-8''{quote(upload.filename, safe='')}"
                               .encode())
