@@ -57,6 +57,7 @@ def make_test_config(testcase: unittest.TestCase, **sections: dict[str, Any]) ->
             "require_encryption": False,
         },
         "components": {"listen": "tcp:0:interface=127.0.0.1"},
+        "http": {"listen": "tcp:0:interface=127.0.0.1"},
         "log": {"level": "warn"},
     }
     for section, values in sections.items():
@@ -79,7 +80,7 @@ class LiveServer:
         return self.server.port_number("c2s")
 
     def port_of(self, name: str) -> int:
-        """The port of another listener ('c2s_direct_tls', 'components')."""
+        """The port of another listener ('c2s_direct_tls', 'components', 'http', 'https')."""
         return self.server.port_number(name)
 
     def create_user(self, username: str, password: str) -> defer.Deferred:

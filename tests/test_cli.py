@@ -413,14 +413,14 @@ class MamCommandTests(CommandTestCase):
         self.assertEqual(cli.parse_age("90"), 90)
 
 
-def port_is_free(port):
-    """Whether this host could bind 0.0.0.0:port now (what check should report)."""
+def port_is_free(port, interface=""):
+    """Whether this host could bind interface:port now (what check should report)."""
     import socket
 
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("", port))
+            sock.bind((interface, port))
         except OSError:
             return False
     return True
@@ -467,15 +467,18 @@ class CheckTests(unittest.TestCase):
         # The listeners: clean where the port is free. (A developer machine may
         # run another XMPP server on 5222: then the report must say so.)
         expected, problems = [], 0
-        for key, port in (("c2s.listen", 5222), ("c2s.direct_tls_listen", 5223)):
-            if port_is_free(port):
-                expected.append(f"ok    {key}: tcp:{port}: port {port} is free")
+        for key, port, interface in (("c2s.listen", 5222, ""),
+                                     ("c2s.direct_tls_listen", 5223, ""),
+                                     ("http.listen", 5280, "127.0.0.1")):
+            description = f"tcp:{port}" + (f":interface={interface}" if interface else "")
+            if port_is_free(port, interface):
+                expected.append(f"ok    {key}: {description}: port {port} is free")
             else:
                 problems += 1
-                expected.append(f"FAIL  {key}: tcp:{port}: the port is in use "
+                expected.append(f"FAIL  {key}: {description}: the port is in use "
                                 "(is xmppd already running?)")
-        self.assertEqual(lines[3:5], expected)
-        self.assertEqual(lines[5:], ["no problems"] if not problems else [f"{problems} problem"
+        self.assertEqual(lines[3:6], expected)
+        self.assertEqual(lines[6:], ["no problems"] if not problems else [f"{problems} problem"
                                                                           + "s" * (problems > 1)])
         self.assertEqual((code, err), (1 if problems else 0, ""))
         self.assertFalse((self.folder / "data").exists())  # check changes nothing
@@ -620,3 +623,56 @@ class CertTests(unittest.TestCase):
         code, _, err = yield self.run_cli("cert", "import", str(garbage), str(key))
         self.assertEqual((code, err), (1, f"xmppdctl: error: {garbage}: not a PEM certificate\n"))
         self.assertEqual(self.cert.read_bytes(), wrong_cert.read_bytes())
+
+
+class UploadCommandTests(CommandTestCase):
+    """xmppdctl upload: listing and purging HTTP uploads (rows and files)."""
+
+    def fill(self):
+        """romeo: a file 10 days old and an open slot; juliet: a file 1 day old."""
+        from xmppd.upload.store import UploadStore
+
+        connection = sqlite3.connect(self.database)
+        self.addCleanup(connection.close)
+        now = time.time()
+        folder = UploadStore(None, self.database.parent / "uploads").folder
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = [("a" * 32, "romeo", now - 10 * 86400, now), ("b" * 32, "romeo", now, None),
+                ("c" * 32, "juliet", now - 86400, now)]
+        for slot, owner, created, uploaded in rows:
+            connection.execute(
+                "INSERT INTO uploads (id, owner, filename, size, content_type, created, "
+                "slot_expires, uploaded) VALUES (?, ?, 'f.txt', 3, 'text/plain', ?, ?, ?)",
+                (slot, owner, created, created + 300, uploaded))
+            (folder / slot).write_bytes(b"abc")
+        connection.commit()
+        return folder
+
+    @defer.inlineCallbacks
+    def test_list_and_purge(self):
+        yield self.run_cli("list")  # creates the database
+        folder = self.fill()
+        code, out, _ = yield self.run_cli("upload", "list")
+        self.assertEqual(code, 0)
+        self.assertEqual([line.split()[:2] for line in out.splitlines()],
+                         [["a" * 32, "romeo@localhost"], ["c" * 32, "juliet@localhost"],
+                          ["b" * 32, "romeo@localhost"]])
+        code, out, _ = yield self.run_cli("upload", "list", "Juliet@localhost")
+        self.assertEqual([line.split()[0] for line in out.splitlines()], ["c" * 32])
+        self.assertIn(" uploaded f.txt", out)
+        self.assertEqual((yield self.run_cli("upload", "purge", "--older-than", "2d"))[:2],
+                         (0, "deleted 1 upload\n"))
+        self.assertFalse((folder / ("a" * 32)).exists())
+        self.assertEqual((yield self.run_cli("upload", "purge", "romeo"))[:2],
+                         (0, "deleted 1 upload of romeo@localhost\n"))
+        self.assertEqual(sorted(p.name for p in folder.iterdir()), ["c" * 32])
+        self.assertEqual((yield self.run_cli("upload", "purge"))[0], 2)
+        self.assertEqual((yield self.run_cli("upload", "purge", "--older-than", "soon"))[0], 2)
+
+    @defer.inlineCallbacks
+    def test_deluser_deletes_uploads(self):
+        yield self.run_cli("adduser", "juliet", stdin="pw\n")
+        folder = self.fill()
+        self.assertEqual((yield self.run_cli("deluser", "juliet"))[0], 0)
+        self.assertEqual(self.rows("SELECT id FROM uploads WHERE owner = 'juliet'"), [])
+        self.assertFalse((folder / ("c" * 32)).exists())

@@ -80,7 +80,7 @@ class UnitFileTests(unittest.TestCase):
         unit = read_unit(REPO / "conf" / "xmppd.socket")
         for section, keys in unit.items():
             self.assertEqual(set(keys) - UNIT_KEYS[section], set(), section)
-        self.assertEqual(unit["Socket"]["ListenStream"], ["5222", "5223"])
+        self.assertEqual(unit["Socket"]["ListenStream"], ["5222", "5223", "127.0.0.1:5280"])
         self.assertEqual(unit["Socket"]["Service"], ["xmppd.service"])
 
     def test_sysusers_snippet(self):

@@ -261,6 +261,50 @@ class MUCAndShutdownSettingsTests(unittest.TestCase):
         self.assertEqual(server.shutdown_timeout, 4)
 
 
+class HTTPAndUploadSettingsTests(unittest.TestCase):
+    """``[http]`` and ``[upload]``: defaults and checks."""
+
+    def test_defaults(self):
+        config = config_from_dict({}, Path("."))
+        self.assertEqual(config.http.listen, "tcp:5280:interface=127.0.0.1")
+        self.assertEqual((config.http.tls_listen, config.http.external_url), ("", ""))
+        self.assertEqual(config.upload.domain, "upload.localhost")
+        self.assertEqual(config.upload.max_file_size, 10 * 1024 * 1024)
+
+    def test_external_url_gets_its_slash(self):
+        config = config_from_dict({"http": {"external_url": "https://x.example/xmpp"}},
+                                  Path("."))
+        self.assertEqual(config.http.external_url, "https://x.example/xmpp/")
+
+    def test_bad_values(self):
+        for section, values, key in (
+                ("http", {"external_url": "ftp://x.example/"}, "http.external_url"),
+                ("http", {"external_url": "https://x.example/?a=b"}, "http.external_url"),
+                ("http", {"external_url": "/relative"}, "http.external_url"),
+                ("http", {"trusted_proxies": ["10.0.0.0/33"]}, "http.trusted_proxies"),
+                ("http", {"trusted_proxies": ["proxy.example"]}, "http.trusted_proxies"),
+                ("http", {"listen": "nonsense:1"}, "http.listen"),
+                ("http", {"tls_listen": "nonsense:1"}, "http.tls_listen"),
+                ("http", {"max_request_size": 10}, "http.max_request_size"),
+                ("upload", {"domain": "localhost"}, "upload.domain"),
+                ("upload", {"domain": "conference.localhost"}, "upload.domain"),
+                ("upload", {"domain": "a@b"}, "upload.domain"),
+                ("upload", {"allowed_types": ["image"]}, "upload.allowed_types"),
+                ("upload", {"allowed_types": ["*/png"]}, "upload.allowed_types"),
+                ("upload", {"max_file_size": 0}, "upload.max_file_size")):
+            with self.assertRaises(ConfigError, msg=str(values)) as caught:
+                config_from_dict({section: values}, Path("."))
+            self.assertIn(key + ":", str(caught.exception))
+
+    def test_allowed_types_lowercased(self):
+        config = config_from_dict({"upload": {"allowed_types": ["Image/*", "video/MP4"]}},
+                                  Path("."))
+        self.assertEqual(config.upload.allowed_types, ("image/*", "video/mp4"))
+
+    def test_upload_can_be_disabled(self):
+        self.assertIsNone(config_from_dict({"upload": {"domain": ""}}, Path(".")).upload.domain)
+
+
 class SchemaTests(unittest.TestCase):
     """The schema is defined once: README's table and the example file follow it."""
 

@@ -11,6 +11,7 @@ from tests.support import start_server
 PAIR = Path(__file__).resolve().parent / "interop" / "slixmpp_pair.py"
 SERVER_INFO = Path(__file__).resolve().parent / "interop" / "slixmpp_server_info.py"
 CARBONS = Path(__file__).resolve().parent / "interop" / "slixmpp_carbons.py"
+UPLOAD = Path(__file__).resolve().parent / "interop" / "slixmpp_upload.py"
 
 
 @defer.inlineCallbacks
@@ -219,3 +220,24 @@ class SlixmppResumeTests(unittest.TestCase):
         self.assertNotIn("phone resumed", output)
         self.assertIn("phone got-message body=while you were gone 0 delayed=True", output)
         self.assertIn("phone in-order=True count=100", output)
+
+
+class SlixmppUploadTests(unittest.TestCase):
+    """slixmpp's xep_0363 plugin uploads; the files come back over HTTP."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_upload_and_download(self):
+        server = yield pair_server(self, upload={"max_file_size": 300000})
+        output = yield run_script(self, server, UPLOAD)
+        self.assertIn("uploaded image service=upload.localhost max=300000", output)
+        self.assertIn("uploaded text", output)
+        self.assertIn("big file refused by the plugin", output)
+        self.assertIn("image status=200 type=image/png same=True disposition=None", output)
+        self.assertIn("range status=206 same=True", output)
+        self.assertIn("text status=200 body=to be or not to be "
+                      "disposition=attachment; filename*=UTF-8''notes.txt", output)
+        uploads = yield server.server.upload.store.list("romeo")
+        self.assertEqual(sorted((u.filename, u.size) for u in uploads),
+                         [("notes.txt", 18), ("photo.png", 200000)])

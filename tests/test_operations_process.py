@@ -261,7 +261,8 @@ class ProcessTests(unittest.TestCase):
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
         port = listener.getsockname()[1]
-        self.write(c2s={"listen": "systemd:domain=INET:index=0", "direct_tls_listen": ""})
+        self.write(c2s={"listen": "systemd:domain=INET:index=0", "direct_tls_listen": ""},
+                   http={"listen": ""})
         fds = {0: "w", 1: "r", 2: "r", 3: listener.fileno()}
         process, ports = yield self.start(
             launcher=True, child_fds=fds, env={"LISTEN_FDS": "1", "LISTEN_FDNAMES": "xmppd.socket"}

@@ -86,6 +86,7 @@ class PluginTests(unittest.TestCase):
         config.write_text(
             f'[c2s]\nlisten = "{listen}"\ndirect_tls_listen = ""\n'
             f'[components]\nlisten = ""\n'
+            '[http]\nlisten = ""\n'
             f'[tls]\ncertificate = "{cert}"\nkey = "{key}"\n'
         )
         return config

@@ -46,6 +46,7 @@ def write_config(path, cert, key, **sections):
         "c2s": {"listen": "tcp:0:interface=127.0.0.1", "direct_tls_listen": "",
                 "require_encryption": True},
         "components": {"listen": ""},
+        "http": {"listen": "tcp:0:interface=127.0.0.1"},
         "log": {"level": "info"},
     }
     for section, values in sections.items():

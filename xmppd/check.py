@@ -134,6 +134,10 @@ def listeners(config: Config) -> list[tuple[str, str]]:
         found.append(("c2s.direct_tls_listen", config.c2s.direct_tls_listen))
     if config.components.listen and config.components.secrets:
         found.append(("components.listen", config.components.listen))
+    if config.http.listen:
+        found.append(("http.listen", config.http.listen))
+    if config.http.tls_listen:
+        found.append(("http.tls_listen", config.http.tls_listen))
     return found
 
 

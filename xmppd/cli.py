@@ -13,7 +13,9 @@ certificate, or ``cert import CERT KEY``; see :mod:`xmppd.certificates`);
 or a room's archive, ``mam expire AGE`` deletes what is older than AGE,
 ``mam count JID`` tells an archive's size); ``fast`` (FAST tokens,
 XEP-0484: ``fast list USER`` shows an account's tokens by user agent,
-``fast revoke USER [UA-ID]`` ends all of them or one user agent's).
+``fast revoke USER [UA-ID]`` ends all of them or one user agent's); ``upload``
+(HTTP uploads, XEP-0363: ``upload list [USER]``, ``upload purge USER`` or
+``upload purge [USER] --older-than AGE`` deletes files and rows).
 
 Exit codes: 0 success, 1 the operation failed (e.g. the account exists;
 ``check`` found a problem, an invalid configuration included), 2 bad usage
@@ -23,11 +25,13 @@ or configuration.
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
 import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
@@ -38,7 +42,7 @@ from xmppd.config import Config, ConfigError, load_config
 from xmppd.datetimes import format_stamp
 from xmppd.mam.store import ArchiveStore
 from xmppd.modules.fast import FastTokenStore
-from xmppd.storage.accounts import AccountError, AccountStore
+from xmppd.storage.accounts import AccountError, AccountStore, prepare_username
 from xmppd.storage.database import Database, migrate_file
 
 #: Messages deleted per transaction by ``mam expire``.
@@ -126,6 +130,17 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("username")
     revoke.add_argument("agent", nargs="?", default=None, metavar="UA-ID",
                         help="the SASL2 user-agent id (default: every token of the account)")
+
+    upload = commands.add_parser("upload", help="list or purge HTTP uploads (XEP-0363)")
+    upload_actions = upload.add_subparsers(dest="upload_action", required=True,
+                                           metavar="ACTION")
+    listed = upload_actions.add_parser("list", help="list uploads (of one account)")
+    listed.add_argument("username", nargs="?", help="a username or bare JID")
+    purge = upload_actions.add_parser(
+        "purge", help="delete an account's uploads, or everyone's older than AGE")
+    purge.add_argument("username", nargs="?", help="a username or bare JID")
+    purge.add_argument("--older-than", metavar="AGE",
+                       help="seconds, or a number with s, m, h, d, w or y (30d)")
     return parser
 
 
@@ -258,8 +273,36 @@ def run_fast(args: argparse.Namespace, accounts: AccountStore, out: Callable[[st
     out(f"revoked {count} FAST token{'' if count == 1 else 's'} of {username}@{domain}")
 
 
+def run_upload(args: argparse.Namespace, database: Database, out: Callable[[str], Any],
+               domain: str, data_dir: Path, now: float):
+    """``xmppdctl upload list|purge``: the uploads' rows and files, directly."""
+    from xmppd.upload.store import UploadStore
+
+    store = UploadStore(database, data_dir / "uploads")
+    user = prepare_username(local_part(args.username, domain)) if args.username else None
+    if args.upload_action == "list":
+        for upload in (yield store.list(user)):
+            stamp = datetime.datetime.fromtimestamp(upload.created, datetime.UTC)
+            state = "uploaded" if upload.uploaded is not None else "open slot"
+            out(f"{upload.id} {upload.owner}@{domain} {upload.size} {upload.content_type} "
+                f"{stamp:%Y-%m-%dT%H:%M:%SZ} {state} {upload.filename}")
+        return
+    if user is None and args.older_than is None:
+        raise UsageError("upload purge needs a username or --older-than AGE")
+    if args.older_than is not None:
+        deleted = yield store.delete_older_than(now - parse_age(args.older_than), user)
+    else:
+        deleted = yield store.delete_owner(user)
+    whose = f" of {user}@{domain}" if user else ""
+    out(f"deleted {len(deleted)} upload{'' if len(deleted) == 1 else 's'}{whose}")
+
+
 @defer.inlineCallbacks
-def _run(args: argparse.Namespace, accounts: AccountStore, out: Callable[[str], Any], domain: str):
+def _run(args: argparse.Namespace, accounts: AccountStore, out: Callable[[str], Any],
+         domain: str, data_dir: Path | None = None):
+    if args.command == "upload":
+        yield run_upload(args, accounts.db, out, domain, data_dir or Path("data"), time.time())
+        return
     if args.command == "mam":
         yield run_mam(args, accounts.db, out, domain, time.time())
         return
@@ -279,6 +322,11 @@ def _run(args: argparse.Namespace, accounts: AccountStore, out: Callable[[str], 
         out(f"changed the password of {username}@{domain}")
     elif args.command == "deluser":
         yield accounts.delete(username)
+        if data_dir is not None:  # the files go too (a running server would sweep them)
+            from xmppd.upload.store import UploadStore
+
+            yield UploadStore(accounts.db, data_dir / "uploads").delete_owner(
+                prepare_username(username))
         out(f"deleted {username}@{domain}")
 
 
@@ -301,7 +349,7 @@ def run(argv: Sequence[str] | None = None, reactor: Any = None):
         return 1
     database = Database(config.database_path, reactor=reactor)
     try:
-        yield _run(args, AccountStore(database), print, config.domain)
+        yield _run(args, AccountStore(database), print, config.domain, config.data_dir)
         return 0
     except UsageError as e:
         print(f"xmppdctl: error: {e}", file=sys.stderr)

@@ -132,6 +132,51 @@ class PubSubSettings:
 
 
 @dataclass(frozen=True)
+class HTTPSettings:
+    """``[http]``: the HTTP listeners that modules and services mount paths on."""
+
+    listen: str = setting("tcp:5280:interface=127.0.0.1", "plain HTTP listener (for a reverse "
+                          "proxy on the same host); `\"\"` turns it off")
+    tls_listen: str = setting("", "HTTPS listener with the server's certificate, e.g. "
+                              "`\"tcp:5281\"`; `\"\"` turns it off")
+    external_url: str = setting("", "the base URL clients reach the listeners at (behind a "
+                                "proxy); `\"\"`: `https://DOMAIN:PORT/` of `tls_listen`, else "
+                                "`http://DOMAIN:PORT/` of `listen`")
+    trusted_proxies: tuple[str, ...] = setting(
+        (), "addresses or networks (CIDR) of reverse proxies whose `X-Forwarded-For` and "
+        "`X-Forwarded-Proto` count (loopback always counts)")
+    max_request_size: int = setting(1048576, "bytes of a request body (an upload's own limit "
+                                    "is `upload.max_file_size`); more gets 413", minimum=1024)
+    request_rate: float = setting(20.0, "requests a second from one client address (the "
+                                  "forwarded one behind a trusted proxy); excess gets 429; 0: "
+                                  "no limit", minimum=0)
+    request_burst: int = setting(100, "requests one address may make at once", minimum=1)
+    timeout: float = setting(60.0, "seconds a connection may stay silent (headers or body "
+                             "not arriving)", positive=True)
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """``[upload]``: HTTP file upload (XEP-0363); domain is None when disabled."""
+
+    domain: str | None = setting("upload.localhost", "the upload service; `\"\"` disables it "
+                                 "(it also needs an HTTP listener)")
+    max_file_size: int = setting(10485760, "bytes of one file; a larger slot request gets "
+                                 "`not-acceptable` + `file-too-large`", minimum=1)
+    quota: int = setting(1073741824, "bytes one account may keep stored (open slots count); "
+                         "beyond: `resource-constraint`; 0: no quota", minimum=0)
+    max_open_slots: int = setting(100, "slots one account may hold that were not uploaded "
+                                  "yet", minimum=1)
+    allowed_types: tuple[str, ...] = setting(
+        (), "content types that may be uploaded (`image/*` allowed); empty: any type")
+    slot_lifetime: float = setting(300.0, "seconds a slot's PUT URL stays valid", positive=True)
+    expire_after: float = setting(604800.0, "seconds an upload is kept (one week, as "
+                                  "Prosody's mod_http_file_share); 0: for ever", minimum=0)
+    expire_interval: float = setting(3600.0, "seconds between background sweeps of expired "
+                                     "uploads and unused slots", positive=True)
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """``[log]``."""
 
@@ -187,6 +232,8 @@ CORE_SECTIONS: dict[str, type] = {
     "components": ComponentSettings,
     "muc": MUCSettings,
     "pubsub": PubSubSettings,
+    "http": HTTPSettings,
+    "upload": UploadSettings,
     "log": LogSettings,
     "limits": LimitSettings,
     "modules": ModulesSettings,
@@ -271,6 +318,8 @@ class Config:
     module_settings: dict[str, Any] = field(default_factory=dict)
     #: server.data_dir resolved against the config file's folder.
     data_dir: Path = Path("data")
+    http: HTTPSettings = field(default_factory=HTTPSettings)
+    upload: UploadSettings = field(default_factory=lambda: UploadSettings(domain=None))
 
     @property
     def domain(self) -> str:
@@ -539,6 +588,48 @@ def _pubsub(r: _Reader, domain: str, muc: str | None,
     return dataclasses.replace(pubsub, domain=pubsub_domain)
 
 
+def _http(r: _Reader) -> HTTPSettings:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    http = r.section("http")
+    listen = _endpoint(r, "http.listen", http.listen, optional=True)
+    tls_listen = _endpoint(r, "http.tls_listen", http.tls_listen, optional=True)
+    url = http.external_url
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+                or parts.fragment:
+            raise r.fail("http.external_url", f"{url!r} is not an http(s) URL without query")
+        if not url.endswith("/"):
+            url += "/"
+    for proxy in http.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise r.fail("http.trusted_proxies",
+                         f"{proxy!r} is not an IP address or network") from None
+    return dataclasses.replace(http, listen=listen, tls_listen=tls_listen, external_url=url)
+
+
+def _upload(r: _Reader, taken: tuple[str | None, ...],
+            secrets: dict[str, str]) -> UploadSettings:
+    upload = r.section("upload")
+    upload_domain = _domain(r, "upload.domain", upload.domain) if upload.domain else None
+    if upload_domain and upload_domain in taken:
+        raise r.fail("upload.domain", "must differ from server.domain, muc.domain and "
+                     "pubsub.domain")
+    if upload_domain in secrets:
+        raise r.fail("components.secrets", "a component cannot take a served domain")
+    for kind in upload.allowed_types:
+        major, _, minor = kind.partition("/")
+        if not major or not minor or "*" in major or (minor != "*" and "*" in minor):
+            raise r.fail("upload.allowed_types", f"{kind!r} is not a content type "
+                         "(`type/subtype` or `type/*`)")
+    return dataclasses.replace(upload, domain=upload_domain,
+                               allowed_types=tuple(k.lower() for k in upload.allowed_types))
+
+
 def _modules(r: _Reader) -> ModulesSettings:
     from xmppd.modules import switchable_modules
 
@@ -568,6 +659,7 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
     if limits.auth_backoff_max < limits.auth_backoff:
         raise r.fail("limits.auth_backoff_max", "must not be less than limits.auth_backoff")
     muc = _muc(r, server.domain, components.secrets)
+    pubsub = _pubsub(r, server.domain, muc.domain, components.secrets)
     module_settings = {}
     for name, cls in module_sections().items():
         settings = r.section(name)
@@ -585,10 +677,12 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         c2s=c2s,
         components=components,
         muc=muc,
-        pubsub=_pubsub(r, server.domain, muc.domain, components.secrets),
+        pubsub=pubsub,
         log=r.section("log"),
         limits=limits,
         modules=_modules(r),
         module_settings=module_settings,
         data_dir=data_dir,
+        http=_http(r),
+        upload=_upload(r, (server.domain, muc.domain, pubsub.domain), components.secrets),
     )

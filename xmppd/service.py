@@ -88,6 +88,9 @@ class XMPPServer(service.MultiService):
         self.session_manager = None
         self.muc = None
         self.pubsub = None
+        #: The HTTP listeners' service (None without HTTP) and the upload service.
+        self.http = None
+        self.upload = None
         self.ports: dict[str, Any] = {}
         #: The listeners' factories by name (they outlive the ports at shut-down).
         self.factories: dict[str, Any] = {}
@@ -222,6 +225,7 @@ class XMPPServer(service.MultiService):
         self._build_session_manager()
         self._build_muc()
         self._build_pubsub()
+        self._build_http()
         self._built = True
 
     def _load_tls(self, config: Config) -> tuple[Any, str]:
@@ -300,6 +304,34 @@ class XMPPServer(service.MultiService):
 
         self.session_manager.modules.add_hook(Point.ACCOUNT_DELETED, self.pubsub.account_deleted)
 
+    def _build_http(self) -> None:
+        config = self.config
+        if not (config.http.listen or config.http.tls_listen):
+            if config.upload.domain:
+                log.warn("upload.domain is set but HTTP is off (http.listen and "
+                         "http.tls_listen are empty): no upload service")
+            return
+        from xmppd.http.hostmeta import mount_host_meta
+        from xmppd.http.site import HTTPService
+
+        self.http = HTTPService(config.http, config.domain, reactor=self.reactor)
+        mount_host_meta(self.http)
+        self.http.setServiceParent(self)
+        if not config.upload.domain:
+            return
+        from xmppd.module import Point
+        from xmppd.upload.service import UploadService
+
+        try:
+            self.upload = UploadService(
+                config.upload, router=self.router, database=self.database,
+                server_domain=config.domain, data_dir=config.data_dir, http=self.http,
+                reactor=self.reactor)
+        except OSError as e:
+            raise StartupError(f"upload: cannot use {config.data_dir}: {e}") from None
+        self.upload.setServiceParent(self)
+        self.session_manager.modules.add_hook(Point.ACCOUNT_DELETED, self.upload.account_deleted)
+
     def _factories(self) -> dict[str, tuple[str, Any]]:
         from xmppd.c2s.factory import C2SFactory
         from xmppd.c2s.guard import ClientGuard
@@ -334,13 +366,20 @@ class XMPPServer(service.MultiService):
                 config.components.listen,
                 ComponentServerFactory(self.router, config.components.secrets),
             )
+        if self.http is not None:
+            if config.http.listen:
+                factories["http"] = (config.http.listen, self.http.factory())
+            if config.http.tls_listen:
+                factories["https"] = (config.http.tls_listen,
+                                      self.http.tls_factory(lambda: self.tls_options))
         return factories
 
     def _listen(self) -> None:
         if self.ports:
             return
         keys = {"c2s": "c2s.listen", "c2s_direct_tls": "c2s.direct_tls_listen",
-                "components": "components.listen"}
+                "components": "components.listen", "http": "http.listen",
+                "https": "http.tls_listen"}
         for name, (description, factory) in self._factories().items():
             if name.startswith("c2s"):
                 traffic.trace_factory(factory)
@@ -367,6 +406,12 @@ class XMPPServer(service.MultiService):
                     f"{outcome[0].getErrorMessage()}"
                 )
             self.ports[name] = outcome[0]
+        if self.http is not None:
+            def bound(name: str) -> int | None:
+                ports = self.ports.get(name)
+                return getattr(ports[0].getHost(), "port", None) if ports else None
+
+            self.http.listening_on(bound("http"), bound("https"))
 
     def describe_port(self, name: str) -> str:
         """Where a listener is bound, e.g. '0.0.0.0:5222, [::]:5222'."""

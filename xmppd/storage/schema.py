@@ -197,4 +197,23 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX fast_tokens_agent ON fast_tokens(username, agent);
     """,
+    # 10: HTTP file upload (XEP-0363; xmppd.upload.store): one row per slot,
+    # from the slot request on; 'uploaded' is set once its PUT succeeded.
+    # 'owner' is a local username without a foreign key: the files on disk
+    # must go with the rows, so the upload service deletes both when the
+    # account goes (and sweeps up rows of accounts deleted offline).
+    """
+    CREATE TABLE uploads (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        content_type TEXT NOT NULL,
+        created REAL NOT NULL,
+        slot_expires REAL NOT NULL,
+        uploaded REAL
+    );
+    CREATE INDEX uploads_owner ON uploads(owner, created);
+    CREATE INDEX uploads_created ON uploads(created);
+    """,
 ]
