@@ -226,15 +226,18 @@ class RoomArchive(MUCModule):
         """The archived message with this id (after the queued writes); fires with it or None."""
         if self.archive is None:
             return defer.succeed(None)
-        found: defer.Deferred = defer.Deferred()
-        archive = self.archive
+        return self._after_writes(room, self.archive.get, room.jid, stanza_id)
 
-        def get() -> defer.Deferred:
-            d = archive.get(room.jid, stanza_id)
+    def _after_writes(self, room: Room, function: Any, *args: Any) -> defer.Deferred:
+        """``function(*args)`` once the room's queued writes are done; fires with its result."""
+        found: defer.Deferred = defer.Deferred()
+
+        def run() -> defer.Deferred:
+            d = defer.maybeDeferred(function, *args)
             d.addBoth(_pass_to, found)
             return d
 
-        self.server.write(room.name, get)
+        self.server.write(room.name, run)
         return found
 
     def replace(self, room: Room, stanza_id: str, stanza: domish.Element) -> None:
@@ -313,13 +316,16 @@ class RoomArchive(MUCModule):
                 room.send(message)
             return fin_element(page)
 
-        return run_query(self.archive, room.jid, parsed).addCallback(answer)
+        # After the room's queued writes: what it broadcast (and tombstoned) is there.
+        d = self._after_writes(room, run_query, self.archive, room.jid, parsed)
+        return d.addCallback(answer)
 
     @iq_handler("get", NS_MAM, "metadata", Scope.ROOM)
     def metadata(self, request: MUCRequest) -> defer.Deferred:
         """The first and last message of the room's archive (XEP-0313 §6)."""
         room = self._may_query(request)
-        return self.archive.metadata(room.jid).addCallback(metadata_element)
+        d = self._after_writes(room, self.archive.metadata, room.jid)
+        return d.addCallback(metadata_element)
 
     # ------------------------------------------------------------ clean-up
 
