@@ -445,6 +445,11 @@ def _coerce(r: _Reader, key: str, hint: Any, value: Any) -> Any:
     if origin is tuple:
         if not isinstance(value, list):
             raise r.fail(key, f"must be a list, not {_type_name(type(value))}")
+        item = typing.get_args(hint)[0]
+        if item is dict or typing.get_origin(item) is dict:
+            if not all(isinstance(v, dict) for v in value):
+                raise r.fail(key, "must be a list of tables")
+            return tuple(dict(v) for v in value)
         if not all(isinstance(v, str) for v in value):
             raise r.fail(key, "must be a list of strings")
         return tuple(value)

@@ -12,6 +12,7 @@ from xmppd.modules.carbons import Carbons
 from xmppd.modules.contact_info import ContactInfo
 from xmppd.modules.csi import ClientStateIndication
 from xmppd.modules.disco import Disco
+from xmppd.modules.external_services import ExternalServices
 from xmppd.modules.fast import FastTokens
 from xmppd.modules.last import LastActivity
 from xmppd.modules.mam import MessageArchive
@@ -31,7 +32,8 @@ from xmppd.modules.version import Version
 #: hooks run at equal priority): a module comes before those that use it.
 MODULES = (Disco, Roster, Version, Ping, EntityTime, LastActivity, Offline, Register, ContactInfo,
            VCard, PrivateStorage, EntityCapabilities, PEP, Bookmarks, Blocking, MessageArchive,
-           Carbons, ClientStateIndication, PushNotifications, StreamManagement, FastTokens)
+           Carbons, ClientStateIndication, PushNotifications, StreamManagement, FastTokens,
+           ExternalServices)
 
 #: Module name -> class.
 BY_NAME = {cls.name: cls for cls in MODULES}
