@@ -156,6 +156,17 @@ class HTTPSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """``[metrics]``: OpenMetrics on the HTTP listener, for Prometheus."""
+
+    enabled: bool = setting(False, "serve the server's figures at `path` (OpenMetrics text)")
+    path: str = setting("/metrics", "where on the HTTP listener")
+    allowed: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"), "addresses or networks (CIDR) that may read them (behind a "
+        "trusted proxy: the forwarded address); others get 403")
+
+
+@dataclass(frozen=True)
 class UploadSettings:
     """``[upload]``: HTTP file upload (XEP-0363); domain is None when disabled."""
 
@@ -234,6 +245,7 @@ CORE_SECTIONS: dict[str, type] = {
     "pubsub": PubSubSettings,
     "http": HTTPSettings,
     "upload": UploadSettings,
+    "metrics": MetricsSettings,
     "log": LogSettings,
     "limits": LimitSettings,
     "modules": ModulesSettings,
@@ -319,6 +331,7 @@ class Config:
     #: server.data_dir resolved against the config file's folder.
     data_dir: Path = Path("data")
     http: HTTPSettings = field(default_factory=HTTPSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     upload: UploadSettings = field(default_factory=lambda: UploadSettings(domain=None))
 
     @property
@@ -593,6 +606,20 @@ def _pubsub(r: _Reader, domain: str, muc: str | None,
     return dataclasses.replace(pubsub, domain=pubsub_domain)
 
 
+def _metrics(r: _Reader) -> MetricsSettings:
+    import ipaddress
+
+    metrics = r.section("metrics")
+    if not metrics.path.startswith("/") or metrics.path.strip("/") == "":
+        raise r.fail("metrics.path", f"{metrics.path!r} is not a path like /metrics")
+    for allowed in metrics.allowed:
+        try:
+            ipaddress.ip_network(allowed, strict=False)
+        except ValueError:
+            raise r.fail("metrics.allowed", f"{allowed!r} is not an address or network") from None
+    return metrics
+
+
 def _http(r: _Reader) -> HTTPSettings:
     import ipaddress
     from urllib.parse import urlsplit
@@ -690,4 +717,5 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         data_dir=data_dir,
         http=_http(r),
         upload=_upload(r, (server.domain, muc.domain, pubsub.domain), components.secrets),
+        metrics=_metrics(r),
     )

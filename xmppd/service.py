@@ -90,6 +90,8 @@ class XMPPServer(service.MultiService):
         self.pubsub = None
         #: The HTTP listeners' service (None without HTTP) and the upload service.
         self.http = None
+        #: The event-loop lag probe of the metrics (None without them).
+        self.metrics_lag = None
         self.upload = None
         self.ports: dict[str, Any] = {}
         #: The listeners' factories by name (they outlive the ports at shut-down).
@@ -317,6 +319,10 @@ class XMPPServer(service.MultiService):
         self.http = HTTPService(config.http, config.domain, reactor=self.reactor)
         mount_host_meta(self.http)
         self.http.setServiceParent(self)
+        if config.metrics.enabled:
+            from xmppd.metrics import mount_metrics
+
+            self.metrics_lag = mount_metrics(self)
         if not config.upload.domain:
             return
         from xmppd.module import Point
@@ -518,6 +524,8 @@ class XMPPServer(service.MultiService):
         if not self.running:
             return defer.succeed(None)
         log.info("stopping: closing the listeners and the client streams")
+        if self.metrics_lag is not None:
+            self.metrics_lag.stop()
         d = defer.DeferredList(self._stop_listening())
         d.addCallback(lambda _: self._close_clients())
         d.addCallback(lambda _: self._flush())

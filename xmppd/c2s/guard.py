@@ -38,6 +38,8 @@ class ClientGuard:
         self.clock = clock
         self.max_connections_per_ip = max_connections_per_ip
         self.max_sessions_per_account = max_sessions_per_account
+        #: Failed authentications since start-up (for the metrics).
+        self.failed_logins = 0
         self.connections: dict[str, int] = {}
         self.sessions: dict[str, dict[Any, str | None]] = {}
         self.auth_accounts = Backoff(
@@ -133,6 +135,7 @@ class ClientGuard:
 
     def auth_failed(self, username: str | None, host: str | None) -> None:
         """Record a failed authentication (wrong credentials)."""
+        self.failed_logins += 1
         account_delay = self.auth_accounts.failed(username) if username is not None else 0.0
         address_delay = self.auth_addresses.failed(host) if host is not None else 0.0
         delay = max(account_delay, address_delay)

@@ -218,6 +218,10 @@ class SessionManager(service.Service):
             return None
         return sessions.get(address.resource)
 
+    def all_sessions(self) -> list[Session]:
+        """Every bound session of every user."""
+        return [s for sessions in self._users.values() for s in sessions.values()]
+
     def sessions_of(self, username: str) -> list[Session]:
         """All bound resources of a user."""
         sessions = self._users.get(username)

@@ -20,6 +20,7 @@ detached, deliveries are dropped (stream management will queue them).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Protocol
 
 from twisted.words.protocols.jabber import jid
@@ -29,6 +30,10 @@ from xmppd.addresses import parse_jid
 from xmppd.c2s import bind
 from xmppd.errors import StanzaError, error_reply
 from xmppd.sm.stanzas import result_for
+
+#: Stanzas clients sent / were sent, by element name (the metrics read them).
+STANZAS_IN: Counter[str] = Counter()
+STANZAS_OUT: Counter[str] = Counter()
 
 IQ_TYPES = ("get", "set", "result", "error")
 
@@ -132,6 +137,7 @@ class Session:
         it keeps the stanza until the client acknowledges it, and writes it
         when there is a connection.
         """
+        STANZAS_OUT[stanza.name] += 1
         if self.outbox is not None:
             self.outbox(stanza)
         elif self.connection is not None:
@@ -147,6 +153,7 @@ class Session:
         request (RFC 3921) gets its empty result.
         """
         self.handled += 1
+        STANZAS_IN[stanza.name] += 1
         kind = stanza.getAttribute("type")
         stanza["from"] = self.full
         to = stanza.getAttribute("to")
