@@ -113,7 +113,8 @@ def encode_payload(data: bytes | None) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _decode_utf8(data: bytes) -> str:
+def decode_utf8(data: bytes) -> str:
+    """A SASL payload as text (``malformed-request`` when it is not UTF-8)."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -137,7 +138,7 @@ def _check_authzid(authzid: str, username: str | None, domain: str) -> None:
         raise SASLFailure("invalid-authzid")
 
 
-def _username_from_authcid(authcid: str, domain: str) -> str | None:
+def username_from_authcid(authcid: str, domain: str) -> str | None:
     """The normalised username for an authentication identity, or None."""
     if "@" in authcid:
         # Tolerate clients that send their bare JID as authcid.
@@ -155,7 +156,7 @@ def _username_from_authcid(authcid: str, domain: str) -> str | None:
 
 
 @defer.inlineCallbacks
-def _login(portal: Any, creds: Any):
+def login(portal: Any, creds: Any):
     """Log in through the portal; fire with the username or fail with SASLFailure."""
     try:
         _iface, avatar, _logout = yield portal.login(creds, None, IAccount)
@@ -193,16 +194,16 @@ class PlainMechanism:
         parts = response.split(b"\0")
         if len(parts) != 3:
             raise SASLFailure("malformed-request", "PLAIN needs authzid NUL authcid NUL password")
-        authzid, authcid, password = (_decode_utf8(p) for p in parts)
+        authzid, authcid, password = (decode_utf8(p) for p in parts)
         if not authcid or not password:
             raise SASLFailure("malformed-request", "empty authcid or password")
-        username = _username_from_authcid(authcid, self.domain)
+        username = username_from_authcid(authcid, self.domain)
         self.username_tried = username
         self.gate(username)
         _check_authzid(authzid, username, self.domain)
         if username is None:
             raise SASLFailure("not-authorized")
-        d = _login(self.portal, credentials.UsernamePassword(username, password))
+        d = login(self.portal, credentials.UsernamePassword(username, password))
         d.addCallback(Success)
         return d
 
@@ -307,7 +308,7 @@ class ScramMechanism:
     @defer.inlineCallbacks
     def _client_first(self, response: bytes):
         self._state = "busy"
-        message = _decode_utf8(response)
+        message = decode_utf8(response)
         try:
             flag, authzid_field, bare = message.split(",", 2)
         except ValueError:
@@ -335,7 +336,7 @@ class ScramMechanism:
         if not first.startswith("n="):
             raise SASLFailure("malformed-request", "bad SCRAM client-first")
         authcid = _unescape_saslname(first[2:])
-        username = _username_from_authcid(authcid, self.domain) if authcid else None
+        username = username_from_authcid(authcid, self.domain) if authcid else None
         self.username_tried = username
         self.gate(username)
         _check_authzid(authzid, username, self.domain)
@@ -366,7 +367,7 @@ class ScramMechanism:
     @defer.inlineCallbacks
     def _client_final(self, response: bytes):
         self._state = "done"
-        message = _decode_utf8(response)
+        message = decode_utf8(response)
         try:
             self._server.set_client_final(message)
         except scramp.ScramException as e:
@@ -377,7 +378,7 @@ class ScramMechanism:
         if not self._known or self._username is None:
             raise SASLFailure("not-authorized")
         server_final = self._server.get_server_final()
-        username = yield _login(self.portal, ScramVerified(self._username))
+        username = yield login(self.portal, ScramVerified(self._username))
         return Success(username, server_final.encode("utf-8"))
 
 

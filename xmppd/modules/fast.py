@@ -221,7 +221,7 @@ class HashedTokenExchange:
         authcid, separator, proof = response.partition(b"\0")
         if not separator or not authcid:
             raise sasl.SASLFailure("malformed-request", "expected username NUL hashed token")
-        username = sasl._username_from_authcid(sasl._decode_utf8(authcid), self.domain)
+        username = sasl.username_from_authcid(sasl.decode_utf8(authcid), self.domain)
         self.username_tried = username
         self.gate(username)
         count = self._count()
@@ -240,7 +240,7 @@ class HashedTokenExchange:
                 raise sasl.SASLFailure("not-authorized", "the token count was seen already")
             yield self.module.store.used(token, token.count if count is None else count)
             self.token = token
-            name = yield sasl._login(self.portal, ScramVerified(username))
+            name = yield sasl.login(self.portal, ScramVerified(username))
             return sasl.Success(name, expected(token.key, b"Responder", self.cb_data))
         raise sasl.SASLFailure("not-authorized")
 
