@@ -387,6 +387,12 @@ class WebSocketTests(unittest.TestCase):
         client.send("<message xmlns='jabber:client' to='bob@localhost'><body>"
                     + "x" * size + "</body></message>")
         yield self.expect_stream_error(client, "policy-violation")
+        # Beyond twice the limit autobahn refuses to buffer it: close 1009.
+        client = yield self.connect()
+        yield client.open_stream()
+        client.send("<message xmlns='jabber:client'><body>" + "x" * 2 * size + "</body></message>")
+        was_clean, code = yield client.closed.addTimeout(TIMEOUT, reactor)
+        self.assertEqual(code, 1009)
 
     @defer.inlineCallbacks
     def test_binary_message(self):
@@ -406,6 +412,41 @@ class WebSocketTests(unittest.TestCase):
         client = yield self.connect()
         client.send(f"<open xmlns='{NS_FRAMING}' to='elsewhere.example' version='1.0'/>")
         yield self.expect_stream_error(client, "host-unknown")
+
+    # -- shared limits ---------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_connections_per_address_count_tcp_and_websocket(self):
+        server = yield self.start(limits={"max_connections_per_ip": 1})
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", server.port)
+        tcp = yield endpoints.connectProtocol(endpoint, TestClient())
+        self.addCleanup(lambda: tcp.transport.abortConnection() or tcp.closed)
+        yield tcp.open_stream()
+        client = yield self.connect(server)
+        client.send(OPEN)
+        yield self.expect_stream_error(client, "policy-violation")
+        # Behind a trusted proxy (loopback), the forwarded address counts.
+        first = yield self.connect(server, headers={"X-Forwarded-For": "192.0.2.1"})
+        yield first.open_stream()
+        second = yield self.connect(server, headers={"X-Forwarded-For": "192.0.2.2"})
+        yield second.open_stream()
+        third = yield self.connect(server, headers={"X-Forwarded-For": "192.0.2.1"})
+        third.send(OPEN)
+        yield self.expect_stream_error(third, "policy-violation")
+
+    @defer.inlineCallbacks
+    def test_negotiation_timeout(self):
+        server = yield self.start(limits={"negotiation_timeout": 0.2})
+        client = yield self.connect(server)
+        yield client.open_stream()
+        yield self.expect_stream_error(client, "connection-timeout")
+
+    def test_autobahn_options_follow_the_settings(self):
+        factory = self.server.server.websocket
+        limit = self.server.config.limits.max_stanza_size
+        self.assertEqual((factory.autoPingInterval, factory.autoPingTimeout), (30, 30))
+        self.assertEqual(factory.maxMessagePayloadSize, 2 * limit)
+        self.assertFalse(factory.webStatus)
 
     # -- stream management -----------------------------------------------------------
 

@@ -138,6 +138,7 @@ class XMPPWebSocketFactory(WebSocketServerFactory):
         settings = self.settings
         self.setProtocolOptions(
             webStatus=False,
+            failByDrop=False,
             maxMessagePayloadSize=2 * size,
             maxFramePayloadSize=2 * size,
             autoPingInterval=settings.ping_interval or None,
