@@ -441,12 +441,58 @@ class WebSocketTests(unittest.TestCase):
         yield client.open_stream()
         yield self.expect_stream_error(client, "connection-timeout")
 
+    @defer.inlineCallbacks
+    def test_keepalive_pings_drop_a_silent_client(self):
+        server = yield self.start(websocket={"ping_interval": 1, "ping_timeout": 1})
+        client = yield self.connect(server)
+        yield client.open_stream()
+        pings = []
+        client.onPing = pings.append  # never answered with a pong
+        was_clean, code = yield client.closed.addTimeout(TIMEOUT, reactor)
+        self.assertTrue(pings)
+        self.assertFalse(server.server.websocket_c2s.streams)
+
+    @defer.inlineCallbacks
+    def test_pings_answered_keep_the_connection(self):
+        server = yield self.start(websocket={"ping_interval": 1, "ping_timeout": 1})
+        client = yield self.connect(server)
+        yield client.open_stream()
+        pings = defer.DeferredQueue()
+        answer = client.onPing
+
+        def on_ping(payload):
+            answer(payload)
+            pings.put(payload)
+
+        client.onPing = on_ping
+        for _ in range(2):  # the second comes only if the first's pong was taken
+            yield pings.get().addTimeout(TIMEOUT, reactor)
+        client.send("<iq xmlns='jabber:client' type='get' id='r1'>"
+                    "<query xmlns='jabber:iq:register'/></iq>")
+        reply = yield client.next()
+        self.assertEqual(reply["id"], "r1")
+
     def test_autobahn_options_follow_the_settings(self):
         factory = self.server.server.websocket
         limit = self.server.config.limits.max_stanza_size
         self.assertEqual((factory.autoPingInterval, factory.autoPingTimeout), (30, 30))
         self.assertEqual(factory.maxMessagePayloadSize, 2 * limit)
         self.assertFalse(factory.webStatus)
+
+    @defer.inlineCallbacks
+    def test_join_a_room(self):
+        client, full = yield self.login()
+        room = "lobby@" + self.server.config.muc.domain
+        client.send(f"<presence xmlns='jabber:client' to='{room}/alice'>"
+                    "<x xmlns='http://jabber.org/protocol/muc'/></presence>")
+        presence = yield client.next()
+        while presence.name != "presence":
+            presence = yield client.next()
+        self.assertEqual((presence.uri, presence["from"]), ("jabber:client", f"{room}/alice"))
+        codes = [status["code"] for x in presence.elements("http://jabber.org/protocol/muc#user",
+                                                           "x")
+                 for status in x.elements("http://jabber.org/protocol/muc#user", "status")]
+        self.assertIn("110", codes)
 
     # -- stream management -----------------------------------------------------------
 

@@ -171,9 +171,10 @@ class WebSocketSettings:
         "(unless the proxy says `X-Forwarded-Proto: http`); `false`: only `wss://` on "
         "`http.tls_listen` does. Credentials are accepted only on encrypted connections")
     ping_interval: float = setting(30.0, "seconds between WebSocket pings the server sends "
-                                   "(keepalive through proxies); 0: none", minimum=0)
+                                   "(keepalive through proxies; at least 1); 0: none",
+                                   minimum=0)
     ping_timeout: float = setting(30.0, "seconds to answer a ping before the connection is "
-                                  "dropped", positive=True)
+                                  "dropped", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -658,6 +659,9 @@ def _websocket(r: _Reader) -> WebSocketSettings:
                 or parts.path or parts.query or parts.fragment or parts.username:
             raise r.fail("websocket.allowed_origins", f"{origin!r} is not an origin like "
                          "'https://chat.example.org'")
+    if 0 < websocket.ping_interval < 1:
+        # autobahn runs its timers in 0.2 s batches: shorter ones misfire.
+        raise r.fail("websocket.ping_interval", "must be 0 (no pings) or at least 1")
     return dataclasses.replace(websocket, path=path)
 
 
