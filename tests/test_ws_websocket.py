@@ -306,6 +306,33 @@ class WebSocketTests(unittest.TestCase):
         self.server.server.websocket_c2s.close_all("system-shutdown")
         yield self.expect_stream_error(client, "system-shutdown")
 
+    @defer.inlineCallbacks
+    def test_debug_traffic_log_redacts_credentials(self):
+        from twisted.logger import globalLogPublisher
+
+        from xmppd import logs
+
+        self.addCleanup(logs.set_level, logs.current_level())
+        logs.set_level("debug")
+        lines = []
+
+        def observe(event):
+            if event.get("log_namespace") == "xmppd.traffic":
+                lines.append(event["stream"] + " " + event["direction"] + ": " + event["data"])
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        client = yield self.connect()
+        yield client.open_stream()
+        payload = base64.b64encode(b"\0alice\0wonderland").decode()
+        client.send(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{payload}</auth>")
+        yield client.next()
+        text = "\n".join(lines)
+        self.assertIn("ws 127.0.0.1:", text)
+        self.assertIn("recv: <open xmlns=", text)
+        self.assertIn(">[redacted]</auth>", text)
+        self.assertNotIn(payload, text)
+
     # -- refusals ------------------------------------------------------------------
 
     def upgrade(self, port, protocol="xmpp", origin=None, path="/xmpp-websocket"):

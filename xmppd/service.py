@@ -368,7 +368,7 @@ class XMPPServer(service.MultiService):
                 config, session_manager=self.session_manager, router=self.router,
                 accounts=self.accounts, portal=portal, tls_options=None,
                 reactor=self.reactor, guard=guard)
-            traffic.trace_factory(self.websocket_c2s)
+            traffic.trace_factory(self.websocket_c2s, kind="ws")
             self.websocket.use(self.websocket_c2s)
         if config.c2s.direct_tls_listen:
             factories["c2s_direct_tls"] = (config.c2s.direct_tls_listen, c2s(True))
