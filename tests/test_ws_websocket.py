@@ -347,6 +347,20 @@ class WebSocketTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_subprotocol_required(self):
+        from twisted.logger import globalLogPublisher
+
+        from xmppd import logs
+
+        self.addCleanup(logs.set_level, logs.current_level())
+        logs.set_level("info")
+        logged = []
+
+        def observe(event):
+            if event.get("log_namespace") == "xmppd.http.access":
+                logged.append(event["code"])
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
         port = self.server.port_of("http")
         for offered in (None, "chat", "chat, mqtt"):
             reply = yield self.upgrade(port, offered)
@@ -356,6 +370,7 @@ class WebSocketTests(unittest.TestCase):
         self.assertIn(b"Sec-WebSocket-Protocol: xmpp", reply)
         with self.assertRaises(ConnectionError):
             yield self.connect(protocols=("chat",))
+        self.assertEqual(logged, [400, 400, 400, 101, 400])
 
     @defer.inlineCallbacks
     def test_origins(self):

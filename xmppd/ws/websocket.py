@@ -45,6 +45,7 @@ from xmppd.ws.stream import MessageTransport, WebSocketC2SFactory, client_addres
 SUBPROTOCOL = "xmpp"
 
 log = logger(__name__)
+access_log = logger("xmppd.http.access")
 
 
 def normalized_origin(origin: str) -> str | None:
@@ -84,13 +85,20 @@ class XMPPWebSocketProtocol(WebSocketServerProtocol):
     def onConnect(self, request: Any) -> str:  # noqa: N802 - autobahn's API
         """Accept the ``xmpp`` subprotocol from an allowed origin; refuse anything else."""
         if SUBPROTOCOL not in request.protocols:
+            self._access(request, 400, "no xmpp subprotocol")
             raise ConnectionDeny(400, "the xmpp subprotocol is required (RFC 7395)")
         allowed = self.factory.settings.allowed_origins
         if not origin_allowed(request.headers.get("origin"), allowed):
-            log.info("WebSocket from {ip} refused: origin {origin} not allowed",
-                     ip=self.client_ip, origin=request.headers.get("origin"))
+            self._access(request, 403, f"origin {request.headers.get('origin')} not allowed")
             raise ConnectionDeny(403, "origin not allowed")
+        self._access(request, 101, "WebSocket")
         return SUBPROTOCOL
+
+    def _access(self, request: Any, code: int, note: str) -> None:
+        # The HTTP listener logs a request when it finishes; an upgrade never does.
+        access_log.info('{ip} "GET {path}" {code} {note} "{agent}"', ip=self.client_ip,
+                        path=request.path[:200], code=code, note=note[:200],
+                        agent=request.headers.get("user-agent", "-")[:200])
 
     def onOpen(self) -> None:  # noqa: N802 - autobahn's API
         """The handshake is done: start the client stream."""
