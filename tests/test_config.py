@@ -338,3 +338,33 @@ class SchemaTests(unittest.TestCase):
                                 "contact_info": {"abuse": ["mailto:a@b"]}}, Path("."))
         changes = {c.key: c.live for c in config_changes(old, new)}
         self.assertEqual(changes, {"server.shutdown_timeout": False, "contact_info.abuse": True})
+
+
+class WebSocketConfigTests(unittest.TestCase):
+    """``[websocket]``: the path, origins and ping timers are checked at load."""
+
+    def load(self, **websocket):
+        return config_from_dict({"websocket": websocket}, Path(self.mktemp()))
+
+    def test_defaults_and_normalised_path(self):
+        settings = self.load().websocket
+        self.assertEqual((settings.path, settings.allowed_origins, settings.secure_from_trusted,
+                          settings.ping_interval, settings.ping_timeout),
+                         ("/xmpp-websocket", (), True, 30.0, 30.0))
+        self.assertEqual(self.load(path="/ws/xmpp/").websocket.path, "/ws/xmpp")
+        self.assertEqual(self.load(path="").websocket.path, "")
+
+    def test_bad_values(self):
+        for key, value in (("path", "xmpp"), ("path", "/upload"), ("path", "/.well-known/x"),
+                           ("path", "/a//b"), ("path", "/a b"), ("path", "/../x"),
+                           ("allowed_origins", ["chat.example.org"]),
+                           ("allowed_origins", ["ftp://chat.example.org"]),
+                           ("allowed_origins", ["https://chat.example.org/path"]),
+                           ("allowed_origins", ["https://chat.example.org:99999"]),
+                           ("ping_interval", 0.5), ("ping_interval", -1),
+                           ("ping_timeout", 0.5)):
+            with self.assertRaises(ConfigError) as caught:
+                self.load(**{key: value})
+            self.assertIn(f"websocket.{key}", str(caught.exception))
+        self.assertEqual(self.load(allowed_origins=["https://*.example.org:8443"])
+                         .websocket.allowed_origins, ("https://*.example.org:8443",))

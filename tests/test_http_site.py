@@ -1,5 +1,6 @@
 """The HTTP listener: mounts, body and rate limits, trusted proxies, TLS, access log."""
 
+import json
 from pathlib import Path
 
 from twisted.internet import defer, reactor, ssl
@@ -167,4 +168,7 @@ class TLSListenerTests(unittest.TestCase):
         response = yield agent.request(
             b"GET", f"https://127.0.0.1:{port}/.well-known/host-meta.json".encode())
         body = yield client.readBody(response)
-        self.assertEqual((response.code, body.strip()), (200, b'{\n  "links": []\n}'))
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json.loads(body), {"links": [
+            {"rel": "urn:xmpp:alt-connections:websocket",
+             "href": f"wss://localhost:{port}/xmpp-websocket"}]})

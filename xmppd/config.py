@@ -17,6 +17,7 @@ names the file and the key, so the server can stop with a one-line error.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -167,6 +168,27 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class WebSocketSettings:
+    """``[websocket]``: XMPP over WebSocket (RFC 7395) on the HTTP listeners."""
+
+    path: str = setting("/xmpp-websocket", "where the WebSocket endpoint is served on the HTTP "
+                        "listeners (host-meta lists it); `\"\"` turns it off")
+    allowed_origins: tuple[str, ...] = setting(
+        (), "browser origins allowed to connect, e.g. `\"https://chat.example.org\"` or "
+        "`\"https://*.example.org\"` (a port other than the scheme's must be given); empty: "
+        "any. A handshake without an `Origin` header (not a browser) is always allowed")
+    secure_from_trusted: bool = setting(
+        True, "plain `ws://` from loopback or `http.trusted_proxies` counts as encrypted "
+        "(unless the proxy says `X-Forwarded-Proto: http`); `false`: only `wss://` on "
+        "`http.tls_listen` does. Credentials are accepted only on encrypted connections")
+    ping_interval: float = setting(30.0, "seconds between WebSocket pings the server sends "
+                                   "(keepalive through proxies; at least 1); 0: none",
+                                   minimum=0)
+    ping_timeout: float = setting(30.0, "seconds to answer a ping before the connection is "
+                                  "dropped", minimum=1)
+
+
+@dataclass(frozen=True)
 class UploadSettings:
     """``[upload]``: HTTP file upload (XEP-0363); domain is None when disabled."""
 
@@ -246,6 +268,7 @@ CORE_SECTIONS: dict[str, type] = {
     "http": HTTPSettings,
     "upload": UploadSettings,
     "metrics": MetricsSettings,
+    "websocket": WebSocketSettings,
     "log": LogSettings,
     "limits": LimitSettings,
     "modules": ModulesSettings,
@@ -333,6 +356,7 @@ class Config:
     http: HTTPSettings = field(default_factory=HTTPSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     upload: UploadSettings = field(default_factory=lambda: UploadSettings(domain=None))
+    websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
 
     @property
     def domain(self) -> str:
@@ -644,6 +668,35 @@ def _http(r: _Reader) -> HTTPSettings:
     return dataclasses.replace(http, listen=listen, tls_listen=tls_listen, external_url=url)
 
 
+def _websocket(r: _Reader) -> WebSocketSettings:
+    from urllib.parse import urlsplit
+
+    websocket = r.section("websocket")
+    path = websocket.path
+    if path:
+        segments = path.strip("/").split("/")
+        if not path.startswith("/") or "" in segments or any(
+                s in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._~-]+", s) for s in segments) \
+                or segments[0] in (".well-known", "upload"):
+            raise r.fail("websocket.path", f"{path!r} is not a free path like "
+                         "'/xmpp-websocket'")
+        path = "/" + "/".join(segments)
+    for origin in websocket.allowed_origins:
+        try:
+            parts = urlsplit(origin)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+                or parts.path or parts.query or parts.fragment or parts.username:
+            raise r.fail("websocket.allowed_origins", f"{origin!r} is not an origin like "
+                         "'https://chat.example.org'")
+    if 0 < websocket.ping_interval < 1:
+        # autobahn runs its timers in 0.2 s batches: shorter ones misfire.
+        raise r.fail("websocket.ping_interval", "must be 0 (no pings) or at least 1")
+    return dataclasses.replace(websocket, path=path)
+
+
 def _upload(r: _Reader, taken: tuple[str | None, ...],
             secrets: dict[str, str]) -> UploadSettings:
     upload = r.section("upload")
@@ -718,4 +771,5 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         http=_http(r),
         upload=_upload(r, (server.domain, muc.domain, pubsub.domain), components.secrets),
         metrics=_metrics(r),
+        websocket=_websocket(r),
     )

@@ -93,6 +93,9 @@ class XMPPServer(service.MultiService):
         #: The event-loop lag probe of the metrics (None without them).
         self.metrics_lag = None
         self.upload = None
+        #: The WebSocket endpoint's factory and the c2s factory of its streams (or None).
+        self.websocket = None
+        self.websocket_c2s = None
         self.ports: dict[str, Any] = {}
         #: The listeners' factories by name (they outlive the ports at shut-down).
         self.factories: dict[str, Any] = {}
@@ -323,6 +326,10 @@ class XMPPServer(service.MultiService):
             from xmppd.metrics import mount_metrics
 
             self.metrics_lag = mount_metrics(self)
+        if config.websocket.path:
+            from xmppd.ws.websocket import mount_websocket
+
+            self.websocket = mount_websocket(self.http, config.websocket, reactor=self.reactor)
         if not config.upload.domain:
             return
         from xmppd.module import Point
@@ -365,6 +372,15 @@ class XMPPServer(service.MultiService):
             )
 
         factories["c2s"] = (config.c2s.listen, c2s(False))
+        if self.websocket is not None:
+            from xmppd.ws.stream import WebSocketC2SFactory
+
+            self.websocket_c2s = WebSocketC2SFactory(
+                config, session_manager=self.session_manager, router=self.router,
+                accounts=self.accounts, portal=portal, tls_options=None,
+                reactor=self.reactor, guard=guard)
+            traffic.trace_factory(self.websocket_c2s, kind="ws")
+            self.websocket.use(self.websocket_c2s)
         if config.c2s.direct_tls_listen:
             factories["c2s_direct_tls"] = (config.c2s.direct_tls_listen, c2s(True))
         if config.components.listen and config.components.secrets:
@@ -428,8 +444,11 @@ class XMPPServer(service.MultiService):
         return self.ports[name][0].getHost().port
 
     def client_factories(self) -> list[Any]:
-        """The C2S factories (STARTTLS and direct TLS listeners)."""
-        return [f for name, f in self.factories.items() if name.startswith("c2s")]
+        """The C2S factories (STARTTLS and direct TLS listeners, WebSocket streams)."""
+        factories = [f for name, f in self.factories.items() if name.startswith("c2s")]
+        if self.websocket_c2s is not None:
+            factories.append(self.websocket_c2s)
+        return factories
 
     # -- reload ---------------------------------------------------------
 

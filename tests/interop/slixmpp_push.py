@@ -43,7 +43,7 @@ class Client(ClientXMPP):
         loop = asyncio.get_event_loop()
         self.online = loop.create_future()
         self.got_message = loop.create_future()
-        self.saw_contact = loop.create_future()
+        self.got_presence = loop.create_future()
         self.seen = []
         self.add_event_handler("session_start", self.on_session_start)
         self.add_event_handler("message", self.on_message)
@@ -65,8 +65,8 @@ class Client(ClientXMPP):
         if presence["from"].bare != self.boundjid.bare:
             delayed = bool(presence.xml.find("{urn:xmpp:delay}delay") is not None)
             self.seen.append(f"presence show={presence['show'] or '-'} delayed={delayed}")
-            if not self.saw_contact.done():
-                self.saw_contact.set_result(True)
+            if not self.got_presence.done():
+                self.got_presence.set_result(presence)
 
     def on_message(self, message):
         if message["type"] == "chat" and message["body"]:
@@ -83,7 +83,9 @@ async def scenario(host, port, ca_cert, jid1, password1, jid2, password2):
     for client in (phone, other):
         client.connect(host, port)
     await asyncio.gather(phone.online, other.online)
-    await phone.saw_contact  # the other's initial presence, before the phone sleeps
+    # The other's initial presence must reach the phone while it is active
+    # (else it is held too, and comes before the away below).
+    await phone.got_presence
     iq = phone.make_iq_set()
     iq.xml.append(ET.fromstring(ENABLE))
     result = await iq.send()
