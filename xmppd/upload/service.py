@@ -301,18 +301,18 @@ class UploadService(service.Service):
         if not type_allowed(content_type, self.settings.allowed_types):
             raise StanzaError("not-acceptable", "file type not allowed", type="modify")
         now = self.now()
-        used, open_slots = yield self.store.usage(sender.user, now)
-        quota = self.settings.quota
-        if quota and used + size > quota:
-            raise StanzaError("resource-constraint",
-                              f"over your upload quota of {quota} bytes", type="wait")
-        if open_slots >= self.settings.max_open_slots:
-            raise StanzaError("resource-constraint", "too many slots not uploaded yet",
-                              type="wait")
         slot_id = new_slot_id()
         expires = now + self.settings.slot_lifetime
-        yield self.store.add(Upload(slot_id, sender.user, filename, size, content_type, now,
-                                    expires, None))
+        quota = self.settings.quota
+        lacking = yield self.store.reserve(
+            Upload(slot_id, sender.user, filename, size, content_type, now, expires, None),
+            quota, self.settings.max_open_slots)
+        if lacking == "quota":
+            raise StanzaError("resource-constraint",
+                              f"over your upload quota of {quota} bytes", type="wait")
+        if lacking == "slots":
+            raise StanzaError("resource-constraint", "too many slots not uploaded yet",
+                              type="wait")
         url = self.http.url_for(f"{HTTP_PATH}/{slot_id}/{quote(filename, safe='')}")
         slot = domish.Element((NS_UPLOAD, "slot"))
         put = slot.addElement("put")
