@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 from twisted.internet import defer
@@ -143,6 +144,46 @@ class BoshTests(LiveServerMixin, unittest.TestCase):
         message = yield self.next_named(again, "message")
         while str(message.body) != "while away":
             message = yield self.next_named(again, "message")
+
+    @defer.inlineCallbacks
+    def test_connections_per_address_count_bosh_sessions(self):
+        self.server = yield self.start(limits={"max_connections_per_ip": 1})
+        self.url = f"http://127.0.0.1:{self.server.port_of('http')}/http-bind"
+        first = self.client()
+        yield first.create()
+        second = self.client()
+        body = yield second.create()
+        self.assertEqual((body["type"], body["condition"]), ("terminate", "remote-stream-error"))
+        self.assertEqual(body.firstChildElement().firstChildElement().name, "policy-violation")
+        self.assertEqual(len(self.server.server.bosh.sessions), 1)
+
+    @defer.inlineCallbacks
+    def test_debug_traffic_log_redacts_credentials(self):
+        from twisted.logger import globalLogPublisher
+
+        from xmppd import logs
+
+        self.addCleanup(logs.set_level, logs.current_level())
+        logs.set_level("debug")
+        lines = []
+
+        def observe(event):
+            if event.get("log_namespace") == "xmppd.traffic":
+                lines.append(event["stream"] + " " + event["direction"] + ": " + event["data"])
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        client = self.client()
+        yield client.create()
+        payload = base64.b64encode(b"\0alice\0wonderland").decode()
+        yield client.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                          f"{payload}</auth>")
+        text = "\n".join(lines)
+        self.assertIn("bosh 127.0.0.1:", text)
+        self.assertIn("recv: <body xmlns=", text)
+        self.assertIn("send: <stream:features", text)
+        self.assertIn(">[redacted]</auth>", text)
+        self.assertNotIn(payload, text)
 
     @defer.inlineCallbacks
     def test_no_credentials_when_not_secure(self):

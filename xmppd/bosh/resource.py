@@ -56,6 +56,13 @@ def _serves(to: str | None, domain: str) -> bool:
         and address.host == domain
 
 
+def _trace(session: BoshSession, data: bytes) -> None:
+    """The request body for the traffic log (debug level; it redacts credentials)."""
+    stream = session.stream
+    if stream is not None and stream.rawDataInFn is not None:
+        stream.rawDataInFn(data)
+
+
 class BoshEndpoint:
     """The sessions of the BOSH endpoint and the limits across them."""
 
@@ -100,11 +107,6 @@ class BoshEndpoint:
             else:
                 self.per_address.pop(session.address, None)
 
-    def close_all(self) -> None:
-        """End every session as a dropped connection (the listener is going away)."""
-        for session in list(self.sessions.values()):
-            session.drop()
-
     # -- requests ------------------------------------------------------------------
 
     def handle(self, request: Any, data: bytes, address: str, secure: bool) -> None:
@@ -117,11 +119,13 @@ class BoshEndpoint:
                 self.deliver(request, render_body([("type", "terminate"),
                                                    ("condition", "item-not-found")]))
                 return
+            _trace(session, data)
             session.handle(request, body)
             return
-        self.create(request, body, address, secure)
+        self.create(request, body, address, secure, data)
 
-    def create(self, request: Any, body: Body, address: str, secure: bool) -> None:
+    def create(self, request: Any, body: Body, address: str, secure: bool,
+               data: bytes = b"") -> None:
         """A session creation request (XEP-0124 section 7.1, XEP-0206 section 3)."""
         settings, c2s = self.settings, self.c2s
 
@@ -159,6 +163,7 @@ class BoshEndpoint:
         stream = c2s.buildProtocol(client_address(address, 0))
         stream.authenticator.tls_active = secure
         session.attach(stream, client_address(address, 0))
+        _trace(session, data)
         attributes = [
             ("sid", sid), ("wait", str(wait)), ("requests", str(requests)),
             ("hold", str(hold)), ("inactivity", str(settings.max_inactivity)),
@@ -166,7 +171,8 @@ class BoshEndpoint:
             ("ver", version_text(body.get("ver"))), ("from", c2s.domain),
             ("secure", "true"), ("xmpp:version", "1.0"), ("xmpp:restartlogic", "true"),
         ]
-        if session.ended:  # refused at connect (guard limits): answered already
+        if session.ended:  # refused at connect (the guard's limits): the stream error
+            self.deliver(request, session.final)
             return
         session.start(request, body, attributes)
 

@@ -156,6 +156,8 @@ class BoshSession:
         self.outgoing: list[bytes] = []
         self.processing = False
         self.ended = False
+        #: The terminate body the session ended with (for a request that came too late).
+        self.final: bytes | None = None
         self._inactivity_timer: Any = None
         self._pause: int | None = None
         #: When the last empty request of a polling session came, if it got an empty answer.
@@ -414,7 +416,7 @@ class BoshSession:
              request: Any) -> None:
         self.ended = True
         self._cancel_inactivity()
-        final = render_body(attributes, payload)
+        final = self.final = render_body(attributes, payload)
         plain = render_body(attributes)
         first = True
         for held in self.held:
