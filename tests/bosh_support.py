@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from typing import Any
 
+import scramp
+from twisted.internet import defer, error, reactor
 from twisted.internet.task import Clock
-from twisted.web import server
+from twisted.python import failure, log
+from twisted.web import client, server
+from twisted.web.http_headers import Headers
 from twisted.web.test.requesthelper import DummyRequest
 from twisted.words.xish import domish
 
 from tests.c2s_fakes import FakeAccounts, FakeSessionManager, factory_config
+from tests.http_support import Reply
 from xmppd.auth import make_portal
 from xmppd.bosh.body import NS_HTTPBIND
 from xmppd.bosh.resource import BoshEndpoint, BoshResource
@@ -68,9 +74,6 @@ class BoshRequest(DummyRequest):
 
     def drop(self) -> None:
         """The client's HTTP connection goes away before the response."""
-        from twisted.internet import error
-        from twisted.python import failure
-
         self._disconnected = True
         self.processingFailed(failure.Failure(error.ConnectionLost()))
 
@@ -130,9 +133,6 @@ class BoshClient:
     """
 
     def __init__(self, url: str, headers: dict[str, str] | None = None):
-        from twisted.internet import reactor
-        from twisted.web import client
-
         self.url = url
         self.headers = headers or {}
         self.pool = client.HTTPConnectionPool(reactor, persistent=True)
@@ -141,8 +141,6 @@ class BoshClient:
         self.rid = 1000
         self.sid: str | None = None
         self.created: domish.Element | None = None
-        from twisted.internet import defer
-
         self.elements: defer.DeferredQueue = defer.DeferredQueue()
         self.bodies: list[domish.Element] = []
         self.polling = False
@@ -159,13 +157,6 @@ class BoshClient:
 
     def post_raw(self, data: bytes, headers: dict[str, str] | None = None) -> Any:
         """POST bytes; fires with a :class:`tests.http_support.Reply`."""
-        import io
-
-        from twisted.web import client
-        from twisted.web.http_headers import Headers
-
-        from tests.http_support import Reply
-
         raw = Headers({k: [v] for k, v in {"Content-Type": "text/xml; charset=utf-8",
                                              **self.headers, **(headers or {})}.items()})
         d = self.agent.request(b"POST", self.url.encode(), raw,
@@ -186,8 +177,6 @@ class BoshClient:
 
     def post(self, inner: str = "", **attributes: str) -> Any:
         """A body with the next rid (and the sid): fires with the parsed response body."""
-        from twisted.internet import reactor
-
         self.rid += 1
         attributes = {"rid": str(self.rid), **attributes}
         if self.sid is not None:
@@ -222,8 +211,6 @@ class BoshClient:
                     "xml:lang": "en"}
 
         def created(body: domish.Element) -> domish.Element:
-            from twisted.internet import defer
-
             self.sid = body.getAttribute("sid")
             self.created = body
             self.elements = defer.DeferredQueue()  # the features: in the body returned
@@ -234,9 +221,6 @@ class BoshClient:
     def send(self, inner: str, **attributes: str) -> Any:
         """Post elements; fires with the response body (while polling: at once, with None,
         since the request may stay held; what comes back is read with :meth:`next`)."""
-        from twisted.internet import defer
-        from twisted.python import log
-
         d = self.post(inner, **attributes)
         if not self.polling:
             return d
@@ -250,17 +234,10 @@ class BoshClient:
 
     def next(self) -> Any:
         """The next element the server sent."""
-        from twisted.internet import reactor
-
         return self.elements.get().addTimeout(TIMEOUT, reactor)
 
     def scram(self, username: str, password: str, mechanism: str = "SCRAM-SHA-1") -> Any:
         """A whole SCRAM exchange (each step's answer comes with its own request)."""
-        import base64
-
-        import scramp
-        from twisted.internet import defer
-
         @defer.inlineCallbacks
         def run() -> Any:
             client = scramp.ScramClient([mechanism], username, password)

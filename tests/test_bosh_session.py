@@ -56,6 +56,10 @@ class CreationTests(unittest.TestCase):
         self.assertEqual((attributes["wait"], attributes["hold"], attributes["requests"]),
                          ("10", "0", "1"))
 
+    def test_from_is_the_stream_headers(self):
+        sid, _ = self.h.create(attributes={"from": "alice@example.org"})
+        self.assertEqual(self.h.endpoint.sessions[sid].stream.peer, "alice@example.org")
+
     def test_version_lower_of_both(self):
         _, request = self.h.create(attributes={})
         self.assertEqual(request.body["ver"], "1.6")
@@ -217,6 +221,23 @@ class RequestTests(unittest.TestCase):
         self.assertEqual(third.text, terminate("policy-violation"))
         self.assertEqual(first.text, terminate("policy-violation"))
         self.assertEqual(waiting.text, terminate("policy-violation"))
+        self.assertNotIn(self.sid, self.h.endpoint.sessions)
+
+    def test_one_more_request_for_terminate(self):
+        first = self.h.body(101, self.sid)
+        waiting = self.h.body(103, self.sid)
+        closing = self.h.body(102, self.sid, type="terminate")
+        self.assertEqual((first.text, closing.text, waiting.text),
+                         (terminate(), terminate(), terminate()))
+        self.assertEqual(self.session.stream.end_reason, "client-closed")
+
+    def test_dropped_connection_of_the_held_request_starts_inactivity(self):
+        request = self.h.body(101, self.sid)
+        self.h.clock.advance(10)
+        request.drop()
+        self.h.clock.advance(59)
+        self.assertIn(self.sid, self.h.endpoint.sessions)
+        self.h.clock.advance(1)
         self.assertNotIn(self.sid, self.h.endpoint.sessions)
 
     def test_missing_rid_in_a_session(self):

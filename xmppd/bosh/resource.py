@@ -157,7 +157,7 @@ class BoshEndpoint:
             wait=wait, hold=hold, requests=requests, inactivity=settings.max_inactivity,
             polling=settings.polling, maxpause=settings.max_pause,
             acks=body.get("ack") is not None, address=address,
-            version=body.get((NS_XBOSH, "version")))
+            version=body.get((NS_XBOSH, "version")), sender=body.get("from"))
         self.sessions[sid] = session
         self.per_address[address] = self.per_address.get(address, 0) + 1
         stream = c2s.buildProtocol(client_address(address, 0))

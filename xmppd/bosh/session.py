@@ -129,7 +129,8 @@ class BoshSession:
 
     def __init__(self, endpoint: Any, sid: str, *, rid: int, to: str, lang: str | None,
                  wait: int, hold: int, requests: int, inactivity: int, polling: int,
-                 maxpause: int, acks: bool, address: str, version: str | None = "1.0"):
+                 maxpause: int, acks: bool, address: str, version: str | None = "1.0",
+                 sender: str | None = None):
         self.endpoint = endpoint
         self.reactor = endpoint.reactor
         self.sid = sid
@@ -145,6 +146,8 @@ class BoshSession:
         self.address = address
         #: The client's ``xmpp:version`` (the stream header's ``version``).
         self.version = version
+        #: The creation request's ``from`` (the client's JID, as a stream header's).
+        self.sender = sender
         self.stream: BoshStream | None = None
         #: The highest rid processed (every lower one was too).
         self.last_rid = rid - 1
@@ -176,6 +179,8 @@ class BoshSession:
         root["to"] = self.to
         if self.version is not None:
             root["version"] = self.version
+        if self.sender:
+            root["from"] = self.sender
         if self.lang:
             root[(NS_XML, "lang")] = self.lang
         return root
