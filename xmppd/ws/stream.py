@@ -16,6 +16,11 @@ session manager, idle ping and stream management) whose framing differs:
   (``<message xmlns='jabber:client'>``,
   ``<stream:features xmlns:stream='http://etherx.jabber.org/streams'>``).
 
+The element framing (whole elements in, one self-contained element per
+write out) is :class:`ElementFramedStream`, shared with BOSH
+(:mod:`xmppd.bosh`); :class:`WebSocketStream` adds the messages and the
+``<open/>``/``<close/>`` of RFC 7395.
+
 :class:`WebSocketC2SFactory` is the :class:`~xmppd.c2s.factory.C2SFactory`
 for these streams: it never offers STARTTLS (TLS is the WebSocket's
 business) and takes credentials only on connections that count as
@@ -184,25 +189,100 @@ def client_address(host: str, port: int) -> Any:
     return kind("TCP", host, port)
 
 
-class WebSocketStream(C2SStream):
-    """A client stream framed by WebSocket messages (RFC 7395)."""
+class ElementFramedStream(C2SStream):
+    """A client stream whose input arrives as parsed elements and whose output is
+    one self-contained element per write (RFC 7395's WebSocket, XEP-0206's BOSH).
+
+    The transport hands in whole elements (:meth:`element_received`) and
+    opens (and after SASL reopens) the stream with the header its framing
+    stands for (:meth:`open_stream`); each element written declares its
+    namespaces (:func:`serialize`). Subclasses say what the stream header and
+    footer look like on the wire.
+    """
 
     def __init__(self, authenticator: Any, factory: Any):
-        #: Whether the client's ``<open/>`` for the current stream arrived.
+        #: Whether the client opened the current stream (its header arrived).
         self.opened = False
         super().__init__(authenticator, factory)
 
     # -- input -------------------------------------------------------------------
 
     def _initializeStream(self) -> None:
-        """A new stream (at connect and each restart): wait for the client's ``<open/>``."""
+        """A new stream (at connect and each restart): wait for the client to open it."""
         self._queue = []
         self.opened = False
         self.stream = None
 
     def dataReceived(self, data: bytes) -> None:
-        """Not used: input arrives through :meth:`message_received`."""
-        raise NotImplementedError("a WebSocket stream receives whole messages")
+        """Not used: input arrives as whole elements."""
+        raise NotImplementedError("an element-framed stream receives whole elements")
+
+    def open_stream(self, header: domish.Element) -> None:
+        """The client opens the stream with this header (see :func:`stream_header`)."""
+        if self.closing:
+            return
+        if self.opened:
+            self.stream_error("bad-format", "the stream is open already")
+            return
+        self.opened = True
+        self._guard(self.onDocumentStart, header)
+
+    def element_received(self, element: domish.Element) -> None:
+        """One top-level element from the client (after :meth:`open_stream`)."""
+        if self.closing:
+            return
+        try:
+            self.onElement(element)
+        except _StopParsing:
+            pass
+
+    def client_closed(self) -> None:
+        """The client closed its stream: close ours."""
+        if self.closing:
+            return
+        try:
+            self.onDocumentEnd()
+        except _StopParsing:
+            pass
+
+    def _process(self, element: domish.Element) -> None:
+        if not self.opened:
+            self.stream_error("bad-format", "open the stream first")
+            return
+        super()._process(element)
+
+    def onDocumentStart(self, rootElement: domish.Element) -> None:
+        """The client's header: let the authenticator check it."""
+        try:
+            super().onDocumentStart(rootElement)
+        except _StopParsing:
+            pass
+
+    # -- output --------------------------------------------------------------------
+
+    def send(self, obj: Any) -> None:
+        """One element to the client (its namespaces declared)."""
+        if domish.IElement.providedBy(obj):
+            obj = serialize(obj)
+        super().send(obj)
+
+    def write_stanza(self, element: domish.Element) -> None:
+        """Serialise a stanza for this client as ``jabber:client`` (without modifying it)."""
+        if self.closing:
+            return
+        self.send(serialize(element))
+
+    def connection_dropped(self, reason: failure.Failure) -> None:
+        """The transport is gone (closed or dropped): end the stream."""
+        if not self.lost:
+            self.transport.disconnecting = True
+            self.connectionLost(reason)
+
+
+class WebSocketStream(ElementFramedStream):
+    """A client stream framed by WebSocket messages (RFC 7395)."""
+
+    # -- input -------------------------------------------------------------------
 
     def message_received(self, payload: bytes) -> None:
         """One WebSocket text message from the client."""
@@ -220,22 +300,15 @@ class WebSocketStream(C2SStream):
             log.failure("unexpected error while parsing a WebSocket message")
             self.stream_error("internal-server-error")
             return
-        try:
-            if element.uri == NS_FRAMING and element.name == "close":
-                self.onDocumentEnd()
-            else:
-                self.onElement(element)
-        except _StopParsing:
-            pass
+        if element.uri == NS_FRAMING and element.name == "close":
+            self.client_closed()
+        else:
+            self.element_received(element)
         self._throttle(len(payload))
 
     def _process(self, element: domish.Element) -> None:
         if element.uri == NS_FRAMING and element.name == "open":
-            if self.opened:
-                self.stream_error("bad-format", "the stream is open already")
-                return
-            self.opened = True
-            self._guard(self.onDocumentStart, stream_header(element))
+            self.open_stream(stream_header(element))
             return
         if not self.opened:
             if element.name == "open":
@@ -248,26 +321,7 @@ class WebSocketStream(C2SStream):
             return
         super()._process(element)
 
-    def onDocumentStart(self, rootElement: domish.Element) -> None:
-        """The ``<open/>``'s header: let the authenticator check it."""
-        try:
-            super().onDocumentStart(rootElement)
-        except _StopParsing:
-            pass
-
     # -- output --------------------------------------------------------------------
-
-    def send(self, obj: Any) -> None:
-        """One message to the client (an element with its namespaces declared)."""
-        if domish.IElement.providedBy(obj):
-            obj = serialize(obj)
-        super().send(obj)
-
-    def write_stanza(self, element: domish.Element) -> None:
-        """Serialise a stanza for this client as ``jabber:client`` (without modifying it)."""
-        if self.closing:
-            return
-        self.send(serialize(element))
 
     def sendHeader(self) -> None:
         """Our ``<open/>`` with a fresh stream id."""
@@ -285,12 +339,6 @@ class WebSocketStream(C2SStream):
         if not self._footer_sent:
             self.send(f"<close xmlns='{NS_FRAMING}'/>")
             self._footer_sent = True
-
-    def connection_dropped(self, reason: failure.Failure) -> None:
-        """The WebSocket is gone (closed or dropped): end the stream."""
-        if not self.lost:
-            self.transport.disconnecting = True
-            self.connectionLost(reason)
 
 
 class WebSocketC2SFactory(C2SFactory):
