@@ -70,7 +70,7 @@ def missing() -> str | None:
         return "Chromium is not installed (apt-get install chromium)"
     if converse_dist() is None:
         return ("Converse.js is not installed (apt-get install nodejs npm; "
-                "npm install --prefix tests/.cache/converse converse.js)")
+                "npm install --prefix tests/.cache/converse converse.js@14.0.0)")
     return None
 
 

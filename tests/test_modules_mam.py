@@ -10,8 +10,10 @@ from xmppd.config import MUCSettings
 from xmppd.mam.policy import NS_SID
 from xmppd.module import Point, Scope
 from xmppd.muc.service import MUCService
+from xmppd.stanza import remembered_xml, xml_text
 
 NS_MAM = "urn:xmpp:mam:2"
+NS_CLIENT = "jabber:client"
 NS_RSM = "http://jabber.org/protocol/rsm"
 NS_CARBONS = "urn:xmpp:carbons:2"
 NS_FORWARD = "urn:xmpp:forward:0"
@@ -117,6 +119,20 @@ class ArchivingTests(MAMTestCase):
         self.assertEqual(len([c for c in delivered.elements() if c.name == "origin-id"]), 1)
         self.assertNotIn("stanza-id", out.stanza)
         self.assertIn("<body>hi</body>", into.stanza)
+
+    @defer.inlineCallbacks
+    def test_the_recipient_writes_the_stored_text_with_its_stanza_id(self):
+        yield self.client_sends_out(
+            self.alice, "<message to='bob@localhost' type='chat' id='m1'>"
+            "<body>a &amp; b &lt;c&gt; 'q'</body><x xmlns='urn:y' a='&apos;'/></message>")
+        [delivered] = self.bob.take("message")
+        [into] = yield self.archive("bob")
+        # The streams are spared a second serialisation: the stored text with the stanza-id.
+        noted = remembered_xml(delivered, NS_CLIENT)
+        self.assertIsNotNone(noted)
+        self.assertEqual(noted, xml_text(delivered, None, NS_CLIENT))
+        self.assertIn(f"id='{into.id}'", noted)
+        self.assertEqual(remembered_xml(delivered), xml_text(delivered, "jabber:client"))
 
     @defer.inlineCallbacks
     def test_outgoing_to_remote_leaves_without_stanza_id(self):

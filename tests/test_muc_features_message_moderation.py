@@ -93,6 +93,22 @@ class ModerationTests(ArchiveTestCase):
         self.assertEqual([body_text(s) for s in got if body_text(s)], [])
 
     @defer.inlineCallbacks
+    def test_a_retracted_message_cannot_be_retracted_again(self):
+        self.archived_room()
+        sid = self.spoken()
+        yield self.settle()
+        first = yield self.ask(ROMEO, moderate(sid), iq_id="m1")
+        self.assertEqual([s.name for s in first], ["message", "iq"])
+        self.h.clear()
+        yield self.settle()
+        again = yield self.ask(ROMEO, moderate(sid, "twice"), iq_id="m2")
+        self.assertEqual([error_condition(s) for s in again], ["item-not-found"])
+        self.assertEqual(self.h.take(JULIET), [])  # no second announcement
+        page = yield self.store.query(ROOM, limit=10)
+        self.assertEqual(len(page.items), 2)  # the tombstone and one retraction
+        self.assertNotIn("twice", page.items[0].stanza)
+
+    @defer.inlineCallbacks
     def test_a_moderator_who_is_not_owner_and_older_messages(self):
         self.archived_room(**{"muc#roomconfig_historylength": "1"})
         old = self.spoken("first")

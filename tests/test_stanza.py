@@ -5,7 +5,14 @@ from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
 from xmppd.sm.stanzas import serialise
-from xmppd.stanza import XML_NS, describe, xml_text
+from xmppd.stanza import (
+    XML_NS,
+    describe,
+    fast_element,
+    remember_xml,
+    remembered_xml,
+    xml_text,
+)
 
 NS_CLIENT = "jabber:client"
 
@@ -100,3 +107,75 @@ class XmlTextTests(unittest.TestCase):
         message = parsed("<message xmlns='jabber:client' to='b@x' id='1'><body>secret</body>"
                          "<x xmlns='urn:x'/></message>")
         self.assertEqual(describe(message), "<message id='1' to='b@x' payload={urn:x}x>")
+
+
+class RememberedXmlTests(unittest.TestCase):
+    """remember_xml / remembered_xml: a stanza serialised once, for as long as it is unchanged."""
+
+    def message(self) -> domish.Element:
+        return parsed("<message xmlns='jabber:client' to='b@x/r' from='a@x/r' type='chat'>"
+                      "<body>hi &amp; bye</body><thread>t</thread></message>")
+
+    def test_both_forms_equal_what_xml_text_writes(self):
+        message = self.message()
+        remember_xml(message, serialise(message))
+        self.assertEqual(remembered_xml(message), serialise(message))
+        self.assertEqual(remembered_xml(message, NS_CLIENT), xml_text(message, None, NS_CLIENT))
+
+    def test_a_server_built_stanza_in_no_namespace(self):
+        message = domish.Element((None, "message"), attribs={"to": "b@x", "type": "chat"})
+        message.addElement("body", content="x")
+        remember_xml(message, serialise(message))
+        self.assertEqual(remembered_xml(message, NS_CLIENT), xml_text(message, None, NS_CLIENT))
+
+    def test_the_noted_text_is_what_is_handed_out(self):
+        message = self.message()
+        remember_xml(message, "<message xmlns='jabber:client' marked='1'/>")
+        self.assertEqual(remembered_xml(message, NS_CLIENT), "<message marked='1'/>")
+
+    def test_nothing_noted(self):
+        self.assertIsNone(remembered_xml(self.message()))
+
+    def test_a_changed_attribute_forgets(self):
+        message = self.message()
+        remember_xml(message, serialise(message))
+        message["to"] = "c@x"
+        self.assertIsNone(remembered_xml(message))
+        self.assertIsNone(remembered_xml(message, NS_CLIENT))
+
+    def test_a_child_added_in_place_forgets(self):
+        message = self.message()
+        remember_xml(message, serialise(message))
+        message.addElement(("urn:xmpp:delay", "delay"))
+        self.assertIsNone(remembered_xml(message))
+
+    def test_a_new_children_list_forgets(self):
+        message = self.message()
+        remember_xml(message, serialise(message))
+        message.children = list(message.children)
+        self.assertIsNone(remembered_xml(message))
+
+    def test_other_streams_serialise_themselves(self):
+        message = self.message()
+        remember_xml(message, serialise(message))
+        self.assertIsNone(remembered_xml(message, "jabber:component:accept"))
+        server = parsed("<message xmlns='jabber:server' to='b@x'><body>x</body></message>")
+        remember_xml(server, serialise(server))
+        self.assertIsNone(remembered_xml(server, NS_CLIENT))
+
+    def test_serialise_uses_the_noted_text(self):
+        message = self.message()
+        remember_xml(message, "<message xmlns='jabber:client' noted='1'/>")
+        self.assertEqual(serialise(message), "<message xmlns='jabber:client' noted='1'/>")
+
+
+class FastElementTests(unittest.TestCase):
+    """fast_element builds the element domish would."""
+
+    def test_same_as_domish(self):
+        fast = fast_element("urn:xmpp:sid:0", "stanza-id", {"by": "a@x", "id": "1"})
+        slow = domish.Element(("urn:xmpp:sid:0", "stanza-id"), None, {"by": "a@x", "id": "1"})
+        for name in ("uri", "name", "defaultUri", "attributes", "children", "parent",
+                     "localPrefixes"):
+            self.assertEqual(getattr(fast, name), getattr(slow, name), name)
+        self.assertEqual(fast.toXml(), slow.toXml())

@@ -222,6 +222,23 @@ class QuotaTests(UploadServiceTestCase):
         self.assertEqual(reply["type"], "result")
 
     @defer.inlineCallbacks
+    def test_simultaneous_requests_cannot_share_the_quota(self):
+        # Both are asked before either is answered: only one fits.
+        first = self.slot_request(filename="a", size="600")
+        second = self.slot_request(filename="b", size="600")
+        replies = yield defer.gatherResults([first, second])
+        self.assertEqual(sorted(reply["type"] for reply in replies), ["error", "result"])
+        [refused] = [reply for reply in replies if reply["type"] == "error"]
+        self.assert_error(refused, "wait", "resource-constraint")
+        self.assertEqual(len((yield self.service.store.list("romeo"))), 1)
+
+    @defer.inlineCallbacks
+    def test_simultaneous_requests_cannot_pass_the_open_slot_limit(self):
+        replies = yield defer.gatherResults(
+            [self.slot_request(filename=name, size="1") for name in "abcde"])
+        self.assertEqual(sorted(reply["type"] for reply in replies), ["error"] * 2 + ["result"] * 3)
+
+    @defer.inlineCallbacks
     def test_open_slots(self):
         for name in "abc":
             self.assertEqual((yield self.slot_request(filename=name, size="1"))["type"], "result")

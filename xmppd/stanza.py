@@ -52,7 +52,7 @@ def _write(element: domish.Element, uri: str | None, inherited: str | None,
     name = element.name
     out.append("<" + name)
     if uri is not None and uri != inherited:
-        out.append(" xmlns='" + _escape_attribute(uri) + "'")
+        out.append(" xmlns='" + escape_attribute(uri) + "'")
         inherited = uri
     prefixes = 0
     for key, value in element.attributes.items():
@@ -62,9 +62,9 @@ def _write(element: domish.Element, uri: str | None, inherited: str | None,
                 key = "xml:" + local
             else:
                 key = f"a{prefixes}:{local}"
-                out.append(f" xmlns:a{prefixes}='" + _escape_attribute(namespace) + "'")
+                out.append(f" xmlns:a{prefixes}='" + escape_attribute(namespace) + "'")
                 prefixes += 1
-        out.append(" " + key + "='" + _escape_attribute(value) + "'")
+        out.append(" " + key + "='" + escape_attribute(value) + "'")
     children = element.children
     if not children:
         out.append("/>")
@@ -82,6 +82,65 @@ def _write(element: domish.Element, uri: str | None, inherited: str | None,
     out.append("</" + name + ">")
 
 
+NS_CLIENT = "jabber:client"
+
+
+def remember_xml(element: domish.Element, text: str) -> None:
+    """Note ``text`` as the element's stored form (``xml_text(element, 'jabber:client')``).
+
+    The message path serialises an archived message for the archive and
+    again for the recipient's stream, and the two differ at most in the
+    root's namespace declaration: :func:`remembered_xml` hands the text
+    out again for as long as the element is unchanged (same children list
+    and length, equal attributes), so a stanza is serialised once. The
+    caller vouches that ``text`` is what :func:`xml_text` would write.
+    """
+    element._xmppd_xml = (element.children, len(element.children),
+                          dict(element.attributes), text)
+
+
+def remembered_xml(element: domish.Element, in_scope: str | None = None) -> str | None:
+    """The text :func:`remember_xml` noted, if the element is unchanged since; else None.
+
+    ``in_scope`` None gives the stored form (the root declares
+    ``jabber:client``); ``'jabber:client'`` the form for a client stream
+    (``xml_text(element, None, 'jabber:client')``), for a root in
+    ``jabber:client`` or in no namespace. Anything else: None.
+    """
+    noted = element.__dict__.get("_xmppd_xml")
+    if noted is None:
+        return None
+    children, length, attributes, text = noted
+    if (children is not element.children or length != len(children)
+            or attributes != element.attributes):
+        return None
+    if in_scope is None:
+        return text
+    if in_scope != NS_CLIENT or element.uri not in (NS_CLIENT, None):
+        return None
+    # "<name xmlns='jabber:client'..." -> "<name..."
+    cut = len(element.name) + 1
+    return text[:cut] + text[cut + len(_CLIENT_DECLARATION):]
+
+
+_CLIENT_DECLARATION = " xmlns='" + NS_CLIENT + "'"
+
+
+def fast_element(uri: str, name: str, attributes: dict[str, str]) -> domish.Element:
+    """``domish.Element((uri, name), None, attributes)`` without its generic set-up."""
+    element = _new_element(domish.Element)
+    element.localPrefixes = {}
+    element.uri = element.defaultUri = uri
+    element.name = name
+    element.attributes = attributes
+    element.children = []
+    element.parent = None
+    return element
+
+
+_new_element = domish.Element.__new__
+
+
 def _escape(text: str) -> str:
     if "&" in text:
         text = text.replace("&", "&amp;")
@@ -92,7 +151,8 @@ def _escape(text: str) -> str:
     return text
 
 
-def _escape_attribute(text: str) -> str:
+def escape_attribute(text: str) -> str:
+    """Text escaped for an attribute value in single or double quotes."""
     text = _escape(text)
     if "'" in text:
         text = text.replace("'", "&apos;")

@@ -52,7 +52,7 @@ from xmppd.c2s.xmlparser import (
 from xmppd.logs import logger
 from xmppd.ratelimit import TokenBucket
 from xmppd.sm.session import Session
-from xmppd.stanza import xml_text
+from xmppd.stanza import remembered_xml, xml_text
 
 if TYPE_CHECKING:
     from xmppd.c2s.factory import C2SFactory
@@ -420,7 +420,8 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
             default = self.namespace
         # A stanza in a foreign stanza namespace is written as if that were
         # the stream's (so it reads as jabber:client here).
-        self.send(xml_text(element, None, default))
+        xml = remembered_xml(element, default)
+        self.send(xml if xml is not None else xml_text(element, None, default))
 
     def stream_error(self, condition: str, text: str | None = None) -> None:
         """Send a stream error and close (no-op if already closing)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 from twisted.words.xish import domish
 
 from xmppd.sm.stanzas import STANZA_NAMESPACES
+from xmppd.stanza import escape_attribute, fast_element
 
 NS_SID = "urn:xmpp:sid:0"
 NS_HINTS = "urn:xmpp:hints"
@@ -122,7 +123,13 @@ def _same_jid(value: str | None, bare: str) -> bool:
 
 def stanza_id_element(by: str, archive_id: str) -> domish.Element:
     """``<stanza-id xmlns='urn:xmpp:sid:0' by=… id=…/>``."""
-    return domish.Element((NS_SID, "stanza-id"), None, {"by": by, "id": archive_id})
+    return fast_element(NS_SID, "stanza-id", {"by": by, "id": archive_id})
+
+
+def stanza_id_xml(by: str, archive_id: str) -> str:
+    """:func:`stanza_id_element` as the XML text :func:`~xmppd.stanza.xml_text` writes."""
+    return (f"<stanza-id xmlns='{NS_SID}' by='{escape_attribute(by)}' "
+            f"id='{escape_attribute(archive_id)}'/>")
 
 
 def add_stanza_id(stanza: domish.Element, by: str, archive_id: str) -> domish.Element:

@@ -30,8 +30,9 @@ has its own children list), so the routed message does not carry it.
 **Writing**: rows go through an :class:`~xmppd.mam.writer.ArchiveWriter`
 (one transaction per 0.1 s of rows); the XML is serialised once per message
 (the stored form holds no stanza-id, so a message between two local users
-serves both archives). A query flushes the writer first, so it sees every
-message archived before it.
+serves both archives), and the recipient's streams write that same text
+with the stanza-id spliced in (:func:`~xmppd.stanza.remember_xml`). A query
+flushes the writer first, so it sees every message archived before it.
 
 **Protocol** (the account's own resources only; anyone else's request for
 an archive gets ``forbidden``): query set (results, then the iq result
@@ -68,7 +69,14 @@ from twisted.words.xish import domish
 from xmppd.config import setting
 from xmppd.errors import StanzaError
 from xmppd.logs import logger
-from xmppd.mam.policy import NS_SID, add_stanza_id, examine, stanza_id_of, strip_stanza_ids
+from xmppd.mam.policy import (
+    NS_SID,
+    add_stanza_id,
+    examine,
+    stanza_id_of,
+    stanza_id_xml,
+    strip_stanza_ids,
+)
 from xmppd.mam.query import (
     NS_MAM,
     NS_MAM_EXTENDED,
@@ -86,6 +94,7 @@ from xmppd.module import ALREADY_ANSWERED, IQRequest, Module, Point, Scope, hook
 from xmppd.sm.queue import SerialQueues
 from xmppd.sm.session import Session
 from xmppd.sm.stanzas import result_for, serialise
+from xmppd.stanza import remember_xml, remembered_xml
 
 log = logger(__name__)
 
@@ -148,7 +157,6 @@ class MessageArchive(Module):
         self.maintenance: task.LoopingCall | None = None
         self._queries = SerialQueues()
         self._outgoing: tuple | None = None
-        self._xml: tuple | None = None
         self._examined: tuple | None = None
         self._maintaining = False
 
@@ -188,11 +196,12 @@ class MessageArchive(Module):
     # -- the message path -------------------------------------------------------------
 
     def _serialised(self, stanza: domish.Element) -> str:
-        cached = self._xml
-        if cached is not None and cached[0] is stanza and cached[1] is stanza.children:
-            return cached[2]
-        xml = serialise(stanza)
-        self._xml = (stanza, stanza.children, xml)
+        # The sender's hook and the recipient's store the same text: it is
+        # noted on the stanza, which also spares the recipient's stream.
+        xml = remembered_xml(stanza)
+        if xml is None:
+            xml = serialise(stanza)
+            remember_xml(stanza, xml)
         return xml
 
     def _worth(self, stanza: domish.Element, bare: str) -> bool:
@@ -254,8 +263,13 @@ class MessageArchive(Module):
         other = stanza.getAttribute("from") or self.server.domain
         if self.decide(username, other) is False:
             return  # None (roster not loaded yet): archived, see the module docstring
+        xml = self._serialised(stanza)
         archive_id = self._append(username, bare, other, INCOMING, stanza)
         add_stanza_id(stanza, bare, archive_id)
+        # What the recipient's streams will write: the stored text, stamped.
+        end = "</" + stanza.name + ">"
+        if xml.endswith(end):
+            remember_xml(stanza, xml[:-len(end)] + stanza_id_xml(bare, archive_id) + end)
 
     @hook(Point.MESSAGE_UNDELIVERED, priority=10)
     def undelivered(self, username: str, stanza: domish.Element):

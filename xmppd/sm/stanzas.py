@@ -12,7 +12,7 @@ from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
 from xmppd.datetimes import format_stamp
-from xmppd.stanza import xml_text
+from xmppd.stanza import remembered_xml, xml_text
 
 NS_CLIENT = "jabber:client"
 NS_DELAY = "urn:xmpp:delay"
@@ -60,7 +60,8 @@ def result_for(iq: domish.Element) -> domish.Element:
 
 def serialise(stanza: domish.Element) -> str:
     """XML for storage; the root is put in the ``jabber:client`` namespace."""
-    return xml_text(stanza, NS_CLIENT)
+    xml = remembered_xml(stanza)
+    return xml if xml is not None else xml_text(stanza, NS_CLIENT)
 
 
 def deserialise(xml: str) -> domish.Element | None:

@@ -27,7 +27,7 @@ import tempfile
 from typing import Any
 from urllib.parse import quote
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.web import resource, server, static
 
 from xmppd.http.site import status_body
@@ -142,12 +142,9 @@ class UploadResource(resource.Resource):
         if given.lower() != upload.content_type.lower() and not (
                 not given and upload.content_type == DEFAULT_TYPE):
             return status_body(request, 400, f"the slot is for {upload.content_type}")
-        temp = getattr(content, "name", None)
         final = self.store.path(slot)
-        content.flush()
-        os.fsync(content.fileno())
-        content.close()
-        os.replace(temp, final)
+        # Writing the file to disk can take a while: not on the reactor's thread.
+        yield threads.deferToThread(_keep, content, final)
         stored = yield self.store.mark_uploaded(slot, self.service.now())
         if not stored:  # swept or used meanwhile
             os.unlink(final)
@@ -201,3 +198,11 @@ class UploadResource(resource.Resource):
                 request.finish()
 
         d.addCallbacks(done, failed)
+
+
+def _keep(content: Any, final: Any) -> None:
+    """Flush a PUT's temporary file to disk and give it its final name (in a thread)."""
+    content.flush()
+    os.fsync(content.fileno())
+    content.close()
+    os.replace(content.name, final)

@@ -83,13 +83,29 @@ class UploadStore:
         rows = yield self.db.query(f"SELECT {_COLUMNS} FROM uploads WHERE id = ?", slot_id)
         return Upload(*rows[0]) if rows else None
 
-    @defer.inlineCallbacks
-    def usage(self, owner: str, now: float):
-        """Fire with (bytes kept or reserved by live slots, open slots) of an account."""
-        rows = yield self.db.query(
-            "SELECT COALESCE(SUM(size), 0), COALESCE(SUM(uploaded IS NULL), 0) FROM uploads "
-            "WHERE owner = ? AND (uploaded IS NOT NULL OR slot_expires > ?)", owner, now)
-        return int(rows[0][0]), int(rows[0][1])
+    def reserve(self, upload: Upload, quota: int, max_open_slots: int) -> defer.Deferred:
+        """Store a new slot if the account has room; fires with None or what it lacks.
+
+        The check and the insert are one transaction, so simultaneous
+        requests cannot together take an account over its limits. Fires
+        with ``"quota"`` (kept files and live slots plus this one would
+        exceed ``quota``; 0 = no quota), ``"slots"`` (``max_open_slots``
+        slots are open already) or None (stored).
+        """
+
+        def reserve(cursor: Any) -> str | None:
+            used, open_slots = _usage(cursor, upload.owner, upload.created)
+            if quota and used + upload.size > quota:
+                return "quota"
+            if open_slots >= max_open_slots:
+                return "slots"
+            cursor.execute(
+                f"INSERT INTO uploads ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (upload.id, upload.owner, upload.filename, upload.size, upload.content_type,
+                 upload.created, upload.slot_expires, upload.uploaded))
+            return None
+
+        return self.db.run(reserve)
 
     @defer.inlineCallbacks
     def mark_uploaded(self, slot_id: str, now: float):
@@ -160,6 +176,14 @@ class UploadStore:
         for entry in self.folder.iterdir():
             if entry.name.startswith(TEMP_PREFIX):
                 remove_file(entry)
+
+
+def _usage(cursor: Any, owner: str, now: float) -> tuple[int, int]:
+    """(bytes kept or reserved by live slots, open slots) of an account."""
+    used, open_slots = cursor.execute(
+        "SELECT COALESCE(SUM(size), 0), COALESCE(SUM(uploaded IS NULL), 0) FROM uploads "
+        "WHERE owner = ? AND (uploaded IS NOT NULL OR slot_expires > ?)", (owner, now)).fetchone()
+    return int(used), int(open_slots)
 
 
 #: How temporary files of PUTs in progress start (never a slot id: ids have no dot).

@@ -7,7 +7,8 @@ A moderator asks the room to retract a message by the room's stanza-id::
 
 * A ``<moderate/>`` without an id or without ``<retract/>``: ``bad-request``;
   from anyone but a moderator of the room: ``forbidden``; an id the room's
-  history and archive do not know: ``item-not-found``.
+  history and archive do not know, or one retracted already:
+  ``item-not-found``.
 * The room broadcasts the retraction (XEP-0424 form) with the moderator's
   occupant JID (and occupant id, when the room stamps them) and the reason,
   plus XEP-0425's backwards-compatible form for clients of version 0.2
@@ -92,6 +93,9 @@ class MessageModeration(MUCModule):
         def found(archived):
             if archived is None and entry is None:
                 raise StanzaError("item-not-found", "no message with that id in this room")
+            original = deserialise(archived.stanza) if archived is not None else None
+            if original is not None and is_tombstone(original):
+                raise StanzaError("item-not-found", "that message was retracted already")
             occupant_id = self._occupant_id(room, occupant.bare)
             now = self.server.reactor.seconds()
             announcement = retraction(room, stanza_id, moderator, occupant_id, reason)
@@ -100,9 +104,7 @@ class MessageModeration(MUCModule):
             room.send_to_occupants(announcement, room.occupants.values())
             if archive is not None:
                 archive.archive_message(room, announcement, room.jid)
-                if archived is not None:
-                    original = deserialise(archived.stanza)
-                    if original is not None:
+                if original is not None:
                         archive.replace(room, stanza_id, tombstone(
                             original, now, moderator, occupant_id, reason))
             if history is not None:
@@ -143,6 +145,11 @@ def retraction(room: Room, stanza_id: str, moderator: str, occupant_id: str | No
     if reason:
         legacy.addElement((NS_MODERATE_0, "reason"), content=reason)
     return message
+
+
+def is_tombstone(message: domish.Element) -> bool:
+    """True if an archived message is what :func:`tombstone` left of one."""
+    return any(c.name == "retracted" and c.uri == NS_RETRACT for c in child_elements(message))
 
 
 def tombstone(original: domish.Element, stamp: float, moderator: str,
