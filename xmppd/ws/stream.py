@@ -47,6 +47,7 @@ from xmppd.c2s.stream import (
 )
 from xmppd.c2s.xmlparser import RestrictedElementStream, StreamParseError
 from xmppd.logs import logger
+from xmppd.stanza import remembered_xml, xml_text
 
 NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 NS_XML = "http://www.w3.org/XML/1998/namespace"
@@ -69,48 +70,85 @@ class _MessageParser(RestrictedElementStream):
         super()._on_cdata(data)
 
 
+class MessageParser:
+    """Parses one connection's messages, each of which must hold one whole element.
+
+    One restricted parser serves every message of the connection (making
+    one costs more than parsing a stanza): it is fed our wrapper's start
+    tag once, then each message; after a message it must be back between
+    elements with exactly one element found. Whitespace around the element
+    is allowed; nothing else is: no XML declaration, no second element, no
+    text, no half element. After an error the parser is not used again
+    (the stream ends).
+    """
+
+    def __init__(self, limits: Any):
+        self.limits = limits
+        self._parser: _MessageParser | None = None
+        self._found: list[domish.Element] = []
+
+    def parse(self, payload: bytes) -> domish.Element:
+        """The message's element (StreamParseError if it is not exactly one whole one)."""
+        limits = self.limits
+        if len(payload) > limits.max_stanza_size:
+            raise StreamParseError("policy-violation", "stanza size limit exceeded")
+        parser = self._parser
+        if parser is None:
+            parser = _MessageParser(
+                max_stanza_size=limits.max_stanza_size,
+                max_depth=limits.max_depth,
+                max_attributes=limits.max_attributes,
+                max_elements=limits.max_elements,
+            )
+            parser.DocumentStartEvent = _ignore
+            parser.ElementEvent = self._found.append
+            parser.DocumentEndEvent = _ignore
+            parser.parse(_WRAPPER_OPEN)
+            self._parser = parser
+        found = self._found
+        found.clear()
+        try:
+            parser.parse(payload)
+        except StreamParseError:
+            self._parser = None
+            raise
+        if parser.depth != 1:
+            self._parser = None
+            raise StreamParseError("not-well-formed", "a message must hold one whole element")
+        if len(found) != 1:
+            self._parser = None
+            raise StreamParseError("not-well-formed", "a message must hold exactly one element")
+        element = found[0]
+        found.clear()
+        return element
+
+
+def _ignore(*args: Any) -> None:
+    pass
+
+
 def parse_message(payload: bytes, limits: Any) -> domish.Element:
     """The one element a WebSocket message holds (StreamParseError if it is not that).
 
-    Whitespace around the element is allowed; nothing else is: no XML
-    declaration, no second element, no text, no half element.
+    A :class:`MessageParser` of its own: streams keep one for all their messages.
     """
-    if len(payload) > limits.max_stanza_size:
-        raise StreamParseError("policy-violation", "stanza size limit exceeded")
-    parser = _MessageParser(
-        max_stanza_size=limits.max_stanza_size,
-        max_depth=limits.max_depth,
-        max_attributes=limits.max_attributes,
-        max_elements=limits.max_elements,
-    )
-    found: list[domish.Element] = []
-    parser.DocumentStartEvent = lambda root: None
-    parser.ElementEvent = found.append
-    parser.DocumentEndEvent = lambda: None
-    parser.parse(_WRAPPER_OPEN)
-    parser.parse(payload)
-    if parser.ended:
-        raise StreamParseError("not-well-formed", "a message must hold one whole element")
-    parser.parse(_WRAPPER_CLOSE)
-    if not parser.ended:
-        raise StreamParseError("not-well-formed", "a message must hold one whole element")
-    if len(found) != 1:
-        raise StreamParseError("not-well-formed", "a message must hold exactly one element")
-    return found[0]
+    return MessageParser(limits).parse(payload)
 
 
 def serialize(element: domish.Element) -> str:
     """One element as a self-contained message: every namespace declared on it."""
     uri = element.uri or element.defaultUri or NS_CLIENT  # none: jabber:client, as on TCP
     if uri in _STANZA_NAMESPACES and element.defaultUri in (None, uri):
+        if element.uri in (NS_CLIENT, None):
+            noted = remembered_xml(element)  # the stored form is this form
+            if noted is not None:
+                return noted
         # As on a TCP stream (inheriting the default namespace), then the
         # namespace declared: stanzas from S2S or components become
         # jabber:client like on TCP.
-        text = element.toXml(prefixes={NS_STREAMS: "stream"}, defaultUri=uri,
-                             prefixesInScope=[])
-        head = "<" + element.name
-        if text.startswith(head) and text[len(head):len(head) + 1] in (" ", "/", ">"):
-            return f"{head} xmlns='{NS_CLIENT}'{text[len(head):]}"
+        text = xml_text(element, None, uri)
+        cut = len(element.name) + 1
+        return f"{text[:cut]} xmlns='{NS_CLIENT}'{text[cut:]}"
     return element.toXml(prefixes={NS_STREAMS: "stream"}, prefixesInScope=[])
 
 
@@ -282,6 +320,9 @@ class ElementFramedStream(C2SStream):
 class WebSocketStream(ElementFramedStream):
     """A client stream framed by WebSocket messages (RFC 7395)."""
 
+    #: The parser of this connection's messages (made with the first one).
+    _messages: MessageParser | None = None
+
     # -- input -------------------------------------------------------------------
 
     def message_received(self, payload: bytes) -> None:
@@ -291,8 +332,11 @@ class WebSocketStream(ElementFramedStream):
         self._heard_from_peer()
         if self.rawDataInFn:
             self.rawDataInFn(payload)
+        messages = self._messages
+        if messages is None:
+            messages = self._messages = MessageParser(self.factory.limits)
         try:
-            element = parse_message(payload, self.factory.limits)
+            element = messages.parse(payload)
         except StreamParseError as e:
             self.stream_error(e.condition, e.text)
             return
