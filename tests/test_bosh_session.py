@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 from twisted.trial import unittest
+from twisted.words.xish import domish
 
 from tests.bosh_support import DOMAIN, EMPTY, NS_XBOSH, Harness
 from xmppd.bosh.body import NS_HTTPBIND
@@ -394,6 +395,24 @@ class StreamTests(unittest.TestCase):
         self.assertIn("condition='remote-stream-error'", request.text)
         self.assertIn("<system-shutdown", request.text)
         self.assertEqual(self.h.endpoint.sessions, {})
+
+    def test_a_request_after_the_end_gets_the_end_and_what_was_queued(self):
+        full = self.login()  # nothing held now
+        session = self.h.manager.sessions[full]
+        queued = domish.Element(("jabber:client", "message"))
+        queued["from"] = "bob@example.org/x"
+        queued.addElement("body", content="last words")
+        session.write(queued)
+        self.h.c2s.close_all("system-shutdown")
+        self.assertEqual(self.h.endpoint.sessions, {})
+        request = self.h.body(5, self.sid)
+        self.assertIn("condition='remote-stream-error'", request.text)
+        self.assertIn("<system-shutdown", request.text)
+        self.assertIn("<body>last words</body>", request.text)
+        again = self.h.body(6, self.sid)  # as often as asked, for a while
+        self.assertEqual(again.text, request.text)
+        self.h.clock.advance(60)
+        self.assertEqual(self.h.body(7, self.sid).text, terminate("item-not-found"))
 
     def test_stanzas_without_xmlns_are_jabber_client(self):
         self.login()

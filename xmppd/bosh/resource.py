@@ -7,7 +7,8 @@ it in host-meta (XEP-0156). :class:`BoshEndpoint` holds the sessions:
   without ``sid`` it creates a session (a ``to`` we do not serve is
   ``type='terminate' condition='host-unknown'``), with one it goes to that
   :class:`~xmppd.bosh.session.BoshSession` (an unknown ``sid`` is
-  ``type='terminate' condition='item-not-found'``). Terminal conditions
+  ``type='terminate' condition='item-not-found'``; one that ended in the
+  last ``max_inactivity`` seconds gets the body it ended with again). Terminal conditions
   are HTTP 200 bodies (XEP-0124 section 17, as Prosody); a request that is
   not a ``<body/>`` at all (bad XML, another root) is HTTP 400, its
   session untouched (there is no reliable ``sid`` to end); a body over
@@ -23,6 +24,7 @@ trusted proxy (``secure_from_trusted``), as for the WebSocket.
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from typing import Any
 
 from twisted.web import resource, server
@@ -63,6 +65,11 @@ def _trace(session: BoshSession, data: bytes) -> None:
         stream.rawDataInFn(data)
 
 
+#: How many ended sessions' terminate bodies are kept, and how large each may be.
+MAX_ENDED = 1000
+MAX_ENDED_BODY = 65536
+
+
 class BoshEndpoint:
     """The sessions of the BOSH endpoint and the limits across them."""
 
@@ -74,6 +81,9 @@ class BoshEndpoint:
         self.c2s: BoshC2SFactory | None = None
         self.sessions: dict[str, BoshSession] = {}
         self.per_address: dict[str, int] = {}
+        #: Sessions that ended lately: sid -> (until when, their terminate body),
+        #: for a client that comes back after the end (see :meth:`forget`).
+        self.ended: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     def use(self, c2s: BoshC2SFactory) -> None:
         """Build the sessions' streams with this c2s factory."""
@@ -99,13 +109,38 @@ class BoshEndpoint:
         request.finish()
 
     def forget(self, session: BoshSession) -> None:
-        """An ended session: its sid is unknown from now on."""
-        if self.sessions.pop(session.sid, None) is not None:
-            left = self.per_address.get(session.address, 1) - 1
-            if left > 0:
-                self.per_address[session.address] = left
-            else:
-                self.per_address.pop(session.address, None)
+        """An ended session: its sid stops working.
+
+        When no held request took its terminate body and the body says
+        something (the stream error, stanzas still queued), the body is kept for
+        ``max_inactivity`` seconds, at most :data:`MAX_ENDED` of them and
+        each up to :data:`MAX_ENDED_BODY` bytes, for a request that comes
+        afterwards: the client learns why (``conflict``,
+        ``system-shutdown``, ...) instead of ``item-not-found``.
+        """
+        if self.sessions.pop(session.sid, None) is None:
+            return
+        left = self.per_address.get(session.address, 1) - 1
+        if left > 0:
+            self.per_address[session.address] = left
+        else:
+            self.per_address.pop(session.address, None)
+        final = session.final
+        if final is not None and session.final_unheard:
+            if len(final) > MAX_ENDED_BODY:
+                final = render_body([("type", "terminate"),
+                                     ("condition", "remote-stream-error")])
+            now = self.reactor.seconds()
+            ended = self.ended
+            while ended and (len(ended) >= MAX_ENDED or next(iter(ended.values()))[0] <= now):
+                ended.popitem(last=False)
+            ended[session.sid] = (now + self.settings.max_inactivity, final)
+
+    def _ended_body(self, sid: str) -> bytes | None:
+        kept = self.ended.get(sid)
+        if kept is None or kept[0] <= self.reactor.seconds():
+            return None
+        return kept[1]
 
     # -- requests ------------------------------------------------------------------
 
@@ -116,8 +151,9 @@ class BoshEndpoint:
         if sid is not None:
             session = self.sessions.get(sid)
             if session is None:
-                self.deliver(request, render_body([("type", "terminate"),
-                                                   ("condition", "item-not-found")]))
+                final = self._ended_body(sid)
+                self.deliver(request, final if final is not None else render_body(
+                    [("type", "terminate"), ("condition", "item-not-found")]))
                 return
             _trace(session, data)
             session.handle(request, body)

@@ -161,6 +161,10 @@ class BoshSession:
         self.ended = False
         #: The terminate body the session ended with (for a request that came too late).
         self.final: bytes | None = None
+        #: Whether the client still has to learn of the end: the server ended
+        #: the session with a condition or with stanzas queued, and no held
+        #: request took the final body.
+        self.final_unheard = False
         self._inactivity_timer: Any = None
         self._pause: int | None = None
         #: When the last empty request of a polling session came, if it got an empty answer.
@@ -424,12 +428,16 @@ class BoshSession:
         final = self.final = render_body(attributes, payload)
         plain = render_body(attributes)
         first = True
+        heard = request is not None
         for held in self.held:
             if held.timer is not None and held.timer.active():
                 held.timer.cancel()
             if held.request is not None:
                 self.endpoint.deliver(held.request, final if first else plain)
+                heard = heard or first
             first = False
+        self.final_unheard = not heard and (
+            bool(payload) or any(name == "condition" for name, _ in attributes))
         self.held = []
         for waiting, _ in self.waiting.values():
             self.endpoint.deliver(waiting, plain)
