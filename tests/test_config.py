@@ -82,7 +82,7 @@ class ErrorTests(unittest.TestCase):
         self.assertIn("c2s.prot: unknown key", self.error_for("[c2s]\nprot = 1\n"))
 
     def test_unknown_section(self):
-        self.assertIn("s2s: unknown section", self.error_for("[s2s]\nport = 1\n"))
+        self.assertIn("federation: unknown section", self.error_for("[federation]\nport = 1\n"))
 
     def test_wrong_type(self):
         self.assertIn("c2s.listen: must be a string", self.error_for("[c2s]\nlisten = 5222\n"))

@@ -1,0 +1,143 @@
+"""Federation end to end: two xmppd servers on loopback, users chatting across them.
+
+a.example listens on 127.0.0.1 and b.example on 127.0.0.2, each with its
+own generated self-signed certificate (so the servers authenticate each
+other by dialback over TLS); each knows the other's S2S port through its
+static routes, set once both listen (ports are 0).
+"""
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from tests.support import make_test_certificate, make_test_config, start_server
+from tests.test_server_e2e import element, next_stanza
+from xmppd.testing.scansion.client import ScansionClient
+from xmppd.testing.scansion.parser import ClientAccount
+
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+
+def domain_config(testcase, domain, address):
+    """A test server for ``domain`` whose listeners bind ``address``; federation on."""
+    served = (domain, f"conference.{domain}", f"pubsub.{domain}")
+    cert, key = make_test_certificate(testcase, served)
+    listen = f"tcp:0:interface={address}"
+    return make_test_config(
+        testcase,
+        server={"domain": domain},
+        tls={"certificate": str(cert), "key": str(key)},
+        muc={"domain": served[1]},
+        pubsub={"domain": served[2]},
+        c2s={"listen": listen},
+        components={"listen": ""},
+        http={"listen": ""},
+        s2s={"enabled": True, "listen": listen},
+    )
+
+
+def route_to(server, other, address):
+    """Make ``server`` reach every domain of ``other`` at its S2S port on ``address``."""
+    port = other.port_of("s2s")
+    for domain in other.config.served_domains:
+        server.server.s2s.resolver.routes[domain] = f"tcp:host={address}:port={port}"
+
+
+@defer.inlineCallbacks
+def login(server, username, address):
+    """A logged-in client of that server."""
+    domain = server.config.domain
+    client = ScansionClient(ClientAccount(username, f"{username}@{domain}", "pw", "res"))
+    yield client.connect(address, server.port, timeout=5)
+    client.send(element("<presence/>"))  # available: messages to the bare JID reach it
+    yield next_stanza(client, lambda s: s.name == "presence")  # its own presence back
+    return client
+
+
+class FederationTests(unittest.TestCase):
+    """Two servers federate: chat, subscriptions, presence, iq, MUC, bounces."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.a = start_server(self, domain_config(self, "a.example", "127.0.0.1"))
+        self.b = start_server(self, domain_config(self, "b.example", "127.0.0.2"))
+        route_to(self.a, self.b, "127.0.0.2")
+        route_to(self.b, self.a, "127.0.0.1")
+        yield self.a.create_user("alice", "pw")
+        yield self.b.create_user("bob", "pw")
+        self.alice = yield login(self.a, "alice", "127.0.0.1")
+        self.bob = yield login(self.b, "bob", "127.0.0.2")
+        self.addCleanup(self.alice.disconnect)
+        self.addCleanup(self.bob.disconnect)
+
+    @defer.inlineCallbacks
+    def test_chat_both_ways(self):
+        self.alice.send(element("<message to='bob@b.example' type='chat' id='m1'>"
+                                "<body>hello from a</body></message>"))
+        got = yield next_stanza(self.bob, lambda s: s.name == "message")
+        self.assertEqual((got["from"], got.getAttribute("type"), str(got.body)),
+                         ("alice@a.example/res", "chat", "hello from a"))
+        self.bob.send(element("<message to='alice@a.example/res' type='chat' id='m2'>"
+                              "<body>hello from b</body></message>"))
+        got = yield next_stanza(self.alice, lambda s: s.name == "message")
+        self.assertEqual((got["from"], str(got.body)), ("bob@b.example/res", "hello from b"))
+        # Both directions went over dialback-authenticated TLS streams.
+        lines = self.a.server.s2s.connections() + self.b.server.s2s.connections()
+        self.assertIn("out a.example <-> b.example tls=yes auth=dialback", lines)
+        self.assertIn("out b.example <-> a.example tls=yes auth=dialback", lines)
+
+    @defer.inlineCallbacks
+    def test_subscription_dance_and_presence(self):
+        alice, bob = self.alice, self.bob
+        alice.send(element("<presence to='bob@b.example' type='subscribe'/>"))
+        request = yield next_stanza(bob, lambda s: s.name == "presence"
+                                    and s.getAttribute("type") == "subscribe")
+        self.assertEqual(request["from"], "alice@a.example")
+        bob.send(element("<presence to='alice@a.example' type='subscribed'/>"))
+        approved = yield next_stanza(alice, lambda s: s.name == "presence"
+                                     and s.getAttribute("type") == "subscribed")
+        self.assertEqual(approved["from"], "bob@b.example")
+        # Alice's server probes, Bob's answers with his available presence.
+        available = yield next_stanza(alice, lambda s: s.name == "presence"
+                                      and s.getAttribute("type") is None)
+        self.assertEqual(available["from"], "bob@b.example/res")
+        # Bob goes away: Alice sees it.
+        bob.send(element("<presence><show>away</show></presence>"))
+        away = yield next_stanza(alice, lambda s: s.name == "presence" and s.show is not None)
+        self.assertEqual((away["from"], str(away.show)), ("bob@b.example/res", "away"))
+
+    @defer.inlineCallbacks
+    def test_iq_round_trips(self):
+        self.alice.send(element("<iq to='b.example' type='get' id='p1'>"
+                                "<ping xmlns='urn:xmpp:ping'/></iq>"))
+        pong = yield next_stanza(self.alice, lambda s: s.name == "iq")
+        self.assertEqual((pong["from"], pong["type"], pong["id"]), ("b.example", "result", "p1"))
+        self.bob.send(element("<iq to='a.example' type='get' id='d1'>"
+                              "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"))
+        info = yield next_stanza(self.bob, lambda s: s.name == "iq")
+        self.assertEqual((info["from"], info["type"]), ("a.example", "result"))
+        features = [f["var"] for f in info.query.elements() if f.name == "feature"]
+        self.assertIn("urn:xmpp:ping", features)
+
+    @defer.inlineCallbacks
+    def test_join_a_room_on_the_other_server(self):
+        self.alice.send(element("<presence to='room@conference.b.example/alice'>"
+                                "<x xmlns='http://jabber.org/protocol/muc'/></presence>"))
+        joined = yield next_stanza(self.alice, lambda s: s.name == "presence")
+        self.assertEqual(joined["from"], "room@conference.b.example/alice")
+        self.assertIsNone(joined.getAttribute("type"))
+        muc = next(joined.elements("http://jabber.org/protocol/muc#user", "x"))
+        codes = {s["code"] for s in muc.elements() if s.name == "status"}
+        self.assertEqual(codes, {"110", "201"})
+        item = next(c for c in muc.elements() if c.name == "item")
+        self.assertEqual(item["jid"], "alice@a.example/res")
+
+    @defer.inlineCallbacks
+    def test_unknown_domain_is_remote_server_not_found(self):
+        self.alice.send(element("<message to='nobody@nowhere.invalid' type='chat' id='x1'>"
+                                "<body>?</body></message>"))
+        bounced = yield next_stanza(self.alice, lambda s: s.name == "message")
+        self.assertEqual((bounced["type"], bounced["from"], bounced["id"]),
+                         ("error", "nobody@nowhere.invalid", "x1"))
+        self.assertEqual(bounced.error.firstChildElement().name, "remote-server-not-found")
