@@ -6,7 +6,8 @@ other by dialback over TLS); each knows the other's S2S port through its
 static routes, set once both listen (ports are 0).
 """
 
-from twisted.internet import defer
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 
 from tests.support import make_test_certificate, make_test_config, start_server
@@ -17,7 +18,7 @@ from xmppd.testing.scansion.parser import ClientAccount
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
-def domain_config(testcase, domain, address):
+def domain_config(testcase, domain, address, **s2s):
     """A test server for ``domain`` whose listeners bind ``address``; federation on."""
     served = (domain, f"conference.{domain}", f"pubsub.{domain}")
     cert, key = make_test_certificate(testcase, served)
@@ -31,7 +32,7 @@ def domain_config(testcase, domain, address):
         c2s={"listen": listen},
         components={"listen": ""},
         http={"listen": ""},
-        s2s={"enabled": True, "listen": listen},
+        s2s={"enabled": True, "listen": listen, **s2s},
     )
 
 
@@ -53,15 +54,18 @@ def login(server, username, address):
     return client
 
 
-class FederationTests(unittest.TestCase):
-    """Two servers federate: chat, subscriptions, presence, iq, MUC, bounces."""
+class TwoServers(unittest.TestCase):
+    """a.example and b.example running, federating, with alice and bob logged in."""
 
     timeout = 60
+    #: Extra [s2s] settings of b.example.
+    b_settings: dict = {}
 
     @defer.inlineCallbacks
     def setUp(self):
         self.a = start_server(self, domain_config(self, "a.example", "127.0.0.1"))
-        self.b = start_server(self, domain_config(self, "b.example", "127.0.0.2"))
+        self.b = start_server(self, domain_config(self, "b.example", "127.0.0.2",
+                                                  **self.b_settings))
         route_to(self.a, self.b, "127.0.0.2")
         route_to(self.b, self.a, "127.0.0.1")
         yield self.a.create_user("alice", "pw")
@@ -70,6 +74,10 @@ class FederationTests(unittest.TestCase):
         self.bob = yield login(self.b, "bob", "127.0.0.2")
         self.addCleanup(self.alice.disconnect)
         self.addCleanup(self.bob.disconnect)
+
+
+class FederationTests(TwoServers):
+    """Two servers federate: chat, subscriptions, presence, iq, MUC, bounces."""
 
     @defer.inlineCallbacks
     def test_chat_both_ways(self):
@@ -119,6 +127,15 @@ class FederationTests(unittest.TestCase):
         self.assertEqual((info["from"], info["type"]), ("a.example", "result"))
         features = [f["var"] for f in info.query.elements() if f.name == "feature"]
         self.assertIn("urn:xmpp:ping", features)
+        # A user's vCard on the other server.
+        self.bob.send(element("<iq type='set' id='v1'><vCard xmlns='vcard-temp'>"
+                              "<FN>Bob B.</FN></vCard></iq>"))
+        yield next_stanza(self.bob, lambda s: s.name == "iq" and s["id"] == "v1")
+        self.alice.send(element("<iq to='bob@b.example' type='get' id='v2'>"
+                                "<vCard xmlns='vcard-temp'/></iq>"))
+        card = yield next_stanza(self.alice, lambda s: s.name == "iq" and s["id"] == "v2")
+        self.assertEqual((card["from"], card["type"], str(card.vCard.FN)),
+                         ("bob@b.example", "result", "Bob B."))
 
     @defer.inlineCallbacks
     def test_join_a_room_on_the_other_server(self):
@@ -141,3 +158,78 @@ class FederationTests(unittest.TestCase):
         self.assertEqual((bounced["type"], bounced["from"], bounced["id"]),
                          ("error", "nobody@nowhere.invalid", "x1"))
         self.assertEqual(bounced.error.firstChildElement().name, "remote-server-not-found")
+
+
+class RawPeer(protocol.Protocol):
+    """A hostile 'server': writes what the test says, collects what it gets back."""
+
+    def __init__(self):
+        self.received = b""
+        self.closed: defer.Deferred = defer.Deferred()
+
+    def dataReceived(self, data):
+        """Collect."""
+        self.received += data
+
+    def connectionLost(self, reason=None):
+        """Fire closed."""
+        self.closed.callback(self.received.decode(errors="replace"))
+
+
+class HostilePeerTests(TwoServers):
+    """A broken or hostile remote server gets a stream error and local users carry on.
+
+    b.example lets a.example in without TLS (``insecure_domains``) so the
+    raw peer can speak plain XML, and gives up on negotiations after 1 s.
+    """
+
+    b_settings = {"insecure_domains": ["a.example"], "connect_timeout": 1.0}
+
+    @defer.inlineCallbacks
+    def raw_peer(self, *writes):
+        """Connect to b.example's S2S port, write each chunk; fires with the peer."""
+        peer = RawPeer()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.2", self.b.port_of("s2s"))
+        yield connectProtocol(endpoint, peer)
+        for chunk in writes:
+            peer.transport.write(chunk.encode() if isinstance(chunk, str) else chunk)
+        return peer
+
+    @defer.inlineCallbacks
+    def assert_users_unaffected(self):
+        self.alice.send(element("<message to='bob@b.example' type='chat' id='ok'>"
+                                "<body>still here</body></message>"))
+        got = yield next_stanza(self.bob, lambda s: s.name == "message")
+        self.assertEqual(str(got.body), "still here")
+
+    @defer.inlineCallbacks
+    def test_garbage(self):
+        peer = yield self.raw_peer(b"\x00\xff<<<garbage")
+        text = yield peer.closed
+        self.assertIn("<not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", text)
+        yield self.assert_users_unaffected()
+
+    @defer.inlineCallbacks
+    def test_wrong_dialback_key(self):
+        # a.example's real server is asked and says the key is not its own.
+        peer = yield self.raw_peer(
+            "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'"
+            " xmlns:db='jabber:server:dialback' from='a.example' to='b.example' version='1.0'>"
+            "<db:result from='a.example' to='b.example'>" + "0" * 64 + "</db:result>"
+            "<message from='eve@a.example' to='bob@b.example'><body>forged</body></message>")
+        text = yield peer.closed
+        self.assertIn("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", text)
+        yield self.assert_users_unaffected()
+        self.assertEqual([s for s in self.bob.queue if s.name == "message"], [])
+
+    @defer.inlineCallbacks
+    def test_tls_never_completed(self):
+        peer = yield self.raw_peer(
+            "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'"
+            " xmlns:db='jabber:server:dialback' from='c.example' to='b.example' version='1.0'>"
+            "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        started = reactor.seconds()
+        text = yield peer.closed
+        self.assertIn("<proceed", text)
+        self.assertLess(reactor.seconds() - started, 5)  # dropped after connect_timeout
+        yield self.assert_users_unaffected()

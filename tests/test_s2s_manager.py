@@ -159,6 +159,18 @@ class ManagerTests(unittest.TestCase):
         d = self.manager.verify_dialback("a.example", "b.example", "SID", "KEY")
         self.assertEqual(self.failureResultOf(d).value.condition, "remote-server-not-found")
 
+    def test_incoming_connection_limit(self):
+        factory = self.manager.factory()
+        streams = []
+        for _ in range(3):
+            stream = factory.buildProtocol(None)
+            stream.makeConnection(TLSStringTransport())
+            streams.append(stream)
+        self.manager.settings = S2SSettings(max_incoming=3)
+        self.assertIsNone(factory.buildProtocol(None))
+        streams[0].connectionLost(Failure(ConnectionRefusedError()))
+        self.assertIsNotNone(factory.buildProtocol(None))
+
     def test_shutdown_bounces_what_waits(self):
         self.manager.startService()
         self.manager.send(self.message())

@@ -62,6 +62,26 @@ class ReceivingTests(unittest.TestCase):
     def test_header_without_from(self):
         self.assert_stream_error(self.feed(header(to="b.example")), "invalid-from")
 
+    def test_header_from_a_domain_we_serve(self):
+        self.assert_stream_error(self.feed(header(from_="conference.b.example", to="b.example")),
+                                 "invalid-from")
+
+    def test_dialback_for_a_domain_we_serve(self):
+        self.negotiate_tls()
+        out = self.feed("<db:result from='b.example' to='b.example'>KEY</db:result>")
+        self.assert_stream_error(out, "invalid-from")
+        self.assertEqual(self.manager.verifications, [])
+
+    def test_idle_stream_is_closed(self):
+        self.dialback()
+        self.manager.reactor.advance(self.manager.settings.idle_timeout - 1)
+        self.feed("<message from='x@a.example' to='y@b.example'/>")  # activity
+        self.manager.reactor.advance(self.manager.settings.idle_timeout - 1)
+        self.assertFalse(self.transport.disconnecting)
+        self.manager.reactor.advance(2)
+        self.assertEqual(self.transport.take(), "</stream:stream>")
+        self.assertTrue(self.transport.disconnecting)
+
     def test_header_from_a_user_jid(self):
         self.assert_stream_error(self.feed(header(from_="eve@a.example", to="b.example")),
                                  "invalid-from")

@@ -54,6 +54,9 @@ STANZA_NAMES = ("message", "presence", "iq")
 #: Namespaces a stanza may carry inside the server that are written as jabber:server.
 LOCAL_STANZA_NAMESPACES = (NS_CLIENT, "jabber:component:accept", NS_SERVER, None)
 
+#: Seconds a closing stream's peer has to close its side before the connection is dropped.
+CLOSE_GRACE = 10.0
+
 log = logger(__name__)
 
 
@@ -168,6 +171,7 @@ class S2SStream(protocol.Protocol):
         self._dialback_sent = False
         self._verify_ready = False
         self._idle_timer: Any = None
+        self._abort_timer: Any = None
         self._negotiation_timer: Any = None
         #: Pending dialback verifications (initiating side): id -> Deferred.
         self.pending_verifies: dict[str, list[defer.Deferred]] = {}
@@ -207,7 +211,7 @@ class S2SStream(protocol.Protocol):
         """Cancel timers and tell the manager (which bounces what is still queued)."""
         self.closing = True
         self.lost = True
-        for timer in (self._idle_timer, self._negotiation_timer):
+        for timer in (self._idle_timer, self._negotiation_timer, self._abort_timer):
             if timer is not None and timer.active():
                 timer.cancel()
         if self._parser is not None:
@@ -225,6 +229,7 @@ class S2SStream(protocol.Protocol):
     def _negotiation_timed_out(self) -> None:
         if not self.ready:
             self.stream_error("connection-timeout", "negotiation took too long")
+            self._abort()
 
     def _touch(self) -> None:
         """Restart the idle timer (activity in either direction)."""
@@ -324,6 +329,19 @@ class S2SStream(protocol.Protocol):
             self.write("</stream:stream>")
             self._footer_sent = True
         self.transport.loseConnection()
+        if self._abort_timer is None:
+            # A peer that never reads (or never finishes a TLS handshake) keeps a
+            # graceful close pending for ever: drop it after a while.
+            self._abort_timer = self.reactor.callLater(CLOSE_GRACE, self._abort)
+
+    def _abort(self) -> None:
+        timer, self._abort_timer = self._abort_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if not self.lost:
+            abort = getattr(self.transport, "abortConnection", None)
+            if abort is not None:
+                abort()
 
     def stream_error(self, condition: str, text: str | None = None) -> None:
         """Send a stream error and close (once)."""
@@ -398,6 +416,9 @@ class S2SStream(protocol.Protocol):
         self.local = local
         if remote is None or parse_jid(sender).user is not None:
             self.stream_error("invalid-from", "the header needs the sending server's domain")
+            return
+        if remote in self.manager.served:
+            self.stream_error("invalid-from", f"{remote} is served here")
             return
         self.remote = remote
         self._send_header_receiving()
@@ -493,7 +514,7 @@ class S2SStream(protocol.Protocol):
         sender, to = element.getAttribute("from"), element.getAttribute("to")
         remote = normalised_domain(sender) if sender else None
         local = normalised_domain(to) if to else None
-        if remote is None:
+        if remote is None or remote in self.manager.served:
             self.stream_error("invalid-from")
             return
         if local is None or local not in self.manager.served:
