@@ -392,7 +392,7 @@ class S2SConfigTests(unittest.TestCase):
                            ("routes", {"localhost": "tcp:host=127.0.0.2:port=5269"}),
                            ("routes", {"a@b": "tcp:host=127.0.0.2:port=5269"}),
                            ("trusted_domains", ["not a domain@"]),
-                           ("listen", "nonsense:1"),
+                           ("listen", "nonsense:1"), ("ca_file", "missing.pem"),
                            ("max_queue", 0), ("connect_timeout", 0), ("idle_timeout", -1)):
             with self.assertRaises(ConfigError, msg=f"{key}={value!r}") as caught:
                 self.load(**{key: value})

@@ -6,6 +6,9 @@ other by dialback over TLS); each knows the other's S2S port through its
 static routes, set once both listen (ports are 0).
 """
 
+import datetime
+from pathlib import Path
+
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
@@ -44,13 +47,14 @@ def route_to(server, other, address):
 
 
 @defer.inlineCallbacks
-def login(server, username, address):
-    """A logged-in client of that server."""
+def login(server, username, address, wait_self=True):
+    """A logged-in, available client of that server."""
     domain = server.config.domain
     client = ScansionClient(ClientAccount(username, f"{username}@{domain}", "pw", "res"))
     yield client.connect(address, server.port, timeout=5)
     client.send(element("<presence/>"))  # available: messages to the bare JID reach it
-    yield next_stanza(client, lambda s: s.name == "presence")  # its own presence back
+    if wait_self:
+        yield next_stanza(client, lambda s: s.name == "presence")  # its own presence back
     return client
 
 
@@ -61,11 +65,15 @@ class TwoServers(unittest.TestCase):
     #: Extra [s2s] settings of b.example.
     b_settings: dict = {}
 
+    def config_for(self, domain, address, **s2s):
+        """The configuration of one of the two servers."""
+        return domain_config(self, domain, address, **s2s)
+
     @defer.inlineCallbacks
     def setUp(self):
-        self.a = start_server(self, domain_config(self, "a.example", "127.0.0.1"))
-        self.b = start_server(self, domain_config(self, "b.example", "127.0.0.2",
-                                                  **self.b_settings))
+        self.a = start_server(self, self.config_for("a.example", "127.0.0.1"))
+        self.b = start_server(self, self.config_for("b.example", "127.0.0.2",
+                                                    **self.b_settings))
         route_to(self.a, self.b, "127.0.0.2")
         route_to(self.b, self.a, "127.0.0.1")
         yield self.a.create_user("alice", "pw")
@@ -110,10 +118,22 @@ class FederationTests(TwoServers):
         available = yield next_stanza(alice, lambda s: s.name == "presence"
                                       and s.getAttribute("type") is None)
         self.assertEqual(available["from"], "bob@b.example/res")
-        # Bob goes away: Alice sees it.
+        # Alice logs in again: her server probes Bob's, which answers for him.
+        yield alice.disconnect()
+        alice = self.alice = yield login(self.a, "alice", "127.0.0.1", wait_self=False)
+        self.addCleanup(alice.disconnect)
+        probed = yield next_stanza(alice, lambda s: s.name == "presence"
+                                   and s["from"].startswith("bob@"))
+        self.assertEqual((probed["from"], probed.getAttribute("type")),
+                         ("bob@b.example/res", None))
+        # Bob goes away, then offline: Alice sees both.
         bob.send(element("<presence><show>away</show></presence>"))
         away = yield next_stanza(alice, lambda s: s.name == "presence" and s.show is not None)
         self.assertEqual((away["from"], str(away.show)), ("bob@b.example/res", "away"))
+        yield bob.disconnect()
+        gone = yield next_stanza(alice, lambda s: s.name == "presence"
+                                 and s.getAttribute("type") == "unavailable")
+        self.assertEqual(gone["from"], "bob@b.example/res")
 
     @defer.inlineCallbacks
     def test_iq_round_trips(self):
@@ -233,3 +253,59 @@ class HostilePeerTests(TwoServers):
         self.assertIn("<proceed", text)
         self.assertLess(reactor.seconds() - started, 5)  # dropped after connect_timeout
         yield self.assert_users_unaffected()
+
+
+def write_ca_signed(testcase, domain, ca):
+    """A certificate for domain's served names signed by ``ca`` (name, key); paths."""
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.s2s_fakes import make_certificate, make_key
+
+    folder = Path(testcase.mktemp())
+    folder.mkdir()
+    key = make_key()
+    now = datetime.datetime.now(datetime.UTC)
+    cert = make_certificate(domain, key, ca, dns=(domain, f"conference.{domain}",
+                                                  f"pubsub.{domain}"),
+                            not_before=now - datetime.timedelta(days=1))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return folder / "cert.pem", folder / "key.pem"
+
+
+class CertificateFederationTests(TwoServers):
+    """Certificates from an authority both trust: SASL EXTERNAL instead of dialback."""
+
+    def setUp(self):
+        from cryptography.hazmat.primitives import serialization
+
+        from tests.s2s_fakes import make_certificate, make_key
+
+        ca_key = make_key()
+        now = datetime.datetime.now(datetime.UTC)
+        ca = make_certificate("Federation Test CA", ca_key, ca=True,
+                              not_before=now - datetime.timedelta(days=1))
+        ca_file = Path(self.mktemp()).resolve()
+        ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        self.certificates = {d: write_ca_signed(self, d, ("Federation Test CA", ca_key))
+                             for d in ("a.example", "b.example")}
+        self.s2s_settings = {"ca_file": str(ca_file), "allow_dialback": False}
+        return super().setUp()
+
+    def config_for(self, domain, address, **s2s):
+        config = domain_config(self, domain, address, **self.s2s_settings, **s2s)
+        cert, key = self.certificates[domain]
+        return config.replace(tls=config.tls.__class__(certificate=cert, key=key))
+
+    @defer.inlineCallbacks
+    def test_chat_over_sasl_external(self):
+        self.alice.send(element("<message to='bob@b.example' type='chat' id='m1'>"
+                                "<body>signed</body></message>"))
+        got = yield next_stanza(self.bob, lambda s: s.name == "message")
+        self.assertEqual(str(got.body), "signed")
+        self.assertIn("out a.example <-> b.example tls=yes auth=EXTERNAL",
+                      self.a.server.s2s.connections())
+        self.assertIn("in b.example <-> a.example tls=yes auth=EXTERNAL",
+                      self.b.server.s2s.connections())

@@ -220,6 +220,21 @@ class ReceivingTests(unittest.TestCase):
         self.manager.reactor.advance(self.manager.settings.connect_timeout + 1)
         self.assert_stream_error(self.transport.take(), "connection-timeout")
 
+    def test_flood_is_read_more_slowly(self):
+        self.manager.settings = self.manager.settings.__class__(read_rate=1000, read_burst=2000)
+        self.stream = S2SStream(self.manager, initiating=False)
+        self.transport = TLSStringTransport()
+        self.stream.makeConnection(self.transport)
+        self.dialback()
+        stanza = ("<message from='x@a.example' to='y@b.example'><body>" + "x" * 900
+                  + "</body></message>")
+        self.feed(stanza * 3)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertEqual(len(self.manager.stanzas), 3)  # nothing is dropped
+        self.manager.reactor.advance(3)
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual(self.stream.read_pauses, 1)
+
     def test_unknown_element(self):
         self.feed(header(from_="a.example", to="b.example"))
         self.assert_stream_error(self.feed("<foo xmlns='urn:x'/>"), "unsupported-stanza-type")

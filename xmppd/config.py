@@ -523,6 +523,8 @@ def _s2s(r: _Reader, base: Path, served: tuple[str | None, ...]) -> S2SSettings:
     if both:
         raise r.fail("s2s.insecure_domains", f"{sorted(both)[0]!r} is also trusted")
     ca_file = str((base / s2s.ca_file).resolve()) if s2s.ca_file else ""
+    if ca_file and not Path(ca_file).is_file():
+        raise r.fail("s2s.ca_file", f"{ca_file}: no such file")
     return dataclasses.replace(s2s, listen=listen, routes=routes, trusted_domains=trusted,
                                insecure_domains=insecure, ca_file=ca_file)
 

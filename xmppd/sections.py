@@ -266,6 +266,9 @@ class S2SSettings:
     max_queue: int = setting(1000, "stanzas queued for one remote domain while its connection "
                              "is set up; more bounce with `resource-constraint`", minimum=1)
     max_incoming: int = setting(1000, "incoming S2S connections at once", minimum=1)
+    read_rate: int = setting(1048576, "bytes a second one remote server's connection may "
+                             "send (a faster one is read more slowly); 0: no limit", minimum=0)
+    read_burst: int = setting(4194304, "bytes it may send at once", minimum=1)
 
 
 #: The core sections: name -> settings class (module sections are added to these).

@@ -40,6 +40,9 @@ from xmppd.stanza import describe
 
 log = logger(__name__)
 
+#: Seconds the shut-down waits for S2S connections to close before dropping them.
+SHUTDOWN_GRACE = 2.0
+
 NOT_FOUND_ERRORS = (error.ConnectionRefusedError, error.DNSLookupError, error.NoRouteError,
                     NoSuchServer)
 
@@ -402,14 +405,34 @@ class S2SManager(service.Service):
         return sorted(s.describe() for s in self.outgoing | self.incoming)
 
     def stopService(self) -> Any:
-        """Close every S2S stream; bounce what still waits."""
+        """Close every S2S stream (``system-shutdown``), bounce what still waits.
+
+        Fires once the connections are gone, at most ``SHUTDOWN_GRACE``
+        seconds later (the rest are dropped).
+        """
         for link in list(self.links.values()):
             if not link.ready:
                 self._give_up(link, "remote-server-timeout", "shutting down")
         for stream in list(self.outgoing | self.incoming):
             stream.stream_error("system-shutdown")
         self.resolver.close()
-        return super().stopService()
+        super().stopService()
+        done: defer.Deferred = defer.Deferred()
+        deadline = self.reactor.seconds() + SHUTDOWN_GRACE
+
+        def check() -> None:
+            streams = self.outgoing | self.incoming
+            if streams and self.reactor.seconds() >= deadline:
+                for stream in streams:
+                    stream._abort()
+                streams = set()
+            if streams:
+                self.reactor.callLater(0.02, check)
+            else:
+                done.callback(None)
+
+        check()
+        return done
 
 
 def server_tls_options(options: Any) -> Any:

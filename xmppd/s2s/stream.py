@@ -37,6 +37,7 @@ from twisted.words.xish import domish
 from xmppd.addresses import normalised_domain, parse_jid
 from xmppd.c2s.xmlparser import RestrictedElementStream, StreamParseError
 from xmppd.logs import logger
+from xmppd.ratelimit import TokenBucket
 from xmppd.s2s.dialback import NS_DIALBACK, NS_DIALBACK_FEATURE, dialback_key, key_is_valid
 from xmppd.stanza import escape_attribute
 
@@ -172,6 +173,12 @@ class S2SStream(protocol.Protocol):
         self._verify_ready = False
         self._idle_timer: Any = None
         self._abort_timer: Any = None
+        self._resume_timer: Any = None
+        #: How often reading was paused by the read-rate limit.
+        self.read_pauses = 0
+        settings = manager.settings
+        self._read_bucket = (TokenBucket(settings.read_rate, settings.read_burst, self.reactor)
+                             if settings.read_rate else None)
         self._negotiation_timer: Any = None
         #: Pending dialback verifications (initiating side): id -> Deferred.
         self.pending_verifies: dict[str, list[defer.Deferred]] = {}
@@ -211,7 +218,8 @@ class S2SStream(protocol.Protocol):
         """Cancel timers and tell the manager (which bounces what is still queued)."""
         self.closing = True
         self.lost = True
-        for timer in (self._idle_timer, self._negotiation_timer, self._abort_timer):
+        for timer in (self._idle_timer, self._negotiation_timer, self._abort_timer,
+                      self._resume_timer):
             if timer is not None and timer.active():
                 timer.cancel()
         if self._parser is not None:
@@ -273,6 +281,28 @@ class S2SStream(protocol.Protocol):
         except Exception:
             log.failure("unexpected error on an S2S stream")
             self.stream_error("internal-server-error")
+        self._throttle(len(data))
+
+    def _throttle(self, size: int) -> None:
+        """Pause reading while the peer sends faster than ``read_rate``."""
+        bucket = self._read_bucket
+        if bucket is None or self.closing:
+            return
+        delay = bucket.consume(size)
+        if delay > 0 and self._resume_timer is None:
+            self.read_pauses += 1
+            self.transport.pauseProducing()
+            self._resume_timer = self.reactor.callLater(delay, self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        self._resume_timer = None
+        if self.lost or self._read_bucket is None:
+            return
+        delay = self._read_bucket.wait()
+        if delay > 0 and not self.closing:
+            self._resume_timer = self.reactor.callLater(delay, self._resume_reading)
+            return
+        self.transport.resumeProducing()
 
     def _guarded(self, fn: Any, *args: Any) -> None:
         try:
@@ -323,6 +353,12 @@ class S2SStream(protocol.Protocol):
         if self.lost:
             return
         self.closing = True
+        if self._resume_timer is not None:
+            # Read again so that the close (e.g. TLS close_notify) can finish.
+            if self._resume_timer.active():
+                self._resume_timer.cancel()
+            self._resume_timer = None
+            self.transport.resumeProducing()
         if not self._footer_sent:
             if not self._header_sent:
                 self._send_header(self.sid)
