@@ -192,6 +192,22 @@ class XmppdServer(Server):
         return env
 
 
+class HTTPXmppdServer(XmppdServer):
+    """xmppd with its plain HTTP listener on a free loopback port (``http_port``), unlimited."""
+
+    name = "xmppd-http"
+
+    def write_config(self) -> Path:
+        """The bench config with HTTP switched on, without a request rate limit."""
+        path = super().write_config()
+        self.http_port = free_port()
+        text = path.read_text()
+        text = text.replace('[http]\nlisten = ""', f'[http]\nlisten = '
+                            f'"tcp:{self.http_port}:interface=127.0.0.1"\nrequest_rate = 0')
+        path.write_text(text)
+        return path
+
+
 PROSODY_CONFIG = """\
 -- Prosody configuration written by benchmarks/servers.py (loopback only).
 daemonize = false

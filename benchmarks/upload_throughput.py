@@ -28,12 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.servers import XmppdServer, free_port  # noqa: E402
+from benchmarks.servers import HTTPXmppdServer  # noqa: E402
 from xmppd.upload.service import SlotSigner  # noqa: E402
 from xmppd.upload.store import new_slot_id  # noqa: E402
 
 
-class UploadServer(XmppdServer):
+class UploadServer(HTTPXmppdServer):
     """xmppd with HTTP on a free loopback port and uploads up to 1 GB."""
 
     name = "xmppd-upload"
@@ -41,10 +41,7 @@ class UploadServer(XmppdServer):
     def write_config(self) -> Path:
         """The bench config with HTTP and the upload service switched on."""
         path = super().write_config()
-        self.http_port = free_port()
         text = path.read_text()
-        text = text.replace('[http]\nlisten = ""', f'[http]\nlisten = '
-                            f'"tcp:{self.http_port}:interface=127.0.0.1"\nrequest_rate = 0')
         text = text.replace('[upload]\ndomain = ""',
                             '[upload]\ndomain = "upload.localhost"\nmax_file_size = 1000000000\n'
                             'quota = 0\nmax_open_slots = 1000')

@@ -39,27 +39,17 @@ from autobahn.twisted.websocket import (  # noqa: E402
 )
 from twisted.internet import defer, endpoints, protocol, reactor  # noqa: E402
 
-from benchmarks.servers import XmppdServer, free_port  # noqa: E402
+from benchmarks.servers import HTTPXmppdServer  # noqa: E402
 
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 
 
-class WebSocketServer(XmppdServer):
+class WebSocketServer(HTTPXmppdServer):
     """xmppd with the HTTP listener (and the WebSocket) on a free loopback port."""
 
     name = "xmppd-ws"
-
-    def write_config(self) -> Path:
-        """The bench config with HTTP switched on, without a request rate limit."""
-        path = super().write_config()
-        self.http_port = free_port()
-        text = path.read_text()
-        text = text.replace('[http]\nlisten = ""', f'[http]\nlisten = '
-                            f'"tcp:{self.http_port}:interface=127.0.0.1"\nrequest_rate = 0')
-        path.write_text(text)
-        return path
 
 
 class _Client:

@@ -1,4 +1,5 @@
-"""Test helpers for the HTTP listener: a raw HTTP/1.1 exchange and an Agent request."""
+"""Test helpers for the HTTP listener: a raw HTTP/1.1 exchange, an Agent request, and a
+live server with accounts and a TCP client to talk to (for the WebSocket and BOSH tests)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,33 @@ def request(method: str, url: str, headers: dict[str, str] | None = None,
     response = yield agent.request(method.encode(), url.encode(), raw, producer)
     data = yield client.readBody(response)
     return Reply(response.code, response.headers, data)
+
+
+class LiveServerMixin:
+    """For a TestCase: a live server with an HTTP listener, alice and bob, and a TCP login."""
+
+    @defer.inlineCallbacks
+    def start(self, **sections):
+        """A server (``sections`` as in start_server) with the accounts alice and bob."""
+        from tests.support import start_server
+
+        sections.setdefault("http", {"listen": "tcp:0:interface=127.0.0.1"})
+        server = start_server(self, **sections)
+        yield server.create_user("alice", "wonderland")
+        yield server.create_user("bob", "builder")
+        return server
+
+    @defer.inlineCallbacks
+    def tcp_login(self, username="bob", password="builder"):
+        """A TCP client of ``self.server``, logged in with SCRAM and bound: (client, jid)."""
+        from tests.test_c2s_e2e import TestClient
+
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.server.port)
+        client = yield endpoints.connectProtocol(endpoint, TestClient())
+        self.addCleanup(lambda: client.transport.abortConnection() or client.closed)
+        yield client.open_stream()
+        result = yield client.scram(username, password)
+        self.assertEqual(result.name, "success", result.toXml())
+        yield client.open_stream()
+        full = yield client.bind("tcp")
+        return client, full

@@ -1,4 +1,4 @@
-"""A real web client in a real browser: Converse.js in headless Chromium over the WebSocket.
+"""A real web client in a real browser: Converse.js in headless Chromium over WebSocket and BOSH.
 
 A live xmppd (the full default configuration, with the HTTPS listener on)
 serves a page that loads Converse.js (the npm package, installed outside the
@@ -8,9 +8,11 @@ xmppd already uses). Converse finds the WebSocket through XEP-0156 itself:
 it fetches ``https://localhost/.well-known/host-meta`` (Chromium maps
 ``localhost`` to the server's HTTPS port with ``--host-resolver-rules`` and
 accepts the test certificate) and connects to the ``wss://`` URL listed
-there. The test waits until romeo is logged in and his roster shows, saves a
-screenshot, opens the chat with juliet, lets a slixmpp client log in as
-juliet and send a message, and checks the text appears in the page.
+there (a second case turns the WebSocket off: host-meta lists BOSH alone and
+Converse logs in over ``https://localhost/http-bind``). The test waits until
+romeo is logged in and his roster shows, saves a screenshot, opens the chat
+with juliet, lets a slixmpp client log in as juliet and send a message, and
+checks the text appears in the page.
 
 Screenshots go to ``browser/`` in the trial temp dir (``_trial_temp/`` or
 ``_trial_temp/N/`` with ``-j``); the test logs their paths.
@@ -70,7 +72,7 @@ def missing() -> str | None:
         return "Chromium is not installed (apt-get install chromium)"
     if converse_dist() is None:
         return ("Converse.js is not installed (apt-get install nodejs npm; "
-                "npm install --prefix tests/.cache/converse converse.js)")
+                "npm install --prefix tests/.cache/converse converse.js@14.0.0)")
     return None
 
 
@@ -93,7 +95,8 @@ window.xmppdTest.connected = new Promise((resolve, reject) => {
       const _converse = this._converse;
       window.xmppdTest.converse = _converse;
       const { api } = _converse;
-      api.listen.on("connected", () => resolve(api.settings.get("websocket_url")));
+      api.listen.on("connected", () => resolve(api.settings.get("websocket_url")
+                                               || api.settings.get("bosh_service_url")));
       api.listen.on("disconnected", () => reject(new Error("disconnected")));
     }
   });
@@ -239,7 +242,7 @@ class Chromium(protocol.ProcessProtocol):
 
 
 class ConverseTests(unittest.TestCase):
-    """Converse.js logs in over xmppd's WebSocket and shows a message from slixmpp."""
+    """Converse.js logs in over xmppd's WebSocket or BOSH and shows a message from slixmpp."""
 
     timeout = 120
 
@@ -249,12 +252,12 @@ class ConverseTests(unittest.TestCase):
             raise unittest.SkipTest(reason)
 
     @defer.inlineCallbacks
-    def start_server(self):
+    def start_server(self, **sections):
         """The server (defaults plus an HTTPS listener) with the page and romeo and juliet."""
         from xmppd.storage.roster import RosterItem
 
         server = start_server(self, http={"listen": "tcp:0:interface=127.0.0.1",
-                                          "tls_listen": "tcp:0:interface=127.0.0.1"})
+                                          "tls_listen": "tcp:0:interface=127.0.0.1"}, **sections)
         yield server.create_user("romeo", "r0meo-pw")
         yield server.create_user("juliet", "jul1et-pw")
         roster = server.server.session_manager.roster_store
@@ -331,9 +334,20 @@ class ConverseTests(unittest.TestCase):
 
         return devtools.call("Page.captureScreenshot", session, format="png").addCallback(save)
 
-    @defer.inlineCallbacks
     def test_login_over_discovered_websocket_and_receive_a_message(self):
-        server = yield self.start_server()
+        return self.login_and_receive("xmpp-websocket", "wss", "")
+
+    @defer.inlineCallbacks
+    def test_login_over_discovered_bosh_and_receive_a_message(self):
+        # Without the WebSocket, host-meta lists BOSH alone: Converse takes it.
+        yield self.login_and_receive("http-bind", "https", "-bosh", websocket={"path": ""})
+        self.assertIsNone(self.server.server.websocket)
+        self.assertEqual(len(self.server.server.bosh.sessions), 1)
+
+    @defer.inlineCallbacks
+    def login_and_receive(self, path, scheme, suffix, **sections):
+        """Converse logs in over the URL host-meta lists and shows a message from slixmpp."""
+        server = self.server = yield self.start_server(**sections)
         https_port = server.port_of("https")
         devtools = yield self.start_browser(https_port)
         target = yield devtools.call("Target.createTarget", url="about:blank")
@@ -355,16 +369,16 @@ class ConverseTests(unittest.TestCase):
                                         url="https://localhost/converse/index.html")
         self.assertNotIn("errorText", navigated)
         yield loaded.addTimeout(STEP, reactor)
-        websocket_url = yield devtools.evaluate(session, (
+        connected_url = yield devtools.evaluate(session, (
             "Promise.race([window.xmppdTest.connected, new Promise((_, reject) => "
             f"setTimeout(() => reject(new Error('not connected')), {STEP * 1000}))])"
         )).addErrback(page_log)
         # The URL Converse connected to is the one host-meta lists.
-        self.assertEqual(websocket_url, f"wss://localhost:{https_port}/xmpp-websocket")
+        self.assertEqual(connected_url, f"{scheme}://localhost:{https_port}/{path}")
         # Logged in: the roster in the control box lists juliet.
         yield devtools.evaluate(session, f"window.xmppdTest.waitForText('Juliet', {STEP * 1000})"
                                 ).addErrback(page_log)
-        yield self.screenshot(devtools, session, "converse-logged-in")
+        yield self.screenshot(devtools, session, "converse-logged-in" + suffix)
 
         yield devtools.evaluate(
             session, "window.xmppdTest.converse.api.chats.open('juliet@localhost')"
@@ -388,4 +402,4 @@ class ConverseTests(unittest.TestCase):
             " return m ? m.get('from') : null; })()"
         ))
         self.assertEqual(sender.split("/")[0], "juliet@localhost")
-        yield self.screenshot(devtools, session, "converse-message")
+        yield self.screenshot(devtools, session, "converse-message" + suffix)

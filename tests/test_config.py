@@ -370,6 +370,35 @@ class WebSocketConfigTests(unittest.TestCase):
                          .websocket.allowed_origins, ("https://*.example.org:8443",))
 
 
+class BoshConfigTests(unittest.TestCase):
+    """``[bosh]``: the path and CORS origins are checked at load."""
+
+    def load(self, websocket=None, **bosh):
+        return config_from_dict({"bosh": bosh, "websocket": websocket or {}},
+                                Path(self.mktemp()))
+
+    def test_defaults_and_normalised_path(self):
+        settings = self.load().bosh
+        self.assertEqual((settings.path, settings.max_wait, settings.max_inactivity,
+                          settings.max_hold, settings.max_requests, settings.max_pause,
+                          settings.polling, settings.cors_origins),
+                         ("/http-bind", 120, 60, 1, 2, 300, 5, ("*",)))
+        self.assertEqual(self.load(path="/bosh/").bosh.path, "/bosh")
+        self.assertEqual(self.load(path="").bosh.path, "")
+
+    def test_bad_values(self):
+        for key, value in (("path", "http-bind"), ("path", "/upload"), ("path", "/a//b"),
+                           ("path", "/.well-known/x"), ("path", "/xmpp-websocket"),
+                           ("cors_origins", ["chat.example.org"]),
+                           ("cors_origins", ["https://chat.example.org/path"]),
+                           ("max_wait", 0), ("max_requests", 0), ("max_hold", -1)):
+            with self.assertRaises(ConfigError) as caught:
+                self.load(**{key: value})
+            self.assertIn(f"bosh.{key}", str(caught.exception))
+        self.assertEqual(self.load(path="/xmpp-websocket", websocket={"path": "/ws"}).bosh.path,
+                         "/xmpp-websocket")
+
+
 class S2SConfigTests(unittest.TestCase):
     """``[s2s]``: routes, domain lists and the CA file are checked at load."""
 

@@ -15,7 +15,7 @@ class HostMetaTests(unittest.TestCase):
     """Both formats list exactly the registered transports, with CORS."""
 
     def setUp(self):
-        self.server = start_server(self, websocket={"path": ""})
+        self.server = start_server(self, websocket={"path": ""}, bosh={"path": ""})
         self.base = f"http://127.0.0.1:{self.server.port_of('http')}"
 
     @defer.inlineCallbacks
@@ -53,7 +53,7 @@ class HostMetaTests(unittest.TestCase):
     def test_configured_external_url_is_used(self):
         server = start_server(self, http={"listen": "tcp:0:interface=127.0.0.1",
                                           "external_url": "https://chat.example.org/xmpp"},
-                              websocket={"path": ""})
+                              websocket={"path": ""}, bosh={"path": ""})
         server.server.http.add_link(REL_WEBSOCKET, "/xmpp-websocket")
         server.server.http.add_link(REL_BOSH, "/http-bind")
         reply = yield request(

@@ -171,4 +171,6 @@ class TLSListenerTests(unittest.TestCase):
         self.assertEqual(response.code, 200)
         self.assertEqual(json.loads(body), {"links": [
             {"rel": "urn:xmpp:alt-connections:websocket",
-             "href": f"wss://localhost:{port}/xmpp-websocket"}]})
+             "href": f"wss://localhost:{port}/xmpp-websocket"},
+            {"rel": "urn:xmpp:alt-connections:xbosh",
+             "href": f"https://localhost:{port}/http-bind"}]})

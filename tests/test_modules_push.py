@@ -3,6 +3,7 @@
 from twisted.internet import defer
 
 from tests.sm_fakes import REMOTE, SessionManagerTestCase, TimerClock, error_condition, stanza
+from tests.test_modules_stream_management import SMTestCase
 from tests.test_sm_iq import iq
 from xmppd.modules import push
 
@@ -304,3 +305,42 @@ class FailureTests(PushTestCase):
         registration = self.module.registrations["alice"][(APP, "dev1")]
         self.assertEqual(registration.failures, 1)
 
+
+
+class HibernationTests(SMTestCase):
+    """A message pushed while the session is detached (XEP-0198) is not pushed again."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        yield self.client_sends_out(self.phone, iq(None, enable(), "set", "p1"))
+        [reply] = self.phone.take("iq")
+        self.assertEqual(reply["type"], "result", reply.toXml())
+        self.remote.take()
+
+    def pushes(self):
+        return [s for s in self.remote.take() if s.name == "iq"]
+
+    @defer.inlineCallbacks
+    def test_pushed_once_then_stored_when_the_session_expires(self):
+        yield self.drop(self.phone)
+        yield self.bob_says("while away")
+        [note] = self.pushes()
+        self.assertEqual(form_values(note)["message-count"], "1")
+        self.clock.advance(300)  # the detached session's time is up
+        yield self.sm.wait_idle()
+        self.assertFalse(self.phone.session.bound)
+        stored = yield self.offline_store.fetch("alice")
+        self.assertEqual(len(stored), 1)  # stored, and not pushed a second time
+        self.clock.advance(60)  # nor at the end of the burst window
+        self.assertEqual(self.pushes(), [])
+
+    @defer.inlineCallbacks
+    def test_a_message_first_seen_when_stored_is_pushed(self):
+        yield self.bob_says("delivered, never acked")  # awake: no push
+        self.assertEqual(self.pushes(), [])
+        yield self.drop(self.phone)
+        self.clock.advance(300)
+        yield self.sm.wait_idle()
+        [note] = self.pushes()
+        self.assertEqual(form_values(note)["message-count"], "1")

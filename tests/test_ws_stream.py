@@ -10,8 +10,10 @@ from tests.c2s_fakes import FakeAccounts, FakeSessionManager, factory_config
 from xmppd.auth import make_portal
 from xmppd.c2s.xmlparser import StreamParseError
 from xmppd.config import LimitSettings
+from xmppd.stanza import remember_xml
 from xmppd.ws.stream import (
     NS_FRAMING,
+    MessageParser,
     WebSocketC2SFactory,
     client_address,
     parse_message,
@@ -65,6 +67,46 @@ class ParseMessageTests(unittest.TestCase):
         self.assertEqual(self.condition(b"<a>" * 70 + b"</a>" * 70), "policy-violation")
 
 
+class MessageParserTests(unittest.TestCase):
+    """One parser for all of a connection's messages, each still judged on its own."""
+
+    def test_messages_one_after_another(self):
+        messages = MessageParser(LIMITS)
+        first = messages.parse(b"<message to='a@b'><body>one</body></message>")
+        second = messages.parse(b" <iq xmlns='jabber:client' type='get' id='2'/> ")
+        third = messages.parse(f"<close xmlns='{NS_FRAMING}'/>".encode())
+        self.assertEqual([(e.uri, e.name) for e in (first, second, third)],
+                         [("jabber:client", "message"), ("jabber:client", "iq"),
+                          (NS_FRAMING, "close")])
+        self.assertEqual(str(first.body), "one")
+        self.assertIsNone(first.parent)
+
+    def test_a_prefix_declared_in_one_message_is_not_known_in_the_next(self):
+        messages = MessageParser(LIMITS)
+        messages.parse(b"<x:a xmlns:x='urn:x'/>")
+        with self.assertRaises(StreamParseError) as caught:
+            messages.parse(b"<x:b/>")
+        self.assertEqual(caught.exception.condition, "not-well-formed")
+
+    def test_each_bad_message_after_good_ones(self):
+        bad = [b"", b"<a/><b/>", b"<a>", b"</stream:stream>", b"text", b"<a/>text",
+               b"<?xml version='1.0'?><a/>"]
+        for payload in bad:
+            messages = MessageParser(LIMITS)
+            messages.parse(b"<presence/>")
+            with self.assertRaises(StreamParseError) as caught:
+                messages.parse(payload)
+            self.assertEqual(caught.exception.condition, "not-well-formed", payload)
+
+    def test_the_size_limit_is_per_message(self):
+        messages = MessageParser(LIMITS)
+        for _ in range(5):  # 5 x 1000 bytes in all: more than the limit, fine
+            messages.parse(b"<a>" + b"x" * 1000 + b"</a>")
+        with self.assertRaises(StreamParseError) as caught:
+            messages.parse(b"<a>" + b"x" * 4096 + b"</a>")
+        self.assertEqual(caught.exception.condition, "policy-violation")
+
+
 class SerializeTests(unittest.TestCase):
     """Every message declares its namespaces on its element."""
 
@@ -75,6 +117,29 @@ class SerializeTests(unittest.TestCase):
             message.addElement("body", content="hi")
             self.assertEqual(serialize(message),
                              "<message xmlns='jabber:client' to='a@b'><body>hi</body></message>")
+
+    def test_children_keep_their_namespaces(self):
+        message = domish.Element(("jabber:server", "message"))
+        message["to"] = "a@b"
+        message.addElement("body", content="a & b")
+        message.addElement(("urn:xmpp:receipts", "request"))
+        stamp = message.addElement(("urn:xmpp:sid:0", "stanza-id"))
+        stamp["by"] = "a'b"
+        self.assertEqual(serialize(message),
+                         "<message xmlns='jabber:client' to='a@b'><body>a &amp; b</body>"
+                         "<request xmlns='urn:xmpp:receipts'/>"
+                         "<stanza-id xmlns='urn:xmpp:sid:0' by='a&apos;b'/></message>")
+
+    def test_a_stanza_noted_by_the_archive_is_not_serialised_again(self):
+        message = domish.Element(("jabber:client", "message"))
+        message["to"] = "a@b"
+        message.addElement("body", content="hi")
+        remember_xml(message, "<message xmlns='jabber:client' to='a@b'><body>hi</body>"
+                              "<noted/></message>")
+        self.assertIn("<noted/>", serialize(message))
+        message["type"] = "chat"  # changed since: serialised afresh
+        self.assertEqual(serialize(message), "<message xmlns='jabber:client' to='a@b' "
+                                             "type='chat'><body>hi</body></message>")
 
     def test_stream_elements_declare_the_prefix(self):
         features = domish.Element(("http://etherx.jabber.org/streams", "features"))

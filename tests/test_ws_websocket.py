@@ -11,8 +11,7 @@ from twisted.internet import defer, endpoints, protocol, reactor, ssl
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from tests.http_support import raw_http, request
-from tests.support import start_server
+from tests.http_support import LiveServerMixin, raw_http, request
 from tests.test_c2s_e2e import TestClient
 from xmppd.ws.stream import NS_FRAMING
 from xmppd.ws.websocket import normalized_origin, origin_allowed
@@ -131,7 +130,7 @@ class WSClient(WebSocketClientProtocol):
         return str(reply.bind.jid)
 
 
-class WebSocketTests(unittest.TestCase):
+class WebSocketTests(LiveServerMixin, unittest.TestCase):
     """A live server with its HTTP listener; clients over WebSocket and TCP."""
 
     timeout = 60
@@ -140,13 +139,6 @@ class WebSocketTests(unittest.TestCase):
     def setUp(self):
         self.server = yield self.start()
 
-    @defer.inlineCallbacks
-    def start(self, **sections):
-        sections.setdefault("http", {"listen": "tcp:0:interface=127.0.0.1"})
-        server = start_server(self, **sections)
-        yield server.create_user("alice", "wonderland")
-        yield server.create_user("bob", "builder")
-        return server
 
     @defer.inlineCallbacks
     def connect(self, server=None, protocols=("xmpp",), origin=None, headers=None):
@@ -178,18 +170,6 @@ class WebSocketTests(unittest.TestCase):
         features = yield client.open_stream()
         self.assertIsNotNone(features.bind)
         full = yield client.bind(resource)
-        return client, full
-
-    @defer.inlineCallbacks
-    def tcp_login(self, username="bob", password="builder"):
-        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.server.port)
-        client = yield endpoints.connectProtocol(endpoint, TestClient())
-        self.addCleanup(lambda: client.transport.abortConnection() or client.closed)
-        yield client.open_stream()
-        result = yield client.scram(username, password)
-        self.assertEqual(result.name, "success", result.toXml())
-        yield client.open_stream()
-        full = yield client.bind("tcp")
         return client, full
 
     @defer.inlineCallbacks
@@ -577,11 +557,13 @@ class WebSocketTests(unittest.TestCase):
         reply = yield request("GET", f"http://127.0.0.1:{port}/.well-known/host-meta.json")
         self.assertEqual(json.loads(reply.body)["links"], [
             {"rel": "urn:xmpp:alt-connections:websocket",
-             "href": f"ws://localhost:{port}/xmpp-websocket"}])
+             "href": f"ws://localhost:{port}/xmpp-websocket"},
+            {"rel": "urn:xmpp:alt-connections:xbosh",
+             "href": f"http://localhost:{port}/http-bind"}])
 
     @defer.inlineCallbacks
     def test_off_when_path_is_empty(self):
-        server = yield self.start(websocket={"path": ""})
+        server = yield self.start(websocket={"path": ""}, bosh={"path": ""})
         port = server.port_of("http")
         reply = yield request("GET", f"http://127.0.0.1:{port}/.well-known/host-meta.json")
         self.assertEqual(json.loads(reply.body)["links"], [])

@@ -32,6 +32,7 @@ from xmppd.sections import (  # noqa: F401 - re-exported: the schema is read fro
     CORE_SECTIONS,
     CREATE_ROOMS,
     LOG_LEVELS,
+    BoshSettings,
     C2SSettings,
     ComponentSettings,
     HTTPSettings,
@@ -140,6 +141,7 @@ class Config:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     upload: UploadSettings = field(default_factory=lambda: UploadSettings(domain=None))
     websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
+    bosh: BoshSettings = field(default_factory=BoshSettings)
     s2s: S2SSettings = field(default_factory=S2SSettings)
 
     @property
@@ -481,6 +483,36 @@ def _websocket(r: _Reader) -> WebSocketSettings:
     return dataclasses.replace(websocket, path=path)
 
 
+def _is_origin(origin: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not (
+        parts.path or parts.query or parts.fragment or parts.username)
+
+
+def _bosh(r: _Reader) -> BoshSettings:
+    bosh = r.section("bosh")
+    path = bosh.path
+    if path:
+        segments = path.strip("/").split("/")
+        if not path.startswith("/") or "" in segments or any(
+                s in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._~-]+", s) for s in segments) \
+                or segments[0] in (".well-known", "upload") \
+                or "/" + "/".join(segments) == r.section("websocket").path.rstrip("/"):
+            raise r.fail("bosh.path", f"{path!r} is not a free path like '/http-bind'")
+        path = "/" + "/".join(segments)
+    for origin in bosh.cors_origins:
+        if origin != "*" and not _is_origin(origin):
+            raise r.fail("bosh.cors_origins", f"{origin!r} is not an origin like "
+                         "'https://chat.example.org' (or '*')")
+    return dataclasses.replace(bosh, path=path)
+
+
 def _upload(r: _Reader, taken: tuple[str | None, ...],
             secrets: dict[str, str]) -> UploadSettings:
     upload = r.section("upload")
@@ -586,5 +618,6 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         upload=_upload(r, (server.domain, muc.domain, pubsub.domain), components.secrets),
         metrics=_metrics(r),
         websocket=_websocket(r),
+        bosh=_bosh(r),
         s2s=_s2s(r, base, (server.domain, muc.domain, pubsub.domain)),
     )

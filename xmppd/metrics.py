@@ -5,7 +5,8 @@ Off by default (``[metrics] enabled``); served on the HTTP listener at
 address behind a trusted proxy; anyone else gets 403). What it reports:
 
 * ``xmppd_connections{transport}``: open client connections (``c2s``,
-  ``c2s_direct_tls``) and component connections (``component``);
+  ``c2s_direct_tls``, ``websocket``, ``bosh``: its sessions) and component
+  connections (``component``);
 * ``xmppd_sessions``: bound client sessions (``xmppd_sessions_detached``:
   of them, those waiting to be resumed, XEP-0198);
 * ``xmppd_stanzas_total{direction, kind}``: stanzas clients sent (``in``)
@@ -110,6 +111,10 @@ class Figures:
             streams = getattr(factory, "streams", None)
             if streams is not None:
                 connections.append((f'{{transport="{transport}"}}', len(streams)))
+        for transport, factory in (("websocket", server.websocket_c2s),
+                                   ("bosh", server.bosh_c2s)):
+            if factory is not None:  # BOSH: one stream per session
+                connections.append((f'{{transport="{transport}"}}', len(factory.streams)))
         metric("xmppd_connections", "gauge", "Open connections by transport.", connections)
         sessions = server.session_manager
         bound = sessions.all_sessions() if sessions is not None else []

@@ -167,6 +167,39 @@ class WebSocketSettings:
 
 
 @dataclass(frozen=True)
+class BoshSettings:
+    """``[bosh]``: XMPP over BOSH (XEP-0124, XEP-0206) on the HTTP listeners."""
+
+    path: str = setting("/http-bind", "where the BOSH endpoint is served on the HTTP listeners "
+                        "(host-meta lists it); `\"\"` turns it off")
+    max_wait: int = setting(120, "longest seconds a request is held waiting for something to "
+                            "send (a client asking for less gets its `wait`)", minimum=1)
+    max_inactivity: int = setting(60, "seconds a session may have no request held before it "
+                                  "is dropped like a broken connection", minimum=1)
+    max_hold: int = setting(1, "requests the server holds at once (`hold`); 0: polling "
+                            "sessions only", minimum=0)
+    max_requests: int = setting(2, "requests a client may have open at once (`requests`: "
+                                "`hold` + 1, at most this)", minimum=1)
+    max_pause: int = setting(300, "longest `pause` a client may ask for (seconds); longer is "
+                             "`policy-violation`", minimum=1)
+    polling: int = setting(5, "shortest seconds between two empty requests of a polling "
+                           "session (`hold` 0); faster is `policy-violation`", minimum=0)
+    max_body_size: int = setting(0, "bytes of one request body, more gets HTTP 413; 0: "
+                                 "`limits.max_stanza_size` + 16384", minimum=0)
+    max_sessions_per_address: int = setting(
+        20, "BOSH sessions from one client address (the forwarded one behind a trusted "
+        "proxy); more is `policy-violation`; 0: no limit", minimum=0)
+    cors_origins: tuple[str, ...] = setting(
+        ("*",), "browser origins allowed to use the endpoint from other sites (CORS), e.g. "
+        "`\"https://chat.example.org\"`; `\"*\"`: any (bodies carry no cookies); empty: "
+        "none (same-site pages only)")
+    secure_from_trusted: bool = setting(
+        True, "plain HTTP from loopback or `http.trusted_proxies` counts as encrypted "
+        "(unless the proxy says `X-Forwarded-Proto: http`); `false`: only HTTPS on "
+        "`http.tls_listen` does. Credentials are accepted only on encrypted sessions")
+
+
+@dataclass(frozen=True)
 class UploadSettings:
     """``[upload]``: HTTP file upload (XEP-0363); domain is None when disabled."""
 
@@ -283,6 +316,7 @@ CORE_SECTIONS: dict[str, type] = {
     "upload": UploadSettings,
     "metrics": MetricsSettings,
     "websocket": WebSocketSettings,
+    "bosh": BoshSettings,
     "log": LogSettings,
     "limits": LimitSettings,
     "modules": ModulesSettings,

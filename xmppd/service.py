@@ -99,6 +99,9 @@ class XMPPServer(service.MultiService):
         #: The WebSocket endpoint's factory and the c2s factory of its streams (or None).
         self.websocket = None
         self.websocket_c2s = None
+        #: The BOSH endpoint and the c2s factory of its sessions' streams (or None).
+        self.bosh = None
+        self.bosh_c2s = None
         self.ports: dict[str, Any] = {}
         #: The listeners' factories by name (they outlive the ports at shut-down).
         self.factories: dict[str, Any] = {}
@@ -335,6 +338,10 @@ class XMPPServer(service.MultiService):
             from xmppd.ws.websocket import mount_websocket
 
             self.websocket = mount_websocket(self.http, config.websocket, reactor=self.reactor)
+        if config.bosh.path:
+            from xmppd.bosh.resource import mount_bosh
+
+            self.bosh = mount_bosh(self.http, config.bosh, reactor=self.reactor)
         if not config.upload.domain:
             return
         from xmppd.module import Point
@@ -398,6 +405,15 @@ class XMPPServer(service.MultiService):
                 reactor=self.reactor, guard=guard)
             traffic.trace_factory(self.websocket_c2s, kind="ws")
             self.websocket.use(self.websocket_c2s)
+        if self.bosh is not None:
+            from xmppd.bosh.session import BoshC2SFactory
+
+            self.bosh_c2s = BoshC2SFactory(
+                config, session_manager=self.session_manager, router=self.router,
+                accounts=self.accounts, portal=portal, tls_options=None,
+                reactor=self.reactor, guard=guard)
+            traffic.trace_factory(self.bosh_c2s, kind="bosh")
+            self.bosh.use(self.bosh_c2s)
         if config.c2s.direct_tls_listen:
             factories["c2s_direct_tls"] = (config.c2s.direct_tls_listen, c2s(True))
         if config.components.listen and config.components.secrets:
@@ -463,10 +479,12 @@ class XMPPServer(service.MultiService):
         return self.ports[name][0].getHost().port
 
     def client_factories(self) -> list[Any]:
-        """The C2S factories (STARTTLS and direct TLS listeners, WebSocket streams)."""
+        """The C2S factories (STARTTLS and direct TLS listeners, WebSocket and BOSH streams)."""
         factories = [f for name, f in self.factories.items() if name.startswith("c2s")]
         if self.websocket_c2s is not None:
             factories.append(self.websocket_c2s)
+        if self.bosh_c2s is not None:
+            factories.append(self.bosh_c2s)
         return factories
 
     # -- reload ---------------------------------------------------------

@@ -47,6 +47,7 @@ at its next login), and logged. A success resets the count.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +154,9 @@ class PushNotifications(Module):
         self.unread: dict[str, int] = {}
         #: Username -> its notifications' burst (while it sleeps).
         self.bursts: dict[str, Burst] = {}
+        #: Messages pushed on their way to a session (not pushed again if it
+        #: never takes them and they go to offline storage).
+        self._pushed: weakref.WeakSet[domish.Element] = weakref.WeakSet()
 
     def startService(self) -> None:  # noqa: N802 - Twisted's API
         """Load every stored registration (queued after the table's creation)."""
@@ -232,10 +236,18 @@ class PushNotifications(Module):
             return  # (no session takes it: MESSAGE_UNDELIVERED is next)
         if self.asleep(username) and self._important(username, targets, stanza):
             self._message_summary(username, stanza)
+            self._pushed.add(stanza)
 
     @hook(Point.MESSAGE_UNDELIVERED, priority=50)
     def undelivered(self, username: str, stanza: domish.Element) -> None:
-        """A message goes to offline storage: push it (storing goes on)."""
+        """A message goes to offline storage: push it (storing goes on).
+
+        Not again when it was pushed on its way to a detached session
+        whose time ran out (stream management hands its unacknowledged
+        messages to offline storage).
+        """
+        if stanza in self._pushed:
+            return
         if username in self.registrations and self._important(username, [], stanza):
             self._message_summary(username, stanza)
 

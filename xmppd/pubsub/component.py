@@ -1,7 +1,7 @@
 """The standalone pubsub service (XEP-0060) at ``[pubsub] domain``.
 
-A router destination like the session manager: every stanza for the
-domain reaches :meth:`PubSubService.send`. Pubsub iqs go to the engine
+A router destination (:class:`~xmppd.domainservice.DomainService`): every
+stanza for the domain reaches :meth:`PubSubService.send`. Pubsub iqs go to the engine
 (:mod:`xmppd.pubsub.engine`) with this service's :class:`ServicePolicy`;
 disco#info and disco#items describe the service, its nodes and their items;
 anything else gets ``service-unavailable`` (iqs) or is dropped (errors,
@@ -24,21 +24,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application import service
 from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 from wokkel import disco
 
-from xmppd.addresses import parse_jid
-from xmppd.errors import StanzaError, error_reply, must_not_answer
+from xmppd.domainservice import Answer, DomainService
+from xmppd.errors import StanzaError
 from xmppd.logs import logger
 from xmppd.pubsub import NS_PUBSUB, NS_PUBSUB_OWNER
 from xmppd.pubsub.engine import Node, Policy, PubSub
 from xmppd.pubsub.nodeconfig import meta_data_form
 from xmppd.pubsub.store import SCHEMA, account_cleanup
-from xmppd.sm.stanzas import child_elements, result_for
-from xmppd.stanza import describe
 
 log = logger(__name__)
 
@@ -89,14 +86,15 @@ class ServicePolicy(Policy):
         self._send(stanza)
 
 
-class PubSubService(service.Service):
+class PubSubService(DomainService):
     """The pubsub component: routes its domain's stanzas to the engine."""
+
+    kind = "pubsub"
 
     def __init__(self, settings: Any, *, router: Any, database: Any, server_domain: str,
                  admins: tuple[str, ...] = ()):
+        super().__init__(settings.domain, router)
         self.settings = settings
-        self.domain = settings.domain
-        self.router = router
         self.database = database
         self.engine = PubSub(database, settings)
         self.policy = ServicePolicy(settings, server_domain, admins, self.route)
@@ -107,87 +105,23 @@ class PubSubService(service.Service):
             self.database.execute(statement).addErrback(
                 lambda f: log.failure("creating the pubsub tables failed", f))
         super().startService()
-        self.router.register(self.domain, self)
-
-    def stopService(self):  # noqa: N802 - Twisted's API
-        """Stop serving the domain."""
-        self.router.unregister(self.domain, self)
-        return super().stopService()
-
-    def route(self, stanza: domish.Element) -> None:
-        """Send a stanza out through the router."""
-        self.router.route(stanza)
 
     def account_deleted(self, username: str) -> None:
         """A local account was deleted: its subscriptions are gone (rows cascade)."""
         self.engine.forget_subscriber(f"{username}@{self.policy.local_domain}")
 
-    def send(self, stanza: domish.Element) -> None:
-        """A stanza for the domain (or one of its JIDs), from the router."""
-        try:
-            self._receive(stanza)
-        except Exception:
-            log.failure("handling {xml} failed", xml=describe(stanza))
-            self._refuse(stanza, StanzaError("internal-server-error"))
-
-    def _refuse(self, stanza: domish.Element, error: StanzaError) -> None:
-        if must_not_answer(stanza):
-            return
-        reply = error_reply(stanza, error)
-        if reply is not None:
-            self.route(reply)
-
-    def _receive(self, stanza: domish.Element) -> None:
-        if stanza.name != "iq":
-            if stanza.name == "message" and not must_not_answer(stanza):
-                self._refuse(stanza, StanzaError("service-unavailable"))
-            return
-        kind = stanza.getAttribute("type")
-        if kind not in ("get", "set"):
-            return
-        sender = parse_jid(stanza.getAttribute("from") or "")
-        recipient = parse_jid(stanza.getAttribute("to") or "")
-        if sender is None:
-            return
-        children = child_elements(stanza)
-        if recipient is None or recipient.user or recipient.resource or len(children) != 1:
-            self._refuse(stanza, StanzaError(
-                "service-unavailable" if recipient is not None and (
-                    recipient.user or recipient.resource) else "bad-request"))
-            return
-        payload = children[0]
+    def handle_iq(self, kind: str, sender: jid.JID, payload: domish.Element,
+                  stanza: domish.Element) -> defer.Deferred | None:
+        """Pubsub requests go to the engine; disco#info and #items describe the service."""
         key = (payload.uri, payload.name)
         if key in ((NS_PUBSUB, "pubsub"), (NS_PUBSUB_OWNER, "pubsub")):
             d = self.engine.handle(self.policy, self.domain, sender, kind, payload)
-            d.addCallback(self._answer, stanza)
-        elif kind == "get" and key == (disco.NS_DISCO_INFO, "query"):
-            d = self._disco_info(sender, payload.getAttribute("node"))
-            d.addCallback(self._reply, stanza)
-        elif kind == "get" and key == (disco.NS_DISCO_ITEMS, "query"):
-            d = self._disco_items(sender, payload.getAttribute("node"))
-            d.addCallback(self._reply, stanza)
-        else:
-            self._refuse(stanza, StanzaError("service-unavailable"))
-            return
-        d.addErrback(self._failed, stanza)
-
-    def _answer(self, outcome: Any, stanza: domish.Element) -> None:
-        self._reply(outcome.payload, stanza)
-        for action in outcome.after:
-            action()
-
-    def _reply(self, payload: domish.Element | None, stanza: domish.Element) -> None:
-        reply = result_for(stanza)
-        if payload is not None:
-            reply.addChild(payload)
-        self.route(reply)
-
-    def _failed(self, failure: Any, stanza: domish.Element) -> None:
-        if failure.check(StanzaError):
-            self._refuse(stanza, failure.value)
-        else:
-            log.failure("a pubsub request failed", failure)
-            self._refuse(stanza, StanzaError("internal-server-error"))
+            return d.addCallback(lambda outcome: Answer(outcome.payload, outcome.after))
+        if kind == "get" and key == (disco.NS_DISCO_INFO, "query"):
+            return self._disco_info(sender, payload.getAttribute("node"))
+        if kind == "get" and key == (disco.NS_DISCO_ITEMS, "query"):
+            return self._disco_items(sender, payload.getAttribute("node"))
+        return None
 
     @defer.inlineCallbacks
     def _disco_info(self, sender: jid.JID, node_name: str | None):

@@ -36,17 +36,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from twisted.application import service
 from twisted.internet import defer, task
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 from wokkel import data_form, disco
 
-from xmppd.addresses import parse_jid
-from xmppd.errors import StanzaError, error_reply, must_not_answer
+from xmppd.domainservice import DomainService
+from xmppd.errors import StanzaError
 from xmppd.logs import logger
-from xmppd.sm.stanzas import child_elements, result_for
-from xmppd.stanza import describe
 from xmppd.upload import NS_UPLOAD
 from xmppd.upload.store import Upload, UploadStore, new_slot_id
 
@@ -117,16 +114,17 @@ class SlotSigner:
         return None
 
 
-class UploadService(service.Service):
+class UploadService(DomainService):
     """The upload component: slot requests over XMPP, the sweep in the background."""
+
+    kind = "upload"
 
     def __init__(self, settings: Any, *, router: Any, database: Any, server_domain: str,
                  data_dir: Path, http: Any, reactor: Any = None):
         if reactor is None:
             from twisted.internet import reactor
+        super().__init__(settings.domain, router)
         self.settings = settings
-        self.domain = settings.domain
-        self.router = router
         self.server_domain = server_domain
         self.http = http
         self.reactor = reactor
@@ -148,7 +146,6 @@ class UploadService(service.Service):
         self.store.ensure_folder()
         self.store.remove_stray_temp_files()
         super().startService()
-        self.router.register(self.domain, self)
         self._sweep = task.LoopingCall(self.sweep)
         self._sweep.clock = self.reactor
         self._sweep.start(self.settings.expire_interval, now=True).addErrback(
@@ -156,7 +153,6 @@ class UploadService(service.Service):
 
     def stopService(self):  # noqa: N802 - Twisted's API
         """Stop serving the domain and sweeping; wait for a sweep under way."""
-        self.router.unregister(self.domain, self)
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
         super().stopService()
@@ -188,69 +184,17 @@ class UploadService(service.Service):
 
     # -- stanzas ----------------------------------------------------------------
 
-    def route(self, stanza: domish.Element) -> None:
-        """Send a stanza out through the router."""
-        self.router.route(stanza)
-
-    def send(self, stanza: domish.Element) -> None:
-        """A stanza for the domain, from the router."""
-        try:
-            self._receive(stanza)
-        except Exception:
-            log.failure("handling {xml} failed", xml=describe(stanza))
-            self._refuse(stanza, StanzaError("internal-server-error"))
-
-    def _refuse(self, stanza: domish.Element, error: StanzaError) -> None:
-        if must_not_answer(stanza):
-            return
-        reply = error_reply(stanza, error)
-        if reply is not None:
-            self.route(reply)
-
-    def _receive(self, stanza: domish.Element) -> None:
-        if stanza.name != "iq":
-            if stanza.name == "message" and not must_not_answer(stanza):
-                self._refuse(stanza, StanzaError("service-unavailable"))
-            return
-        kind = stanza.getAttribute("type")
-        if kind not in ("get", "set"):
-            return
-        sender = parse_jid(stanza.getAttribute("from") or "")
-        recipient = parse_jid(stanza.getAttribute("to") or "")
-        if sender is None:
-            return
-        children = child_elements(stanza)
-        if recipient is None or recipient.user or recipient.resource:
-            self._refuse(stanza, StanzaError("service-unavailable"))
-            return
-        if len(children) != 1:
-            self._refuse(stanza, StanzaError("bad-request"))
-            return
-        payload = children[0]
+    def handle_iq(self, kind: str, sender: jid.JID, payload: domish.Element,
+                  stanza: domish.Element) -> defer.Deferred | None:
+        """Slot requests, disco#info and disco#items (all ``get``)."""
         key = (kind, payload.uri, payload.name)
         if key == ("get", NS_UPLOAD, "request"):
-            d = defer.maybeDeferred(self.request_slot, sender, payload)
-        elif key == ("get", disco.NS_DISCO_INFO, "query"):
-            d = defer.maybeDeferred(self.disco_info, payload)
-        elif key == ("get", disco.NS_DISCO_ITEMS, "query"):
-            d = defer.maybeDeferred(self.disco_items, payload)
-        else:
-            self._refuse(stanza, StanzaError("service-unavailable"))
-            return
-        d.addCallbacks(self._reply, self._failed, callbackArgs=(stanza,), errbackArgs=(stanza,))
-
-    def _reply(self, payload: domish.Element | None, stanza: domish.Element) -> None:
-        reply = result_for(stanza)
-        if payload is not None:
-            reply.addChild(payload)
-        self.route(reply)
-
-    def _failed(self, failure: Any, stanza: domish.Element) -> None:
-        if failure.check(StanzaError):
-            self._refuse(stanza, failure.value)
-        else:
-            log.failure("an upload request failed", failure)
-            self._refuse(stanza, StanzaError("internal-server-error"))
+            return defer.maybeDeferred(self.request_slot, sender, payload)
+        if key == ("get", disco.NS_DISCO_INFO, "query"):
+            return defer.maybeDeferred(self.disco_info, payload)
+        if key == ("get", disco.NS_DISCO_ITEMS, "query"):
+            return defer.maybeDeferred(self.disco_items, payload)
+        return None
 
     # -- disco ------------------------------------------------------------------
 

@@ -16,6 +16,11 @@ session manager, idle ping and stream management) whose framing differs:
   (``<message xmlns='jabber:client'>``,
   ``<stream:features xmlns:stream='http://etherx.jabber.org/streams'>``).
 
+The element framing (whole elements in, one self-contained element per
+write out) is :class:`ElementFramedStream`, shared with BOSH
+(:mod:`xmppd.bosh`); :class:`WebSocketStream` adds the messages and the
+``<open/>``/``<close/>`` of RFC 7395.
+
 :class:`WebSocketC2SFactory` is the :class:`~xmppd.c2s.factory.C2SFactory`
 for these streams: it never offers STARTTLS (TLS is the WebSocket's
 business) and takes credentials only on connections that count as
@@ -42,6 +47,7 @@ from xmppd.c2s.stream import (
 )
 from xmppd.c2s.xmlparser import RestrictedElementStream, StreamParseError
 from xmppd.logs import logger
+from xmppd.stanza import remembered_xml, xml_text
 
 NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 NS_XML = "http://www.w3.org/XML/1998/namespace"
@@ -64,48 +70,85 @@ class _MessageParser(RestrictedElementStream):
         super()._on_cdata(data)
 
 
+class MessageParser:
+    """Parses one connection's messages, each of which must hold one whole element.
+
+    One restricted parser serves every message of the connection (making
+    one costs more than parsing a stanza): it is fed our wrapper's start
+    tag once, then each message; after a message it must be back between
+    elements with exactly one element found. Whitespace around the element
+    is allowed; nothing else is: no XML declaration, no second element, no
+    text, no half element. After an error the parser is not used again
+    (the stream ends).
+    """
+
+    def __init__(self, limits: Any):
+        self.limits = limits
+        self._parser: _MessageParser | None = None
+        self._found: list[domish.Element] = []
+
+    def parse(self, payload: bytes) -> domish.Element:
+        """The message's element (StreamParseError if it is not exactly one whole one)."""
+        limits = self.limits
+        if len(payload) > limits.max_stanza_size:
+            raise StreamParseError("policy-violation", "stanza size limit exceeded")
+        parser = self._parser
+        if parser is None:
+            parser = _MessageParser(
+                max_stanza_size=limits.max_stanza_size,
+                max_depth=limits.max_depth,
+                max_attributes=limits.max_attributes,
+                max_elements=limits.max_elements,
+            )
+            parser.DocumentStartEvent = _ignore
+            parser.ElementEvent = self._found.append
+            parser.DocumentEndEvent = _ignore
+            parser.parse(_WRAPPER_OPEN)
+            self._parser = parser
+        found = self._found
+        found.clear()
+        try:
+            parser.parse(payload)
+        except StreamParseError:
+            self._parser = None
+            raise
+        if parser.depth != 1:
+            self._parser = None
+            raise StreamParseError("not-well-formed", "a message must hold one whole element")
+        if len(found) != 1:
+            self._parser = None
+            raise StreamParseError("not-well-formed", "a message must hold exactly one element")
+        element = found[0]
+        found.clear()
+        return element
+
+
+def _ignore(*args: Any) -> None:
+    pass
+
+
 def parse_message(payload: bytes, limits: Any) -> domish.Element:
     """The one element a WebSocket message holds (StreamParseError if it is not that).
 
-    Whitespace around the element is allowed; nothing else is: no XML
-    declaration, no second element, no text, no half element.
+    A :class:`MessageParser` of its own: streams keep one for all their messages.
     """
-    if len(payload) > limits.max_stanza_size:
-        raise StreamParseError("policy-violation", "stanza size limit exceeded")
-    parser = _MessageParser(
-        max_stanza_size=limits.max_stanza_size,
-        max_depth=limits.max_depth,
-        max_attributes=limits.max_attributes,
-        max_elements=limits.max_elements,
-    )
-    found: list[domish.Element] = []
-    parser.DocumentStartEvent = lambda root: None
-    parser.ElementEvent = found.append
-    parser.DocumentEndEvent = lambda: None
-    parser.parse(_WRAPPER_OPEN)
-    parser.parse(payload)
-    if parser.ended:
-        raise StreamParseError("not-well-formed", "a message must hold one whole element")
-    parser.parse(_WRAPPER_CLOSE)
-    if not parser.ended:
-        raise StreamParseError("not-well-formed", "a message must hold one whole element")
-    if len(found) != 1:
-        raise StreamParseError("not-well-formed", "a message must hold exactly one element")
-    return found[0]
+    return MessageParser(limits).parse(payload)
 
 
 def serialize(element: domish.Element) -> str:
     """One element as a self-contained message: every namespace declared on it."""
     uri = element.uri or element.defaultUri or NS_CLIENT  # none: jabber:client, as on TCP
     if uri in _STANZA_NAMESPACES and element.defaultUri in (None, uri):
+        if element.uri in (NS_CLIENT, None):
+            noted = remembered_xml(element)  # the stored form is this form
+            if noted is not None:
+                return noted
         # As on a TCP stream (inheriting the default namespace), then the
         # namespace declared: stanzas from S2S or components become
         # jabber:client like on TCP.
-        text = element.toXml(prefixes={NS_STREAMS: "stream"}, defaultUri=uri,
-                             prefixesInScope=[])
-        head = "<" + element.name
-        if text.startswith(head) and text[len(head):len(head) + 1] in (" ", "/", ">"):
-            return f"{head} xmlns='{NS_CLIENT}'{text[len(head):]}"
+        text = xml_text(element, None, uri)
+        cut = len(element.name) + 1
+        return f"{text[:cut]} xmlns='{NS_CLIENT}'{text[cut:]}"
     return element.toXml(prefixes={NS_STREAMS: "stream"}, prefixesInScope=[])
 
 
@@ -184,25 +227,103 @@ def client_address(host: str, port: int) -> Any:
     return kind("TCP", host, port)
 
 
-class WebSocketStream(C2SStream):
-    """A client stream framed by WebSocket messages (RFC 7395)."""
+class ElementFramedStream(C2SStream):
+    """A client stream whose input arrives as parsed elements and whose output is
+    one self-contained element per write (RFC 7395's WebSocket, XEP-0206's BOSH).
+
+    The transport hands in whole elements (:meth:`element_received`) and
+    opens (and after SASL reopens) the stream with the header its framing
+    stands for (:meth:`open_stream`); each element written declares its
+    namespaces (:func:`serialize`). Subclasses say what the stream header and
+    footer look like on the wire.
+    """
 
     def __init__(self, authenticator: Any, factory: Any):
-        #: Whether the client's ``<open/>`` for the current stream arrived.
+        #: Whether the client opened the current stream (its header arrived).
         self.opened = False
         super().__init__(authenticator, factory)
 
     # -- input -------------------------------------------------------------------
 
     def _initializeStream(self) -> None:
-        """A new stream (at connect and each restart): wait for the client's ``<open/>``."""
+        """A new stream (at connect and each restart): wait for the client to open it."""
         self._queue = []
         self.opened = False
         self.stream = None
 
     def dataReceived(self, data: bytes) -> None:
-        """Not used: input arrives through :meth:`message_received`."""
-        raise NotImplementedError("a WebSocket stream receives whole messages")
+        """Not used: input arrives as whole elements."""
+        raise NotImplementedError("an element-framed stream receives whole elements")
+
+    def open_stream(self, header: domish.Element) -> None:
+        """The client opens the stream with this header (see :func:`stream_header`)."""
+        if self.closing:
+            return
+        if self.opened:
+            self.stream_error("bad-format", "the stream is open already")
+            return
+        self.opened = True
+        self._guard(self.onDocumentStart, header)
+
+    def element_received(self, element: domish.Element) -> None:
+        """One top-level element from the client (after :meth:`open_stream`)."""
+        if self.closing:
+            return
+        try:
+            self.onElement(element)
+        except _StopParsing:
+            pass
+
+    def client_closed(self) -> None:
+        """The client closed its stream: close ours."""
+        if self.closing:
+            return
+        try:
+            self.onDocumentEnd()
+        except _StopParsing:
+            pass
+
+    def _process(self, element: domish.Element) -> None:
+        if not self.opened:
+            self.stream_error("bad-format", "open the stream first")
+            return
+        super()._process(element)
+
+    def onDocumentStart(self, rootElement: domish.Element) -> None:
+        """The client's header: let the authenticator check it."""
+        try:
+            super().onDocumentStart(rootElement)
+        except _StopParsing:
+            pass
+
+    # -- output --------------------------------------------------------------------
+
+    def send(self, obj: Any) -> None:
+        """One element to the client (its namespaces declared)."""
+        if domish.IElement.providedBy(obj):
+            obj = serialize(obj)
+        super().send(obj)
+
+    def write_stanza(self, element: domish.Element) -> None:
+        """Serialise a stanza for this client as ``jabber:client`` (without modifying it)."""
+        if self.closing:
+            return
+        self.send(serialize(element))
+
+    def connection_dropped(self, reason: failure.Failure) -> None:
+        """The transport is gone (closed or dropped): end the stream."""
+        if not self.lost:
+            self.transport.disconnecting = True
+            self.connectionLost(reason)
+
+
+class WebSocketStream(ElementFramedStream):
+    """A client stream framed by WebSocket messages (RFC 7395)."""
+
+    #: The parser of this connection's messages (made with the first one).
+    _messages: MessageParser | None = None
+
+    # -- input -------------------------------------------------------------------
 
     def message_received(self, payload: bytes) -> None:
         """One WebSocket text message from the client."""
@@ -211,8 +332,11 @@ class WebSocketStream(C2SStream):
         self._heard_from_peer()
         if self.rawDataInFn:
             self.rawDataInFn(payload)
+        messages = self._messages
+        if messages is None:
+            messages = self._messages = MessageParser(self.factory.limits)
         try:
-            element = parse_message(payload, self.factory.limits)
+            element = messages.parse(payload)
         except StreamParseError as e:
             self.stream_error(e.condition, e.text)
             return
@@ -220,22 +344,15 @@ class WebSocketStream(C2SStream):
             log.failure("unexpected error while parsing a WebSocket message")
             self.stream_error("internal-server-error")
             return
-        try:
-            if element.uri == NS_FRAMING and element.name == "close":
-                self.onDocumentEnd()
-            else:
-                self.onElement(element)
-        except _StopParsing:
-            pass
+        if element.uri == NS_FRAMING and element.name == "close":
+            self.client_closed()
+        else:
+            self.element_received(element)
         self._throttle(len(payload))
 
     def _process(self, element: domish.Element) -> None:
         if element.uri == NS_FRAMING and element.name == "open":
-            if self.opened:
-                self.stream_error("bad-format", "the stream is open already")
-                return
-            self.opened = True
-            self._guard(self.onDocumentStart, stream_header(element))
+            self.open_stream(stream_header(element))
             return
         if not self.opened:
             if element.name == "open":
@@ -248,26 +365,7 @@ class WebSocketStream(C2SStream):
             return
         super()._process(element)
 
-    def onDocumentStart(self, rootElement: domish.Element) -> None:
-        """The ``<open/>``'s header: let the authenticator check it."""
-        try:
-            super().onDocumentStart(rootElement)
-        except _StopParsing:
-            pass
-
     # -- output --------------------------------------------------------------------
-
-    def send(self, obj: Any) -> None:
-        """One message to the client (an element with its namespaces declared)."""
-        if domish.IElement.providedBy(obj):
-            obj = serialize(obj)
-        super().send(obj)
-
-    def write_stanza(self, element: domish.Element) -> None:
-        """Serialise a stanza for this client as ``jabber:client`` (without modifying it)."""
-        if self.closing:
-            return
-        self.send(serialize(element))
 
     def sendHeader(self) -> None:
         """Our ``<open/>`` with a fresh stream id."""
@@ -285,12 +383,6 @@ class WebSocketStream(C2SStream):
         if not self._footer_sent:
             self.send(f"<close xmlns='{NS_FRAMING}'/>")
             self._footer_sent = True
-
-    def connection_dropped(self, reason: failure.Failure) -> None:
-        """The WebSocket is gone (closed or dropped): end the stream."""
-        if not self.lost:
-            self.transport.disconnecting = True
-            self.connectionLost(reason)
 
 
 class WebSocketC2SFactory(C2SFactory):
