@@ -59,8 +59,17 @@ class ReceivingTests(unittest.TestCase):
     def test_header_without_to(self):
         self.assert_stream_error(self.feed(header(from_="a.example")), "host-unknown")
 
-    def test_header_without_from(self):
-        self.assert_stream_error(self.feed(header(to="b.example")), "invalid-from")
+    def test_header_without_from_gets_no_sasl_external(self):
+        self.manager.certificate_problems["a.example"] = None
+        self.assertIn("<starttls", self.feed(header(to="b.example")))
+        self.feed("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        out = self.feed(header(to="b.example"))
+        self.assertNotIn("EXTERNAL", out)
+        self.assertIn("urn:xmpp:features:dialback", out)
+
+    def test_header_with_a_bad_from(self):
+        self.assert_stream_error(self.feed(header(from_="a@@b", to="b.example")),
+                                 "invalid-from")
 
     def test_header_from_a_domain_we_serve(self):
         self.assert_stream_error(self.feed(header(from_="conference.b.example", to="b.example")),

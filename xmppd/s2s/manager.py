@@ -444,6 +444,9 @@ def server_tls_options(options: Any) -> Any:
     """
     context = options.getContext()
     context.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: True)
+    # OpenSSL refuses to resume sessions on a context that asks for peer
+    # certificates unless it has a session id context (Prosody resumes).
+    context.set_session_id(b"xmppd-s2s")
     return options
 
 

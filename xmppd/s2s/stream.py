@@ -7,7 +7,8 @@ names, and unexpected exceptions close the stream with
 
 Receiving (another server connected to us): the header's ``to`` must be a
 domain we serve (``host-unknown``), ``from`` a valid domain (``invalid-from``;
-required); features offer STARTTLS (required unless encryption is not),
+it may be missing, as from older servers, but then SASL EXTERNAL is not
+offered); features offer STARTTLS (required unless encryption is not),
 then SASL EXTERNAL when the peer's certificate verifies for its domain and
 Server Dialback (XEP-0220) when allowed for it. ``db:result`` asks the
 manager to verify the key with the originating domain's authoritative server;
@@ -216,6 +217,9 @@ class S2SStream(protocol.Protocol):
 
     def connectionLost(self, reason: failure.Failure = protocol.connectionDone) -> None:
         """Cancel timers and tell the manager (which bounces what is still queued)."""
+        log.debug("S2S connection with {peer} ({stream}) closed: {reason}",
+                  peer=self.peer_address, stream=self.describe(),
+                  reason=reason.getErrorMessage())
         self.closing = True
         self.lost = True
         for timer in (self._idle_timer, self._negotiation_timer, self._abort_timer,
@@ -450,8 +454,8 @@ class S2SStream(protocol.Protocol):
             self.stream_error("host-unknown", "the domain changed on a stream restart")
             return
         self.local = local
-        if remote is None or parse_jid(sender).user is not None:
-            self.stream_error("invalid-from", "the header needs the sending server's domain")
+        if sender is not None and (remote is None or parse_jid(sender).user is not None):
+            self.stream_error("invalid-from", "not a server's domain")
             return
         if remote in self.manager.served:
             self.stream_error("invalid-from", f"{remote} is served here")
@@ -484,7 +488,7 @@ class S2SStream(protocol.Protocol):
             parts.append(f"<starttls xmlns='{NS_TLS}'>{required}</starttls>")
             if required:
                 return "<stream:features>" + "".join(parts) + "</stream:features>"
-        if self.tls and self.cert_valid is None:
+        if self.tls and self.cert_valid is None and remote is not None:
             problem = self.peer_certificate_problem(remote)
             self.cert_valid = problem is None
             if problem:
