@@ -176,3 +176,15 @@ class ManagerTests(unittest.TestCase):
         self.manager.send(self.message())
         self.manager.stopService()
         self.assertEqual(self.bounced(), [("alice@a.example/r", "error", "remote-server-timeout")])
+
+
+class ALPNTests(unittest.TestCase):
+    """ALPN on the S2S listener: xmpp-server when offered, else none (never a failed handshake)."""
+
+    def test_selection(self):
+        from OpenSSL import SSL
+
+        from xmppd.s2s.manager import select_alpn
+
+        self.assertEqual(select_alpn(None, [b"h2", b"xmpp-server"]), b"xmpp-server")
+        self.assertIs(select_alpn(None, [b"h2"]), SSL.NO_OVERLAPPING_PROTOCOLS)

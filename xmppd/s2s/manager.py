@@ -445,9 +445,20 @@ def server_tls_options(options: Any) -> Any:
     context = options.getContext()
     context.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: True)
     # OpenSSL refuses to resume sessions on a context that asks for peer
-    # certificates unless it has a session id context (Prosody resumes).
+    # certificates unless it has a session id context.
     context.set_session_id(b"xmppd-s2s")
+    context.set_alpn_select_callback(select_alpn)
     return options
+
+
+def select_alpn(connection: Any, offered: list[bytes]) -> Any:
+    """ALPN on S2S: ``xmpp-server`` if offered (XEP-0368), else no protocol.
+
+    Twisted's own callback answers a peer offering protocols it does not
+    know (after STARTTLS it knows none) with an empty name, which OpenSSL
+    turns into an ``internal error`` alert: Prosody offers ``xmpp-server``.
+    """
+    return b"xmpp-server" if b"xmpp-server" in offered else SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 def client_tls_options(private_key: Any, chain: list) -> ssl.CertificateOptions:
