@@ -17,6 +17,16 @@ NS_DIALBACK = "jabber:server:dialback"
 NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"
 
 
+class DialbackRefused(Exception):
+    """A dialback key was not confirmed; ``condition`` is the stanza error to report."""
+
+    def __init__(self, condition: str, text: str = ""):
+        super().__init__(condition, text)
+        self.condition = condition
+        self.text = text
+
+
+
 def dialback_key(secret: str, receiving: str, originating: str, stream_id: str) -> str:
     """The dialback key for a stream id between two domains (XEP-0185 section 3)."""
     hashed = hashlib.sha256(secret.encode()).hexdigest().encode()

@@ -34,8 +34,9 @@ from xmppd.addresses import normalised_domain
 from xmppd.errors import bounce
 from xmppd.logs import logger
 from xmppd.s2s.certificates import certificate_problem, load_trust_roots
+from xmppd.s2s.dialback import DialbackRefused
 from xmppd.s2s.resolver import NoSuchServer, Resolver, Target
-from xmppd.s2s.stream import DialbackRefused, S2SStream
+from xmppd.s2s.stream import S2SStream
 from xmppd.stanza import describe
 
 log = logger(__name__)

@@ -18,11 +18,8 @@ a domain authenticated, only from domains this stream authenticated
 valid addresses (``improper-addressing``); they reach the router in the
 ``jabber:client`` namespace, as stanzas from local clients do.
 
-Initiating (we connect): header, STARTTLS, then SASL EXTERNAL if offered
-(our certificate is good for our domain at the peer), else dialback with a
-key from our secret; the manager is told when the stream is authenticated
-(or why it failed) and may send ``db:verify`` requests on it as soon as
-the stream is encrypted.
+Initiating (we connect): see :mod:`xmppd.s2s.initiating`. The namespaces
+and the stanza text for the wire are in :mod:`xmppd.s2s.wire`.
 """
 
 from __future__ import annotations
@@ -39,36 +36,30 @@ from xmppd.addresses import normalised_domain, parse_jid
 from xmppd.c2s.xmlparser import RestrictedElementStream, StreamParseError
 from xmppd.logs import logger
 from xmppd.ratelimit import TokenBucket
-from xmppd.s2s.dialback import NS_DIALBACK, NS_DIALBACK_FEATURE, dialback_key, key_is_valid
+from xmppd.s2s.dialback import NS_DIALBACK, NS_DIALBACK_FEATURE, DialbackRefused, key_is_valid
+from xmppd.s2s.initiating import InitiatingSide
+from xmppd.s2s.wire import (
+    NS_SASL,
+    NS_SERVER,
+    NS_STANZAS,
+    NS_STREAM_ERRORS,
+    NS_STREAMS,
+    NS_TLS,
+    STANZA_NAMES,
+    as_client_stanza,
+    dialback_xml,
+    stanza_xml,
+)
 from xmppd.stanza import escape_attribute
 
 if TYPE_CHECKING:
     from xmppd.s2s.manager import S2SManager
 
-NS_SERVER = "jabber:server"
-NS_CLIENT = "jabber:client"
-NS_STREAMS = "http://etherx.jabber.org/streams"
-NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
-NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
-NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
-NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
-STANZA_NAMES = ("message", "presence", "iq")
-#: Namespaces a stanza may carry inside the server that are written as jabber:server.
-LOCAL_STANZA_NAMESPACES = (NS_CLIENT, "jabber:component:accept", NS_SERVER, None)
 
 #: Seconds a closing stream's peer has to close its side before the connection is dropped.
 CLOSE_GRACE = 10.0
 
 log = logger(__name__)
-
-
-class DialbackRefused(Exception):
-    """A dialback key was not confirmed; ``condition`` is the stanza error to report."""
-
-    def __init__(self, condition: str, text: str = ""):
-        super().__init__(condition, text)
-        self.condition = condition
-        self.text = text
 
 
 class _StopParsing(Exception):
@@ -79,65 +70,7 @@ def _ignore(*args: object) -> None:
     """Event sink for a parser that has been replaced."""
 
 
-def stanza_xml(element: domish.Element) -> str:
-    """A stanza as text for an S2S stream: local stanza namespaces become jabber:server."""
-    out: list[str] = []
-    _write(element, NS_SERVER, out)
-    return "".join(out)
-
-
-def _write(element: domish.Element, inherited: str, out: list[str]) -> None:
-    uri = element.uri
-    if uri in LOCAL_STANZA_NAMESPACES:
-        uri = NS_SERVER
-    out.append("<" + element.name)
-    if uri != inherited:
-        out.append(" xmlns='" + escape_attribute(uri) + "'")
-    prefixes = 0
-    for key, value in element.attributes.items():
-        if isinstance(key, tuple):
-            namespace, local = key
-            if namespace == "http://www.w3.org/XML/1998/namespace":
-                key = "xml:" + local
-            else:
-                out.append(f" xmlns:a{prefixes}='" + escape_attribute(namespace) + "'")
-                key = f"a{prefixes}:{local}"
-                prefixes += 1
-        out.append(" " + key + "='" + escape_attribute(value) + "'")
-    if not element.children:
-        out.append("/>")
-        return
-    out.append(">")
-    for child in element.children:
-        if isinstance(child, domish.SerializedXML):
-            out.append(child)  # already text in its own namespaces
-        elif isinstance(child, str):
-            out.append(escape_attribute(child))
-        else:
-            _write(child, uri, out)
-    out.append("</" + element.name + ">")
-
-
-def as_client_stanza(element: domish.Element) -> None:
-    """Move a received stanza from jabber:server to jabber:client, in place (tree-wide)."""
-    if element.uri == NS_SERVER:
-        element.uri = NS_CLIENT
-    if element.defaultUri == NS_SERVER:
-        element.defaultUri = NS_CLIENT
-    for child in element.children:
-        if isinstance(child, domish.Element):
-            as_client_stanza(child)
-
-
-def dialback_xml(name: str, attributes: dict[str, str], text: str = "") -> str:
-    """A ``db:result``/``db:verify`` element as text (the header declares ``db``)."""
-    attrs = "".join(f" {k}='{escape_attribute(v)}'" for k, v in attributes.items() if v)
-    if text:
-        return f"<db:{name}{attrs}>{escape_attribute(text)}</db:{name}>"
-    return f"<db:{name}{attrs}/>"
-
-
-class S2SStream(protocol.Protocol):
+class S2SStream(InitiatingSide, protocol.Protocol):
     """One S2S connection; ``initiating`` says whether we opened it.
 
     An initiating stream is for one (local, remote) domain pair. A
@@ -638,145 +571,6 @@ class S2SStream(protocol.Protocol):
         if self._negotiation_timer is not None and self._negotiation_timer.active():
             self._negotiation_timer.cancel()
         self.ready = True
-
-    # -- initiating side -------------------------------------------------------
-
-    def _initiating_header(self, root: domish.Element) -> None:
-        self.sid = root.getAttribute("id")
-        if not self.sid:
-            self.stream_error("invalid-id", "the receiving server must give a stream id")
-            return
-        sender = root.getAttribute("from")
-        if sender and normalised_domain(sender) != self.remote:
-            self.stream_error("invalid-from", "the header names another domain")
-            return
-        if root.getAttribute("version") is None:
-            # No features will come (pre-RFC 6120 server): dialback straight away.
-            if self.manager.requires_tls(self.remote):
-                self.fail("remote-server-timeout", "the remote server does not do TLS")
-                return
-            self._start_dialback()
-
-    def _initiating_element(self, element: domish.Element) -> None:
-        uri, name = element.uri, element.name
-        if uri == NS_STREAMS and name == "features":
-            self._features_received(element)
-        elif uri == NS_TLS and name == "proceed":
-            self._new_parser()
-            self._start_tls(self.manager.client_tls_options)
-            self._send_header()
-        elif uri == NS_TLS and name == "failure":
-            self.fail("remote-server-timeout", "STARTTLS failed")
-        elif uri == NS_SASL and name == "success":
-            self.sasl_done = True
-            self.auth_method = "EXTERNAL"
-            self._new_parser()
-            self._send_header()
-        elif uri == NS_SASL and name == "failure":
-            if self._dialback_offered and self.manager.dialback_allowed(self.remote):
-                self._start_dialback()
-            else:
-                self.fail("remote-server-timeout", "SASL EXTERNAL failed")
-        elif uri == NS_DIALBACK and name == "result":
-            self._dialback_outcome(element)
-        elif uri == NS_DIALBACK and name == "verify":
-            self._verify_outcome(element)
-        else:
-            self.stream_error("unsupported-stanza-type", f"<{name}> is not expected here")
-
-    _dialback_offered = False
-
-    def _features_received(self, features: domish.Element) -> None:
-        def child(ns: str, name: str) -> domish.Element | None:
-            return next((c for c in features.elements() if c.uri == ns and c.name == name), None)
-
-        if self.sasl_done:
-            self._authenticated("EXTERNAL")
-            return
-        if child(NS_TLS, "starttls") is not None and not self.tls and self.manager.can_tls:
-            self.write(f"<starttls xmlns='{NS_TLS}'/>")
-            return
-        if not self.tls and self.manager.requires_tls(self.remote):
-            self.fail("remote-server-timeout", "the remote server does not offer TLS")
-            return
-        if self.tls and self.remote in self.manager.settings.trusted_domains:
-            problem = self.peer_certificate_problem(self.remote)
-            if problem:
-                self.fail("remote-server-timeout", problem)
-                return
-        self._verify_ready = True
-        self.manager.stream_can_verify(self)
-        self._dialback_offered = child(NS_DIALBACK_FEATURE, "dialback") is not None
-        mechanisms = child(NS_SASL, "mechanisms")
-        offered = [str(m).strip() for m in mechanisms.elements() if m.name == "mechanism"] \
-            if mechanisms is not None else []
-        if "EXTERNAL" in offered and not self._external_tried:
-            self._external_tried = True
-            authzid = base64.b64encode(self.local.encode()).decode()
-            self.write(f"<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>{authzid}</auth>")
-            return
-        if self.manager.dialback_allowed(self.remote):
-            self._start_dialback()
-            return
-        self.fail("remote-server-timeout", "no authentication method in common")
-
-    @property
-    def can_verify(self) -> bool:
-        """Whether db:verify requests may go out on this (initiating) stream now."""
-        return self._verify_ready and not self.closing
-
-    def _start_dialback(self) -> None:
-        if self._dialback_sent:
-            return
-        self._dialback_sent = True
-        self._verify_ready = True
-        key = dialback_key(self.manager.secret, self.remote, self.local, self.sid)
-        self.write(dialback_xml("result", {"from": self.local, "to": self.remote}, key))
-
-    def _dialback_outcome(self, element: domish.Element) -> None:
-        kind = element.getAttribute("type")
-        if kind == "valid":
-            self._authenticated("dialback")
-        elif kind == "invalid":
-            self.fail("remote-server-timeout", "the remote server refused our dialback key")
-        else:
-            self.fail("remote-server-timeout", "dialback error")
-
-    def _authenticated(self, method: str) -> None:
-        self.auth_method = method
-        self._negotiated()
-        log.info("S2S: {local} -> {remote} authenticated ({method})", local=self.local,
-                 remote=self.remote, method=method)
-        self.manager.outgoing_ready(self)
-
-    def verify(self, stream_id: str, key: str) -> defer.Deferred:
-        """Ask the peer (authoritative for ``remote``) whether a key is valid."""
-        d: defer.Deferred = defer.Deferred()
-        self.pending_verifies.setdefault(stream_id, []).append(d)
-        self.write(dialback_xml("verify", {"from": self.local, "to": self.remote,
-                                           "id": stream_id}, key))
-        return d
-
-    def _verify_outcome(self, element: domish.Element) -> None:
-        stream_id = element.getAttribute("id") or ""
-        waiters = self.pending_verifies.get(stream_id)
-        if not waiters:
-            return  # not ours (or answered already): ignore
-        d = waiters.pop(0)
-        if not waiters:
-            del self.pending_verifies[stream_id]
-        kind = element.getAttribute("type")
-        if kind in ("valid", "invalid"):
-            d.callback(kind == "valid")
-        else:
-            d.errback(DialbackRefused("remote-server-timeout", "verification error"))
-
-    def fail(self, condition: str, why: str) -> None:
-        """Give up on an initiating stream: the manager bounces with ``condition``."""
-        log.info("S2S {local} -> {remote}: {why}", local=self.local, remote=self.remote, why=why)
-        self.end_reason = condition
-        self.manager.outgoing_failed(self, condition, why)
-        self.close()
 
     def __repr__(self) -> str:
         return f"<S2SStream {self.describe()}>"
