@@ -58,6 +58,8 @@ def make_test_config(testcase: unittest.TestCase, **sections: dict[str, Any]) ->
         },
         "components": {"listen": "tcp:0:interface=127.0.0.1"},
         "http": {"listen": "tcp:0:interface=127.0.0.1"},
+        # Federation is off unless a test turns it on: no DNS, no port 5269.
+        "s2s": {"listen": "tcp:0:interface=127.0.0.1", "enabled": False},
         "log": {"level": "warn"},
     }
     for section, values in sections.items():

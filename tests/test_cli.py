@@ -449,7 +449,8 @@ class CheckTests(unittest.TestCase):
             cert, key = make_test_certificate(self)
         self.config.write_text(
             f'[tls]\ncertificate = "{cert}"\nkey = "{key}"\n'
-            f'[c2s]\nlisten = "{listen}"\ndirect_tls_listen = ""\n' + text
+            f'[c2s]\nlisten = "{listen}"\ndirect_tls_listen = ""\n'
+            '[s2s]\nlisten = ""\n' + text
         )
 
     @defer.inlineCallbacks
@@ -469,7 +470,8 @@ class CheckTests(unittest.TestCase):
         expected, problems = [], 0
         for key, port, interface in (("c2s.listen", 5222, ""),
                                      ("c2s.direct_tls_listen", 5223, ""),
-                                     ("http.listen", 5280, "127.0.0.1")):
+                                     ("http.listen", 5280, "127.0.0.1"),
+                                     ("s2s.listen", 5269, "")):
             description = f"tcp:{port}" + (f":interface={interface}" if interface else "")
             if port_is_free(port, interface):
                 expected.append(f"ok    {key}: {description}: port {port} is free")
@@ -477,8 +479,8 @@ class CheckTests(unittest.TestCase):
                 problems += 1
                 expected.append(f"FAIL  {key}: {description}: the port is in use "
                                 "(is xmppd already running?)")
-        self.assertEqual(lines[3:6], expected)
-        self.assertEqual(lines[6:], ["no problems"] if not problems else [f"{problems} problem"
+        self.assertEqual(lines[3:7], expected)
+        self.assertEqual(lines[7:], ["no problems"] if not problems else [f"{problems} problem"
                                                                           + "s" * (problems > 1)])
         self.assertEqual((code, err), (1 if problems else 0, ""))
         self.assertFalse((self.folder / "data").exists())  # check changes nothing

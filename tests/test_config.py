@@ -82,7 +82,7 @@ class ErrorTests(unittest.TestCase):
         self.assertIn("c2s.prot: unknown key", self.error_for("[c2s]\nprot = 1\n"))
 
     def test_unknown_section(self):
-        self.assertIn("s2s: unknown section", self.error_for("[s2s]\nport = 1\n"))
+        self.assertIn("federation: unknown section", self.error_for("[federation]\nport = 1\n"))
 
     def test_wrong_type(self):
         self.assertIn("c2s.listen: must be a string", self.error_for("[c2s]\nlisten = 5222\n"))
@@ -397,3 +397,37 @@ class BoshConfigTests(unittest.TestCase):
             self.assertIn(f"bosh.{key}", str(caught.exception))
         self.assertEqual(self.load(path="/xmpp-websocket", websocket={"path": "/ws"}).bosh.path,
                          "/xmpp-websocket")
+
+
+class S2SConfigTests(unittest.TestCase):
+    """``[s2s]``: routes, domain lists and the CA file are checked at load."""
+
+    def load(self, **s2s):
+        return config_from_dict({"s2s": s2s}, Path(self.mktemp()))
+
+    def test_defaults(self):
+        settings = self.load().s2s
+        self.assertEqual((settings.enabled, settings.listen, settings.routes,
+                          settings.require_encryption, settings.allow_dialback, settings.secret),
+                         (True, "tcp:5269", {}, True, True, ""))
+
+    def test_routes_are_normalised(self):
+        settings = self.load(routes={"B.Example": "tcp:host=127.0.0.2:port=5269"}).s2s
+        self.assertEqual(settings.routes, {"b.example": "tcp:host=127.0.0.2:port=5269"})
+
+    def test_bad_values(self):
+        for key, value in (("routes", {"b.example": "nonsense:x"}),
+                           ("routes", {"b.example": ""}),
+                           ("routes", {"localhost": "tcp:host=127.0.0.2:port=5269"}),
+                           ("routes", {"a@b": "tcp:host=127.0.0.2:port=5269"}),
+                           ("trusted_domains", ["not a domain@"]),
+                           ("listen", "nonsense:1"), ("ca_file", "missing.pem"),
+                           ("max_queue", 0), ("connect_timeout", 0), ("idle_timeout", -1)):
+            with self.assertRaises(ConfigError, msg=f"{key}={value!r}") as caught:
+                self.load(**{key: value})
+            self.assertIn(f"s2s.{key}", str(caught.exception))
+
+    def test_a_domain_cannot_be_trusted_and_insecure(self):
+        with self.assertRaises(ConfigError) as caught:
+            self.load(trusted_domains=["b.example"], insecure_domains=["b.example"])
+        self.assertIn("s2s.insecure_domains", str(caught.exception))

@@ -87,6 +87,7 @@ class PluginTests(unittest.TestCase):
             f'[c2s]\nlisten = "{listen}"\ndirect_tls_listen = ""\n'
             f'[components]\nlisten = ""\n'
             '[http]\nlisten = ""\n'
+            '[s2s]\nlisten = ""\n'
             f'[tls]\ncertificate = "{cert}"\nkey = "{key}"\n'
         )
         return config

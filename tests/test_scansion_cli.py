@@ -39,6 +39,7 @@ class ScansionCommandLineTests(unittest.TestCase):
             '[c2s]\nlisten = "tcp:0:interface=127.0.0.1"\ndirect_tls_listen = ""\n'
             '[components]\nlisten = ""\n'
             '[http]\nlisten = ""\n'
+            '[s2s]\nlisten = ""\n'
             f'[tls]\ncertificate = "{cert}"\nkey = "{key}"\n'
         )
         env = dict(os.environ, PYTHONPATH=str(REPO))

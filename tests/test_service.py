@@ -47,6 +47,7 @@ def write_config(path, cert, key, **sections):
                 "require_encryption": True},
         "components": {"listen": ""},
         "http": {"listen": "tcp:0:interface=127.0.0.1"},
+        "s2s": {"listen": ""},
         "log": {"level": "info"},
     }
     for section, values in sections.items():

@@ -138,6 +138,8 @@ def listeners(config: Config) -> list[tuple[str, str]]:
         found.append(("http.listen", config.http.listen))
     if config.http.tls_listen:
         found.append(("http.tls_listen", config.http.tls_listen))
+    if config.s2s.enabled and config.s2s.listen:
+        found.append(("s2s.listen", config.s2s.listen))
     return found
 
 

@@ -42,6 +42,7 @@ from xmppd.sections import (  # noqa: F401 - re-exported: the schema is read fro
     ModulesSettings,
     MUCSettings,
     PubSubSettings,
+    S2SSettings,
     ServerSettings,
     TLSSettings,
     UploadSettings,
@@ -141,6 +142,7 @@ class Config:
     upload: UploadSettings = field(default_factory=lambda: UploadSettings(domain=None))
     websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
     bosh: BoshSettings = field(default_factory=BoshSettings)
+    s2s: S2SSettings = field(default_factory=S2SSettings)
 
     @property
     def domain(self) -> str:
@@ -529,6 +531,36 @@ def _upload(r: _Reader, taken: tuple[str | None, ...],
                                allowed_types=tuple(k.lower() for k in upload.allowed_types))
 
 
+def _s2s(r: _Reader, base: Path, served: tuple[str | None, ...]) -> S2SSettings:
+    s2s = r.section("s2s")
+    listen = _endpoint(r, "s2s.listen", s2s.listen, optional=True)
+    routes = {}
+    for remote, endpoint in s2s.routes.items():
+        key = f"s2s.routes.{remote}"
+        if not isinstance(endpoint, str) or not endpoint:
+            raise r.fail(key, "must be a non-empty string")
+        remote = _domain(r, key, remote)
+        if remote in served:
+            raise r.fail(key, "a served domain cannot be a remote one")
+        try:
+            from twisted.internet import endpoints
+
+            endpoints.clientFromString(None, endpoint)
+        except Exception as e:
+            raise r.fail(key, f"{endpoint!r} is not a Twisted client endpoint ({e})") from None
+        routes[remote] = endpoint
+    trusted = tuple(_domain(r, "s2s.trusted_domains", d) for d in s2s.trusted_domains)
+    insecure = tuple(_domain(r, "s2s.insecure_domains", d) for d in s2s.insecure_domains)
+    both = set(trusted) & set(insecure)
+    if both:
+        raise r.fail("s2s.insecure_domains", f"{sorted(both)[0]!r} is also trusted")
+    ca_file = str((base / s2s.ca_file).resolve()) if s2s.ca_file else ""
+    if ca_file and not Path(ca_file).is_file():
+        raise r.fail("s2s.ca_file", f"{ca_file}: no such file")
+    return dataclasses.replace(s2s, listen=listen, routes=routes, trusted_domains=trusted,
+                               insecure_domains=insecure, ca_file=ca_file)
+
+
 def _modules(r: _Reader) -> ModulesSettings:
     from xmppd.modules import switchable_modules
 
@@ -587,4 +619,5 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         metrics=_metrics(r),
         websocket=_websocket(r),
         bosh=_bosh(r),
+        s2s=_s2s(r, base, (server.domain, muc.domain, pubsub.domain)),
     )

@@ -268,6 +268,42 @@ class ModulesSettings:
         (), "modules to switch off by name; MUC modules as `muc.NAME`")
 
 
+@dataclass(frozen=True)
+class S2SSettings:
+    """``[s2s]``: federation with other servers (RFC 6120 S2S, XEP-0220 dialback)."""
+
+    enabled: bool = setting(True, "federate with other servers; `false`: stanzas for other "
+                            "domains get `remote-server-not-found`")
+    listen: str = setting("tcp:5269", "listener for other servers; `\"\"` turns incoming "
+                          "connections off")
+    routes: dict[str, str] = setting({}, "static routes: remote domain -> Twisted client "
+                                     "endpoint (`\"tcp:host=10.0.0.2:port=5269\"`), used "
+                                     "instead of DNS")
+    require_encryption: bool = setting(True, "STARTTLS is required both ways (except for "
+                                       "`insecure_domains`)")
+    allow_dialback: bool = setting(True, "authenticate servers by Server Dialback (XEP-0220) "
+                                   "when their certificate does not verify")
+    secret: str = setting("", "the dialback key secret; `\"\"`: a random one generated once "
+                          "and kept in `data_dir/s2s_secret`")
+    trusted_domains: tuple[str, ...] = setting(
+        (), "remote domains that must present a valid certificate (no dialback)")
+    insecure_domains: tuple[str, ...] = setting(
+        (), "remote domains for which TLS is optional")
+    ca_file: str = setting("", "PEM file of the certificate authorities to trust for remote "
+                           "certificates; `\"\"`: the system's bundle")
+    connect_timeout: float = setting(30.0, "seconds to connect to and authenticate with a remote "
+                                     "server; then its queued stanzas bounce with "
+                                     "`remote-server-timeout`", positive=True)
+    idle_timeout: float = setting(600.0, "seconds an S2S connection may stay unused before it "
+                                  "is closed; 0: never", minimum=0)
+    max_queue: int = setting(1000, "stanzas queued for one remote domain while its connection "
+                             "is set up; more bounce with `resource-constraint`", minimum=1)
+    max_incoming: int = setting(1000, "incoming S2S connections at once", minimum=1)
+    read_rate: int = setting(1048576, "bytes a second one remote server's connection may "
+                             "send (a faster one is read more slowly); 0: no limit", minimum=0)
+    read_burst: int = setting(4194304, "bytes it may send at once", minimum=1)
+
+
 #: The core sections: name -> settings class (module sections are added to these).
 CORE_SECTIONS: dict[str, type] = {
     "server": ServerSettings,
@@ -284,4 +320,5 @@ CORE_SECTIONS: dict[str, type] = {
     "log": LogSettings,
     "limits": LimitSettings,
     "modules": ModulesSettings,
+    "s2s": S2SSettings,
 }

@@ -93,6 +93,9 @@ class XMPPServer(service.MultiService):
         #: The event-loop lag probe of the metrics (None without them).
         self.metrics_lag = None
         self.upload = None
+        #: Federation (None when ``[s2s] enabled`` is false).
+        self.s2s = None
+        self.tls_paths: tuple[Any, Any] = (None, None)
         #: The WebSocket endpoint's factory and the c2s factory of its streams (or None).
         self.websocket = None
         self.websocket_c2s = None
@@ -234,6 +237,7 @@ class XMPPServer(service.MultiService):
         self._build_muc()
         self._build_pubsub()
         self._build_http()
+        self._build_s2s()
         self._built = True
 
     def _load_tls(self, config: Config) -> tuple[Any, str]:
@@ -251,6 +255,7 @@ class XMPPServer(service.MultiService):
                     cert=cert,
                     key=key,
                 )
+        self.tls_paths = (cert, key)
         try:
             options = tls.server_tls_options(cert, key)
             missing = tls.certificate_mismatches(cert, config.served_domains)
@@ -352,6 +357,18 @@ class XMPPServer(service.MultiService):
         self.upload.setServiceParent(self)
         self.session_manager.modules.add_hook(Point.ACCOUNT_DELETED, self.upload.account_deleted)
 
+    def _build_s2s(self) -> None:
+        if not self.config.s2s.enabled:
+            return
+        from xmppd.s2s.setup import make_s2s_manager
+
+        try:
+            self.s2s = make_s2s_manager(self.config, self.router, self.tls_paths, self.reactor)
+        except (OSError, tls.CertificateProblem) as e:
+            raise StartupError(f"s2s: {e}") from None
+        self.s2s.setServiceParent(self)
+        self.router.register(None, self.s2s)
+
     def _factories(self) -> dict[str, tuple[str, Any]]:
         from xmppd.c2s.factory import C2SFactory
         from xmppd.c2s.guard import ClientGuard
@@ -404,6 +421,8 @@ class XMPPServer(service.MultiService):
                 config.components.listen,
                 ComponentServerFactory(self.router, config.components.secrets),
             )
+        if self.s2s is not None and config.s2s.listen:
+            factories["s2s"] = (config.s2s.listen, self.s2s.factory())
         if self.http is not None:
             if config.http.listen:
                 factories["http"] = (config.http.listen, self.http.factory())
@@ -417,7 +436,7 @@ class XMPPServer(service.MultiService):
             return
         keys = {"c2s": "c2s.listen", "c2s_direct_tls": "c2s.direct_tls_listen",
                 "components": "components.listen", "http": "http.listen",
-                "https": "http.tls_listen"}
+                "https": "http.tls_listen", "s2s": "s2s.listen"}
         for name, (description, factory) in self._factories().items():
             if name.startswith("c2s"):
                 traffic.trace_factory(factory)
