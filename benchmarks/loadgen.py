@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -134,6 +135,7 @@ async def workload_idle(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "logins_per_s": round(args.clients / figures["seconds"], 1),
         "connected": sum(1 for c in conns if not c.lost),
+        "loadgen_rss_kib": rss_kib(os.getpid()),  # the generator's own (TLS) state
         "sm": args.sm,
         "unacked_per_session": args.unacked if args.sm else 0,
         **problems(conns),
