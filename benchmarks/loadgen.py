@@ -4,7 +4,7 @@ Workloads (``python benchmarks/loadgen.py WORKLOAD --help`` for parameters):
 
 * ``register`` — create the accounts ``PREFIX0 .. PREFIX{N-1}`` by in-band
   registration (XEP-0077); existing ones are left alone.
-* ``login`` — N clients connect, authenticate (SASL PLAIN) and bind, at most
+* ``login`` — N clients connect, authenticate (``--sasl``) and bind, at most
   C at a time: logins/s and per-login time p50/p99.
 * ``idle`` — N clients log in and send initial presence; the server's VmRSS
   (``/proc/PID/status``) before and after gives the memory per connection.
@@ -19,6 +19,14 @@ Workloads (``python benchmarks/loadgen.py WORKLOAD --help`` for parameters):
   the owner publishes to that PEP node (XEP-0163) keeping W publishes
   outstanding: notifications/s received by all contacts, publishes/s and
   notification latency p50/p99.
+* ``storm`` — N users each in mutual subscription with K others (a ring) log
+  in at once and send initial presence: logins/s, presence stanzas/s, the
+  time until every user has seen all its contacts (see :mod:`loadgen_storm`).
+
+Every workload takes ``--tls`` (STARTTLS) and ``--sasl`` (``plain``,
+``scram-sha-256``, ``scram-sha-1``; SCRAM salted passwords are cached per
+account, salt and iteration count, across processes with ``--scram-cache``)
+and ``--source-addresses K`` (connections from 127.0.0.2..127.0.0.K+1).
 
 The generator is built to cost far less per stanza than a server: stanzas go
 out as pre-serialised bytes and come in counted by a byte scan (see
