@@ -37,7 +37,7 @@ from loadcore import (
 from loadgen_pep import roster_states, xml_attrs
 
 PRESENCE_TAG = re.compile(rb"<presence\b([^>]*?)/?>")
-SETUP_WAIT = 60.0
+ROSTER_ITEM = re.compile(rb"<item\b([^>]*?)/?>")
 
 
 def ring_contacts(index: int, users: int, contacts: int) -> list[int]:
@@ -50,13 +50,20 @@ class Subscriber:
     """Set-up side of one user: answers subscription requests from its ring contacts.
 
     On ``subscribe`` from a contact: approve it, and ask back unless we
-    already did. The lower-numbered user of each missing pair asks first.
+    already did. Both users of each missing pair ask (so a half-made pair is
+    completed too). Roster pushes (RFC 6121 section 2.1.6) say when a contact's
+    subscription has become ``both``: no polling.
     """
 
-    def __init__(self, conn: BenchConnection, wanted: set[str]):
+    def __init__(self, conn: BenchConnection, wanted: set[str], missing: set[str],
+                 done: asyncio.Event):
         self.conn = conn
         self.wanted = wanted
+        self.missing = set(missing)
+        self.done = done
         self.asked: set[str] = set()
+        if not self.missing:
+            done.set()
 
     def ask(self, jids: list[str]) -> None:
         """Send ``subscribe`` to these contacts."""
@@ -65,7 +72,14 @@ class Subscriber:
                                  for jid in jids))
 
     def on_region(self, conn: BenchConnection, region: bytes) -> None:
-        """Answer every subscribe from a wanted contact."""
+        """Answer every subscribe from a wanted contact; note roster pushes."""
+        if b"<item" in region and self.missing:
+            for inside in ROSTER_ITEM.findall(region):
+                attrs = xml_attrs(inside)
+                if attrs.get("subscription") == "both":
+                    self.missing.discard(attrs.get("jid", ""))
+            if not self.missing:
+                self.done.set()
         if b"subscribe" not in region:
             return
         out = []
@@ -104,32 +118,34 @@ async def ensure_ring(args: argparse.Namespace) -> int:
         pairs = {tuple(sorted((i, number[j]))) for i in range(n) for j in missing[i]}
         if not pairs:
             return 0
-        subscribers = [Subscriber(conn, want[i]) for i, conn in enumerate(conns)]
+        events = [asyncio.Event() for _ in range(n)]
+        subscribers = [Subscriber(conn, want[i], missing[i], events[i])
+                       for i, conn in enumerate(conns)]
         for conn, sub in zip(conns, subscribers, strict=True):
             conn.start_tag_counting(sub.on_region)
             conn.write(b"<presence/>")
         for low, high in sorted(pairs):
             subscribers[low].ask([jid[high]])
             subscribers[high].ask([jid[low]])
-        deadline = time.monotonic() + SETUP_WAIT
-        attempt = 0
-        while True:
-            await asyncio.sleep(1.0)
-            attempt += 1
-            # The set-up connections count tags now: ask on fresh connections.
-            checks, _ = await login_many(setup_check(setup), range(n), presence=False)
-            try:
-                left = 0
-                for i, conn in enumerate(checks):
-                    states = await roster_states(conn, f"c{attempt}")
-                    left += sum(1 for j in want[i] if states.get(j) != "both")
-            finally:
-                close_all(checks)
-            if not left:
-                return len(pairs)
-            if time.monotonic() > deadline:
-                raise HandshakeError(f"{left} ring subscriptions are still not mutual "
-                                     f"{SETUP_WAIT:g} s after the set-up")
+        try:
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)),
+                                   args.setup_timeout)
+        except TimeoutError:
+            left = sum(len(sub.missing) for sub in subscribers)
+            raise HandshakeError(f"{left} ring subscriptions are still not mutual "
+                                 f"{args.setup_timeout:g} s after the set-up began") from None
+        # Check on fresh connections (the set-up ones count tags now).
+        checks, _ = await login_many(setup_check(setup), range(n), presence=False)
+        try:
+            left = 0
+            for i, conn in enumerate(checks):
+                states = await roster_states(conn, "check")
+                left += sum(1 for j in want[i] if states.get(j) != "both")
+        finally:
+            close_all(checks)
+        if left:
+            raise HandshakeError(f"{left} ring subscriptions are not mutual after the set-up")
+        return len(pairs)
     finally:
         close_all(conns)
         await asyncio.sleep(1.0)  # let the server end the set-up sessions
@@ -278,5 +294,8 @@ def add_storm_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                        help="mutual contacts per user (even; a ring of ±K/2 neighbours)")
     storm.add_argument("--settle-timeout", type=float, default=120.0,
                        help="fail when not every user has seen all contacts by then")
+    storm.add_argument("--setup-timeout", type=float, default=900.0,
+                       help="seconds allowed for making the ring's subscriptions (once per "
+                       "server; Prosody needs minutes for 200 x 50)")
     storm.add_argument("--drain", type=float, default=1.0,
                        help="seconds to let late presence arrive (not measured)")
