@@ -1,12 +1,15 @@
 """A minimal XMPP client for load generation: bytes in, bytes out, no XML parser.
 
-The handshake (stream header, in-band registration, SASL PLAIN without TLS,
-resource binding, optional session, initial presence) waits for byte
-patterns in what the server sends. Once a connection is set up it switches to
-counting mode: every chunk the server sends is scanned with one regular
-expression for ``<body>TIMESTAMP:SENDER</body>`` and the matches are handed
-to a callback. Nothing is parsed, so the generator costs far less per stanza
-than any server.
+The handshake (stream header, optional STARTTLS, in-band registration, SASL
+PLAIN or SCRAM-SHA-256/SHA-1 (:mod:`benchscram`), resource binding, optional
+session, initial presence) waits for byte patterns in what the server sends.
+STARTTLS upgrades the asyncio transport in place (``loop.start_tls``) and
+verifies no certificate: the servers under test use self-signed ones. Once a
+connection is set up it switches to counting mode: every chunk the server
+sends is scanned with one regular expression for
+``<body>TIMESTAMP:SENDER</body>`` and the matches are handed to a callback.
+Nothing is parsed, so the generator costs far less per stanza than any
+server.
 
 Outgoing stanzas are pre-serialised byte templates; only the timestamp
 (``time.monotonic_ns()``, generator and receiver are the same process) and
@@ -18,8 +21,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import ssl
 from collections.abc import Callable
 from typing import Any
+
+from benchscram import ScramClient, ScramError
 
 STREAM_HEADER = (
     b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
@@ -32,6 +38,10 @@ STREAM_ERROR = re.compile(rb"<stream:error\b.*?</stream:error>", re.S)
 SELF_PRESENCE = re.compile(rb"code=['\"]110['\"]")
 BODY = re.compile(rb"<body>(\d+):(\d+)</body>")
 SM_ENABLED = re.compile(rb"<enabled\b[^>]*>")
+TLS_OUTCOME = re.compile(rb"<(proceed|failure)\b[^>]*?(?:/>|>.*?</\1>)", re.S)
+SASL_STEP = re.compile(rb"<(success|failure|challenge)\b[^>]*?(?:/>|>(.*?)</\1>)", re.S)
+NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 STEP_TIMEOUT = 120.0
 
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
@@ -42,6 +52,25 @@ NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner"
 
 class HandshakeError(Exception):
     """The server did not answer a set-up step as expected."""
+
+
+def client_tls_context() -> ssl.SSLContext:
+    """TLS without certificate or host name checks (self-signed test servers)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+_TLS_CONTEXT: ssl.SSLContext | None = None
+
+
+def tls_context() -> ssl.SSLContext:
+    """One shared client context for the whole generator (cheaper than one per connection)."""
+    global _TLS_CONTEXT
+    if _TLS_CONTEXT is None:
+        _TLS_CONTEXT = client_tls_context()
+    return _TLS_CONTEXT
 
 
 def iq_reply_pattern(iq_id: str) -> re.Pattern[bytes]:
@@ -66,8 +95,13 @@ RegionCallback = Callable[["BenchConnection", bytes], None]
 class BenchConnection(asyncio.Protocol):
     """One client connection: a pattern-waiting handshake, then body counting."""
 
-    def __init__(self, domain: str):
+    def __init__(self, domain: str, tls: bool = False, sasl: str = "plain"):
         self.domain = domain
+        #: STARTTLS before anything else; the SASL mechanism ("plain" or
+        #: "scram-sha-256" / "scram-sha-1").
+        self.tls = tls
+        self.sasl = sasl
+        self.encrypted = False
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self._waiter: tuple[re.Pattern[bytes], asyncio.Future] | None = None
@@ -245,9 +279,37 @@ class BenchConnection(asyncio.Protocol):
             raise HandshakeError(f"timed out waiting for {what}") from None
 
     async def open_stream(self) -> bytes:
-        """Send a stream header and return the stream features."""
+        """Send a stream header and return the stream features (after STARTTLS if wanted)."""
         self.write(STREAM_HEADER % self.domain.encode())
-        return await self.expect(FEATURES, "stream features")
+        features = await self.expect(FEATURES, "stream features")
+        if self.tls and not self.encrypted:
+            await self.starttls(features)
+            self.write(STREAM_HEADER % self.domain.encode())
+            features = await self.expect(FEATURES, "stream features after STARTTLS")
+        return features
+
+    async def starttls(self, features: bytes) -> None:
+        """STARTTLS (RFC 6120 section 5): ``<proceed/>``, then the TLS handshake in place."""
+        if NS_TLS.encode() not in features:
+            raise HandshakeError(f"the server offers no STARTTLS: {features[:300]!r}")
+        self.write(f"<starttls xmlns='{NS_TLS}'/>".encode())
+        outcome = await self.expect(TLS_OUTCOME, "STARTTLS proceed")
+        if not outcome.startswith(b"<proceed"):
+            raise HandshakeError(f"STARTTLS refused: {outcome[:200]!r}")
+        self.buffer = bytearray()
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await asyncio.wait_for(
+                loop.start_tls(self.transport, self, tls_context(),  # type: ignore[arg-type]
+                               server_hostname=self.domain),
+                STEP_TIMEOUT,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as e:
+            raise HandshakeError(f"TLS handshake failed: {type(e).__name__}: {e}") from None
+        if transport is None:
+            raise HandshakeError("TLS handshake: connection closed")
+        self.transport = transport  # type: ignore[assignment]
+        self.encrypted = True
 
     async def iq(self, iq_id: str, stanza: bytes) -> bytes:
         """Send an iq and wait for its answer (the whole iq element)."""
@@ -274,18 +336,9 @@ class BenchConnection(asyncio.Protocol):
     async def login(
         self, username: str, password: str, resource: str, presence: bool = True
     ) -> None:
-        """SASL PLAIN, bind (and session when required), then initial presence."""
-        await self.open_stream()
-        token = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
-        self.write(
-            (
-                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
-                f"{token}</auth>"
-            ).encode()
-        )
-        outcome = await self.expect(SASL_OUTCOME, "SASL outcome")
-        if not outcome.startswith(b"<success"):
-            raise HandshakeError(f"authentication of {username} failed: {outcome[:200]!r}")
+        """STARTTLS if wanted, SASL, bind (and session when required), initial presence."""
+        features = await self.open_stream()
+        await self.authenticate(username, password, features)
         features = await self.open_stream()
         answer = await self.iq(
             "bind",
@@ -308,6 +361,53 @@ class BenchConnection(asyncio.Protocol):
                 raise HandshakeError(f"session of {username} refused: {answer[:300]!r}")
         if presence:
             self.write(b"<presence/>")
+
+    async def authenticate(self, username: str, password: str, features: bytes) -> None:
+        """SASL with ``self.sasl``: PLAIN (one step) or SCRAM (RFC 5802, keys cached)."""
+        if self.sasl == "plain":
+            token = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+            self.write(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{token}</auth>".encode())
+            outcome = await self.expect(SASL_OUTCOME, "SASL outcome")
+            if not outcome.startswith(b"<success"):
+                raise HandshakeError(f"authentication of {username} failed: {outcome[:200]!r}")
+            return
+        mechanism = self.sasl.upper()
+        if f">{mechanism}<".encode() not in features:
+            raise HandshakeError(f"the server does not offer {mechanism}: {features[:400]!r}")
+        client = ScramClient(mechanism, username, password)
+        first = base64.b64encode(client.first()).decode()
+        self.write(f"<auth xmlns='{NS_SASL}' mechanism='{mechanism}'>{first}</auth>".encode())
+        try:
+            kind, data = await self._sasl_step(username)
+            if kind != b"challenge":
+                raise HandshakeError(f"{mechanism}: expected a challenge, got {kind!r}")
+            final = base64.b64encode(client.final(data)).decode()
+            self.write(f"<response xmlns='{NS_SASL}'>{final}</response>".encode())
+            kind, data = await self._sasl_step(username)
+            if kind == b"challenge":  # server-final as a challenge (RFC 6120 allows both)
+                client.verify(data)
+                self.write(f"<response xmlns='{NS_SASL}'/>".encode())
+                kind, data = await self._sasl_step(username)
+                if kind != b"success":
+                    raise HandshakeError(f"{mechanism}: no success after the server-final")
+            else:
+                client.verify(data)
+        except ScramError as e:
+            raise HandshakeError(f"{mechanism} for {username}: {e}") from None
+
+    async def _sasl_step(self, username: str) -> tuple[bytes, bytes]:
+        """The next SASL element: (kind, decoded payload); failure raises."""
+        found = await self.expect(SASL_STEP, "SASL step")
+        kind = re.match(rb"<(\w+)", found).group(1)  # type: ignore[union-attr]
+        if kind == b"failure":
+            raise HandshakeError(f"authentication of {username} failed: {found[:200]!r}")
+        inner = SASL_STEP.match(found)
+        text = (inner.group(2) or b"").strip() if inner else b""
+        try:
+            data = base64.b64decode(text, validate=True) if text and text != b"=" else b""
+        except ValueError:
+            raise HandshakeError(f"bad base64 in SASL {kind!r}: {text[:100]!r}") from None
+        return kind, data
 
     async def join_room(self, room_jid: str, nick: str) -> None:
         """Join a MUC room without history; wait for the self-presence (110)."""
@@ -344,8 +444,18 @@ class BenchConnection(asyncio.Protocol):
             self.transport.close()
 
 
-async def connect(host: str, port: int, domain: str) -> BenchConnection:
-    """Open a TCP connection (Nagle off) and return its protocol."""
+async def connect(
+    host: str, port: int, domain: str, tls: bool = False, sasl: str = "plain",
+    local_host: str | None = None,
+) -> BenchConnection:
+    """Open a TCP connection (Nagle off) and return its protocol.
+
+    ``tls``/``sasl`` are what its handshake will do; ``local_host`` is the
+    source address (127.0.0.2, ...: more source ports for many connections).
+    """
     loop = asyncio.get_running_loop()
-    _, conn = await loop.create_connection(lambda: BenchConnection(domain), host, port)
+    local = (local_host, 0) if local_host else None
+    _, conn = await loop.create_connection(
+        lambda: BenchConnection(domain, tls, sasl), host, port, local_addr=local
+    )
     return conn

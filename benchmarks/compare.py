@@ -1,9 +1,17 @@
-"""Run every workload against xmppd and Prosody, side by side, and print the ratio table.
+"""Run every workload against xmppd, Prosody and ejabberd, side by side, and print the table.
 
-    python benchmarks/compare.py            # full run (a few minutes)
-    python benchmarks/compare.py --quick    # smoke run (well under a minute of load)
+    python benchmarks/compare.py            # full run
+    python benchmarks/compare.py --quick    # smoke run (a few minutes with three servers)
+    python benchmarks/compare.py --repeat 2 # two interleaved rounds: ranges in the table
     python benchmarks/compare.py --scaling  # muc at 10..1000 occupants, idle at 1000/5000
-    python benchmarks/compare.py --workloads pep   # PEP notifications only
+    python benchmarks/compare.py --workloads pep   # PEP only
+    python benchmarks/compare.py --plain    # the old mode: plain TCP, SASL PLAIN
+
+Every connection uses STARTTLS and SCRAM-SHA-256 unless ``--plain``; all
+servers store hashed passwords (SCRAM keys). Registration also fills the
+generator's SCRAM cache, so that measured runs pay no PBKDF2. Rounds
+(``--repeat``) are interleaved: each round runs every workload against every
+server in turn, and the table shows the range over the rounds.
 
 Each server gets its own temporary folder and accounts (created once by
 in-band registration), then every workload runs against a freshly started
@@ -30,7 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servers import BENCH_DIR, ProsodyServer, Server, ServerError, XmppdServer
+from servers import (
+    BENCH_DIR,
+    EjabberdServer,
+    ProsodyServer,
+    Server,
+    ServerError,
+    XmppdServer,
+)
 
 LOADGEN = BENCH_DIR / "loadgen.py"
 
@@ -39,8 +54,12 @@ LOADGEN = BENCH_DIR / "loadgen.py"
 class Params:
     """Workload sizes for one run of the driver."""
 
-    login_clients: int = 1000
+    login_clients: int = 500
     idle_clients: int = 1000
+    storm_users: int = 200
+    storm_contacts: int = 50
+    big_occupants: int = 1000
+    join_occupants: int = 1000
     chat_pairs: int = 50
     chat_window: int = 20
     muc_rooms: int = 1
@@ -61,11 +80,13 @@ class Params:
         """Small sizes for a smoke run."""
         return cls(
             login_clients=100, idle_clients=100, chat_pairs=10, muc_occupants=20,
-            duration=2.0, warmup=0.5, scaling_occupants=[10, 50], scaling_idle=[200],
+            storm_users=40, storm_contacts=10, big_occupants=100, join_occupants=100,
+            pep_contacts=20, duration=2.0, warmup=0.5, scaling_occupants=[10, 50],
+            scaling_idle=[200],
         )
 
 
-WORKLOADS = ("login", "idle", "chat", "muc", "pep")
+WORKLOADS = ("login", "storm", "idle", "chat", "muc", "muc-big", "join", "pep")
 
 
 @dataclass
@@ -100,6 +121,7 @@ class Driver:
         self.args = args
         self.servers = servers
         self.results: list[dict[str, Any]] = []
+        self.runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def log(self, message: str) -> None:
         """Progress on stderr (the table goes to stdout)."""
@@ -110,8 +132,10 @@ class Driver:
         command = [
             self.args.python, str(LOADGEN), workload, *server.loadgen_args(),
             "--label", server.name, "--cpu", str(self.args.loadgen_cpu),
-            "--server-pid", str(server.pid), *extra,
+            "--server-pid", str(server.pid), *self.security(server), *extra,
         ]
+        if getattr(self.args, "source_addresses", 0):
+            command += ["--source-addresses", str(self.args.source_addresses)]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -121,6 +145,17 @@ class Driver:
             return {"workload": workload, "server": server.name,
                     "error": f"loadgen exit {done.returncode}: {done.stderr.strip()[-500:]}"}
         return json.loads(lines[-1])
+
+    def security(self, server: Server) -> list[str]:
+        """STARTTLS + SCRAM-SHA-256 with a SCRAM cache per server, or nothing (--plain).
+
+        Drivers of other scripts (archive_chat.py, sm_costs.py) have no
+        ``plain`` option and keep their plain-TCP mode.
+        """
+        if getattr(self.args, "plain", True):
+            return []
+        return ["--tls", "--sasl", "scram-sha-256",
+                "--scram-cache", str(server.workdir.parent / f"{server.name}-scram.json")]
 
     def register(self, server: Server, count: int) -> None:
         """Create the accounts bench0..bench{count-1} on a server (started and stopped here)."""
@@ -137,9 +172,9 @@ class Driver:
             server.stop()
 
     def run_job(self, server: Server, job: Job) -> dict[str, Any]:
-        """Best of --repeat runs, each on a freshly started server."""
+        """One run on a freshly started server."""
         runs = []
-        for _ in range(self.args.repeat):
+        for _ in range(1):
             server.start()
             try:
                 result = self.loadgen(server, job.workload, job.args, self.args.job_timeout)
@@ -153,11 +188,8 @@ class Driver:
             result["label"] = job.label
             runs.append(result)
             self.log(f"{server.name} {job.label}: {summary(result)}")
-        best = max(runs, key=score)
-        if len(runs) > 1:
-            best["repeats"] = [score(r) for r in runs]
-        self.results.append(best)
-        return best
+        self.results.extend(runs)
+        return runs[0]
 
     def measure(self, jobs: list[Job], accounts: int, base: Path,
                 keep: bool = False) -> dict[tuple[str, str], dict[str, Any]]:
@@ -176,12 +208,20 @@ class Driver:
                 subprocess.run(["rm", "-rf", str(base)], check=False)
 
     def run_jobs(self, jobs: list[Job]) -> dict[tuple[str, str], dict[str, Any]]:
-        """Every job against every server (servers alternate per job)."""
-        table = {}
-        for job in jobs:
-            for server in self.servers:
-                table[(job.label, server.name)] = self.run_job(server, job)
-        return table
+        """--repeat interleaved rounds of every job against every server; the best run of each.
+
+        All runs are kept in ``self.runs`` (for the ranges in the table).
+        """
+        labels = {job.label for job in jobs}
+        for round_number in range(self.args.repeat):
+            if self.args.repeat > 1:
+                self.log(f"round {round_number + 1} of {self.args.repeat}")
+            for job in jobs:
+                for server in self.servers:
+                    result = self.run_job(server, job)
+                    result["round"] = round_number + 1
+                    self.runs.setdefault((job.label, server.name), []).append(result)
+        return {key: max(runs, key=score) for key, runs in self.runs.items() if key[0] in labels}
 
 
 def score(result: dict[str, Any]) -> float:
@@ -190,10 +230,12 @@ def score(result: dict[str, Any]) -> float:
         return float("-inf")
     if result.get("workload") == "idle":
         return -(result.get("kib_per_connection") or float("inf"))
+    if result.get("params", {}).get("join_only"):
+        return -(result.get("join_seconds") or float("inf"))
     if "rate" in result.get("params", {}) and result["params"]["rate"]:
         return -(result.get("p99_ms") or float("inf"))
     return (result.get("delivered_per_s") or result.get("notifications_per_s")
-            or result.get("logins_per_s") or 0.0)
+            or result.get("presence_per_s") or result.get("logins_per_s") or 0.0)
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -201,7 +243,8 @@ def summary(result: dict[str, Any]) -> str:
     if "error" in result:
         return "ERROR " + result["error"]
     keys = ("logins_per_s", "kib_per_connection", "delivered_per_s", "notifications_per_s",
-            "notification_stanzas_per_s", "publishes_per_s", "p50_ms", "p99_ms",
+            "notification_stanzas_per_s", "publishes_per_s", "presence_per_s", "settle_seconds",
+            "user_settle_p99_ms", "join_seconds", "p50_ms", "p99_ms",
             "server_cpu", "other_cpu", "error_stanzas", "connections_lost")
     return ", ".join(f"{k}={result[k]}" for k in keys if result.get(k) is not None)
 
@@ -223,13 +266,22 @@ def standard_jobs(
             if name in rates
         ]
     jobs = [
-        Job("login", "login", ["--clients", str(p.login_clients)]),
+        Job("login", "login", ["--clients", str(p.login_clients), "--concurrency", "50"]),
+        Job("storm", "storm", ["--users", str(p.storm_users),
+                               "--contacts", str(p.storm_contacts)]),
         Job("idle", "idle", ["--clients", str(p.idle_clients)]),
         Job("chat", "chat", chat),
         Job("muc", "muc", muc),
+        Job("muc-big", "muc", [
+            "--rooms", "1", "--occupants", str(p.big_occupants),
+            "--senders", str(p.muc_senders),
+            "--window", str(muc_window(p.big_occupants, p.muc_window)), *timed]),
+        Job("join", "muc", ["--rooms", "1", "--occupants", str(p.join_occupants),
+                            "--join-only", "--presence-broadcast", "all",
+                            "--room-prefix", "joinroom"]),
         Job("pep", "pep", pep),
     ]
-    return [job for job in jobs if job.workload in workloads]
+    return [job for job in jobs if job.label in workloads]
 
 
 def scaling_jobs(p: Params) -> list[Job]:
@@ -248,26 +300,30 @@ def scaling_jobs(p: Params) -> list[Job]:
 
 # -- the table ---------------------------------------------------------------------
 
-# (row label, job label, result key, target kind, target value)
+# (row label, job label, result key, key shown in brackets or None, "high"/"low" is better)
 ROWS = [
-    ("logins/s", "login", "logins_per_s", "min", 0.5),
-    ("login time p99 (ms)", "login", "p99_ms", None, None),
-    ("idle KiB per connection", "idle", "kib_per_connection", "max", 1.5),
-    ("chat messages/s", "chat", "delivered_per_s", "min", 0.5),
-    ("chat latency p50 (ms, window)", "chat", "p50_ms", None, None),
-    ("chat latency p99 (ms, window)", "chat", "p99_ms", None, None),
-    ("muc stanzas/s", "muc", "delivered_per_s", "min", 0.5),
-    ("muc latency p50 (ms, window)", "muc", "p50_ms", None, None),
-    ("muc latency p99 (ms, window)", "muc", "p99_ms", None, None),
-    ("chat p99 (ms) at equal offered rate", "chat@rate", "p99_ms", "max", 2.0),
-    ("muc p99 (ms) at equal offered rate", "muc@rate", "p99_ms", "max", 2.0),
-    ("pep notifications/s (distinct)", "pep", "notifications_per_s", None, None),
-    ("pep notification stanzas/s (all copies)", "pep", "notification_stanzas_per_s", None, None),
-    ("pep notifications per server CPU-second", "pep", "notifications_per_server_cpu_s", None,
-     None),
-    ("pep publishes/s", "pep", "publishes_per_s", None, None),
-    ("pep latency p50 (ms, window)", "pep", "p50_ms", None, None),
-    ("pep latency p99 (ms, window)", "pep", "p99_ms", None, None),
+    ("logins/s, {login} at concurrency 50", "login", "logins_per_s", None, "high"),
+    ("login time p99 (ms)", "login", "p99_ms", None, "low"),
+    ("presence storm: {storm} users × {contacts} mutual contacts log in at once, "
+     "presence stanzas delivered/s", "storm", "presence_per_s", None, "high"),
+    ("logins/s during that storm", "storm", "logins_per_s", None, "high"),
+    ("presence storm: s until every user has seen all its online contacts "
+     "(per-user p99, ms)", "storm", "settle_seconds", "user_settle_p99_ms", "low"),
+    ("idle memory, {idle} connections, KiB per connection", "idle", "kib_per_connection",
+     None, "low"),
+    ("chat, {pairs} pairs, messages/s (p99 ms)", "chat", "delivered_per_s", "p99_ms", "high"),
+    ("MUC, 1 room × {occupants}, delivered copies/s (p99 ms)", "muc", "delivered_per_s",
+     "p99_ms", "high"),
+    ("MUC, 1 room × {big}, delivered copies/s (p99 ms)", "muc-big", "delivered_per_s",
+     "p99_ms", "high"),
+    ("MUC, s for {join} occupants to join one room (everyone's presence to everyone)",
+     "join", "join_seconds", None, "low"),
+    ("chat p99 (ms) at equal offered rate", "chat@rate", "p99_ms", None, "low"),
+    ("muc p99 (ms) at equal offered rate", "muc@rate", "p99_ms", None, "low"),
+    ("pep notifications/s (distinct; p99 ms)", "pep", "notifications_per_s", "p99_ms", "high"),
+    ("pep notification stanzas/s (all copies)", "pep", "notification_stanzas_per_s", None,
+     "high"),
+    ("pep publishes/s", "pep", "publishes_per_s", None, "high"),
 ]
 
 
@@ -280,28 +336,44 @@ def fmt(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def comparison_table(table: dict, servers: list[str]) -> str:
-    """Markdown: figures per server, xmppd/Prosody ratio, target and verdict."""
-    both = "xmppd" in servers and "prosody" in servers
-    head = ["figure", *servers]
-    if both:
-        head += ["xmppd/Prosody", "target", "met"]
+def spread(values: list[Any]) -> str:
+    """One figure, or the range ``low–high`` over the rounds."""
+    numbers = [v for v in values if isinstance(v, int | float)]
+    if not numbers:
+        return "-"
+    low, high = min(numbers), max(numbers)
+    return fmt(low) if low == high else f"{fmt(low)}–{fmt(high)}"
+
+
+def row_label(label: str, p: Params) -> str:
+    """Fill the sizes of this run into a row label."""
+    return label.format(login=p.login_clients, storm=p.storm_users, contacts=p.storm_contacts,
+                        idle=f"{p.idle_clients:,}", pairs=p.chat_pairs, occupants=p.muc_occupants,
+                        big=f"{p.big_occupants:,}", join=f"{p.join_occupants:,}")
+
+
+def comparison_table(runs: dict, servers: list[str], p: Params) -> str:
+    """Markdown: workload rows × server columns (ranges over the rounds), best-vs-best ratios."""
+    others = [s for s in ("ejabberd", "prosody") if s in servers and "xmppd" in servers]
+    head = ["workload", *servers, *(f"xmppd/{s} (best)" for s in others)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, job, key, kind, target in ROWS:
-        values = {s: table.get((job, s), {}).get(key) for s in servers}
-        if all(v is None for v in values.values()):
+    for label, job, key, extra, better in ROWS:
+        values = {s: [r.get(key) for r in runs.get((job, s), []) if "error" not in r]
+                  for s in servers}
+        if not any(values.values()):
             continue
-        row = [label, *(fmt(values[s]) for s in servers)]
-        if both:
-            x, p = values["xmppd"], values["prosody"]
-            numbers = isinstance(x, int | float) and isinstance(p, int | float)
-            ratio = x / p if numbers and p else None
-            row.append(fmt(ratio))
-            if kind is None or ratio is None:
-                row += ["", ""]
-            else:
-                met = ratio >= target if kind == "min" else ratio <= target
-                row += [("≥ " if kind == "min" else "≤ ") + fmt(target), "yes" if met else "NO"]
+        row = [row_label(label, p)]
+        for s in servers:
+            cell = spread(values[s])
+            if extra is not None and cell != "-":
+                seconds = [r.get(extra) for r in runs.get((job, s), []) if "error" not in r]
+                cell += f" ({spread(seconds)})"
+            row.append(cell)
+        pick = max if better == "high" else min
+        for other in others:
+            x = [v for v in values["xmppd"] if isinstance(v, int | float)]
+            o = [v for v in values[other] if isinstance(v, int | float)]
+            row.append(fmt(pick(x) / pick(o)) if x and o and pick(o) else "-")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -375,12 +447,21 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small, short smoke run")
     ap.add_argument("--scaling", action="store_true", help="scaling runs instead of the table")
-    ap.add_argument("--servers", default="xmppd,prosody", help="comma-separated")
+    ap.add_argument("--servers", default="xmppd,prosody,ejabberd", help="comma-separated")
+    ap.add_argument("--plain", action="store_true",
+                    help="plain TCP and SASL PLAIN (the old mode) instead of STARTTLS + "
+                    "SCRAM-SHA-256")
+    ap.add_argument("--idle-clients", type=int,
+                    help="connections of the idle run (19,800 needs `ulimit -n` above 20,000 "
+                    "for the server and the generator; see benchmarks/README.md)")
+    ap.add_argument("--source-addresses", type=int, default=0, metavar="K",
+                    help="the generator's connections come from 127.0.0.2..127.0.0.K+1")
     ap.add_argument("--workloads", default=",".join(WORKLOADS),
                     help="comma-separated subset of " + ",".join(WORKLOADS)
                     + " (the @rate runs follow chat and muc)")
     ap.add_argument("--duration", type=float, help="measured seconds per timed workload")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per figure (the best is kept)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="interleaved rounds (the table shows the range over them)")
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--loadgen-cpu", type=int, default=1)
     ap.add_argument("--python", default=sys.executable, help="for twistd and the generator")
@@ -407,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     params = Params.quick() if args.quick else Params()
     if args.duration:
         params.duration = args.duration
+    if args.idle_clients:
+        params.idle_clients = args.idle_clients
     raise_file_limit()
     signal.signal(signal.SIGTERM, interrupted)
     base = Path(tempfile.mkdtemp(prefix="xmppd-bench-"))
@@ -421,6 +504,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("[compare] prosody is not installed (apt-get install prosody): skipped",
                   file=sys.stderr)
+    if "ejabberd" in wanted:
+        usable, why = EjabberdServer.available()
+        if usable:
+            servers.append(EjabberdServer(base / "ejabberd", args.server_cpu))
+        else:
+            print(f"[compare] ejabberd skipped: {why}", file=sys.stderr)
     driver = Driver(args, servers)
     names = [s.name for s in servers]
     header = machine()
@@ -434,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
             jobs = standard_jobs(params, workloads=workloads)
             sizes = {"login": params.login_clients, "idle": params.idle_clients,
                      "chat": 2 * params.chat_pairs, "muc": params.muc_rooms * params.muc_occupants,
-                     "pep": params.pep_contacts + 1}
+                     "pep": params.pep_contacts + 1, "storm": params.storm_users,
+                     "muc-big": params.big_occupants, "join": params.join_occupants}
             accounts = max(sizes[w] for w in workloads)
         for server in servers:
             driver.register(server, accounts)
@@ -465,11 +555,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"[compare] kept {base}", file=sys.stderr)
     print(f"Measured {header}.")
-    print(f"Parameters: {params}.")
+    print(f"Parameters: {params}; "
+          + ("plain TCP, SASL PLAIN" if args.plain else "STARTTLS + SCRAM-SHA-256")
+          + f"; {args.repeat} interleaved round(s).")
     if args.scaling:
         print(scaling_table(table, jobs, names))
     else:
-        print(comparison_table(table, names))
+        print(comparison_table(driver.runs, names, params))
         failed = [(job, s, r["error"]) for (job, s), r in table.items() if "error" in r]
         if failed:
             print("\nRuns that failed (their cells are '-'):\n")

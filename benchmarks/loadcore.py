@@ -137,6 +137,26 @@ def username(args: argparse.Namespace, index: int) -> str:
     return f"{args.prefix}{index}"
 
 
+def source_host(args: argparse.Namespace, index: int) -> str | None:
+    """The source address of connection ``index``: 127.0.0.2, 127.0.0.3, ... in turn.
+
+    With ``--source-addresses K`` (K > 0) connections cycle through K loopback
+    addresses, each with its own ~28,000 ephemeral ports; 0 lets the kernel choose.
+    """
+    count = getattr(args, "source_addresses", 0)
+    if not count:
+        return None
+    return f"127.0.0.{2 + index % count}"
+
+
+async def open_connection(args: argparse.Namespace, index: int = 0) -> BenchConnection:
+    """A connection set up as the command line says (TLS, SASL mechanism, source address)."""
+    return await connect(
+        args.host, args.port, args.domain, tls=getattr(args, "tls", False),
+        sasl=getattr(args, "sasl", "plain"), local_host=source_host(args, index),
+    )
+
+
 async def run_bounded(jobs: Iterable[Any], limit: int) -> list[Any]:
     """Await coroutines at most ``limit`` at a time; results (or exceptions) in order."""
     semaphore = asyncio.Semaphore(limit)
@@ -158,7 +178,7 @@ async def login_many(
 
     async def one(index: int) -> tuple[BenchConnection, int]:
         started = time.perf_counter_ns()
-        conn = await connect(args.host, args.port, args.domain)
+        conn = await open_connection(args, index)
         try:
             await conn.login(username(args, index), args.password, args.resource, presence)
         except BaseException:

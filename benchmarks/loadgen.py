@@ -4,7 +4,7 @@ Workloads (``python benchmarks/loadgen.py WORKLOAD --help`` for parameters):
 
 * ``register`` — create the accounts ``PREFIX0 .. PREFIX{N-1}`` by in-band
   registration (XEP-0077); existing ones are left alone.
-* ``login`` — N clients connect, authenticate (SASL PLAIN) and bind, at most
+* ``login`` — N clients connect, authenticate (``--sasl``) and bind, at most
   C at a time: logins/s and per-login time p50/p99.
 * ``idle`` — N clients log in and send initial presence; the server's VmRSS
   (``/proc/PID/status``) before and after gives the memory per connection.
@@ -19,6 +19,14 @@ Workloads (``python benchmarks/loadgen.py WORKLOAD --help`` for parameters):
   the owner publishes to that PEP node (XEP-0163) keeping W publishes
   outstanding: notifications/s received by all contacts, publishes/s and
   notification latency p50/p99.
+* ``storm`` — N users each in mutual subscription with K others (a ring) log
+  in at once and send initial presence: logins/s, presence stanzas/s, the
+  time until every user has seen all its contacts (see :mod:`loadgen_storm`).
+
+Every workload takes ``--tls`` (STARTTLS) and ``--sasl`` (``plain``,
+``scram-sha-256``, ``scram-sha-1``; SCRAM salted passwords are cached per
+account, salt and iteration count, across processes with ``--scram-cache``)
+and ``--source-addresses K`` (connections from 127.0.0.2..127.0.0.K+1).
 
 The generator is built to cost far less per stanza than a server: stanzas go
 out as pre-serialised bytes and come in counted by a byte scan (see
@@ -32,16 +40,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
-from benchclient import BenchConnection, HandshakeError, connect
+import benchscram
+from benchclient import BenchConnection, HandshakeError
 from loadcore import (
     Meter,
     Run,
     Sender,
     close_all,
     login_many,
+    open_connection,
     percentiles,
     pin_to_cpu,
     problems,
@@ -52,6 +63,7 @@ from loadcore import (
     username,
 )
 from loadgen_pep import workload_pep
+from loadgen_storm import add_storm_parser, workload_storm
 
 # -- workloads -------------------------------------------------------------------
 
@@ -60,7 +72,7 @@ async def workload_register(args: argparse.Namespace) -> dict[str, Any]:
     """Create accounts by in-band registration (existing ones count as present)."""
 
     async def one(index: int) -> bool:
-        conn = await connect(args.host, args.port, args.domain)
+        conn = await open_connection(args, index)
         try:
             return await conn.register(username(args, index), args.password)
         finally:
@@ -71,10 +83,19 @@ async def workload_register(args: argparse.Namespace) -> dict[str, Any]:
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
         raise failures[0]
+    figures = meter.figures()
+    primed = 0
+    if args.sasl != "plain" and args.scram_cache:
+        # One login per account fills the SCRAM cache file: later runs pay no PBKDF2.
+        conns, _ = await login_many(args, range(args.start, args.count), presence=False)
+        primed = len(conns)
+        close_all(conns)
+        await asyncio.sleep(0.5)
     return {
         "created": sum(1 for r in results if r is True),
         "existing": sum(1 for r in results if r is False),
-        **meter.figures(),
+        "scram_primed": primed,
+        **figures,
     }
 
 
@@ -122,6 +143,7 @@ async def workload_idle(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "logins_per_s": round(args.clients / figures["seconds"], 1),
         "connected": sum(1 for c in conns if not c.lost),
+        "loadgen_rss_kib": rss_kib(os.getpid()),  # the generator's own (TLS) state
         "sm": args.sm,
         "unacked_per_session": args.unacked if args.sm else 0,
         **problems(conns),
@@ -157,27 +179,40 @@ async def workload_chat(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def workload_muc(args: argparse.Namespace) -> dict[str, Any]:
-    """R rooms of M occupants; S senders per room."""
+    """R rooms of M occupants; S senders per room (``--join-only``: the joins alone)."""
     rooms = [f"{args.room_prefix}{r}@{args.muc_domain}" for r in range(args.rooms)]
+    login_meter = Meter(args.server_pid)
     conns, _ = await login_many(args, range(args.rooms * args.occupants), presence=True)
+    login_seconds = login_meter.figures()["seconds"]
     run = Run(args.window, args.rate)
     try:
         meter = Meter(args.server_pid)
         by_room = [
             conns[r * args.occupants : (r + 1) * args.occupants] for r in range(args.rooms)
         ]
+        fields = ({} if args.presence_broadcast == "all"
+                  else {"muc#roomconfig_presencebroadcast": "moderator"})
+
+        def ignore(conn: BenchConnection, matches: list[tuple[bytes, bytes]]) -> None:
+            return None
+
+        async def join(member: BenchConnection, room: str, nick: str) -> None:
+            await member.join_room(room, nick)
+            # Joined: later occupants' presence is only scanned, not buffered.
+            member.start_counting(ignore)
 
         async def found_room(room: str, members: list[BenchConnection]) -> None:
             owner = members[0]
             await owner.join_room(room, "n0")
-            await owner.configure_room(room, {"muc#roomconfig_presencebroadcast": "moderator"})
+            await owner.configure_room(room, fields)
+            owner.start_counting(ignore)
 
         results = await asyncio.gather(
             *(found_room(room, members) for room, members in zip(rooms, by_room, strict=True)),
             return_exceptions=True,
         )
         joins = [
-            member.join_room(room, f"n{j}")
+            join(member, room, f"n{j}")
             for room, members in zip(rooms, by_room, strict=True)
             for j, member in enumerate(members)
             if j > 0
@@ -186,7 +221,17 @@ async def workload_muc(args: argparse.Namespace) -> dict[str, Any]:
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise failures[0]
-        join_seconds = meter.figures()["seconds"]
+        joined = meter.figures()
+        join_figures = {
+            "join_seconds": joined["seconds"],  # seconds until all occupants joined
+            "joins_per_s": round(len(conns) / joined["seconds"], 1),
+            "join_server_cpu": joined.get("server_cpu"),
+            "login_seconds": login_seconds,
+            "presence_broadcast": args.presence_broadcast,
+        }
+        if args.join_only:
+            await asyncio.sleep(args.drain)
+            return {**join_figures, **joined, **problems(conns)}
 
         number = 0
         for room, members in zip(rooms, by_room, strict=True):
@@ -207,7 +252,7 @@ async def workload_muc(args: argparse.Namespace) -> dict[str, Any]:
         for conn in conns:
             conn.start_counting(on_bodies, run.errors_received)
         result = await timed_run(args, run, conns)
-        result["join_seconds"] = join_seconds
+        result.update(join_figures)
         return result
     finally:
         close_all(conns)
@@ -220,6 +265,7 @@ WORKLOADS = {
     "chat": workload_chat,
     "muc": workload_muc,
     "pep": workload_pep,
+    "storm": workload_storm,
 }
 
 
@@ -240,6 +286,15 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--server-pid", type=int, help="for RSS and CPU figures")
     common.add_argument("--cpu", type=int, help="pin the generator to this core")
     common.add_argument("--label", default="", help="copied into the JSON line (server name)")
+    common.add_argument("--tls", action="store_true",
+                        help="STARTTLS on every connection (no certificate verification)")
+    common.add_argument("--sasl", default="plain",
+                        choices=["plain", "scram-sha-256", "scram-sha-1"])
+    common.add_argument("--scram-cache", metavar="FILE",
+                        help="keep SCRAM salted passwords in FILE across runs")
+    common.add_argument("--source-addresses", type=int, default=0, metavar="K",
+                        help="cycle connections over source addresses 127.0.0.2..127.0.0.K+1 "
+                        "(more ephemeral ports for tens of thousands of connections)")
 
     timed = argparse.ArgumentParser(add_help=False)
     timed.add_argument("--duration", type=float, default=10.0, help="measured seconds")
@@ -272,6 +327,11 @@ def parser() -> argparse.ArgumentParser:
     muc.add_argument("--occupants", type=int, default=50)
     muc.add_argument("--senders", type=int, default=5)
     muc.add_argument("--room-prefix", default="benchroom")
+    muc.add_argument("--join-only", action="store_true",
+                     help="measure the joins only (seconds until all occupants joined)")
+    muc.add_argument("--presence-broadcast", choices=["moderator", "all"], default="moderator",
+                     help="whose presence occupants get: moderators' only (O(M) joins) or "
+                     "everyone's (the server default, O(M^2) presence stanzas)")
     pep = sub.add_parser("pep", parents=[common, timed], help="PEP notifications/s")
     pep.add_argument("--contacts", type=int, default=100,
                      help="accounts PREFIX1..PREFIX{contacts}; PREFIX0 is the owner")
@@ -281,6 +341,7 @@ def parser() -> argparse.ArgumentParser:
                      help="seconds between the contacts' caps presence and the first publish")
     pep.add_argument("--warmup-timeout", type=float, default=30.0,
                      help="fail when a contact has no notification this long after publishing")
+    add_storm_parser(sub, [common])
     return top
 
 
@@ -291,19 +352,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.workload == "pep" and (args.rate or args.contacts < 1):
         cli.error("pep: --contacts must be at least 1, and there is no --rate mode")
     pinned = pin_to_cpu(args.cpu)
-    raise_file_limit()
+    file_limit = raise_file_limit()
+    if args.scram_cache:
+        benchscram.CACHE = benchscram.ScramCache(args.scram_cache)
     params = {
         k: v
         for k, v in vars(args).items()
         if k not in ("host", "password", "resource", "server_pid", "label", "prefix")
     }
-    line: dict[str, Any] = {"workload": args.workload, "server": args.label, "pinned": pinned}
+    line: dict[str, Any] = {"workload": args.workload, "server": args.label, "pinned": pinned,
+                            "tls": args.tls, "sasl": args.sasl, "file_limit": file_limit}
     try:
         line.update(asyncio.run(WORKLOADS[args.workload](args)))
         code = 0
     except (HandshakeError, OSError) as e:
         line["error"] = f"{type(e).__name__}: {e}"
         code = 1
+    if args.sasl != "plain":
+        # PBKDF2 is paid once per (account, salt, iterations), not per login.
+        line.update(benchscram.CACHE.figures())
+        benchscram.CACHE.save()
     line["params"] = params
     print(json.dumps(line), flush=True)
     return code

@@ -1,10 +1,12 @@
-"""Start and stop the servers under test: xmppd (twistd) and Prosody, each in its own folder.
+"""Start and stop the servers under test: xmppd (twistd), Prosody and ejabberd, each in a folder.
 
 Both listen for clients on 127.0.0.1 only, on a port picked free at start,
 are pinned to one core (``taskset -c CPU``, or ``sched_setaffinity`` in the
 child when taskset is missing) and are stopped with SIGTERM (SIGKILL after a
 grace period). Data (accounts) lives in the folder given, so a server can be
-restarted on the same accounts.
+restarted on the same accounts. Every server gets the same kind of
+self-signed certificate (RSA 2048, :func:`make_certificate`) for STARTTLS,
+which stays optional, so the plain-TCP mode of the generator works too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,29 @@ STOP_TIMEOUT = 15.0
 
 class ServerError(Exception):
     """A server would not start (the message says why)."""
+
+
+DOMAINS = ("localhost", "conference.localhost", "pubsub.localhost")
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed RSA 2048 certificate for localhost and conference.localhost (kept)."""
+    cert, key = folder / "bench-cert.pem", folder / "bench-key.pem"
+    if cert.exists() and key.exists():
+        return cert, key
+    folder.mkdir(parents=True, exist_ok=True)
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise ServerError("openssl is needed to make the servers' self-signed certificate")
+    done = subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "30", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=" + ",".join(f"DNS:{d}" for d in DOMAINS)],
+        capture_output=True, text=True,
+    )
+    if done.returncode != 0:
+        raise ServerError(f"openssl could not make a certificate: {done.stderr[-300:]}")
+    return cert, key
 
 
 def free_port() -> int:
@@ -83,6 +108,7 @@ class Server:
     def start(self) -> None:
         """Write the config, start the process, wait until the c2s port answers."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.certificate, self.key = make_certificate(self.workdir)
         self.port = free_port()
         command, preexec = pinned(self.command(), self.cpu)
         with open(self.log_path, "ab") as log:
@@ -176,6 +202,8 @@ class XmppdServer(Server):
         if self.disabled_modules:  # e.g. ("mam",): archiving off
             names = ", ".join(f'"{name}"' for name in self.disabled_modules)
             text += f"\n[modules]\ndisabled = [{names}]\n"
+        # The same kind of certificate as the other servers (not a generated one).
+        text += f'\n[tls]\ncertificate = "{self.certificate}"\nkey = "{self.key}"\n'
         path = self.workdir / "xmppd-bench.toml"
         path.write_text(text)
         return path
@@ -225,12 +253,14 @@ https_ports = {{ }}
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "{authentication}"
+password_hash = "SHA-256"  -- internal_hashed: SCRAM-SHA-256 keys (the default is SHA-1)
 allow_registration = true
 log = {{ {{ levels = {{ min = "warn" }}, to = "console" }} }}
 -- The same features as xmppd: no stream management, carbons, MAM or CSI;
 -- pep (XEP-0163, with XEP-0115 caps) for the pep workload.
 modules_enabled = {{
-    "roster"; "saslauth"; "disco"; "posix"; "register"; "ping"; "offline"; "pep";{extra_modules}
+    "roster"; "saslauth"; "tls"; "disco"; "posix"; "register"; "ping"; "offline";
+    "pep";{extra_modules}
 }}
 modules_disabled = {{ "s2s"; }}
 VirtualHost "localhost"
@@ -259,7 +289,11 @@ class ProsodyServer(Server):
     def command(self) -> list[str]:
         """prosody --config WORKDIR/prosody.cfg.lua -F."""
         (self.workdir / "data").mkdir(exist_ok=True)
-        (self.workdir / "certs").mkdir(exist_ok=True)
+        certs = self.workdir / "certs"
+        certs.mkdir(exist_ok=True)
+        for domain in ("localhost", "conference.localhost"):  # Prosody finds them by name
+            (certs / f"{domain}.crt").write_bytes(self.certificate.read_bytes())
+            (certs / f"{domain}.key").write_bytes(self.key.read_bytes())
         config = self.workdir / "prosody.cfg.lua"
         config.write_text(
             PROSODY_CONFIG.format(
@@ -271,3 +305,122 @@ class ProsodyServer(Server):
             )
         )
         return [shutil.which("prosody") or "prosody", "--config", str(config), "-F"]
+
+
+EJABBERD_CONFIG = """\
+# ejabberd configuration written by benchmarks/servers.py (loopback only).
+hosts:
+  - "localhost"
+loglevel: warning
+hide_sensitive_log_data: true
+log_rotate_count: 0
+certfiles:
+  - "{pem}"
+listen:
+  -
+    port: {port}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    starttls: true
+    shaper: none
+    access: all
+    backlog: 4096
+    max_stanza_size: 10485760
+s2s_access: none
+auth_method: internal
+auth_password_format: scram
+auth_scram_hash: sha256
+# No per-IP limit on in-band registrations (the default is one per 10 minutes).
+registration_timeout: infinity
+access_rules:
+  register:
+    allow: all
+shaper: {{}}
+shaper_rules:
+  max_user_sessions: 100000
+  max_user_offline_messages: 5000
+  c2s_shaper: none
+  s2s_shaper: none
+# The same features as the other two: roster, disco, ping, offline, PEP with
+# caps, in-band registration, MUC without flood limits; no stream management,
+# carbons, MAM or CSI.
+modules:
+  mod_roster: {{}}
+  mod_disco: {{}}
+  mod_ping: {{}}
+  mod_offline: {{}}
+  mod_caps: {{}}
+  mod_pubsub:
+    plugins: ["flat", "pep"]
+  mod_register:
+    access: register
+    ip_access: all
+    password_strength: 0
+  mod_muc:
+    host: "conference.localhost"
+    access_create: all
+    max_users: 100000
+    max_users_presence: 100000
+    max_user_conferences: 1000
+    min_message_interval: 0
+    min_presence_interval: 0
+    history_size: 0
+    default_room_options:
+      max_users: 100000
+"""
+
+
+def ejabberd_libs() -> Path | None:
+    """The folder holding Debian's ejabberd-VERSION application folders (ERL_LIBS), or None."""
+    for beam in sorted(Path("/usr/lib").glob("*/ejabberd-*/ebin/ejabberd.beam")):
+        return beam.parent.parent.parent
+    for beam in sorted(Path("/usr/lib").glob("ejabberd-*/ebin/ejabberd.beam")):
+        return beam.parent.parent.parent
+    return None
+
+
+class EjabberdServer(Server):
+    """ejabberd (Debian's package, 23.01 on bookworm) run straight from ``erl``, in the foreground.
+
+    ``ejabberdctl`` would switch to the ``ejabberd`` system user (as root) and
+    want a distributed node with epmd; running ``erl -s ejabberd`` without a
+    node name (``nonode@nohost``: mnesia is local anyway) as the current user,
+    with ``EJABBERD_CONFIG_PATH``/``EJABBERD_LOG_PATH`` and ``-mnesia dir``
+    pointing into the work folder, needs neither. One scheduler (``+S 1:1``)
+    since it is pinned to one core. Accounts are stored as SCRAM-SHA-256 keys.
+    """
+
+    name = "ejabberd"
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        """(True, "") when erl and the ejabberd application are installed, else why not."""
+        if shutil.which("erl") is None:
+            return False, "erl is not installed (apt-get install ejabberd)"
+        if ejabberd_libs() is None:
+            return False, "no ejabberd application under /usr/lib (apt-get install ejabberd)"
+        return True, ""
+
+    def command(self) -> list[str]:
+        """erl -noinput -mnesia dir SPOOL -s ejabberd, on a config written here."""
+        spool = self.workdir / "spool"
+        spool.mkdir(exist_ok=True)
+        pem = self.workdir / "bench-both.pem"
+        pem.write_bytes(self.certificate.read_bytes() + self.key.read_bytes())
+        config = self.workdir / "ejabberd.yml"
+        config.write_text(EJABBERD_CONFIG.format(port=self.port, pem=pem))
+        return [shutil.which("erl") or "erl", "+K", "true", "+P", "1000000", "+S", "1:1",
+                "+SDcpu", "1:1", "-noinput", "-mnesia", "dir", f'"{spool}"', "-s", "ejabberd"]
+
+    def environment(self) -> dict[str, str]:
+        """Where ejabberd finds its config and application, and writes its log."""
+        env = dict(os.environ)
+        env.update({
+            "EJABBERD_CONFIG_PATH": str(self.workdir / "ejabberd.yml"),
+            "EJABBERD_LOG_PATH": str(self.workdir / "ejabberd-internal.log"),
+            "ERL_LIBS": str(ejabberd_libs()),
+            "ERL_MAX_PORTS": "65536",
+            "ERL_CRASH_DUMP": str(self.workdir / "erl_crash.dump"),
+            "HOME": str(self.workdir),
+        })
+        return env
