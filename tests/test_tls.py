@@ -1,10 +1,12 @@
 """Tests for certificate generation and loading."""
 
 import os
+import socket
+import ssl as stdlib_ssl
 import stat
 from pathlib import Path
 
-from twisted.internet import ssl
+from twisted.internet import defer, endpoints, protocol, reactor, ssl, threads
 from twisted.trial import unittest
 
 from xmppd import tls
@@ -51,3 +53,48 @@ class CertificateTests(unittest.TestCase):
         self.assertIn("cannot read",
                       str(self.assertRaises(tls.CertificateProblem, tls.server_tls_options,
                                             self.folder / "missing", self.key)))
+
+
+class ALPNTests(unittest.TestCase):
+    """A client offering ALPN gets a handshake (xmpp-client or http/1.1 chosen, else none)."""
+
+    def setUp(self):
+        folder = Path(self.mktemp())
+        cert, key = folder / "server.crt", folder / "server.key"
+        tls.ensure_certificate(cert, key, ["localhost"])
+        factory = protocol.Factory.forProtocol(protocol.Protocol)
+        endpoint = endpoints.SSL4ServerEndpoint(
+            reactor, 0, tls.server_tls_options(cert, key), interface="127.0.0.1")
+        d = endpoint.listen(factory)
+
+        def listening(port):
+            self.port = port.getHost().port
+            self.addCleanup(port.stopListening)
+
+        return d.addCallback(listening)
+
+    def handshake(self, offered):
+        """Connect with Python's ssl module (in a thread); the protocol ALPN chose."""
+
+        def connect():
+            context = stdlib_ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = stdlib_ssl.CERT_NONE
+            context.set_alpn_protocols(offered)
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as wrapped:
+                    return wrapped.selected_alpn_protocol()
+
+        return threads.deferToThread(connect)
+
+    @defer.inlineCallbacks
+    def test_xmpp_client(self):
+        self.assertEqual((yield self.handshake(["xmpp-client"])), "xmpp-client")
+
+    @defer.inlineCallbacks
+    def test_http(self):
+        self.assertEqual((yield self.handshake(["h2", "http/1.1"])), "http/1.1")
+
+    @defer.inlineCallbacks
+    def test_nothing_we_speak_still_connects(self):
+        self.assertIsNone((yield self.handshake(["imap"])))

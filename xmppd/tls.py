@@ -13,12 +13,13 @@ from __future__ import annotations
 import datetime
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from OpenSSL import crypto
+from OpenSSL import SSL, crypto
 from service_identity import CertificateError, VerificationError
 from service_identity.cryptography import verify_certificate_hostname
 from twisted.internet import ssl
@@ -106,12 +107,34 @@ def server_tls_options(cert_path: Path, key_path: Path) -> ssl.CertificateOption
     key = load_private_key(key_path)
     if chain[0].public_key().public_numbers() != key.public_key().public_numbers():
         raise CertificateProblem(f"{key_path}: this key does not belong to {cert_path}")
-    return ssl.CertificateOptions(
+    options = ssl.CertificateOptions(
         privateKey=crypto.PKey.from_cryptography_key(key),
         certificate=crypto.X509.from_cryptography(chain[0]),
         extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]],
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
     )
+    options.getContext().set_alpn_select_callback(select_alpn)
+    return options
+
+
+#: What the server speaks after TLS, by preference: XMPP clients (XEP-0368
+#: direct TLS, and after STARTTLS), then HTTP/1.1 (the HTTPS listener shares
+#: the context).
+ALPN_PROTOCOLS = (b"xmpp-client", b"http/1.1")
+
+
+def select_alpn(connection: Any, offered: list[bytes]) -> Any:
+    """ALPN: the first of :data:`ALPN_PROTOCOLS` the client offers, else none.
+
+    Twisted's own callback answers a client offering only protocols it was
+    not told about with an empty name, which OpenSSL turns into an
+    ``internal error`` alert: a client offering ``xmpp-client`` (as
+    Conversations does on direct TLS) could not connect at all.
+    """
+    for protocol in ALPN_PROTOCOLS:
+        if protocol in offered:
+            return protocol
+    return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 def certificate_mismatches(cert_path: Path, domains: list[str] | tuple[str, ...]) -> list[str]:
