@@ -62,6 +62,25 @@ def request(method: str, url: str, headers: dict[str, str] | None = None,
     return Reply(response.code, response.headers, data)
 
 
+def traffic_log(testcase) -> list[str]:
+    """Turn on debug logging for the test; the stream traffic lines logged, as they come."""
+    from twisted.logger import globalLogPublisher
+
+    from xmppd import logs
+
+    testcase.addCleanup(logs.set_level, logs.current_level())
+    logs.set_level("debug")
+    lines: list[str] = []
+
+    def observe(event):
+        if event.get("log_namespace") == "xmppd.traffic":
+            lines.append(event["stream"] + " " + event["direction"] + ": " + event["data"])
+
+    globalLogPublisher.addObserver(observe)
+    testcase.addCleanup(globalLogPublisher.removeObserver, observe)
+    return lines
+
+
 class LiveServerMixin:
     """For a TestCase: a live server with an HTTP listener, alice and bob, and a TCP login."""
 

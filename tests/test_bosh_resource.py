@@ -9,7 +9,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.bosh_support import EMPTY, BoshClient, parse_response
-from tests.http_support import LiveServerMixin, request
+from tests.http_support import LiveServerMixin, request, traffic_log
 from xmppd.bosh.body import NS_HTTPBIND
 
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
@@ -159,20 +159,7 @@ class BoshTests(LiveServerMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_debug_traffic_log_redacts_credentials(self):
-        from twisted.logger import globalLogPublisher
-
-        from xmppd import logs
-
-        self.addCleanup(logs.set_level, logs.current_level())
-        logs.set_level("debug")
-        lines = []
-
-        def observe(event):
-            if event.get("log_namespace") == "xmppd.traffic":
-                lines.append(event["stream"] + " " + event["direction"] + ": " + event["data"])
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        lines = traffic_log(self)
         client = self.client()
         yield client.create()
         payload = base64.b64encode(b"\0alice\0wonderland").decode()

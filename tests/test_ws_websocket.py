@@ -11,7 +11,7 @@ from twisted.internet import defer, endpoints, protocol, reactor, ssl
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from tests.http_support import LiveServerMixin, raw_http, request
+from tests.http_support import LiveServerMixin, raw_http, request, traffic_log
 from tests.test_c2s_e2e import TestClient
 from xmppd.ws.stream import NS_FRAMING
 from xmppd.ws.websocket import normalized_origin, origin_allowed
@@ -288,20 +288,7 @@ class WebSocketTests(LiveServerMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_debug_traffic_log_redacts_credentials(self):
-        from twisted.logger import globalLogPublisher
-
-        from xmppd import logs
-
-        self.addCleanup(logs.set_level, logs.current_level())
-        logs.set_level("debug")
-        lines = []
-
-        def observe(event):
-            if event.get("log_namespace") == "xmppd.traffic":
-                lines.append(event["stream"] + " " + event["direction"] + ": " + event["data"])
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        lines = traffic_log(self)
         client = yield self.connect()
         yield client.open_stream()
         payload = base64.b64encode(b"\0alice\0wonderland").decode()

@@ -118,3 +118,12 @@ def under_journald(environ: Mapping[str, str] | None = None, stream: IO[Any] | N
 def journal_observer() -> JournalObserver:
     """A journald observer on standard output (``twistd --logger=xmppd.logs.journal_observer``)."""
     return JournalObserver(sys.stdout)
+
+
+def peer_of(transport) -> str:
+    """``host:port`` of a connection's peer, for log messages ("?" when unknown)."""
+    try:
+        peer = transport.getPeer()
+        return f"{peer.host}:{peer.port}"
+    except Exception:  # noqa: BLE001 - a log line must never fail
+        return "?"

@@ -49,7 +49,7 @@ from xmppd.c2s.xmlparser import (
     RestrictedElementStream,
     StreamParseError,
 )
-from xmppd.logs import logger
+from xmppd.logs import logger, peer_of
 from xmppd.ratelimit import TokenBucket
 from xmppd.sm.session import Session
 from xmppd.stanza import remembered_xml, xml_text
@@ -146,11 +146,7 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
     @property
     def peer_address(self) -> str:
         """The client's address, for log messages."""
-        try:
-            peer = self.transport.getPeer()
-            return f"{peer.host}:{peer.port}"
-        except Exception:
-            return "?"
+        return peer_of(self.transport)
 
     def connectionMade(self) -> None:
         """Set up the parser, start the negotiation timer, apply the per-address limit."""

@@ -34,7 +34,7 @@ from twisted.words.xish import domish
 
 from xmppd.addresses import normalised_domain, parse_jid
 from xmppd.c2s.xmlparser import RestrictedElementStream, StreamParseError
-from xmppd.logs import logger
+from xmppd.logs import logger, peer_of
 from xmppd.ratelimit import TokenBucket
 from xmppd.s2s.dialback import NS_DIALBACK, NS_DIALBACK_FEATURE, DialbackRefused, key_is_valid
 from xmppd.s2s.initiating import InitiatingSide
@@ -122,11 +122,7 @@ class S2SStream(InitiatingSide, protocol.Protocol):
     @property
     def peer_address(self) -> str:
         """The peer's address, for logs."""
-        try:
-            peer = self.transport.getPeer()
-            return f"{peer.host}:{peer.port}"
-        except Exception:
-            return "?"
+        return peer_of(self.transport)
 
     def describe(self) -> str:
         """A one-line description for logs and ``xmppdctl s2s``."""
