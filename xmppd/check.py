@@ -6,6 +6,9 @@ anything: the database (present, schema version), the certificate
 the listeners (their ports free to bind). Each finding is a
 :class:`Finding`; only ``FAIL`` findings make the check fail.
 
+:func:`check_dns` (``xmppdctl check --dns``, it needs the network) lists
+the DNS SRV records clients and other servers look up for the served domains.
+
 With no certificate configured and none generated yet, the check notes that
 start-up will generate a self-signed one: that is how the example
 configuration works, not a problem.
@@ -20,6 +23,11 @@ import socket
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer
+from twisted.names import dns
+from twisted.names import error as dns_error
 
 from xmppd import tls
 from xmppd.config import Config
@@ -186,3 +194,55 @@ def check_listener(key: str, description: str) -> Finding:
                 reason = e.strerror or str(e)
             return Finding(FAIL, key, f"{description}: {reason}")
     return Finding(OK, key, f"{description}: port {port} is free")
+
+
+#: SRV services looked up by ``xmppdctl check --dns``: (service, what it is for,
+#: whether only the server's own domain has it: clients log in there only).
+SRV_SERVICES = (
+    ("_xmpp-client._tcp", "clients, STARTTLS (RFC 6120)", True),
+    ("_xmpps-client._tcp", "clients, direct TLS (XEP-0368)", True),
+    ("_xmpp-server._tcp", "other servers, STARTTLS (RFC 6120)", False),
+    ("_xmpps-server._tcp", "other servers, direct TLS (XEP-0368)", False),
+)
+
+
+@defer.inlineCallbacks
+def check_dns(config: Config, resolver: Any):
+    """Fire with findings on the DNS SRV records of the served domains.
+
+    ``resolver`` is a :mod:`twisted.names` resolver (``lookupService``). A
+    record set is listed as found (target:port, priority, weight); a missing
+    one is a note (clients and servers then fall back to the domain's own
+    A/AAAA records on the standard port), a single ``.`` target says the
+    service is refused on purpose, and a lookup that fails otherwise is a
+    warning. With federation off the server records are not looked up.
+    """
+    findings: list[Finding] = []
+    for domain in config.served_domains:
+        for service, purpose, own_domain_only in SRV_SERVICES:
+            if own_domain_only and domain != config.domain:
+                continue
+            if not own_domain_only and not config.s2s.enabled:
+                continue
+            name = f"{service}.{domain}"
+            subject = f"dns {name}"
+            try:
+                answers, _, _ = yield resolver.lookupService(name)
+            except dns_error.DNSNameError:  # NXDOMAIN: no such record
+                answers = []
+            except Exception as e:  # noqa: BLE001 - timeouts, refused queries: reported
+                findings.append(Finding(WARN, subject, f"lookup failed: {e.__class__.__name__}"))
+                continue
+            records = [a.payload for a in answers if a.type == dns.SRV]
+            if not records:
+                port = 5222 if "client" in service else 5269
+                findings.append(Finding(NOTE, subject, f"no record ({purpose}): the "
+                                                       f"fallback is {domain}:{port}, STARTTLS"))
+            elif len(records) == 1 and str(records[0].target) in ("", "."):
+                findings.append(Finding(NOTE, subject, f"'.': no service ({purpose})"))
+            else:
+                listed = ", ".join(
+                    f"{r.target}:{r.port} (priority {r.priority}, weight {r.weight})"
+                    for r in sorted(records, key=lambda r: (r.priority, -r.weight)))
+                findings.append(Finding(OK, subject, f"{listed} ({purpose})"))
+    return findings

@@ -90,9 +90,12 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="list the accounts, one per line")
 
-    commands.add_parser(
+    check_command = commands.add_parser(
         "check", help="check the configuration, certificate, key, domains and ports"
     )
+    check_command.add_argument(
+        "--dns", action="store_true",
+        help="also list the DNS SRV records of the served domains (needs the network)")
 
     cert = commands.add_parser(
         "cert", help="generate a self-signed certificate (default) or import one"
@@ -144,8 +147,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_check(args: argparse.Namespace, out: Callable[[str], Any] = print) -> int:
-    """``xmppdctl check``: print the report; 0 when clean, 1 when there are problems."""
+@defer.inlineCallbacks
+def run_check(args: argparse.Namespace, out: Callable[[str], Any] = print,
+              resolver: Any = None):
+    """``xmppdctl check``: print the report; fires with 0 when clean, 1 with problems.
+
+    With ``--dns`` the SRV records are looked up too (``resolver``: the
+    system's, from :mod:`twisted.names`, unless a test passes one).
+    """
     source = args.config or "(embedded default)"
     try:
         config = load_config(args.config)
@@ -155,6 +164,12 @@ def run_check(args: argparse.Namespace, out: Callable[[str], Any] = print) -> in
         return 1
     out(str(check.Finding(check.OK, "config", f"{source} is valid (domain {config.domain})")))
     findings = check.check_config(config)
+    if getattr(args, "dns", False):
+        if resolver is None:
+            from twisted.names import client
+
+            resolver = client.createResolver()
+        findings += yield check.check_dns(config, resolver)
     for finding in findings:
         out(str(finding))
     problems = sum(1 for f in findings if f.level == check.FAIL)
@@ -335,7 +350,7 @@ def run(argv: Sequence[str] | None = None, reactor: Any = None):
     """Run one xmppdctl command on a running reactor; fires with the exit code."""
     args = _parser().parse_args(argv)
     if args.command == "check":
-        return run_check(args)
+        return (yield run_check(args))
     try:
         config = load_config(args.config)
         if args.command == "cert":
