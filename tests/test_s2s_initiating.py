@@ -29,7 +29,9 @@ class InitiatingTests(unittest.TestCase):
                         "<required/></starttls></stream:features>")
         self.assertEqual(out, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         out = self.feed("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-        self.assertIs(self.transport.tls_started, self.manager.client_tls_options)
+        started = self.transport.tls_started
+        self.assertIs(started.options, self.manager.client_tls_options)
+        self.assertEqual(started.server_name, "b.example")  # SNI
         self.assertIn("<stream:stream", out)  # restarted
 
     def test_dialback_after_tls(self):

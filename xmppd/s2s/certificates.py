@@ -13,13 +13,16 @@ import datetime
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from OpenSSL import crypto
+from OpenSSL import SSL, crypto
 from service_identity import VerificationError
 from service_identity.cryptography import extract_patterns
 from service_identity.hazmat import DNS_ID, SRV_ID, verify_service_identity
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from zope.interface import implementer
 
 ID_ON_XMPPADDR = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.5")
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
@@ -105,3 +108,27 @@ def certificate_problem(chain: Sequence[x509.Certificate], domain: str,
 def pem(certificate: x509.Certificate) -> bytes:
     """A certificate in PEM (for logs and tests)."""
     return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class ClientTLSCreator:
+    """Client TLS to a remote server (STARTTLS or ``_xmpps-server``): our certificate,
+    SNI with the remote domain (so a server of many domains picks the right
+    certificate), no verification here.
+
+    The certificate is checked after the handshake (like after STARTTLS),
+    so that dialback can still authenticate a server whose certificate
+    does not verify.
+    """
+
+    def __init__(self, options: Any, server_name: str):
+        self.options = options
+        self.server_name = server_name
+
+    def clientConnectionForTLS(self, tls_protocol: Any) -> SSL.Connection:
+        """A client-side OpenSSL connection."""
+        connection = SSL.Connection(self.options.getContext(), None)
+        connection.set_app_data(tls_protocol)
+        connection.set_tlsext_host_name(self.server_name.encode("idna"))
+        connection.set_connect_state()
+        return connection

@@ -18,6 +18,7 @@ from twisted.words.xish import domish
 
 from xmppd.addresses import normalised_domain
 from xmppd.logs import logger
+from xmppd.s2s.certificates import ClientTLSCreator
 from xmppd.s2s.dialback import NS_DIALBACK, NS_DIALBACK_FEATURE, DialbackRefused, dialback_key
 from xmppd.s2s.wire import NS_SASL, NS_STREAMS, NS_TLS, dialback_xml
 
@@ -62,7 +63,7 @@ class InitiatingSide:
             self._features_received(element)
         elif uri == NS_TLS and name == "proceed":
             self._new_parser()
-            self._start_tls(self.manager.client_tls_options)
+            self._start_tls(ClientTLSCreator(self.manager.client_tls_options, self.remote))
             self._send_header()
         elif uri == NS_TLS and name == "failure":
             self.fail("remote-server-timeout", "STARTTLS failed")

@@ -33,7 +33,7 @@ from twisted.words.xish import domish
 from xmppd.addresses import normalised_domain
 from xmppd.errors import bounce
 from xmppd.logs import logger
-from xmppd.s2s.certificates import certificate_problem, load_trust_roots
+from xmppd.s2s.certificates import ClientTLSCreator, certificate_problem, load_trust_roots
 from xmppd.s2s.dialback import DialbackRefused
 from xmppd.s2s.resolver import NoSuchServer, Resolver, Target
 from xmppd.s2s.stream import S2SStream
@@ -88,27 +88,6 @@ class _IncomingFactory(protocol.ServerFactory):
             log.warn("refusing an S2S connection from {addr}: max_incoming reached", addr=addr)
             return None
         return S2SStream(self.manager, initiating=False)
-
-
-class _DirectTLSCreator:
-    """Client TLS for ``_xmpps-server`` targets: our certificate, SNI, no verification here.
-
-    The certificate is checked after the handshake (like after STARTTLS),
-    so that dialback can still authenticate a server whose certificate
-    does not verify.
-    """
-
-    def __init__(self, options: Any, server_name: str):
-        self.options = options
-        self.server_name = server_name
-
-    def clientConnectionForTLS(self, tls_protocol: Any) -> SSL.Connection:
-        """A client-side OpenSSL connection."""
-        connection = SSL.Connection(self.options.getContext(), None)
-        connection.set_app_data(tls_protocol)
-        connection.set_tlsext_host_name(self.server_name.encode("idna"))
-        connection.set_connect_state()
-        return connection
 
 
 class S2SManager(service.Service):
@@ -283,7 +262,7 @@ class S2SManager(service.Service):
             if not self.can_tls:
                 raise error.ConnectError(string="no certificate for direct TLS")
             return endpoints.wrapClientTLS(
-                _DirectTLSCreator(self.client_tls_options, link.remote), endpoint)
+                ClientTLSCreator(self.client_tls_options, link.remote), endpoint)
         return endpoint
 
     def _timed_out(self, link: Link) -> None:
