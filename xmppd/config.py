@@ -17,7 +17,6 @@ names the file and the key, so the server can stop with a one-line error.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 import types
 import typing
@@ -416,121 +415,6 @@ def _pubsub(r: _Reader, domain: str, muc: str | None,
     return dataclasses.replace(pubsub, domain=pubsub_domain)
 
 
-def _metrics(r: _Reader) -> MetricsSettings:
-    import ipaddress
-
-    metrics = r.section("metrics")
-    if not metrics.path.startswith("/") or metrics.path.strip("/") == "":
-        raise r.fail("metrics.path", f"{metrics.path!r} is not a path like /metrics")
-    for allowed in metrics.allowed:
-        try:
-            ipaddress.ip_network(allowed, strict=False)
-        except ValueError:
-            raise r.fail("metrics.allowed", f"{allowed!r} is not an address or network") from None
-    return metrics
-
-
-def _http(r: _Reader) -> HTTPSettings:
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    http = r.section("http")
-    listen = _endpoint(r, "http.listen", http.listen, optional=True)
-    tls_listen = _endpoint(r, "http.tls_listen", http.tls_listen, optional=True)
-    url = http.external_url
-    if url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
-                or parts.fragment:
-            raise r.fail("http.external_url", f"{url!r} is not an http(s) URL without query")
-        if not url.endswith("/"):
-            url += "/"
-    for proxy in http.trusted_proxies:
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except ValueError:
-            raise r.fail("http.trusted_proxies",
-                         f"{proxy!r} is not an IP address or network") from None
-    return dataclasses.replace(http, listen=listen, tls_listen=tls_listen, external_url=url)
-
-
-def _websocket(r: _Reader) -> WebSocketSettings:
-    from urllib.parse import urlsplit
-
-    websocket = r.section("websocket")
-    path = websocket.path
-    if path:
-        segments = path.strip("/").split("/")
-        if not path.startswith("/") or "" in segments or any(
-                s in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._~-]+", s) for s in segments) \
-                or segments[0] in (".well-known", "upload"):
-            raise r.fail("websocket.path", f"{path!r} is not a free path like "
-                         "'/xmpp-websocket'")
-        path = "/" + "/".join(segments)
-    for origin in websocket.allowed_origins:
-        try:
-            parts = urlsplit(origin)
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
-                or parts.path or parts.query or parts.fragment or parts.username:
-            raise r.fail("websocket.allowed_origins", f"{origin!r} is not an origin like "
-                         "'https://chat.example.org'")
-    if 0 < websocket.ping_interval < 1:
-        # autobahn runs its timers in 0.2 s batches: shorter ones misfire.
-        raise r.fail("websocket.ping_interval", "must be 0 (no pings) or at least 1")
-    return dataclasses.replace(websocket, path=path)
-
-
-def _is_origin(origin: str) -> bool:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(origin)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not (
-        parts.path or parts.query or parts.fragment or parts.username)
-
-
-def _bosh(r: _Reader) -> BoshSettings:
-    bosh = r.section("bosh")
-    path = bosh.path
-    if path:
-        segments = path.strip("/").split("/")
-        if not path.startswith("/") or "" in segments or any(
-                s in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._~-]+", s) for s in segments) \
-                or segments[0] in (".well-known", "upload") \
-                or "/" + "/".join(segments) == r.section("websocket").path.rstrip("/"):
-            raise r.fail("bosh.path", f"{path!r} is not a free path like '/http-bind'")
-        path = "/" + "/".join(segments)
-    for origin in bosh.cors_origins:
-        if origin != "*" and not _is_origin(origin):
-            raise r.fail("bosh.cors_origins", f"{origin!r} is not an origin like "
-                         "'https://chat.example.org' (or '*')")
-    return dataclasses.replace(bosh, path=path)
-
-
-def _upload(r: _Reader, taken: tuple[str | None, ...],
-            secrets: dict[str, str]) -> UploadSettings:
-    upload = r.section("upload")
-    upload_domain = _domain(r, "upload.domain", upload.domain) if upload.domain else None
-    if upload_domain and upload_domain in taken:
-        raise r.fail("upload.domain", "must differ from server.domain, muc.domain and "
-                     "pubsub.domain")
-    if upload_domain in secrets:
-        raise r.fail("components.secrets", "a component cannot take a served domain")
-    for kind in upload.allowed_types:
-        major, _, minor = kind.partition("/")
-        if not major or not minor or "*" in major or (minor != "*" and "*" in minor):
-            raise r.fail("upload.allowed_types", f"{kind!r} is not a content type "
-                         "(`type/subtype` or `type/*`)")
-    return dataclasses.replace(upload, domain=upload_domain,
-                               allowed_types=tuple(k.lower() for k in upload.allowed_types))
-
-
 def _s2s(r: _Reader, base: Path, served: tuple[str | None, ...]) -> S2SSettings:
     s2s = r.section("s2s")
     listen = _endpoint(r, "s2s.listen", s2s.listen, optional=True)
@@ -576,6 +460,15 @@ def _modules(r: _Reader) -> ModulesSettings:
 
 
 def _build(r: _Reader, base: Path, path: Path | None) -> Config:
+    # The web sections' checks live with the web (they use this module's reader).
+    from xmppd.webconfig import (
+        bosh_settings,
+        http_settings,
+        metrics_settings,
+        upload_settings,
+        websocket_settings,
+    )
+
     r.check_keys()
     server, data_dir = _server(r, base)
     c2s = r.section("c2s")
@@ -614,10 +507,10 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         modules=_modules(r),
         module_settings=module_settings,
         data_dir=data_dir,
-        http=_http(r),
-        upload=_upload(r, (server.domain, muc.domain, pubsub.domain), components.secrets),
-        metrics=_metrics(r),
-        websocket=_websocket(r),
-        bosh=_bosh(r),
+        http=http_settings(r),
+        upload=upload_settings(r, (server.domain, muc.domain, pubsub.domain), components.secrets),
+        metrics=metrics_settings(r),
+        websocket=websocket_settings(r),
+        bosh=bosh_settings(r),
         s2s=_s2s(r, base, (server.domain, muc.domain, pubsub.domain)),
     )

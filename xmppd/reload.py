@@ -8,14 +8,21 @@ change (listen addresses, domains, data directory, component secrets, and
 any key added later that nobody marked live) is reported as "needs a
 restart" and not applied: :func:`merged_config` keeps the running value of
 those, so the next reload reports them again until a restart.
+
+:func:`apply_reload` is what ``XMPPServer.reload`` (SIGHUP) does with them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
-from xmppd.config import CORE_SECTIONS, Config, schema_keys
+from xmppd import logs
+from xmppd.config import CORE_SECTIONS, Config, ConfigError, load_config, schema_keys
+from xmppd.logs import logger
+
+log = logger(__name__)
 
 
 def live_keys() -> frozenset[str]:
@@ -87,3 +94,72 @@ def merged_config(running: Config, changes: list[Change], path: Any = None) -> C
     if path is not None:
         merged = dataclasses.replace(merged, path=path)
     return merged
+
+
+@dataclass
+class ReloadResult:
+    """What a configuration reload did."""
+
+    #: Why the new file was refused (the running configuration stays), or None.
+    rejected: str | None = None
+    #: Changes applied, as ``key: old -> new`` lines.
+    applied: list[str] = field(default_factory=list)
+    #: Changes that need a restart (not applied).
+    needs_restart: list[str] = field(default_factory=list)
+    #: Whether new connections now get a different certificate.
+    new_certificate: bool = False
+
+
+def apply_reload(server: Any) -> ReloadResult:
+    """Re-read the server's configuration file and apply it (see ``XMPPServer.reload``)."""
+    from xmppd.service import StartupError  # the server's start-up errors (no import cycle)
+
+    path = server.config.path
+    source = str(path) if path is not None else "(embedded default)"
+    log.info("reloading the configuration from {source}", source=source)
+    try:
+        new = load_config(path)
+    except ConfigError as e:
+        return _reject(str(e))
+    changes = config_changes(server.config, new)
+    merged = merged_config(server.config, changes, path)
+    try:
+        tls_options, fingerprint = server._load_tls(merged)
+    except StartupError as e:
+        return _reject(str(e))
+
+    result = ReloadResult()
+    logs.set_level("debug" if server.force_debug else merged.log_level)
+    for factory in server.client_factories():
+        factory.tls_options = tls_options
+        factory.config = merged
+    server.tls_options = tls_options
+    if server.session_manager is not None:
+        for module in server.session_manager.modules:
+            if module.settings is not None:
+                module.config = merged.settings_for(type(module))
+    if server.muc is not None:
+        server.muc.reload(merged.muc, merged.admins)
+    server.config = merged
+
+    for change in changes:
+        if change.live:
+            result.applied.append(change.describe())
+            log.info("reload: {change} (applied)", change=change.describe())
+        else:
+            result.needs_restart.append(change.describe())
+            log.warn("reload: {change} needs a restart; not applied",
+                     change=change.describe())
+    if fingerprint != server.tls_fingerprint:
+        result.new_certificate = True
+        server.tls_fingerprint = fingerprint
+        log.info("reload: new TLS certificate (SHA-256 {fingerprint}) for new connections",
+                 fingerprint=fingerprint)
+    if not (changes or result.new_certificate):
+        log.info("reload: the configuration is unchanged")
+    return result
+
+def _reject(reason: str) -> ReloadResult:
+    log.error("configuration reload rejected, the running configuration stays: {reason}",
+              reason=reason)
+    return ReloadResult(rejected=reason)

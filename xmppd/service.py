@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -33,33 +32,20 @@ from twisted.python.failure import Failure
 
 from xmppd import listeners, logs, systemd, tls, traffic
 from xmppd.auth import make_portal
-from xmppd.config import Config, ConfigError, load_config
+from xmppd.config import Config
 from xmppd.logs import logger
 from xmppd.mam.store import sequence_for, stored_floor
-from xmppd.reload import config_changes, merged_config
+from xmppd.reload import ReloadResult, apply_reload
 from xmppd.router import Router
 from xmppd.storage.accounts import AccountStore
 from xmppd.storage.database import Database, migrate_file
+from xmppd.web import build_web
 
 log = logger(__name__)
 
 
 class StartupError(Exception):
     """The server cannot start; str() is a one-line reason for the operator."""
-
-
-@dataclass
-class ReloadResult:
-    """What a configuration reload did."""
-
-    #: Why the new file was refused (the running configuration stays), or None.
-    rejected: str | None = None
-    #: Changes applied, as ``key: old -> new`` lines.
-    applied: list[str] = field(default_factory=list)
-    #: Changes that need a restart (not applied).
-    needs_restart: list[str] = field(default_factory=list)
-    #: Whether new connections now get a different certificate.
-    new_certificate: bool = False
 
 
 class XMPPServer(service.MultiService):
@@ -236,7 +222,7 @@ class XMPPServer(service.MultiService):
         self._build_session_manager()
         self._build_muc()
         self._build_pubsub()
-        self._build_http()
+        build_web(self)  # HTTP, host-meta, metrics, WebSocket, BOSH, upload
         self._build_s2s()
         self._built = True
 
@@ -316,46 +302,6 @@ class XMPPServer(service.MultiService):
         from xmppd.module import Point
 
         self.session_manager.modules.add_hook(Point.ACCOUNT_DELETED, self.pubsub.account_deleted)
-
-    def _build_http(self) -> None:
-        config = self.config
-        if not (config.http.listen or config.http.tls_listen):
-            if config.upload.domain:
-                log.warn("upload.domain is set but HTTP is off (http.listen and "
-                         "http.tls_listen are empty): no upload service")
-            return
-        from xmppd.http.hostmeta import mount_host_meta
-        from xmppd.http.site import HTTPService
-
-        self.http = HTTPService(config.http, config.domain, reactor=self.reactor)
-        mount_host_meta(self.http)
-        self.http.setServiceParent(self)
-        if config.metrics.enabled:
-            from xmppd.metrics import mount_metrics
-
-            self.metrics_lag = mount_metrics(self)
-        if config.websocket.path:
-            from xmppd.ws.websocket import mount_websocket
-
-            self.websocket = mount_websocket(self.http, config.websocket, reactor=self.reactor)
-        if config.bosh.path:
-            from xmppd.bosh.resource import mount_bosh
-
-            self.bosh = mount_bosh(self.http, config.bosh, reactor=self.reactor)
-        if not config.upload.domain:
-            return
-        from xmppd.module import Point
-        from xmppd.upload.service import UploadService
-
-        try:
-            self.upload = UploadService(
-                config.upload, router=self.router, database=self.database,
-                server_domain=config.domain, data_dir=config.data_dir, http=self.http,
-                reactor=self.reactor)
-        except OSError as e:
-            raise StartupError(f"upload: cannot use {config.data_dir}: {e}") from None
-        self.upload.setServiceParent(self)
-        self.session_manager.modules.add_hook(Point.ACCOUNT_DELETED, self.upload.account_deleted)
 
     def _build_s2s(self) -> None:
         if not self.config.s2s.enabled:
@@ -504,61 +450,10 @@ class XMPPServer(service.MultiService):
         if self.notify_systemd:
             systemd.reloading()
         try:
-            return self._reload()
+            return apply_reload(self)
         finally:
             if self.notify_systemd:
                 systemd.ready("serving " + ", ".join(self.config.served_domains))
-
-    def _reload(self) -> ReloadResult:
-        path = self.config.path
-        source = str(path) if path is not None else "(embedded default)"
-        log.info("reloading the configuration from {source}", source=source)
-        try:
-            new = load_config(path)
-        except ConfigError as e:
-            return self._reject(str(e))
-        changes = config_changes(self.config, new)
-        merged = merged_config(self.config, changes, path)
-        try:
-            tls_options, fingerprint = self._load_tls(merged)
-        except StartupError as e:
-            return self._reject(str(e))
-
-        result = ReloadResult()
-        logs.set_level("debug" if self.force_debug else merged.log_level)
-        for factory in self.client_factories():
-            factory.tls_options = tls_options
-            factory.config = merged
-        self.tls_options = tls_options
-        if self.session_manager is not None:
-            for module in self.session_manager.modules:
-                if module.settings is not None:
-                    module.config = merged.settings_for(type(module))
-        if self.muc is not None:
-            self.muc.reload(merged.muc, merged.admins)
-        self.config = merged
-
-        for change in changes:
-            if change.live:
-                result.applied.append(change.describe())
-                log.info("reload: {change} (applied)", change=change.describe())
-            else:
-                result.needs_restart.append(change.describe())
-                log.warn("reload: {change} needs a restart; not applied",
-                         change=change.describe())
-        if fingerprint != self.tls_fingerprint:
-            result.new_certificate = True
-            self.tls_fingerprint = fingerprint
-            log.info("reload: new TLS certificate (SHA-256 {fingerprint}) for new connections",
-                     fingerprint=fingerprint)
-        if not (changes or result.new_certificate):
-            log.info("reload: the configuration is unchanged")
-        return result
-
-    def _reject(self, reason: str) -> ReloadResult:
-        log.error("configuration reload rejected, the running configuration stays: {reason}",
-                  reason=reason)
-        return ReloadResult(rejected=reason)
 
     # -- shut-down ----------------------------------------------------
 
