@@ -222,9 +222,11 @@ class MessageArchive(Module):
         return worth
 
     def _append(self, username: str, bare: str, other: str, direction: str,
-                stanza: domish.Element) -> str:
-        archive_id = self.writer.add(bare, username, other, direction,
-                                     self._serialised(stanza), self.server.reactor.seconds())
+                stanza: domish.Element, xml: str | None = None) -> str:
+        if xml is None:
+            xml = self._serialised(stanza)
+        archive_id = self.writer.add(bare, username, other, direction, xml,
+                                     self.server.reactor.seconds())
         self.touched[bare] = username
         return archive_id
 
@@ -264,7 +266,7 @@ class MessageArchive(Module):
         if self.decide(username, other) is False:
             return  # None (roster not loaded yet): archived, see the module docstring
         xml = self._serialised(stanza)
-        archive_id = self._append(username, bare, other, INCOMING, stanza)
+        archive_id = self._append(username, bare, other, INCOMING, stanza, xml)
         add_stanza_id(stanza, bare, archive_id)
         # What the recipient's streams will write: the stored text, stamped.
         end = "</" + stanza.name + ">"
