@@ -335,6 +335,23 @@ class ProbeTests(PresenceTestCase):
         self.assertEqual(self.remote.take(), [])
 
     @defer.inlineCallbacks
+    def test_probes_of_an_offline_user(self):
+        """Offline: 'from'/'both' contacts get unavailable, others nothing, by one-row reads."""
+        yield self.roster_store.save("carol", RosterItem("dan@remote.example", subscription="from"))
+        yield self.roster_store.save("carol", RosterItem("eve@remote.example", subscription="to"))
+        whole_rosters = []
+        self.patch(self.sm.roster_store, "items",
+                   lambda username: whole_rosters.append(username) or defer.succeed({}))
+        for prober in ("dan", "eve", "mallory"):
+            yield self.arrives(
+                f"<presence from='{prober}@remote.example/r' to='carol@localhost' type='probe'/>"
+            )
+        [answer] = self.remote.take()
+        self.assertEqual((answer["from"], answer["to"], answer.getAttribute("type")),
+                         ("carol@localhost", "dan@remote.example/r", "unavailable"))
+        self.assertEqual(whole_rosters, [])
+
+    @defer.inlineCallbacks
     def test_probe_for_unknown_user(self):
         """A probe for an account that does not exist gets unsubscribed."""
         yield self.arrives(

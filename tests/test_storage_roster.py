@@ -42,6 +42,17 @@ class RosterStoreTests(StoreTestCase):
         self.assertFalse(removed)
 
     @defer.inlineCallbacks
+    def test_one_item(self):
+        """item() reads one contact's item; None for a contact not on the roster."""
+        store = RosterStore(self.db)
+        item = RosterItem("bob@localhost", "Bob", "from", groups=["g"])
+        yield store.save("alice", item)
+        found = yield store.item("alice", "bob@localhost")
+        self.assertEqual(found, item)
+        self.assertIsNone((yield store.item("alice", "carol@localhost")))
+        self.assertIsNone((yield store.item("bob", "bob@localhost")))
+
+    @defer.inlineCallbacks
     def test_pending(self):
         store = RosterStore(self.db)
         yield store.add_pending("alice", "bob@localhost", "<presence/>")

@@ -30,7 +30,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from xmppd import listeners, logs, systemd, tls, traffic
+from xmppd import gcpolicy, listeners, logs, systemd, tls, traffic
 from xmppd.auth import make_portal
 from xmppd.config import Config
 from xmppd.logs import logger
@@ -164,6 +164,8 @@ class XMPPServer(service.MultiService):
     def _became_ready(self, _: object) -> None:
         status = "serving " + ", ".join(self.config.served_domains)
         log.info("xmppd ready: {status}", status=status)
+        if self.handle_signals:  # a server process (twistd), not a test
+            gcpolicy.tune_for_server()
         if self.notify_systemd:
             systemd.ready(status)
         if not self.ready.called:

@@ -43,6 +43,27 @@ def end_point_hash(certificate: x509.Certificate) -> bytes:
     return digest.finalize()
 
 
+#: SHA-256 of a server certificate -> its end-point hash (a server has a few certificates).
+_END_POINT_HASHES: dict[bytes, bytes] = {}
+MAX_CACHED_CERTIFICATES = 64
+
+
+def _cached_end_point_hash(certificate: Any) -> bytes:
+    """end_point_hash of a pyOpenSSL certificate, computed once per certificate.
+
+    Every stream start over TLS offers channel binding, so this runs three
+    times per login; the digest of the DER (in OpenSSL) is the cache key.
+    """
+    key = certificate.digest("sha256")
+    found = _END_POINT_HASHES.get(key)
+    if found is None:
+        found = end_point_hash(certificate.to_cryptography())
+        if len(_END_POINT_HASHES) >= MAX_CACHED_CERTIFICATES:
+            _END_POINT_HASHES.clear()  # certificates reloaded many times: start over
+        _END_POINT_HASHES[key] = found
+    return found
+
+
 def channel_bindings(tls: Any) -> dict[str, bytes]:
     """Type -> data for a pyOpenSSL server connection, the preferred type first.
 
@@ -54,7 +75,7 @@ def channel_bindings(tls: Any) -> dict[str, bytes]:
             bindings[TLS_EXPORTER] = tls.export_keying_material(EXPORTER_LABEL, 32)
         certificate = tls.get_certificate()
         if certificate is not None:
-            bindings[TLS_SERVER_END_POINT] = end_point_hash(certificate.to_cryptography())
+            bindings[TLS_SERVER_END_POINT] = _cached_end_point_hash(certificate)
     except Exception:  # noqa: BLE001 - no binding is a safe answer: plain SCRAM remains
         return {}
     return bindings

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.python import failure
-from twisted.words.protocols.jabber import error, jid, xmlstream
+from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
-from xmppd.addresses import JID_ERRORS
+from xmppd.addresses import parse_jid
 from xmppd.c2s import bind as bind_mod
 from xmppd.c2s import sasl, sasl2
 from xmppd.c2s.bind2 import SASL2Success
@@ -94,10 +94,8 @@ class C2SAuthenticator(SASL2Success, xmlstream.ListenAuthenticator):
         xs.peer = None
         sender = rootElement.getAttribute("from")
         if sender:
-            try:
-                xs.peer = jid.JID(sender).full()
-            except JID_ERRORS:
-                xs.peer = None
+            parsed = parse_jid(sender)  # cached: three stream headers per login
+            xs.peer = parsed.full() if parsed is not None else None
 
         if rootElement.uri != NS_STREAMS:
             xs.stream_error("invalid-namespace", "the stream namespace must be " + NS_STREAMS)
@@ -119,11 +117,8 @@ class C2SAuthenticator(SASL2Success, xmlstream.ListenAuthenticator):
         xs.send(self.features())
 
     def _serves(self, to: str | None) -> bool:
-        if not to:
-            return False
-        try:
-            address = jid.JID(to)
-        except JID_ERRORS:
+        address = parse_jid(to)
+        if address is None:
             return False
         return (
             address.user is None

@@ -496,6 +496,13 @@ class SessionManager(service.Service):
 
         return self.roster_store.items(username).addCallback(loaded)
 
+    def get_roster_item(self, username: str, contact: str) -> defer.Deferred:
+        """Fire with one item of the user's roster, or None: cached, else one row read."""
+        cached = self._rosters.get(username)
+        if cached is not None:
+            return defer.succeed(cached.get(contact))
+        return self.roster_store.item(username, contact)
+
     def get_roster_version(self, username: str) -> defer.Deferred:
         """Fire with the user's roster version, an int (RFC 6121 2.6)."""
         cached = self._roster_versions.get(username)

@@ -211,15 +211,15 @@ class PresenceHandler:
         user = recipient.user
         owner = recipient.userhost()
         prober = sender.userhost()
-        exists = yield manager.user_exists(user)
-        if not exists:
+        if prober != owner:
+            item = yield manager.get_roster_item(user, prober)
+            if item is None or not item.subscribed_from:
+                if item is None and not (yield manager.user_exists(user)):
+                    manager.route(presence(owner, sender.full(), "unsubscribed"))
+                return
+        elif not (yield manager.user_exists(user)):
             manager.route(presence(owner, sender.full(), "unsubscribed"))
             return
-        if prober != owner:
-            roster = yield manager.get_roster(user)
-            item = roster.get(prober)
-            if item is None or not item.subscribed_from:
-                return
         available = manager.available_of(user)
         if not available:
             manager.route(presence(owner, sender.full(), "unavailable"))

@@ -110,6 +110,20 @@ class RosterStore:
         )
         return {row[0]: _item_from_row(row) for row in rows}
 
+    @defer.inlineCallbacks
+    def item(self, username: str, contact: str):
+        """Fire with one roster item of the user (None if the contact is not on it).
+
+        One row by the primary key: what a probe of an offline user needs,
+        instead of the whole roster.
+        """
+        rows = yield self.db.query(
+            "SELECT contact, name, subscription, ask, approved, groups "
+            "FROM roster_items WHERE username = ? AND contact = ?",
+            username, contact,
+        )
+        return _item_from_row(rows[0]) if rows else None
+
     def version(self, username: str) -> defer.Deferred:
         """Fire with the user's roster version (0 if the roster never changed)."""
         return self.db.run(_read_version, username)
@@ -172,10 +186,13 @@ class RosterStore:
 
 def _item_from_row(row) -> RosterItem:
     contact, name, subscription, ask, approved, groups = row
-    try:
-        group_list = [str(g) for g in json.loads(groups)]
-    except (TypeError, ValueError):
-        group_list = []
+    if groups == "[]":
+        group_list = []  # most items: no JSON to decode
+    else:
+        try:
+            group_list = [str(g) for g in json.loads(groups)]
+        except (TypeError, ValueError):
+            group_list = []
     return RosterItem(
         contact=contact,
         name=name,
