@@ -98,10 +98,6 @@ def keepalive(transport: Any, idle: int) -> None:
         pass  # not a TCP socket (tests' fake transports, a UNIX socket)
 
 
-def _ignore(*args: object) -> None:
-    """Event sink for the parser of a stream that has been restarted."""
-
-
 class C2SStream(xmlstream.XmlStream, TimeoutMixin):
     """One client connection: parsing, limits, error handling, closing."""
 
@@ -190,6 +186,8 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         self._resume_timer = None
         self.setTimeout(None)
         self._queue = []
+        if self.stream is not None:
+            self.stream.close()
         try:
             super().connectionLost(reason)
         except Exception:
@@ -284,7 +282,7 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
     def _initializeStream(self) -> None:
         old = self.stream
         if old is not None:
-            old.DocumentStartEvent = old.ElementEvent = old.DocumentEndEvent = _ignore
+            old.close()
         self._queue = []
         factory = self.factory
         self.stream = RestrictedElementStream(

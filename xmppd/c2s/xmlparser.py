@@ -77,6 +77,15 @@ _NAMES: dict[str, str] = {}
 MAX_INTERNED = 10_000
 
 
+#: The expat handlers that are bound methods of the parser object (see ``close``).
+_OWN_HANDLERS = ("StartElementHandler", "EndElementHandler", "CharacterDataHandler",
+                 "StartNamespaceDeclHandler", "EndNamespaceDeclHandler", "XmlDeclHandler")
+
+
+def _ignore(*_: object) -> None:
+    """The events of a closed parser."""
+
+
 class RestrictedElementStream:
     """Parses one XML stream into a root element event and top-level elements."""
 
@@ -117,6 +126,19 @@ class RestrictedElementStream:
         self.fed = 0  # bytes given to the parser so far
         self.mark = 0  # first byte not yet accounted to a finished event
         self.ended = False
+
+    def close(self) -> None:
+        """Deliver no more events and break the reference cycle with expat.
+
+        expat holds this object's bound methods as its handlers, so a parser
+        that is done with (three per login: one per stream restart) and the
+        stream it reports to would otherwise wait for the cycle collector.
+        Safe inside a handler: the rest of the data being parsed is ignored.
+        """
+        self.DocumentStartEvent = self.ElementEvent = self.DocumentEndEvent = _ignore
+        parser = self.parser
+        for name in _OWN_HANDLERS:
+            setattr(parser, name, None)
 
     def parse(self, data: bytes) -> None:
         """Feed bytes; raise StreamParseError on any violation."""

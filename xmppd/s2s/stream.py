@@ -66,10 +66,6 @@ class _StopParsing(Exception):
     """Raised inside parser callbacks once the stream is closing."""
 
 
-def _ignore(*args: object) -> None:
-    """Event sink for a parser that has been replaced."""
-
-
 class S2SStream(InitiatingSide, protocol.Protocol):
     """One S2S connection; ``initiating`` says whether we opened it.
 
@@ -156,8 +152,7 @@ class S2SStream(InitiatingSide, protocol.Protocol):
             if timer is not None and timer.active():
                 timer.cancel()
         if self._parser is not None:
-            self._parser.DocumentStartEvent = self._parser.ElementEvent = _ignore
-            self._parser.DocumentEndEvent = _ignore
+            self._parser.close()
         pending, self.pending_verifies = self.pending_verifies, {}
         for waiters in pending.values():
             for d in waiters:
@@ -189,7 +184,7 @@ class S2SStream(InitiatingSide, protocol.Protocol):
     def _new_parser(self) -> None:
         old = self._parser
         if old is not None:
-            old.DocumentStartEvent = old.ElementEvent = old.DocumentEndEvent = _ignore
+            old.close()
         limits = self.manager.limits
         self._parser = RestrictedElementStream(
             max_stanza_size=limits.max_stanza_size, max_depth=limits.max_depth,

@@ -110,17 +110,23 @@ class MessageParser:
         try:
             parser.parse(payload)
         except StreamParseError:
-            self._parser = None
+            self.close()
             raise
         if parser.depth != 1:
-            self._parser = None
+            self.close()
             raise StreamParseError("not-well-formed", "a message must hold one whole element")
         if len(found) != 1:
-            self._parser = None
+            self.close()
             raise StreamParseError("not-well-formed", "a message must hold exactly one element")
         element = found[0]
         found.clear()
         return element
+
+    def close(self) -> None:
+        """Drop the parser (after an error); the next message starts a fresh one."""
+        parser, self._parser = self._parser, None
+        if parser is not None:
+            parser.close()
 
 
 def _ignore(*args: Any) -> None:
@@ -132,7 +138,11 @@ def parse_message(payload: bytes, limits: Any) -> domish.Element:
 
     A :class:`MessageParser` of its own: streams keep one for all their messages.
     """
-    return MessageParser(limits).parse(payload)
+    messages = MessageParser(limits)
+    try:
+        return messages.parse(payload)
+    finally:
+        messages.close()
 
 
 def serialize(element: domish.Element) -> str:
