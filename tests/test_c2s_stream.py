@@ -279,3 +279,63 @@ class KeepaliveTests(unittest.TestCase):
         keepalive(off, 0)
         self.assertFalse(off.alive)
         keepalive(object(), 300)  # not a TCP transport: nothing happens
+
+
+def sweeps(clock):
+    """The hibernation sweeps scheduled on a clock."""
+    return [c for c in clock.getDelayedCalls() if "LoopingCall" in repr(c.func)]
+
+
+class HibernationTests(unittest.TestCase):
+    """Silent streams between stanzas free their parsers; data wakes them unchanged."""
+
+    def setUp(self):
+        self.factory = make_factory(hibernate_after=30)
+        self.factory.doStart()
+        self.addCleanup(self.factory.doStop)
+        self.clock = self.factory.reactor
+        self.client = Client(self.factory)
+        self.client.login()
+
+    def test_silent_stream_hibernates_and_wakes(self):
+        stream = self.client.proto.stream
+        self.clock.advance(30)  # the first sweep: data came since the start
+        self.assertFalse(stream.hibernating)
+        self.clock.advance(30)  # the second: silent for a whole period
+        self.assertTrue(stream.hibernating)
+        self.client.send("<message to='bob@localhost'><body>after</body></message>")
+        [routed] = self.factory.session_manager.router.routed
+        self.assertEqual((routed.name, str(routed.body)), ("message", "after"))
+        self.assertFalse(stream.hibernating)
+        self.assertEqual(self.client.send("</stream:stream>")[-1], ("end",))
+
+    def test_data_keeps_it_awake(self):
+        stream = self.client.proto.stream
+        for _ in range(4):
+            self.clock.advance(30)
+            self.client.send(" ")  # a whitespace keepalive each period
+        self.assertFalse(stream.hibernating)
+
+    def test_half_a_stanza_is_kept(self):
+        stream = self.client.proto.stream
+        self.client.send("<message to='bob@localhost'><bo")
+        self.clock.advance(60)
+        self.assertFalse(stream.hibernating)
+        self.client.send("dy>late</body></message>")
+        [routed] = self.factory.session_manager.router.routed
+        self.assertEqual(str(routed.body), "late")
+
+    def test_off(self):
+        factory = make_factory(hibernate_after=0)
+        factory.doStart()
+        self.addCleanup(factory.doStop)
+        client = Client(factory)
+        client.login()
+        factory.reactor.advance(3600)
+        self.assertFalse(client.proto.stream.hibernating)
+        self.assertEqual(sweeps(factory.reactor), [])
+
+    def test_sweep_stops_with_the_factory(self):
+        self.factory.doStop()
+        self.factory.doStart()  # started again: one sweep, not two
+        self.assertEqual(len(sweeps(self.clock)), 1)

@@ -202,6 +202,17 @@ class StreamTests(unittest.TestCase):
         self.assertIsNone(self.factory.tls_options)
         self.assertTrue(self.factory.require_encryption)
 
+    def test_silent_stream_frees_its_parser(self):
+        """The factory's hibernation sweep drops the message parser; the next message works."""
+        self.send(f"<open xmlns='{NS_FRAMING}' to='localhost' version='1.0'/>")
+        self.assertIsNotNone(self.stream._messages._parser)
+        self.factory.hibernate_quiet_streams()  # data came since the last sweep: kept
+        self.assertIsNotNone(self.stream._messages._parser)
+        self.factory.hibernate_quiet_streams()
+        self.assertIsNone(self.stream._messages._parser)
+        self.send(f"<open xmlns='{NS_FRAMING}' to='localhost' version='1.0'/>")
+        self.assertEqual(self.stream.end_reason, "bad-format")  # parsed: a second open
+
     def test_second_open_is_bad_format(self):
         self.send(f"<open xmlns='{NS_FRAMING}' to='localhost' version='1.0'/>")
         self.send(f"<open xmlns='{NS_FRAMING}' to='localhost' version='1.0'/>")

@@ -243,6 +243,9 @@ class LimitSettings:
     idle_timeout: float = setting(300.0, "seconds of silence before the server pings",
                                   minimum=0)
     ping_timeout: float = setting(60.0, "seconds to answer that ping", minimum=0)
+    hibernate_after: float = setting(10.0, "seconds of silence after which a client stream "
+                                     "between stanzas gives back its XML parser's memory "
+                                     "(about 11 KiB; remade when data comes)", minimum=0)
     tcp_keepalive: int = setting(300, "seconds of silence before TCP keepalive probes a "
                                  "client socket (then every 60 s, 4 times)", minimum=0)
     max_connections_per_ip: int = setting(20, "open client connections from one address",

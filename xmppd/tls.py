@@ -113,7 +113,10 @@ def server_tls_options(cert_path: Path, key_path: Path) -> ssl.CertificateOption
         extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]],
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
     )
-    options.getContext().set_alpn_select_callback(select_alpn)
+    context = options.getContext()
+    context.set_alpn_select_callback(select_alpn)
+    if not __import__("os").environ.get("NORB"):  # TEMP
+        context.set_mode(SSL.MODE_RELEASE_BUFFERS)
     return options
 
 

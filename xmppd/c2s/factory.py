@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import task
 from twisted.words.protocols.jabber import jid, xmlstream
 
 from xmppd.c2s import sasl
@@ -74,6 +75,30 @@ class C2SFactory(xmlstream.XmlStreamServerFactory):
         self.streams: set[C2SStream] = set()
         #: How often reading was paused by the read-rate limit (all streams).
         self.read_pauses = 0
+        self._sweep: task.LoopingCall | None = None
+
+    def startFactory(self) -> None:
+        """Start the sweep that lets silent streams free their parsers (``hibernate_after``)."""
+        interval = self.limits.hibernate_after
+        if interval and self._sweep is None:
+            self._sweep = task.LoopingCall(self.hibernate_quiet_streams)
+            self._sweep.clock = self.reactor
+            self._sweep.start(interval, now=False)
+
+    def stopFactory(self) -> None:
+        """Stop the sweep (the last listener of this factory stopped)."""
+        if self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
+        self._sweep = None
+
+    def hibernate_quiet_streams(self) -> None:
+        """Every stream that received nothing since the last sweep frees its parser.
+
+        A stream is therefore silent for between one and two
+        ``hibernate_after`` periods before it gives its parser back.
+        """
+        for xs in self.streams:
+            xs.hibernate_if_quiet()
 
     @property
     def limits(self) -> LimitSettings:

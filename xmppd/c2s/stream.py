@@ -126,6 +126,8 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         self._counted = False
         self._ping_id: str | None = None
         self._ping_outstanding = False
+        #: Nothing received since the factory's last hibernation sweep.
+        self._quiet = False
         self._read_bucket: TokenBucket | None = None
         limits = factory.limits
         if limits.read_rate:
@@ -295,8 +297,20 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         self.stream.ElementEvent = self.onElement
         self.stream.DocumentEndEvent = self.onDocumentEnd
 
+    def hibernate_if_quiet(self) -> None:
+        """The factory's sweep: free the parser if nothing arrived since the last sweep."""
+        if not self._quiet:
+            self._quiet = True
+        elif not self.closing:
+            self._release_parser()
+
+    def _release_parser(self) -> None:
+        if self.stream is not None:
+            self.stream.hibernate()  # does nothing in the middle of a stanza
+
     def dataReceived(self, data: bytes) -> None:
         """Parse bytes; any problem becomes a stream error sent to the client."""
+        self._quiet = False
         if self.closing or self.stream is None:
             return
         parser = self.stream

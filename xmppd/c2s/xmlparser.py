@@ -27,6 +27,7 @@ new instance.
 from __future__ import annotations
 
 import pyexpat
+import re
 from collections.abc import Callable
 
 from twisted.words.xish import domish
@@ -82,6 +83,10 @@ _OWN_HANDLERS = ("StartElementHandler", "EndElementHandler", "CharacterDataHandl
                  "StartNamespaceDeclHandler", "EndNamespaceDeclHandler", "XmlDeclHandler")
 
 
+#: The name of a start tag as written (prefix included), after its "<".
+_START_TAG_NAME = re.compile(rb"<([^\s/>]+)")
+
+
 def _ignore(*_: object) -> None:
     """The events of a closed parser."""
 
@@ -104,6 +109,25 @@ class RestrictedElementStream:
         self.max_attributes = max_attributes
         self.max_elements = max_elements
 
+        self.parser: pyexpat.XMLParserType | None = self._new_parser()
+        #: The root's name as the peer wrote it and the namespaces it declared:
+        #: what a woken parser is fed (None: not known, never hibernate).
+        self._root_qname: str | None = None
+        self._root_namespaces: list[tuple[str | None, str]] = []
+        self._chunk: bytes | None = None  # the data being parsed, until the root is seen
+        self._chunk_start = 0
+        self._waking = False
+
+        self.current: domish.Element | None = None
+        self.depth = 0  # 0: before the root, 1: inside the root, 2+: inside a stanza
+        self.default_ns_stack: list[str] = [""]
+        self.local_prefixes: dict[str, str] = {}
+        self.elements = 0  # elements in the current stanza
+        self.fed = 0  # bytes given to the parser so far
+        self.mark = 0  # first byte not yet accounted to a finished event
+        self.ended = False
+
+    def _new_parser(self) -> pyexpat.XMLParserType:
         if len(_NAMES) > MAX_INTERNED:
             _NAMES.clear()
         parser = pyexpat.ParserCreate("UTF-8", " ", intern=_NAMES)
@@ -116,16 +140,51 @@ class RestrictedElementStream:
         for name, handler in _REFUSE.items():
             setattr(parser, name, handler)
         parser.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
-        self.parser = parser
+        return parser
 
-        self.current: domish.Element | None = None
-        self.depth = 0  # 0: before the root, 1: inside the root, 2+: inside a stanza
-        self.default_ns_stack: list[str] = [""]
-        self.local_prefixes: dict[str, str] = {}
-        self.elements = 0  # elements in the current stanza
-        self.fed = 0  # bytes given to the parser so far
-        self.mark = 0  # first byte not yet accounted to a finished event
-        self.ended = False
+    def hibernate(self) -> bool:
+        """Free expat's state (about 11 KiB) while the stream waits between stanzas.
+
+        Only when nothing is half-parsed: inside the root, outside any
+        stanza, every byte fed fully processed. The next :meth:`parse` makes
+        a fresh parser and feeds it the root's start tag again (same name,
+        same namespace declarations), so parsing goes on as if nothing
+        happened. Returns False (nothing done) when the stream is not in
+        such a state. Never call it from inside a handler.
+        """
+        parser = self.parser
+        if parser is None:
+            return True
+        if (self.depth != 1 or self._root_qname is None or self.current is not None
+                or parser.CurrentByteIndex != self.fed):
+            return False
+        for name in _OWN_HANDLERS:
+            setattr(parser, name, None)
+        self.parser = None
+        return True
+
+    @property
+    def hibernating(self) -> bool:
+        """True while the parser is released (see :meth:`hibernate`)."""
+        return self.parser is None and not self.ended
+
+    def _wake(self) -> pyexpat.XMLParserType:
+        declarations = "".join(
+            f" xmlns='{domish.escapeToXml(uri, 1)}'" if prefix is None
+            else f" xmlns:{prefix}='{domish.escapeToXml(uri, 1)}'"
+            for prefix, uri in self._root_namespaces
+        )
+        header = f"<{self._root_qname}{declarations}>".encode()
+        parser = self.parser = self._new_parser()
+        self.default_ns_stack = [""]
+        self.depth = 0
+        self._waking = True
+        try:
+            parser.Parse(header)
+        finally:
+            self._waking = False
+        self.fed = self.mark = parser.CurrentByteIndex
+        return parser
 
     def close(self) -> None:
         """Deliver no more events and break the reference cycle with expat.
@@ -137,20 +196,32 @@ class RestrictedElementStream:
         """
         self.DocumentStartEvent = self.ElementEvent = self.DocumentEndEvent = _ignore
         parser = self.parser
-        for name in _OWN_HANDLERS:
-            setattr(parser, name, None)
+        if parser is not None:
+            for name in _OWN_HANDLERS:
+                setattr(parser, name, None)
 
     def parse(self, data: bytes) -> None:
         """Feed bytes; raise StreamParseError on any violation."""
+        parser = self.parser
+        if parser is None:
+            if self.ended:
+                return  # a closed stream: nothing more is read
+            parser = self._wake()
+        before_root = self.depth == 0
+        if before_root:
+            self._chunk, self._chunk_start = data, self.fed
         self.fed += len(data)
         try:
-            self.parser.Parse(data)
+            parser.Parse(data)
         except pyexpat.ExpatError as e:
             if e.code == _UNDEFINED_ENTITY:
                 raise StreamParseError(
                     "restricted-xml", "entity references are not allowed"
                 ) from None
             raise StreamParseError("not-well-formed", pyexpat.errors.messages[e.code]) from None
+        finally:
+            if before_root:
+                self._chunk = None
         if self.fed - self.mark > self.max_stanza_size:
             raise StreamParseError("policy-violation", "stanza size limit exceeded")
 
@@ -180,6 +251,9 @@ class RestrictedElementStream:
 
         if self.depth == 0:
             self.depth = 1
+            if self._waking:
+                return  # the root's start tag again, for a woken parser
+            self._remember_root(element)
             self.mark = self.parser.CurrentByteIndex
             self.DocumentStartEvent(element)
             return
@@ -197,6 +271,21 @@ class RestrictedElementStream:
             element.parent = self.current
         self.current = element
         self.depth += 1
+
+    def _remember_root(self, root: domish.Element) -> None:
+        """Note the root's name as written and its declarations (for :meth:`_wake`)."""
+        chunk = self._chunk
+        index = self.parser.CurrentByteIndex - self._chunk_start
+        if chunk is None or not 0 <= index < len(chunk):
+            return  # the start tag began in an earlier chunk: never hibernate
+        found = _START_TAG_NAME.match(chunk, index)
+        if found is None or found.end() >= len(chunk):
+            return
+        declarations: list[tuple[str | None, str]] = list(root.localPrefixes.items())
+        if len(self.default_ns_stack) > 1:
+            declarations.insert(0, (None, self.default_ns_stack[-1]))
+        self._root_namespaces = declarations
+        self._root_qname = found.group(1).decode("utf-8")
 
     def _on_end_element(self, name: str) -> None:
         if self.depth == 1:

@@ -337,6 +337,7 @@ class WebSocketStream(ElementFramedStream):
 
     def message_received(self, payload: bytes) -> None:
         """One WebSocket text message from the client."""
+        self._quiet = False
         if self.closing:
             return
         self._heard_from_peer()
@@ -359,6 +360,10 @@ class WebSocketStream(ElementFramedStream):
         else:
             self.element_received(element)
         self._throttle(len(payload))
+
+    def _release_parser(self) -> None:
+        if self._messages is not None:
+            self._messages.close()  # between messages: the next one makes a new parser
 
     def _process(self, element: domish.Element) -> None:
         if element.uri == NS_FRAMING and element.name == "open":
