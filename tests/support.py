@@ -21,7 +21,8 @@ _CERTIFICATE_CACHE: dict[tuple[str, ...], tuple[bytes, bytes]] = {}
 
 def make_test_certificate(
     testcase: unittest.TestCase,
-    domains: tuple[str, ...] = ("localhost", "conference.localhost", "pubsub.localhost"),
+    domains: tuple[str, ...] = ("localhost", "conference.localhost", "pubsub.localhost",
+                                "upload.localhost"),
 ) -> tuple[Path, Path]:
     """A self-signed certificate and key in the test's temp dir (generated once per run)."""
     if domains not in _CERTIFICATE_CACHE:
