@@ -71,6 +71,15 @@ class DefaultsTests(unittest.TestCase):
                              Path("."))
         self.assertIn("a served domain cannot be a remote one", str(raised.exception))
 
+    def test_control_socket_path(self):
+        folder = Path("/srv/xmppd")
+        config = config_from_dict({"server": {"data_dir": "state"}}, folder)
+        self.assertEqual(config.control_socket, (folder / "state").resolve() / "control.sock")
+        config = config_from_dict({"server": {"control_socket": "/run/xmppd/ctl"}}, folder)
+        self.assertEqual(config.control_socket, Path("/run/xmppd/ctl"))
+        config = config_from_dict({"server": {"control_socket": ""}}, folder)
+        self.assertIsNone(config.control_socket)
+
     def test_pubsub_can_be_disabled(self):
         config = config_from_dict({"pubsub": {"domain": ""}}, Path("."))
         self.assertIsNone(config.pubsub.domain)

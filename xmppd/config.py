@@ -200,6 +200,13 @@ class Config:
             domains.append(self.upload.domain)
         return tuple(domains)
 
+    @property
+    def control_socket(self) -> Path | None:
+        """The control socket's path (``server.control_socket`` in ``data_dir``), or None."""
+        if not self.server.control_socket:
+            return None
+        return self.data_dir / self.server.control_socket
+
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
