@@ -246,13 +246,13 @@ class XMPPServer(service.MultiService):
                     cert=cert,
                     key=key,
                 )
-        self.tls_paths = (cert, key)
         try:
             options = tls.server_tls_options(cert, key)
             missing = tls.certificate_mismatches(cert, config.served_domains)
             fingerprint = tls.load_certificate_chain(cert)[0].fingerprint(hashes.SHA256()).hex()
         except tls.CertificateProblem as e:
             raise StartupError(f"tls: {e}") from None
+        self.tls_paths = (cert, key)
         if missing:
             log.warn(
                 "the certificate {cert} is not valid for {missing}: clients that check "
@@ -461,7 +461,8 @@ class XMPPServer(service.MultiService):
         """Re-read the configuration file and apply what can change while running.
 
         Applied: the TLS certificate and key (re-read even when the paths did
-        not change, for renewed certificates; new connections use them), the
+        not change, for renewed certificates; new connections use them, S2S
+        streams in both directions included), the
         log level, ``muc.create_rooms``, ``server.admins``,
         ``registration.enabled`` and ``c2s.require_encryption`` (for new
         connections). Listen addresses, domains and the data directory need
