@@ -21,7 +21,8 @@ _CERTIFICATE_CACHE: dict[tuple[str, ...], tuple[bytes, bytes]] = {}
 
 def make_test_certificate(
     testcase: unittest.TestCase,
-    domains: tuple[str, ...] = ("localhost", "conference.localhost", "pubsub.localhost"),
+    domains: tuple[str, ...] = ("localhost", "conference.localhost", "pubsub.localhost",
+                                "upload.localhost"),
 ) -> tuple[Path, Path]:
     """A self-signed certificate and key in the test's temp dir (generated once per run)."""
     if domains not in _CERTIFICATE_CACHE:
@@ -49,7 +50,8 @@ def make_test_config(testcase: unittest.TestCase, **sections: dict[str, Any]) ->
     base.mkdir(parents=True)
     cert, key = make_test_certificate(testcase)
     data: dict[str, dict[str, Any]] = {
-        "server": {"data_dir": str(base / "data")},
+        # No control socket: a test's folder may be too long a path for one.
+        "server": {"data_dir": str(base / "data"), "control_socket": ""},
         "tls": {"certificate": str(cert), "key": str(key)},
         "c2s": {
             "listen": "tcp:0:interface=127.0.0.1",

@@ -98,3 +98,18 @@ class CommandTests(unittest.TestCase):
         self.assertEqual(code, 0, lines)
         self.assertIn("ok    dns _xmpp-client._tcp.example.org: xmpp.example.org:5222 "
                       "(priority 0, weight 0) (clients, STARTTLS (RFC 6120))", lines)
+
+
+class ControlSocketCheckTests(unittest.TestCase):
+    """``check`` warns about a control socket path the server could not bind."""
+
+    def test_too_long_a_path(self):
+        config = make_test_config(self, server={"control_socket": "/tmp/" + "x" * 110})
+        [finding] = check.check_control_socket(config)
+        self.assertEqual((finding.level, finding.subject), (check.WARN, "server.control_socket"))
+        self.assertIn("is longer than 107 bytes", finding.message)
+        fine = make_test_config(self, server={"control_socket": "/tmp/xmppd.sock"})
+        self.assertEqual(check.check_control_socket(fine), [])
+        off = make_test_config(self)
+        self.assertIsNone(off.control_socket)
+        self.assertEqual(check.check_control_socket(off), [])

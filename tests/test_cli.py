@@ -14,7 +14,7 @@ from xmppd import cli
 REPO = Path(__file__).resolve().parent.parent
 
 #: The domains the default configuration serves.
-DOMAINS = "localhost, conference.localhost, pubsub.localhost"
+DOMAINS = "localhost, conference.localhost, pubsub.localhost, upload.localhost"
 
 
 #: Publish-options making a PEP node open (others may subscribe).
@@ -574,11 +574,12 @@ class CertTests(unittest.TestCase):
 
         code, out, _ = yield self.run_cli("cert")
         self.assertEqual(code, 0)
-        self.assertIn("generated a self-signed certificate for localhost, conference.localhost, "
-                      f"pubsub.localhost: {self.cert} (key: {self.key})", out)
+        self.assertIn(f"generated a self-signed certificate for {DOMAINS}: {self.cert} "
+                      f"(key: {self.key})", out)
         self.assertEqual(self.key.stat().st_mode & 0o777, 0o600)
         self.assertEqual(tls.certificate_mismatches(
-            self.cert, ["localhost", "conference.localhost", "pubsub.localhost"]), [])
+            self.cert, ["localhost", "conference.localhost", "pubsub.localhost",
+                        "upload.localhost"]), [])
         tls.server_tls_options(self.cert, self.key)
         first = self.cert.read_bytes()
 

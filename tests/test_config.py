@@ -25,8 +25,8 @@ class DefaultsTests(unittest.TestCase):
         self.assertEqual(config.c2s.direct_tls_listen, "tcp:5223")
         self.assertTrue(config.c2s.require_encryption)
         self.assertFalse(config.registration_enabled)
-        self.assertEqual(config.served_domains,
-                         ("localhost", "conference.localhost", "pubsub.localhost"))
+        self.assertEqual(config.served_domains, ("localhost", "conference.localhost",
+                                                 "pubsub.localhost", "upload.localhost"))
         self.assertEqual(config.data_dir, (Path.cwd() / "data").resolve())
 
     def test_relative_paths_follow_the_config_file(self):
@@ -51,12 +51,40 @@ class DefaultsTests(unittest.TestCase):
     def test_muc_can_be_disabled(self):
         config = config_from_dict({"muc": {"domain": ""}}, Path("."))
         self.assertIsNone(config.muc.domain)
-        self.assertEqual(config.served_domains, ("localhost", "pubsub.localhost"))
+        self.assertEqual(config.served_domains,
+                         ("localhost", "pubsub.localhost", "upload.localhost"))
+
+    def test_upload_domain_is_served_with_an_http_listener(self):
+        served = config_from_dict({"http": {"listen": "", "tls_listen": "tcp:5281"}},
+                                  Path(".")).served_domains
+        self.assertIn("upload.localhost", served)
+        # Without HTTP there is no upload service, so no upload domain.
+        no_http = config_from_dict({"http": {"listen": ""}}, Path("."))
+        self.assertEqual(no_http.upload.domain, "upload.localhost")
+        self.assertNotIn("upload.localhost", no_http.served_domains)
+        off = config_from_dict({"upload": {"domain": ""}}, Path("."))
+        self.assertEqual(off.served_domains,
+                         ("localhost", "conference.localhost", "pubsub.localhost"))
+        # A static S2S route cannot name it (it is local).
+        with self.assertRaises(ConfigError) as raised:
+            config_from_dict({"s2s": {"routes": {"upload.localhost": "tcp:host=h:port=1"}}},
+                             Path("."))
+        self.assertIn("a served domain cannot be a remote one", str(raised.exception))
+
+    def test_control_socket_path(self):
+        folder = Path("/srv/xmppd")
+        config = config_from_dict({"server": {"data_dir": "state"}}, folder)
+        self.assertEqual(config.control_socket, (folder / "state").resolve() / "control.sock")
+        config = config_from_dict({"server": {"control_socket": "/run/xmppd/ctl"}}, folder)
+        self.assertEqual(config.control_socket, Path("/run/xmppd/ctl"))
+        config = config_from_dict({"server": {"control_socket": ""}}, folder)
+        self.assertIsNone(config.control_socket)
 
     def test_pubsub_can_be_disabled(self):
         config = config_from_dict({"pubsub": {"domain": ""}}, Path("."))
         self.assertIsNone(config.pubsub.domain)
-        self.assertEqual(config.served_domains, ("localhost", "conference.localhost"))
+        self.assertEqual(config.served_domains,
+                         ("localhost", "conference.localhost", "upload.localhost"))
 
     def test_pubsub_domain_must_differ(self):
         for domain in ("localhost", "conference.localhost"):

@@ -100,11 +100,13 @@ class ProcessTests(unittest.TestCase):
         """Spawn the server and wait for READY=1; returns (process, ports)."""
         process = self.spawn(*args, **kwargs)
         ready = yield self.notify.receive()
-        self.assertEqual(ready, "READY=1\nSTATUS=serving localhost, conference.localhost, "
-                         "pubsub.localhost",
-                         process.output.decode(errors="replace"))
         # (stdout is another channel than the notify socket: it may lag behind)
         yield process.wait_for(r"xmppd ready")
+        # (the upload domain is served with an HTTP listener only)
+        upload = ", upload.localhost" if b"http on" in process.output else ""
+        self.assertEqual(ready, "READY=1\nSTATUS=serving localhost, conference.localhost, "
+                         "pubsub.localhost" + upload,
+                         process.output.decode(errors="replace"))
         return process, listener_ports(process.output.decode())
 
     @defer.inlineCallbacks
@@ -325,7 +327,7 @@ class ProcessTests(unittest.TestCase):
         self.assertEqual((yield process.ended), 0)
         lines = log_file.read_text().splitlines()
         self.assertIn("<6>xmppd.service: xmppd ready: serving localhost, conference.localhost, "
-                      "pubsub.localhost", lines)
+                      "pubsub.localhost, upload.localhost", lines)
         self.assertTrue(all(re.match(r"<[0-7]>\S+: ", line) for line in lines), lines)
         self.assertFalse([line for line in lines if re.search(r"\d{4}-\d\d-\d\dT", line)])
         traffic = [line for line in lines if line.startswith("<7>xmppd.traffic: c2s 127.0.0.1:")]

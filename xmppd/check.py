@@ -69,7 +69,20 @@ def check_config(config: Config, now: datetime.datetime | None = None) -> list[F
     findings = check_database(config)
     findings += check_certificate(config, now)
     findings += check_listeners(config)
+    findings += check_control_socket(config)
     return findings
+
+
+def check_control_socket(config: Config) -> list[Finding]:
+    """A control socket path the server could not use (nothing when it is fine or off)."""
+    from xmppd.control import MAX_SOCKET_PATH
+
+    path = config.control_socket
+    if path is None or len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return []
+    return [Finding(WARN, "server.control_socket", f"{path} is longer than {MAX_SOCKET_PATH} "
+                    "bytes: the server will run without a control socket (xmppdctl s2s "
+                    "will not work); set a shorter path")]
 
 
 def check_database(config: Config) -> list[Finding]:

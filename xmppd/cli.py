@@ -15,7 +15,9 @@ or a room's archive, ``mam expire AGE`` deletes what is older than AGE,
 XEP-0484: ``fast list USER`` shows an account's tokens by user agent,
 ``fast revoke USER [UA-ID]`` ends all of them or one user agent's); ``upload``
 (HTTP uploads, XEP-0363: ``upload list [USER]``, ``upload purge USER`` or
-``upload purge [USER] --older-than AGE`` deletes files and rows).
+``upload purge [USER] --older-than AGE`` deletes files and rows); ``s2s``
+(the running server's federation connections, asked over its control socket,
+see :mod:`xmppd.control`; ``--json`` for scripts).
 
 Exit codes: 0 success, 1 the operation failed (e.g. the account exists;
 ``check`` found a problem, an invalid configuration included), 2 bad usage
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import getpass
+import json
 import sys
 import time
 import uuid
@@ -144,6 +147,10 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("username", nargs="?", help="a username or bare JID")
     purge.add_argument("--older-than", metavar="AGE",
                        help="seconds, or a number with s, m, h, d, w or y (30d)")
+
+    s2s = commands.add_parser(
+        "s2s", help="list the running server's S2S connections (over its control socket)")
+    s2s.add_argument("--json", action="store_true", help="a JSON array, one object each")
     return parser
 
 
@@ -197,6 +204,34 @@ def run_cert(args: argparse.Namespace, config: Config, out: Callable[[str], Any]
         print(f"xmppdctl: error: {e}", file=sys.stderr)
         return 1
     out("a running server uses it after a reload (systemctl reload xmppd)")
+    return 0
+
+
+@defer.inlineCallbacks
+def run_s2s(args: argparse.Namespace, config: Config, reactor: Any,
+            out: Callable[[str], Any] = print):
+    """``xmppdctl s2s [--json]``: the running server's S2S connections; fires with 0 or 1."""
+    from xmppd import control
+
+    path = config.control_socket
+    if path is None:
+        print("xmppdctl: error: the control socket is off (server.control_socket is \"\")",
+              file=sys.stderr)
+        return 1
+    try:
+        enabled, rows = yield control.s2s_connections(reactor, path)
+    except control.ControlError as e:
+        print(f"xmppdctl: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        out(json.dumps(rows, indent=2))
+    elif not enabled:
+        out("federation is off (s2s.enabled = false)")
+    elif not rows:
+        out("no S2S connections")
+    else:
+        for line in control.s2s_lines(rows):
+            out(line)
     return 0
 
 
@@ -355,6 +390,10 @@ def run(argv: Sequence[str] | None = None, reactor: Any = None):
         config = load_config(args.config)
         if args.command == "cert":
             return run_cert(args, config)
+        if args.command == "s2s":
+            if reactor is None:
+                from twisted.internet import reactor
+            return (yield run_s2s(args, config, reactor))
         migrate_file(config.database_path)
     except ConfigError as e:
         print(f"xmppdctl: error: {e}", file=sys.stderr)

@@ -185,13 +185,27 @@ class Config:
 
     @property
     def served_domains(self) -> tuple[str, ...]:
-        """Every domain this server answers for (host first, then MUC)."""
+        """Every domain this server answers for: host, MUC, pubsub, upload.
+
+        The upload domain counts only with an HTTP listener (without one
+        there is no upload service). External components' domains are
+        not included: they are served by the components themselves.
+        """
         domains = [self.domain]
         if self.muc.domain:
             domains.append(self.muc.domain)
         if self.pubsub.domain:
             domains.append(self.pubsub.domain)
+        if self.upload.domain and (self.http.listen or self.http.tls_listen):
+            domains.append(self.upload.domain)
         return tuple(domains)
+
+    @property
+    def control_socket(self) -> Path | None:
+        """The control socket's path (``server.control_socket`` in ``data_dir``), or None."""
+        if not self.server.control_socket:
+            return None
+        return self.data_dir / self.server.control_socket
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed."""
@@ -494,6 +508,7 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
                 key, message = problem
                 raise r.fail(f"{name}.{key}", message)
         module_settings[name] = settings
+    upload = upload_settings(r, (server.domain, muc.domain, pubsub.domain), components.secrets)
     return Config(
         path=path,
         server=server,
@@ -508,9 +523,9 @@ def _build(r: _Reader, base: Path, path: Path | None) -> Config:
         module_settings=module_settings,
         data_dir=data_dir,
         http=http_settings(r),
-        upload=upload_settings(r, (server.domain, muc.domain, pubsub.domain), components.secrets),
+        upload=upload,
         metrics=metrics_settings(r),
         websocket=websocket_settings(r),
         bosh=bosh_settings(r),
-        s2s=_s2s(r, base, (server.domain, muc.domain, pubsub.domain)),
+        s2s=_s2s(r, base, (server.domain, muc.domain, pubsub.domain, upload.domain)),
     )

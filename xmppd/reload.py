@@ -123,9 +123,12 @@ def apply_reload(server: Any) -> ReloadResult:
         return _reject(str(e))
     changes = config_changes(server.config, new)
     merged = merged_config(server.config, changes, path)
+    running_paths = server.tls_paths
     try:
         tls_options, fingerprint = server._load_tls(merged)
+        s2s_options = _s2s_tls_options(server)
     except StartupError as e:
+        server.tls_paths = running_paths
         return _reject(str(e))
 
     result = ReloadResult()
@@ -134,6 +137,8 @@ def apply_reload(server: Any) -> ReloadResult:
         factory.tls_options = tls_options
         factory.config = merged
     server.tls_options = tls_options
+    if s2s_options is not None:  # new S2S streams, both directions; open ones keep theirs
+        server.s2s.replace_tls(*s2s_options)
     if server.session_manager is not None:
         for module in server.session_manager.modules:
             if module.settings is not None:
@@ -158,6 +163,21 @@ def apply_reload(server: Any) -> ReloadResult:
     if not (changes or result.new_certificate):
         log.info("reload: the configuration is unchanged")
     return result
+
+
+def _s2s_tls_options(server: Any) -> Any:
+    """The S2S TLS options for the (new) certificate, None without federation."""
+    if server.s2s is None:
+        return None
+    from xmppd import tls
+    from xmppd.s2s.setup import s2s_tls_options
+    from xmppd.service import StartupError
+
+    try:
+        return s2s_tls_options(server.tls_paths)
+    except tls.CertificateProblem as e:
+        raise StartupError(f"tls: {e}") from None
+
 
 def _reject(reason: str) -> ReloadResult:
     log.error("configuration reload rejected, the running configuration stays: {reason}",

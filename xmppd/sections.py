@@ -35,6 +35,10 @@ class ServerSettings:
     admins: tuple[str, ...] = setting((), "bare JIDs with service administrator rights", live=True)
     shutdown_timeout: float = setting(
         15.0, "seconds a graceful shutdown (SIGTERM) may take", positive=True)
+    control_socket: str = setting(
+        "control.sock", "UNIX socket through which `xmppdctl` asks the running server "
+        "(`xmppdctl s2s`); mode 0600: the server's user only; relative to `data_dir`; "
+        "`\"\"` turns it off")
 
 
 @dataclass(frozen=True)

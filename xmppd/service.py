@@ -93,6 +93,8 @@ class XMPPServer(service.MultiService):
         self.factories: dict[str, Any] = {}
         self.tls_options: Any = None
         self.tls_fingerprint: str | None = None
+        #: The control socket's listening port (None when off or not yet open).
+        self.control_port: Any = None
         #: Fires once the server serves: listeners bound, storage open, rooms loaded.
         self.ready: Deferred = Deferred()
         self._built = False
@@ -119,6 +121,7 @@ class XMPPServer(service.MultiService):
                 log.critical("cannot start: {reason}", reason=str(e))
                 raise SystemExit(f"xmppd: error: {e}") from None
             raise
+        self._open_control()
         super().privilegedStartService()
 
     def setServiceParent(self, parent: Any) -> None:
@@ -144,7 +147,9 @@ class XMPPServer(service.MultiService):
         log.info(
             "xmppd serving {domains} ({listeners})",
             domains=", ".join(self.config.served_domains),
-            listeners=", ".join(f"{name} on {self.describe_port(name)}" for name in self.ports),
+            listeners=", ".join([f"{name} on {self.describe_port(name)}" for name in self.ports]
+                                + ([f"control on {self.config.control_socket}"]
+                                   if self.control_port is not None else [])),
         )
         if self.handle_signals:
             self.reactor.callWhenRunning(self._install_signal_handlers)
@@ -243,13 +248,13 @@ class XMPPServer(service.MultiService):
                     cert=cert,
                     key=key,
                 )
-        self.tls_paths = (cert, key)
         try:
             options = tls.server_tls_options(cert, key)
             missing = tls.certificate_mismatches(cert, config.served_domains)
             fingerprint = tls.load_certificate_chain(cert)[0].fingerprint(hashes.SHA256()).hex()
         except tls.CertificateProblem as e:
             raise StartupError(f"tls: {e}") from None
+        self.tls_paths = (cert, key)
         if missing:
             log.warn(
                 "the certificate {cert} is not valid for {missing}: clients that check "
@@ -418,6 +423,23 @@ class XMPPServer(service.MultiService):
 
             self.http.listening_on(bound("http"), bound("https"))
 
+    def _open_control(self) -> None:
+        """Listen on the control socket (``server.control_socket``), if configured.
+
+        A problem with it is logged and the server runs without it: it only
+        serves ``xmppdctl``'s questions, never users.
+        """
+        path = self.config.control_socket
+        if path is None or self.control_port is not None:
+            return
+        from xmppd.control import ControlError, listen_control
+
+        try:
+            self.control_port = listen_control(self.reactor, path, self)
+        except ControlError as e:
+            log.error("server.control_socket: {problem}; running without a control socket "
+                      "(xmppdctl s2s will not work)", problem=str(e))
+
     def describe_port(self, name: str) -> str:
         """Where a listener is bound, e.g. '0.0.0.0:5222, [::]:5222'."""
         return listeners.describe_ports(self.ports[name])
@@ -441,7 +463,8 @@ class XMPPServer(service.MultiService):
         """Re-read the configuration file and apply what can change while running.
 
         Applied: the TLS certificate and key (re-read even when the paths did
-        not change, for renewed certificates; new connections use them), the
+        not change, for renewed certificates; new connections use them, S2S
+        streams in both directions included), the
         log level, ``muc.create_rooms``, ``server.admins``,
         ``registration.enabled`` and ``c2s.require_encryption`` (for new
         connections). Listen addresses, domains and the data directory need
@@ -462,6 +485,9 @@ class XMPPServer(service.MultiService):
     def _stop_listening(self) -> list[Deferred]:
         waits = [listeners.stop_listening(ports) for ports in self.ports.values()]
         self.ports = {}
+        if self.control_port is not None:  # Twisted removes the socket file
+            waits.append(defer.maybeDeferred(self.control_port.stopListening))
+            self.control_port = None
         return waits
 
     def stopService(self) -> Deferred:

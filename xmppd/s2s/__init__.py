@@ -9,5 +9,6 @@
 * :mod:`xmppd.s2s.dialback` — dialback keys (XEP-0185);
 * :mod:`xmppd.s2s.certificates` — checking a remote server's certificate;
 * :mod:`xmppd.s2s.resolver` — where a remote domain's server is (static
-  routes, SRV records, A/AAAA).
+  routes, SRV records, A/AAAA);
+* :mod:`xmppd.s2s.status` — a stream's state as ``xmppdctl s2s`` shows it.
 """

@@ -36,6 +36,7 @@ from xmppd.logs import logger
 from xmppd.s2s.certificates import ClientTLSCreator, certificate_problem, load_trust_roots
 from xmppd.s2s.dialback import DialbackRefused
 from xmppd.s2s.resolver import NoSuchServer, Resolver, Target
+from xmppd.s2s.status import S2SConnection, connection_status
 from xmppd.s2s.stream import S2SStream
 from xmppd.stanza import describe
 
@@ -380,9 +381,17 @@ class S2SManager(service.Service):
 
     # -- operations -------------------------------------------------------------
 
-    def connections(self) -> list[str]:
-        """One line per S2S stream (direction, domains, TLS, authentication)."""
-        return sorted(s.describe() for s in self.outgoing | self.incoming)
+    def connections(self) -> list[S2SConnection]:
+        """Every S2S stream's state (direction, domains, TLS, authentication, age, stanzas)."""
+        now = self.reactor.seconds()
+        return sorted((connection_status(s, now) for s in self.outgoing | self.incoming),
+                      key=S2SConnection.sort_key)
+
+    def replace_tls(self, server_tls_options: Any, client_tls_options: Any) -> None:
+        """Use another certificate from now on (a reload): streams that start TLS
+        later (either direction) get it; open streams keep theirs."""
+        self.server_tls_options = server_tls_options
+        self.client_tls_options = client_tls_options
 
     def stopService(self) -> Any:
         """Close every S2S stream (``system-shutdown``), bounce what still waits.

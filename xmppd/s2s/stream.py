@@ -106,6 +106,11 @@ class S2SStream(InitiatingSide, protocol.Protocol):
         self._resume_timer: Any = None
         #: How often reading was paused by the read-rate limit.
         self.read_pauses = 0
+        #: When the connection was made (reactor seconds; None before), for ``xmppdctl s2s``.
+        self.connected_at: float | None = None
+        #: Stanzas received (accepted) and sent on this stream.
+        self.stanzas_in = 0
+        self.stanzas_out = 0
         settings = manager.settings
         self._read_bucket = (TokenBucket(settings.read_rate, settings.read_burst, self.reactor)
                              if settings.read_rate else None)
@@ -130,6 +135,7 @@ class S2SStream(InitiatingSide, protocol.Protocol):
 
     def connectionMade(self) -> None:
         """Set up the parser; an initiating stream sends its header."""
+        self.connected_at = self.reactor.seconds()
         self.manager.stream_opened(self)
         if self.direct_tls:
             self.tls = True
@@ -266,6 +272,7 @@ class S2SStream(InitiatingSide, protocol.Protocol):
 
     def send_stanza(self, stanza: domish.Element) -> None:
         """Write a stanza in jabber:server."""
+        self.stanzas_out += 1
         self.write(stanza_xml(stanza))
 
     def _send_header(self, stream_id: str | None = None) -> None:
@@ -556,6 +563,7 @@ class S2SStream(InitiatingSide, protocol.Protocol):
             self.stream_error("host-unknown", f"{to_jid.host} is not served here")
             return
         as_client_stanza(element)
+        self.stanzas_in += 1
         self.manager.incoming_stanza(self, element)
 
     def _negotiated(self) -> None:
