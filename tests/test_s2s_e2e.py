@@ -408,6 +408,18 @@ class DirectTLSFederationTests(unittest.TestCase):
                       self.b.server.s2s.connections())
 
     @defer.inlineCallbacks
+    def test_falls_back_to_starttls_when_direct_tls_fails(self):
+        # The _xmpps-server record wrongly names the STARTTLS port: the handshake
+        # fails, the _xmpp-server target is tried next.
+        plain = self.b.port_of("s2s")
+        self.dns.records = {f"_xmpps-server._tcp.{DIRECT}": [(0, 0, plain, "127.0.0.2")],
+                            f"_xmpp-server._tcp.{DIRECT}": [(0, 0, plain, "127.0.0.2")]}
+        yield self.chat("after falling back")
+        out = [s for s in self.a.server.s2s.outgoing if s.remote == DIRECT]
+        self.assertEqual([(s.direct_tls, s.tls, s.auth_method) for s in out],
+                         [(False, True, "dialback")])
+
+    @defer.inlineCallbacks
     def test_plain_xml_on_the_direct_tls_port_fails_the_handshake(self):
         peer = RawPeer()
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.2", self.tls_port), peer)

@@ -12,6 +12,11 @@ from xmppd.s2s.manager import S2SManager
 from xmppd.s2s.resolver import NoSuchServer, Resolver, Target
 from xmppd.sections import LimitSettings, S2SSettings
 
+#: A receiving server's stream header (the stream has started).
+PEER_HEADER = (b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/"
+               b"streams' xmlns:db='jabber:server:dialback' from='b.example' id='S1' "
+               b"version='1.0'>")
+
 
 class FakeResolver(Resolver):
     """Resolves every domain to one static endpoint, or fails as told."""
@@ -113,8 +118,27 @@ class ManagerTests(unittest.TestCase):
         self.manager.send(self.message())
         link = self.manager.links[("a.example", "b.example")]
         link.stream.makeConnection(TLSStringTransport())
+        link.stream.dataReceived(PEER_HEADER)
         link.stream.connectionLost(Failure(ConnectionRefusedError()))
         self.assertEqual(self.bounced(), [("alice@a.example/r", "error", "remote-server-timeout")])
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+
+    def test_closed_before_the_stream_started_tries_the_next_target(self):
+        # E.g. the TLS handshake with an _xmpps-server target failed (XEP-0368).
+        self.manager.send(self.message())
+        link = self.manager.links[("a.example", "b.example")]
+        first = link.stream
+        first.makeConnection(TLSStringTransport())
+        first.connectionLost(Failure(ConnectionRefusedError()))
+        self.assertEqual(self.router.routed, [])
+        self.assertEqual([c[0] for c in self.reactor.tcpClients], ["10.0.0.2", "10.0.0.3"])
+        self.assertIsNot(link.stream, first)
+        self.assertIs(self.manager.links[("a.example", "b.example")], link)
+        # The last target fails the same way: now the queue bounces.
+        link.stream.makeConnection(TLSStringTransport())
+        link.stream.connectionLost(Failure(ConnectionRefusedError()))
+        self.assertEqual(self.bounced(), [("alice@a.example/r", "error", "remote-server-timeout")])
+        self.assertEqual(self.manager.links, {})
 
     def test_queue_limit(self):
         for n in range(4):

@@ -2,10 +2,11 @@
 
 Outgoing: one :class:`Link` per (local domain, remote domain). The first
 stanza for a remote domain creates it: the :class:`~xmppd.s2s.resolver.Resolver`
-says where to connect, the targets are tried in order, and the stream
-negotiates (:mod:`xmppd.s2s.stream`). Meanwhile stanzas wait in the link's
-queue (at most ``max_queue``); once the stream is authenticated they are sent
-in order. When it cannot be set up every queued stanza is bounced —
+says where to connect, the targets are tried in order (the next one also when
+a connection closes before the peer's stream header, e.g. a failed direct TLS
+handshake), and the stream negotiates (:mod:`xmppd.s2s.stream`). Meanwhile
+stanzas wait in the link's queue (at most ``max_queue``); once the stream is
+authenticated they are sent in order. When it cannot be set up every queued stanza is bounced —
 ``remote-server-not-found`` when DNS has no server for the domain or every
 target refused the connection, ``remote-server-timeout`` otherwise (no
 answer within ``connect_timeout``, negotiation or authentication failed) —
@@ -67,6 +68,8 @@ class Link:
     timer: Any = None
     #: The connection attempt in progress (a Deferred), if any.
     connecting: Any = None
+    #: The targets not tried yet.
+    targets: list[Target] = field(default_factory=list)
 
 
 class _OutgoingFactory(protocol.ClientFactory):
@@ -235,6 +238,7 @@ class S2SManager(service.Service):
             self._give_up(link, condition, last.getErrorMessage() if last else "no target")
             return
         target = targets.pop(0)
+        link.targets = targets
         try:
             endpoint = self._endpoint(link, target)
         except Exception as e:
@@ -328,6 +332,14 @@ class S2SManager(service.Service):
                 link.queue = []
                 for stanza in queue:
                     self.send(stanza)
+        elif stream.sid is None and link.targets and not link.failed:
+            # Closed before the peer's stream header (a direct TLS handshake that
+            # failed, a port that is not XMPP): the next target (XEP-0368).
+            log.info("S2S {remote}: connection closed before the stream started; trying "
+                     "the next target", remote=link.remote)
+            link.stream = None
+            self._try(link, link.targets, failure.Failure(
+                error.ConnectionClosed("closed before the stream started")))
         else:
             self._give_up(link, stream.end_reason if stream.end_reason in (
                 "remote-server-not-found", "remote-server-timeout") else
