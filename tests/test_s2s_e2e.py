@@ -262,6 +262,19 @@ class HostilePeerTests(TwoServers):
         self.assertEqual([s for s in self.bob.queue if s.name == "message"], [])
 
     @defer.inlineCallbacks
+    def test_endless_stanza(self):
+        # A peer that just sends bytes: one stanza that never ends. The parser stops
+        # at limits.max_stanza_size; nothing more is kept.
+        peer = yield self.raw_peer(STREAM_HEADER + "<message><body>")
+        flooder = Flooder(peer.transport, b"x" * 65536)
+        text = yield peer.closed
+        flooder.stopProducing()
+        self.assertIn("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", text)
+        limit = self.b.config.limits.max_stanza_size
+        self.assertGreater(flooder.written, limit)
+        yield self.assert_users_unaffected()
+
+    @defer.inlineCallbacks
     def test_tls_never_completed(self):
         peer = yield self.raw_peer(
             "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'"
