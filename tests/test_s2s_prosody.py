@@ -19,8 +19,9 @@ either side):
   port (``_xmpps-server`` SRV, XEP-0368).
 
 Each test has addresses of its own in 127.0.0.0/8: 127.0.N.5 for xmppd,
-127.0.N.6 for Prosody and 127.0.N.7 for the DNS (trial -j runs them side by
-side); the servers' ports are free ones found at start.
+127.0.N.6 for Prosody and 127.0.N.7 for the DNS, N different for each test
+(trial -j runs them side by side) and moving on by 20 while port 53 is taken
+there (by another run); the servers' ports are free ones found at start.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import subprocess
 from pathlib import Path
 
 from twisted.internet import defer, reactor, task
+from twisted.internet.error import CannotListenError
 from twisted.names import common, dns
 from twisted.names import error as names_error
 from twisted.names import server as names_server
@@ -50,11 +52,16 @@ XMPPD_NAMES = ("a.example", "conference.a.example", "pubsub.a.example")
 
 class LoopbackNames(common.ResolverBase):
     """A DNS answering A queries for xmppd's names with its address and SRV queries of
-    ``service`` (``_xmpp-server`` or ``_xmpps-server``) for them with ``port``;
-    NXDOMAIN otherwise."""
+    one service for them with its port (see :meth:`answer`); NXDOMAIN otherwise."""
 
-    def __init__(self, address, service, port):
+    def __init__(self):
         super().__init__()
+        self.address = None
+        self.srv = {}
+
+    def answer(self, address, service, port):
+        """xmppd is at ``address``; ``service`` (``_xmpp-server`` or ``_xmpps-server``)
+        on ``port``."""
         self.address = address
         self.srv = {f"{service}._tcp.{n}": port for n in XMPPD_NAMES}
 
@@ -136,10 +143,6 @@ class ProsodyFederation:
     expected_auth = "dialback"
 
     def setUp(self):
-        names = sorted(n for n in dir(self) if n.startswith("test_"))
-        net = self.first_net + names.index(self._testMethodName)
-        self.xmppd_address, self.prosody_address, self.dns_address = (
-            f"127.0.{net}.{host}" for host in (5, 6, 7))
         if shutil.which("prosody") is None or shutil.which("prosodyctl") is None:
             raise unittest.SkipTest("Prosody is not installed (apt install prosody lua-unbound)")
         if not list(Path("/usr/lib").glob("**/lunbound.so")):
@@ -147,9 +150,27 @@ class ProsodyFederation:
                                     "lua-unbound): the test points its resolver at a test DNS")
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root (a DNS server on port 53 for Prosody)")
-        if not port_is_free(self.dns_address, 53):
-            raise unittest.SkipTest(f"port 53 is taken on {self.dns_address}")
+        self.names = LoopbackNames()
+        self.dns_port = self.listen_dns()
+        self.addCleanup(self.dns_port.stopListening)
         return self.start()
+
+    def listen_dns(self):
+        """The test DNS on port 53 of 127.0.N.7, for the first N free (another run of
+        this module may be using some): N picks the other addresses too."""
+        names = sorted(n for n in dir(self) if n.startswith("test_"))
+        factory = names_server.DNSServerFactory(clients=[self.names])
+        for net in range(self.first_net + names.index(self._testMethodName), 250, 20):
+            address = f"127.0.{net}.7"
+            try:
+                port = reactor.listenUDP(53, dns.DNSDatagramProtocol(factory),
+                                         interface=address)
+            except CannotListenError:
+                continue
+            self.xmppd_address, self.prosody_address, self.dns_address = (
+                f"127.0.{net}.{host}" for host in (5, 6, 7))
+            return port
+        raise unittest.SkipTest("port 53 is taken on every 127.0.N.7 tried")
 
     def certificates(self, folder):
         """(Prosody's certificate, its key, xmppd's [tls] and [s2s] settings, Prosody's
@@ -177,11 +198,7 @@ class ProsodyFederation:
         # Prosody's resolver asks our little DNS server: SRV records for
         # a.example's names, A records for them, NXDOMAIN for everything else.
         service, port = self.xmppd_srv()
-        names = names_server.DNSServerFactory(
-            clients=[LoopbackNames(self.xmppd_address, service, port)])
-        self.dns_port = reactor.listenUDP(53, dns.DNSDatagramProtocol(names),
-                                          interface=self.dns_address)
-        self.addCleanup(self.dns_port.stopListening)
+        self.names.answer(self.xmppd_address, service, port)
         (folder / "resolv.conf").write_text(f"nameserver {self.dns_address}\n")
         self.prosody_c2s = free_port(self.prosody_address)
         prosody_s2s = free_port(self.prosody_address)
