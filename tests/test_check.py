@@ -1,4 +1,4 @@
-"""xmppd.check: the DNS SRV report of ``xmppdctl check --dns`` (a fake resolver)."""
+"""xmppd.check: the DNS SRV report of ``xmppdctl check --dns`` (a fake resolver), the listeners."""
 
 from twisted.internet import defer
 from twisted.names import dns
@@ -98,3 +98,17 @@ class CommandTests(unittest.TestCase):
         self.assertEqual(code, 0, lines)
         self.assertIn("ok    dns _xmpp-client._tcp.example.org: xmpp.example.org:5222 "
                       "(priority 0, weight 0) (clients, STARTTLS (RFC 6120))", lines)
+
+
+class ListenerTests(unittest.TestCase):
+    """The listeners ``xmppdctl check`` tries to bind."""
+
+    def test_s2s_listeners(self):
+        config = make_test_config(self, s2s={"enabled": True, "listen": "tcp:5269",
+                                             "direct_tls_listen": "tcp:5270"})
+        found = check.listeners(config)
+        self.assertIn(("s2s.listen", "tcp:5269"), found)
+        self.assertIn(("s2s.direct_tls_listen", "tcp:5270"), found)
+        config = make_test_config(self, s2s={"enabled": False, "direct_tls_listen": "tcp:5270"})
+        self.assertEqual([key for key, _ in check.listeners(config) if key.startswith("s2s")],
+                         [])
