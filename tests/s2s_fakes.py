@@ -64,6 +64,10 @@ class FakeManager:
         self.verifications: list[tuple[str, str, str, str, defer.Deferred]] = []
         self.stanzas: list[domish.Element] = []
         self.events: list[tuple[str, Any]] = []
+        #: Remote domains that have max_incoming_per_domain streams already.
+        self.full_domains: set[str] = set()
+        #: Shared read buckets by remote domain (none unless a test sets one).
+        self.buckets: dict[str, Any] = {}
 
     def requires_tls(self, remote: str | None) -> bool:
         """As the real manager."""
@@ -72,6 +76,14 @@ class FakeManager:
     def dialback_allowed(self, remote: str | None) -> bool:
         """As the real manager."""
         return self.settings.allow_dialback and remote not in self.settings.trusted_domains
+
+    def incoming_limit_reached(self, stream: Any, remote: str) -> bool:
+        """Whether the test said the domain is full."""
+        return remote in self.full_domains
+
+    def read_bucket(self, remote: str) -> Any:
+        """The bucket the test set for the domain, if any."""
+        return self.buckets.get(remote)
 
     def check_certificate(self, transport: Any, domain: str | None) -> str | None:
         """Whatever the test set for the domain (default: self-signed)."""

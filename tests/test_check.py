@@ -1,4 +1,4 @@
-"""xmppd.check: the DNS SRV report of ``xmppdctl check --dns`` (a fake resolver)."""
+"""xmppd.check: the DNS SRV report of ``xmppdctl check --dns`` (a fake resolver), the listeners."""
 
 from twisted.internet import defer
 from twisted.names import dns
@@ -113,3 +113,17 @@ class ControlSocketCheckTests(unittest.TestCase):
         off = make_test_config(self)
         self.assertIsNone(off.control_socket)
         self.assertEqual(check.check_control_socket(off), [])
+
+
+class ListenerTests(unittest.TestCase):
+    """The listeners ``xmppdctl check`` tries to bind."""
+
+    def test_s2s_listeners(self):
+        config = make_test_config(self, s2s={"enabled": True, "listen": "tcp:5269",
+                                             "direct_tls_listen": "tcp:5270"})
+        found = check.listeners(config)
+        self.assertIn(("s2s.listen", "tcp:5269"), found)
+        self.assertIn(("s2s.direct_tls_listen", "tcp:5270"), found)
+        config = make_test_config(self, s2s={"enabled": False, "direct_tls_listen": "tcp:5270"})
+        self.assertEqual([key for key, _ in check.listeners(config) if key.startswith("s2s")],
+                         [])

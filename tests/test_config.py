@@ -439,6 +439,11 @@ class S2SConfigTests(unittest.TestCase):
                           settings.require_encryption, settings.allow_dialback, settings.secret),
                          (True, "tcp:5269", {}, True, True, ""))
 
+    def test_direct_tls_listener(self):
+        self.assertEqual(self.load().s2s.direct_tls_listen, "")
+        self.assertEqual(self.load(direct_tls_listen="tcp:5270").s2s.direct_tls_listen,
+                         "tcp:5270")
+
     def test_routes_are_normalised(self):
         settings = self.load(routes={"B.Example": "tcp:host=127.0.0.2:port=5269"}).s2s
         self.assertEqual(settings.routes, {"b.example": "tcp:host=127.0.0.2:port=5269"})
@@ -450,6 +455,9 @@ class S2SConfigTests(unittest.TestCase):
                            ("routes", {"a@b": "tcp:host=127.0.0.2:port=5269"}),
                            ("trusted_domains", ["not a domain@"]),
                            ("listen", "nonsense:1"), ("ca_file", "missing.pem"),
+                           ("direct_tls_listen", "nonsense:1"),
+                           ("max_incoming_per_domain", 0), ("domain_read_rate", -1),
+                           ("domain_read_burst", 0),
                            ("max_queue", 0), ("connect_timeout", 0), ("idle_timeout", -1)):
             with self.assertRaises(ConfigError, msg=f"{key}={value!r}") as caught:
                 self.load(**{key: value})

@@ -100,3 +100,48 @@ class NameTests(unittest.TestCase):
     def test_common_name_alone_is_not_enough(self):
         cert = make_certificate("b.example", self.key)
         self.assertFalse(names_domain(cert, "b.example"))
+
+
+class ClientTLSCreatorTests(unittest.TestCase):
+    """Outgoing TLS names the remote domain (SNI) and, on direct TLS, offers ALPN
+    ``xmpp-server`` (XEP-0368): a real handshake in memory against the S2S server context."""
+
+    def handshake(self, creator):
+        from OpenSSL import SSL
+
+        from tests.support import make_test_certificate
+        from xmppd import tls
+        from xmppd.s2s.manager import client_tls_options, server_tls_options
+
+        cert, key = make_test_certificate(self, ("b.example",))
+        server_options = server_tls_options(tls.server_tls_options(cert, key))
+        server = SSL.Connection(server_options.getContext(), None)
+        server.set_accept_state()
+        creator.options = client_tls_options(tls.load_private_key(key),
+                                             tls.load_certificate_chain(cert))
+        client = creator.clientConnectionForTLS(None)
+        for _ in range(20):
+            for a, b in ((client, server), (server, client)):
+                try:
+                    a.do_handshake()
+                except SSL.WantReadError:
+                    pass
+                try:
+                    b.bio_write(a.bio_read(65536))
+                except SSL.WantReadError:
+                    pass
+        return server.get_servername(), client.get_alpn_proto_negotiated(), \
+            server.get_alpn_proto_negotiated()
+
+    def test_sni_and_alpn_on_direct_tls(self):
+        from xmppd.s2s.certificates import ClientTLSCreator
+
+        creator = ClientTLSCreator(None, "b.example", alpn=(b"xmpp-server",))
+        self.assertEqual(self.handshake(creator), (b"b.example", b"xmpp-server",
+                                                   b"xmpp-server"))
+
+    def test_sni_without_alpn_after_starttls(self):
+        from xmppd.s2s.certificates import ClientTLSCreator
+
+        self.assertEqual(self.handshake(ClientTLSCreator(None, "b.example")),
+                         (b"b.example", b"", b""))

@@ -7,11 +7,13 @@ static routes, set once both listen (ports are 0).
 """
 
 import datetime
+import re
 from pathlib import Path
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, interfaces, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
+from zope.interface import implementer
 
 from tests.support import make_test_certificate, make_test_config, start_server
 from tests.test_server_e2e import element, next_stanza
@@ -192,10 +194,27 @@ class RawPeer(protocol.Protocol):
     def __init__(self):
         self.received = b""
         self.closed: defer.Deferred = defer.Deferred()
+        self._waiting = []
 
     def dataReceived(self, data):
         """Collect."""
         self.received += data
+        waiting, self._waiting = self._waiting, []
+        for pattern, d in waiting:
+            self._check(pattern, d)
+
+    def _check(self, pattern, d):
+        found = re.search(pattern, self.received.decode(errors="replace"))
+        if found:
+            d.callback(found)
+        else:
+            self._waiting.append((pattern, d))
+
+    def wait_for(self, pattern):
+        """Fires with the match once what was received matches the regular expression."""
+        d = defer.Deferred()
+        self._check(pattern, d)
+        return d
 
     def connectionLost(self, reason=None):
         """Fire closed."""
@@ -247,6 +266,19 @@ class HostilePeerTests(TwoServers):
         self.assertIn("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", text)
         yield self.assert_users_unaffected()
         self.assertEqual([s for s in self.bob.queue if s.name == "message"], [])
+
+    @defer.inlineCallbacks
+    def test_endless_stanza(self):
+        # A peer that just sends bytes: one stanza that never ends. The parser stops
+        # at limits.max_stanza_size; nothing more is kept.
+        peer = yield self.raw_peer(STREAM_HEADER + "<message><body>")
+        flooder = Flooder(peer.transport, b"x" * 65536)
+        text = yield peer.closed
+        flooder.stopProducing()
+        self.assertIn("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", text)
+        limit = self.b.config.limits.max_stanza_size
+        self.assertGreater(flooder.written, limit)
+        yield self.assert_users_unaffected()
 
     @defer.inlineCallbacks
     def test_tls_never_completed(self):
@@ -315,3 +347,253 @@ class CertificateFederationTests(TwoServers):
                       summaries(self.a))
         self.assertIn(("in", "b.example", ("a.example",), True, "SASL EXTERNAL"),
                       summaries(self.b))
+
+
+class SRVAnswers:
+    """A fake ``twisted.names`` resolver: SRV answers by name, NXDOMAIN otherwise."""
+
+    def __init__(self, records):
+        self.records = records
+        self.asked = []
+
+    def lookupService(self, name):
+        """The SRV records set for that name (priority, weight, port, target)."""
+        from twisted.names import dns
+        from twisted.names import error as names_error
+
+        self.asked.append(name)
+        if name not in self.records:
+            return defer.fail(names_error.DomainError(name))
+        answers = [dns.RRHeader(name, dns.SRV, ttl=60,
+                                payload=dns.Record_SRV(priority, weight, port, target))
+                   for priority, weight, port, target in self.records[name]]
+        return defer.succeed((answers, [], []))
+
+
+#: A domain that is not special-use (RFC 6761), so the resolver asks "DNS" (a fake) for it.
+DIRECT = "b.xmppd-e2e.net"
+
+
+class DirectTLSFederationTests(unittest.TestCase):
+    """a.example reaches DIRECT only through an ``_xmpps-server`` SRV record pointing at
+    its direct TLS listener (XEP-0368); DIRECT reaches a.example by a static route."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        from xmppd.s2s.resolver import Resolver
+
+        self.a = start_server(self, domain_config(self, "a.example", "127.0.0.1"))
+        self.b = start_server(self, domain_config(
+            self, DIRECT, "127.0.0.2", direct_tls_listen="tcp:0:interface=127.0.0.2"))
+        route_to(self.b, self.a, "127.0.0.1")
+        self.tls_port = self.b.port_of("s2s_direct_tls")
+        self.dns = SRVAnswers({f"_xmpps-server._tcp.{DIRECT}":
+                               [(0, 0, self.tls_port, "127.0.0.2")]})
+        self.a.server.s2s.resolver = Resolver(dns_resolver=self.dns, reactor=reactor)
+        yield self.a.create_user("alice", "pw")
+        yield self.b.create_user("bob", "pw")
+        self.alice = yield login(self.a, "alice", "127.0.0.1")
+        self.bob = yield login(self.b, "bob", "127.0.0.2")
+        self.addCleanup(self.alice.disconnect)
+        self.addCleanup(self.bob.disconnect)
+
+    @defer.inlineCallbacks
+    def chat(self, body):
+        self.alice.send(element(f"<message to='bob@{DIRECT}' type='chat'>"
+                                f"<body>{body}</body></message>"))
+        got = yield next_stanza(self.bob, lambda s: s.name == "message")
+        self.assertEqual((got["from"], str(got.body)), ("alice@a.example/res", body))
+        self.bob.send(element(f"<message to='alice@a.example/res' type='chat'>"
+                              f"<body>re: {body}</body></message>"))
+        got = yield next_stanza(self.alice, lambda s: s.name == "message")
+        self.assertEqual((got["from"], str(got.body)), (f"bob@{DIRECT}/res", f"re: {body}"))
+
+    @defer.inlineCallbacks
+    def test_chat_over_direct_tls(self):
+        yield self.chat("over direct TLS")
+        self.assertEqual(self.dns.asked[0], f"_xmpps-server._tcp.{DIRECT}")
+        out = [s for s in self.a.server.s2s.outgoing if s.remote == DIRECT]
+        self.assertEqual(len(out), 1)
+        self.assertEqual((out[0].direct_tls, out[0].tls, out[0].auth_method, out[0].alpn),
+                         (True, True, "dialback", "xmpp-server"))
+        incoming = [s for s in self.b.server.s2s.incoming if "a.example" in s.authenticated]
+        self.assertEqual(len(incoming), 1)
+        # TLS from the first byte on the direct TLS port, ALPN and SNI as XEP-0368 says.
+        self.assertEqual((incoming[0].direct_tls, incoming[0].alpn, incoming[0].server_name),
+                         (True, "xmpp-server", DIRECT))
+        self.assertIn(("in", DIRECT, ("a.example",), True, "dialback"), summaries(self.b))
+
+    @defer.inlineCallbacks
+    def test_falls_back_to_starttls_when_direct_tls_fails(self):
+        # The _xmpps-server record wrongly names the STARTTLS port: the handshake
+        # fails, the _xmpp-server target is tried next.
+        plain = self.b.port_of("s2s")
+        self.dns.records = {f"_xmpps-server._tcp.{DIRECT}": [(0, 0, plain, "127.0.0.2")],
+                            f"_xmpp-server._tcp.{DIRECT}": [(0, 0, plain, "127.0.0.2")]}
+        yield self.chat("after falling back")
+        out = [s for s in self.a.server.s2s.outgoing if s.remote == DIRECT]
+        self.assertEqual([(s.direct_tls, s.tls, s.auth_method) for s in out],
+                         [(False, True, "dialback")])
+
+    @defer.inlineCallbacks
+    def test_plain_xml_on_the_direct_tls_port_fails_the_handshake(self):
+        peer = RawPeer()
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.2", self.tls_port), peer)
+        peer.transport.write(
+            b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/"
+            b"streams' xmlns:db='jabber:server:dialback' from='a.example' to='"
+            + DIRECT.encode() + b"' version='1.0'>")
+        text = yield peer.closed
+        self.assertNotIn("<stream", text)  # no XML back, only (maybe) a TLS alert
+        self.assertEqual(self.b.server.s2s.incoming, set())
+        yield self.chat("unaffected")
+
+
+@implementer(interfaces.IPushProducer)
+class Flooder:
+    """Writes the same chunk to a connection for ever, as fast as it takes it."""
+
+    def __init__(self, transport, chunk):
+        self.transport = transport
+        self.chunk = chunk
+        self.written = 0
+        self.paused = self.stopped = False
+        self._call = None
+        transport.registerProducer(self, True)
+        self.resumeProducing()
+
+    def _write(self):
+        self._call = None
+        while not (self.paused or self.stopped):
+            self.transport.write(self.chunk)
+            self.written += len(self.chunk)
+
+    def pauseProducing(self):
+        """The connection's buffer is full."""
+        self.paused = True
+
+    def resumeProducing(self):
+        """Write again (soon)."""
+        self.paused = False
+        if self._call is None and not self.stopped:
+            self._call = reactor.callLater(0, self._write)
+
+    def stopProducing(self):
+        """The connection is gone."""
+        self.stopped = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+
+
+STREAM_HEADER = ("<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/"
+                 "streams' xmlns:db='jabber:server:dialback' from='a.example' to='b.example' "
+                 "version='1.0'>")
+
+
+class RemoteDomainLimitTests(TwoServers):
+    """Raw peers that authenticate as a.example by dialback (they know its secret) and
+    then flood b.example, which lets a.example in without TLS, reads at most
+    64 KiB/s from all of a.example's connections together and takes at most 3 of them."""
+
+    b_settings = {"insecure_domains": ["a.example"], "max_incoming_per_domain": 3,
+                  "domain_read_rate": 65536, "domain_read_burst": 65536}
+
+    @defer.inlineCallbacks
+    def dialback_peer(self):
+        """A raw connection to b.example, authenticated as a.example (or refused)."""
+        from xmppd.s2s.dialback import dialback_key
+
+        peer = RawPeer()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.2", self.b.port_of("s2s"))
+        yield connectProtocol(endpoint, peer)
+        peer.transport.write(STREAM_HEADER.encode())
+        found = yield peer.wait_for(r"<stream:stream [^>]*\bid='([0-9a-f]+)'")
+        key = dialback_key(self.a.server.s2s.secret, "b.example", "a.example", found.group(1))
+        peer.transport.write(f"<db:result from='a.example' to='b.example'>{key}</db:result>"
+                             .encode())
+        yield peer.wait_for(r"type='valid'|</stream:stream>")
+        return peer
+
+    @defer.inlineCallbacks
+    def local_chat(self, body):
+        """bob (b.example) writes to dave (b.example) and to alice (a.example)."""
+        self.bob.send(element(f"<message to='dave@b.example' type='chat'><body>{body}</body>"
+                              "</message>"))
+        got = yield next_stanza(self.dave, lambda s: s.name == "message")
+        self.assertEqual(str(got.body), body)
+        self.bob.send(element(f"<message to='alice@a.example' type='chat'><body>{body}</body>"
+                              "</message>"))
+        got = yield next_stanza(self.alice, lambda s: s.name == "message")
+        self.assertEqual(str(got.body), body)
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        yield self.b.create_user("dave", "pw")
+        self.dave = yield login(self.b, "dave", "127.0.0.2")
+        self.addCleanup(self.dave.disconnect)
+
+    def a_streams(self):
+        return [s for s in self.b.server.s2s.incoming if "a.example" in s.authenticated]
+
+    @defer.inlineCallbacks
+    def test_flood_is_read_at_the_domain_rate(self):
+        peers = []
+        for _ in range(2):
+            peer = yield self.dialback_peer()
+            self.assertIn("type='valid'", peer.received.decode())
+            self.addCleanup(peer.transport.abortConnection)
+            peers.append(peer)
+        streams = self.a_streams()
+        self.assertEqual(len(streams), 2)
+        self.assertIs(streams[0].domain_bucket, streams[1].domain_bucket)
+        chunk = ("<presence from='eve@a.example/x' to='nobody@b.example' type='unavailable'/>"
+                 * 200).encode()
+        started = reactor.seconds()
+        flooders = [Flooder(peer.transport, chunk) for peer in peers]
+        # Wait (polling, at most 10 s) until both streams are being held back.
+        for _ in range(200):
+            if all(s.read_pauses for s in streams):
+                break
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        self.assertTrue(all(s.read_pauses for s in streams))
+        yield self.local_chat("during the flood")
+        # alice's messages come from the flooding domain: slowed down, not lost.
+        self.alice.send(element("<message to='bob@b.example' type='chat'><body>slow</body>"
+                                "</message>"))
+        got = yield next_stanza(self.bob, lambda s: s.name == "message", timeout=10)
+        self.assertEqual(str(got.body), "slow")
+        elapsed = reactor.seconds() - started
+        read = sum(s.bytes_read for s in self.a_streams())
+        written = sum(f.written for f in flooders)
+        # Everything a.example's connections sent was read at 64 KiB/s after a 64 KiB
+        # burst (plus one read of at most 64 KiB per connection before it pauses): the
+        # rest waits in the peers' buffers, not in the server's memory.
+        self.assertLessEqual(read, 65536 + 65536 * elapsed + 3 * 65536 + 8192)
+        self.assertGreater(written, read + 65536)
+        for flooder in flooders:
+            flooder.stopProducing()
+
+    @defer.inlineCallbacks
+    def test_too_many_connections_for_one_domain(self):
+        yield self.local_chat("first")  # a.example's own server: one stream in b
+        self.alice.send(element("<message to='bob@b.example' type='chat'><body>in</body>"
+                                "</message>"))
+        yield next_stanza(self.bob, lambda s: s.name == "message")
+        self.assertEqual(len(self.a_streams()), 1)
+        for _ in range(2):
+            peer = yield self.dialback_peer()
+            self.assertIn("type='valid'", peer.received.decode())
+            self.addCleanup(peer.transport.abortConnection)
+        refused = yield self.dialback_peer()
+        text = yield refused.closed
+        self.assertIn("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", text)
+        self.assertNotIn("type='valid'", text)
+        self.assertEqual(len(self.a_streams()), 3)
+        yield self.local_chat("still fine")
+        self.alice.send(element("<message to='bob@b.example' type='chat'><body>again</body>"
+                                "</message>"))
+        got = yield next_stanza(self.bob, lambda s: s.name == "message")
+        self.assertEqual(str(got.body), "again")

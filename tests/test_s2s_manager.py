@@ -12,6 +12,11 @@ from xmppd.s2s.manager import S2SManager
 from xmppd.s2s.resolver import NoSuchServer, Resolver, Target
 from xmppd.sections import LimitSettings, S2SSettings
 
+#: A receiving server's stream header (the stream has started).
+PEER_HEADER = (b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/"
+               b"streams' xmlns:db='jabber:server:dialback' from='b.example' id='S1' "
+               b"version='1.0'>")
+
 
 class FakeResolver(Resolver):
     """Resolves every domain to one static endpoint, or fails as told."""
@@ -113,8 +118,27 @@ class ManagerTests(unittest.TestCase):
         self.manager.send(self.message())
         link = self.manager.links[("a.example", "b.example")]
         link.stream.makeConnection(TLSStringTransport())
+        link.stream.dataReceived(PEER_HEADER)
         link.stream.connectionLost(Failure(ConnectionRefusedError()))
         self.assertEqual(self.bounced(), [("alice@a.example/r", "error", "remote-server-timeout")])
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+
+    def test_closed_before_the_stream_started_tries_the_next_target(self):
+        # E.g. the TLS handshake with an _xmpps-server target failed (XEP-0368).
+        self.manager.send(self.message())
+        link = self.manager.links[("a.example", "b.example")]
+        first = link.stream
+        first.makeConnection(TLSStringTransport())
+        first.connectionLost(Failure(ConnectionRefusedError()))
+        self.assertEqual(self.router.routed, [])
+        self.assertEqual([c[0] for c in self.reactor.tcpClients], ["10.0.0.2", "10.0.0.3"])
+        self.assertIsNot(link.stream, first)
+        self.assertIs(self.manager.links[("a.example", "b.example")], link)
+        # The last target fails the same way: now the queue bounces.
+        link.stream.makeConnection(TLSStringTransport())
+        link.stream.connectionLost(Failure(ConnectionRefusedError()))
+        self.assertEqual(self.bounced(), [("alice@a.example/r", "error", "remote-server-timeout")])
+        self.assertEqual(self.manager.links, {})
 
     def test_queue_limit(self):
         for n in range(4):
@@ -170,6 +194,59 @@ class ManagerTests(unittest.TestCase):
         self.assertIsNone(factory.buildProtocol(None))
         streams[0].connectionLost(Failure(ConnectionRefusedError()))
         self.assertIsNotNone(factory.buildProtocol(None))
+
+    def authenticated_stream(self, factory, remote):
+        stream = factory.buildProtocol(None)
+        stream.makeConnection(TLSStringTransport())
+        stream.authenticated.add(remote)
+        stream.domain_authenticated(remote)
+        return stream
+
+    def test_incoming_limit_per_domain(self):
+        self.manager.settings = S2SSettings(max_incoming_per_domain=2)
+        factory = self.manager.factory()
+        first = self.authenticated_stream(factory, "c.example")
+        second = self.authenticated_stream(factory, "c.example")
+        self.authenticated_stream(factory, "d.example")
+        newcomer = factory.buildProtocol(None)
+        newcomer.makeConnection(TLSStringTransport())
+        self.assertTrue(self.manager.incoming_limit_reached(newcomer, "c.example"))
+        self.assertFalse(self.manager.incoming_limit_reached(newcomer, "d.example"))
+        # A stream is not counted against itself.
+        self.assertFalse(self.manager.incoming_limit_reached(second, "c.example"))
+        first.connectionLost(Failure(ConnectionRefusedError()))
+        self.assertFalse(self.manager.incoming_limit_reached(newcomer, "c.example"))
+
+    def test_read_bucket_shared_by_a_domain_and_forgotten_with_its_last_stream(self):
+        self.manager.settings = S2SSettings(domain_read_rate=100, domain_read_burst=200)
+        factory = self.manager.factory()
+        first = self.authenticated_stream(factory, "c.example")
+        second = self.authenticated_stream(factory, "c.example")
+        other = self.authenticated_stream(factory, "d.example")
+        self.assertIsNotNone(first.domain_bucket)
+        self.assertIs(first.domain_bucket, second.domain_bucket)
+        self.assertIsNot(first.domain_bucket, other.domain_bucket)
+        self.assertEqual((first.domain_bucket.rate, first.domain_bucket.burst), (100, 200))
+        first.connectionLost(Failure(ConnectionRefusedError()))
+        self.assertEqual(set(self.manager.domain_buckets), {"c.example", "d.example"})
+        second.connectionLost(Failure(ConnectionRefusedError()))
+        self.assertEqual(set(self.manager.domain_buckets), {"d.example"})
+
+    def test_no_domain_bucket_when_off(self):
+        self.manager.settings = S2SSettings(domain_read_rate=0)
+        stream = self.authenticated_stream(self.manager.factory(), "c.example")
+        self.assertIsNone(stream.domain_bucket)
+        self.assertEqual(self.manager.domain_buckets, {})
+
+    def test_direct_tls_factory(self):
+        stream = self.manager.factory(direct_tls=True).buildProtocol(None)
+        transport = TLSStringTransport()
+        stream.makeConnection(transport)
+        self.assertTrue(stream.direct_tls)
+        self.assertIs(transport.tls_started, self.manager.server_tls_options)
+        self.assertFalse(self.manager.factory().buildProtocol(None).direct_tls)
+        self.manager.server_tls_options = None
+        self.assertRaises(ValueError, self.manager.factory, direct_tls=True)
 
     def test_shutdown_bounces_what_waits(self):
         self.manager.startService()

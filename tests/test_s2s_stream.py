@@ -17,8 +17,8 @@ def header(**attrs):
     return HEADER.format(attrs=text)
 
 
-class ReceivingTests(unittest.TestCase):
-    """A remote server (a.example) connects to us (b.example)."""
+class Receiving:
+    """A remote server (a.example) connects to us (b.example): set-up and helpers."""
 
     def setUp(self):
         self.manager = FakeManager()
@@ -52,6 +52,10 @@ class ReceivingTests(unittest.TestCase):
                       out)
         self.assertTrue(out.endswith("</stream:stream>"), out)
         self.assertTrue(self.transport.disconnecting)
+
+
+class ReceivingTests(Receiving, unittest.TestCase):
+    """A remote server (a.example) connects to us (b.example)."""
 
     def test_header_for_a_domain_we_do_not_serve(self):
         self.assert_stream_error(self.feed(header(from_="a.example", to="c.example")),
@@ -248,3 +252,99 @@ class ReceivingTests(unittest.TestCase):
     def test_unknown_element(self):
         self.feed(header(from_="a.example", to="b.example"))
         self.assert_stream_error(self.feed("<foo xmlns='urn:x'/>"), "unsupported-stanza-type")
+
+
+class DirectTLSReceivingTests(unittest.TestCase):
+    """A stream accepted on the direct TLS listener (XEP-0368): TLS from the first byte."""
+
+    def setUp(self):
+        self.manager = FakeManager()
+        self.transport = TLSStringTransport()
+        self.stream = S2SStream(self.manager, initiating=False, direct_tls=True)
+        self.stream.makeConnection(self.transport)
+
+    def feed(self, text):
+        self.stream.dataReceived(text.encode())
+        return self.transport.take()
+
+    def test_tls_starts_at_once_and_starttls_is_not_offered(self):
+        self.assertIs(self.transport.tls_started, self.manager.server_tls_options)
+        self.assertEqual(self.transport.value(), b"")  # nothing written before the peer's header
+        out = self.feed(header(from_="a.example", to="b.example"))
+        self.assertNotIn("starttls", out)
+        self.assertIn("<dialback xmlns='urn:xmpp:features:dialback'>", out)
+
+    def test_sasl_external_without_starttls(self):
+        self.manager.certificate_problems["a.example"] = None
+        out = self.feed(header(from_="a.example", to="b.example"))
+        self.assertIn("<mechanism>EXTERNAL</mechanism>", out)
+        out = self.feed("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
+                        "=</auth>")
+        self.assertEqual(out, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        self.assertEqual(self.stream.authenticated, {"a.example"})
+
+    def test_dialback_without_starttls(self):
+        self.feed(header(from_="a.example", to="b.example"))
+        self.feed("<db:result from='a.example' to='b.example'>KEY</db:result>")
+        self.manager.verifications[-1][-1].callback(True)
+        self.assertIn("type='valid'", self.transport.take())
+        self.feed("<message from='x@a.example' to='y@b.example'/>")
+        self.assertEqual(len(self.manager.stanzas), 1)
+
+
+class RemoteDomainLimitTests(Receiving, unittest.TestCase):
+    """Limits per remote domain: connections at once, and a read rate they share."""
+
+    def test_dialback_for_a_full_domain_is_a_conflict(self):
+        self.negotiate_tls()
+        self.manager.full_domains.add("a.example")
+        out = self.feed("<db:result from='a.example' to='b.example'>KEY</db:result>")
+        self.assert_stream_error(out, "conflict")
+        self.assertEqual(self.manager.verifications, [])
+        self.assertEqual(self.stream.authenticated, set())
+
+    def test_domain_filled_up_while_verifying(self):
+        self.negotiate_tls()
+        self.feed("<db:result from='a.example' to='b.example'>KEY</db:result>")
+        self.manager.full_domains.add("a.example")
+        self.manager.verifications[-1][-1].callback(True)
+        out = self.transport.take()
+        self.assertNotIn("type='valid'", out)
+        self.assert_stream_error(out, "conflict")
+        self.assertEqual(self.stream.authenticated, set())
+
+    def test_sasl_external_for_a_full_domain_is_a_conflict(self):
+        self.manager.certificate_problems["a.example"] = None
+        self.negotiate_tls()
+        self.manager.full_domains.add("a.example")
+        out = self.feed("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
+                        "=</auth>")
+        self.assertNotIn("<success", out)
+        self.assert_stream_error(out, "conflict")
+
+    def test_reads_count_against_the_domain_bucket(self):
+        from xmppd.ratelimit import TokenBucket
+
+        # The connection's own limit (1 MiB/s) is far away; the domain's is not.
+        bucket = self.manager.buckets["a.example"] = TokenBucket(1000, 2000,
+                                                                 self.manager.reactor)
+        self.dialback()
+        self.assertIs(self.stream.domain_bucket, bucket)
+        stanza = ("<message from='x@a.example' to='y@b.example'><body>" + "x" * 900
+                  + "</body></message>")
+        self.feed(stanza * 6)  # ~5800 bytes: ~3.8 s of debt
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertEqual(len(self.manager.stanzas), 6)  # nothing is dropped
+        self.manager.reactor.advance(1)
+        self.assertEqual(self.transport.producerState, "paused")  # still in debt
+        self.manager.reactor.advance(3)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_bytes_before_authentication_do_not_count(self):
+        from xmppd.ratelimit import TokenBucket
+
+        bucket = self.manager.buckets["a.example"] = TokenBucket(1000, 2000,
+                                                                 self.manager.reactor)
+        self.negotiate_tls()
+        self.assertIsNone(self.stream.domain_bucket)
+        self.assertEqual(bucket.tokens, 2000)

@@ -161,6 +161,8 @@ def listeners(config: Config) -> list[tuple[str, str]]:
         found.append(("http.tls_listen", config.http.tls_listen))
     if config.s2s.enabled and config.s2s.listen:
         found.append(("s2s.listen", config.s2s.listen))
+    if config.s2s.enabled and config.s2s.direct_tls_listen:
+        found.append(("s2s.direct_tls_listen", config.s2s.direct_tls_listen))
     return found
 
 

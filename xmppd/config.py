@@ -432,6 +432,8 @@ def _pubsub(r: _Reader, domain: str, muc: str | None,
 def _s2s(r: _Reader, base: Path, served: tuple[str | None, ...]) -> S2SSettings:
     s2s = r.section("s2s")
     listen = _endpoint(r, "s2s.listen", s2s.listen, optional=True)
+    direct_tls_listen = _endpoint(r, "s2s.direct_tls_listen", s2s.direct_tls_listen,
+                                  optional=True)
     routes = {}
     for remote, endpoint in s2s.routes.items():
         key = f"s2s.routes.{remote}"
@@ -455,7 +457,8 @@ def _s2s(r: _Reader, base: Path, served: tuple[str | None, ...]) -> S2SSettings:
     ca_file = str((base / s2s.ca_file).resolve()) if s2s.ca_file else ""
     if ca_file and not Path(ca_file).is_file():
         raise r.fail("s2s.ca_file", f"{ca_file}: no such file")
-    return dataclasses.replace(s2s, listen=listen, routes=routes, trusted_domains=trusted,
+    return dataclasses.replace(s2s, listen=listen, direct_tls_listen=direct_tls_listen,
+                               routes=routes, trusted_domains=trusted,
                                insecure_domains=insecure, ca_file=ca_file)
 
 

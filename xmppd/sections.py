@@ -283,6 +283,9 @@ class S2SSettings:
                             "domains get `remote-server-not-found`")
     listen: str = setting("tcp:5269", "listener for other servers; `\"\"` turns incoming "
                           "connections off")
+    direct_tls_listen: str = setting("", "direct TLS listener for other servers (XEP-0368: "
+                                     "TLS from the first byte, ALPN `xmpp-server`), e.g. "
+                                     "`\"tcp:5270\"`; `\"\"`: none")
     routes: dict[str, str] = setting({}, "static routes: remote domain -> Twisted client "
                                      "endpoint (`\"tcp:host=10.0.0.2:port=5269\"`), used "
                                      "instead of DNS")
@@ -306,9 +309,16 @@ class S2SSettings:
     max_queue: int = setting(1000, "stanzas queued for one remote domain while its connection "
                              "is set up; more bounce with `resource-constraint`", minimum=1)
     max_incoming: int = setting(1000, "incoming S2S connections at once", minimum=1)
+    max_incoming_per_domain: int = setting(
+        16, "incoming S2S connections authenticated for one remote domain at once; one more "
+        "gets the stream error `conflict`", minimum=1)
     read_rate: int = setting(1048576, "bytes a second one remote server's connection may "
                              "send (a faster one is read more slowly); 0: no limit", minimum=0)
     read_burst: int = setting(4194304, "bytes it may send at once", minimum=1)
+    domain_read_rate: int = setting(2097152, "bytes a second all the authenticated "
+                                    "connections of one remote domain may send together (its "
+                                    "connections are read more slowly); 0: no limit", minimum=0)
+    domain_read_burst: int = setting(8388608, "bytes they may send at once", minimum=1)
 
 
 #: The core sections: name -> settings class (module sections are added to these).

@@ -376,6 +376,9 @@ class XMPPServer(service.MultiService):
             )
         if self.s2s is not None and config.s2s.listen:
             factories["s2s"] = (config.s2s.listen, self.s2s.factory())
+        if self.s2s is not None and config.s2s.direct_tls_listen:
+            factories["s2s_direct_tls"] = (config.s2s.direct_tls_listen,
+                                           self.s2s.factory(direct_tls=True))
         if self.http is not None:
             if config.http.listen:
                 factories["http"] = (config.http.listen, self.http.factory())
@@ -389,7 +392,8 @@ class XMPPServer(service.MultiService):
             return
         keys = {"c2s": "c2s.listen", "c2s_direct_tls": "c2s.direct_tls_listen",
                 "components": "components.listen", "http": "http.listen",
-                "https": "http.tls_listen", "s2s": "s2s.listen"}
+                "https": "http.tls_listen", "s2s": "s2s.listen",
+                "s2s_direct_tls": "s2s.direct_tls_listen"}
         for name, (description, factory) in self._factories().items():
             if name.startswith("c2s"):
                 traffic.trace_factory(factory)

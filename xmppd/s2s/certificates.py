@@ -114,21 +114,25 @@ def pem(certificate: x509.Certificate) -> bytes:
 class ClientTLSCreator:
     """Client TLS to a remote server (STARTTLS or ``_xmpps-server``): our certificate,
     SNI with the remote domain (so a server of many domains picks the right
-    certificate), no verification here.
+    certificate), the ``alpn`` protocols if any, no verification here.
 
     The certificate is checked after the handshake (like after STARTTLS),
     so that dialback can still authenticate a server whose certificate
     does not verify.
     """
 
-    def __init__(self, options: Any, server_name: str):
+    def __init__(self, options: Any, server_name: str, alpn: Sequence[bytes] = ()):
         self.options = options
         self.server_name = server_name
+        #: ALPN protocols to offer (``xmpp-server`` on direct TLS, XEP-0368).
+        self.alpn = tuple(alpn)
 
     def clientConnectionForTLS(self, tls_protocol: Any) -> SSL.Connection:
         """A client-side OpenSSL connection."""
         connection = SSL.Connection(self.options.getContext(), None)
         connection.set_app_data(tls_protocol)
         connection.set_tlsext_host_name(self.server_name.encode("idna"))
+        if self.alpn:
+            connection.set_alpn_protos(list(self.alpn))
         connection.set_connect_state()
         return connection

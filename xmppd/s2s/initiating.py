@@ -38,10 +38,13 @@ class InitiatingSide:
     closing: bool
     end_reason: Any
     pending_verifies: dict
+    _note_tls: Any
+    domain_authenticated: Any
 
     # -- initiating side -------------------------------------------------------
 
     def _initiating_header(self, root: domish.Element) -> None:
+        self._note_tls()
         self.sid = root.getAttribute("id")
         if not self.sid:
             self.stream_error("invalid-id", "the receiving server must give a stream id")
@@ -144,6 +147,7 @@ class InitiatingSide:
 
     def _authenticated(self, method: str) -> None:
         self.auth_method = method
+        self.domain_authenticated(self.remote)
         self._negotiated()
         log.info("S2S: {local} -> {remote} authenticated ({method})", local=self.local,
                  remote=self.remote, method=method)

@@ -2,10 +2,11 @@
 
 Outgoing: one :class:`Link` per (local domain, remote domain). The first
 stanza for a remote domain creates it: the :class:`~xmppd.s2s.resolver.Resolver`
-says where to connect, the targets are tried in order, and the stream
-negotiates (:mod:`xmppd.s2s.stream`). Meanwhile stanzas wait in the link's
-queue (at most ``max_queue``); once the stream is authenticated they are sent
-in order. When it cannot be set up every queued stanza is bounced —
+says where to connect, the targets are tried in order (the next one also when
+a connection closes before the peer's stream header, e.g. a failed direct TLS
+handshake), and the stream negotiates (:mod:`xmppd.s2s.stream`). Meanwhile
+stanzas wait in the link's queue (at most ``max_queue``); once the stream is
+authenticated they are sent in order. When it cannot be set up every queued stanza is bounced —
 ``remote-server-not-found`` when DNS has no server for the domain or every
 target refused the connection, ``remote-server-timeout`` otherwise (no
 answer within ``connect_timeout``, negotiation or authentication failed) —
@@ -33,6 +34,7 @@ from twisted.words.xish import domish
 from xmppd.addresses import normalised_domain
 from xmppd.errors import bounce
 from xmppd.logs import logger
+from xmppd.ratelimit import TokenBucket
 from xmppd.s2s.certificates import ClientTLSCreator, certificate_problem, load_trust_roots
 from xmppd.s2s.dialback import DialbackRefused
 from xmppd.s2s.resolver import NoSuchServer, Resolver, Target
@@ -44,6 +46,9 @@ log = logger(__name__)
 
 #: Seconds the shut-down waits for S2S connections to close before dropping them.
 SHUTDOWN_GRACE = 2.0
+
+#: The ALPN protocol of XMPP server-to-server streams (XEP-0368).
+ALPN_S2S = b"xmpp-server"
 
 NOT_FOUND_ERRORS = (error.ConnectionRefusedError, error.DNSLookupError, error.NoRouteError,
                     NoSuchServer)
@@ -64,6 +69,8 @@ class Link:
     timer: Any = None
     #: The connection attempt in progress (a Deferred), if any.
     connecting: Any = None
+    #: The targets not tried yet.
+    targets: list[Target] = field(default_factory=list)
 
 
 class _OutgoingFactory(protocol.ClientFactory):
@@ -78,17 +85,19 @@ class _OutgoingFactory(protocol.ClientFactory):
 
 
 class _IncomingFactory(protocol.ServerFactory):
-    """Accepts other servers' streams (up to ``max_incoming``)."""
+    """Accepts other servers' streams (up to ``max_incoming``); ``direct_tls``: TLS
+    from the first byte (XEP-0368)."""
 
-    def __init__(self, manager: S2SManager):
+    def __init__(self, manager: S2SManager, direct_tls: bool = False):
         self.manager = manager
+        self.direct_tls = direct_tls
 
     def buildProtocol(self, addr: Any) -> S2SStream | None:
         """A receiving stream, or None (connection closed) beyond the limit."""
         if len(self.manager.incoming) >= self.manager.settings.max_incoming:
             log.warn("refusing an S2S connection from {addr}: max_incoming reached", addr=addr)
             return None
-        return S2SStream(self.manager, initiating=False)
+        return S2SStream(self.manager, initiating=False, direct_tls=self.direct_tls)
 
 
 class S2SManager(service.Service):
@@ -117,6 +126,8 @@ class S2SManager(service.Service):
         self.links: dict[tuple[str, str], Link] = {}
         self.incoming: set[S2SStream] = set()
         self.outgoing: set[S2SStream] = set()
+        #: Read-rate buckets shared by the streams of one remote domain.
+        self.domain_buckets: dict[str, TokenBucket] = {}
 
     # -- policy ------------------------------------------------------------------
 
@@ -228,6 +239,7 @@ class S2SManager(service.Service):
             self._give_up(link, condition, last.getErrorMessage() if last else "no target")
             return
         target = targets.pop(0)
+        link.targets = targets
         try:
             endpoint = self._endpoint(link, target)
         except Exception as e:
@@ -263,7 +275,8 @@ class S2SManager(service.Service):
             if not self.can_tls:
                 raise error.ConnectError(string="no certificate for direct TLS")
             return endpoints.wrapClientTLS(
-                ClientTLSCreator(self.client_tls_options, link.remote), endpoint)
+                ClientTLSCreator(self.client_tls_options, link.remote, alpn=(ALPN_S2S,)),
+                endpoint)
         return endpoint
 
     def _timed_out(self, link: Link) -> None:
@@ -306,6 +319,7 @@ class S2SManager(service.Service):
         """A stream's connection is gone."""
         self.incoming.discard(stream)
         self.outgoing.discard(stream)
+        self._forget_bucket(stream)
         if not stream.initiating:
             return
         link = self.links.get((stream.local, stream.remote))
@@ -319,6 +333,14 @@ class S2SManager(service.Service):
                 link.queue = []
                 for stanza in queue:
                     self.send(stanza)
+        elif stream.sid is None and link.targets and not link.failed:
+            # Closed before the peer's stream header (a direct TLS handshake that
+            # failed, a port that is not XMPP): the next target (XEP-0368).
+            log.info("S2S {remote}: connection closed before the stream started; trying "
+                     "the next target", remote=link.remote)
+            link.stream = None
+            self._try(link, link.targets, failure.Failure(
+                error.ConnectionClosed("closed before the stream started")))
         else:
             self._give_up(link, stream.end_reason if stream.end_reason in (
                 "remote-server-not-found", "remote-server-timeout") else
@@ -375,9 +397,40 @@ class S2SManager(service.Service):
 
     # -- incoming ---------------------------------------------------------------
 
-    def factory(self) -> protocol.ServerFactory:
-        """The listener's factory for other servers' connections."""
-        return _IncomingFactory(self)
+    def factory(self, direct_tls: bool = False) -> protocol.ServerFactory:
+        """The listener's factory for other servers' connections (``direct_tls``:
+        XEP-0368, TLS from the first byte; needs a certificate)."""
+        if direct_tls and not self.can_tls:
+            raise ValueError("direct TLS needs a certificate")
+        return _IncomingFactory(self, direct_tls)
+
+    # -- limits per remote domain ----------------------------------------------------
+
+    def incoming_limit_reached(self, stream: S2SStream, remote: str) -> bool:
+        """Whether ``remote`` has ``max_incoming_per_domain`` other authenticated streams."""
+        others = sum(1 for s in self.incoming if s is not stream and remote in s.authenticated)
+        return others >= self.settings.max_incoming_per_domain
+
+    def read_bucket(self, remote: str) -> TokenBucket | None:
+        """The read-rate bucket all the authenticated streams of ``remote`` share
+        (None: ``domain_read_rate`` is 0). Forgotten with its domain's last stream."""
+        if not self.settings.domain_read_rate:
+            return None
+        bucket = self.domain_buckets.get(remote)
+        if bucket is None:
+            bucket = self.domain_buckets[remote] = TokenBucket(
+                self.settings.domain_read_rate, self.settings.domain_read_burst, self.reactor)
+        return bucket
+
+    def _forget_bucket(self, stream: S2SStream) -> None:
+        bucket = stream.domain_bucket
+        if bucket is None:
+            return
+        if any(s.domain_bucket is bucket for s in self.incoming | self.outgoing):
+            return
+        for domain, known in list(self.domain_buckets.items()):
+            if known is bucket:
+                del self.domain_buckets[domain]
 
     # -- operations -------------------------------------------------------------
 
@@ -447,7 +500,7 @@ def select_alpn(connection: Any, offered: list[bytes]) -> Any:
     know (after STARTTLS it knows none) with an empty name, which OpenSSL
     turns into an ``internal error`` alert: Prosody offers ``xmpp-server``.
     """
-    return b"xmpp-server" if b"xmpp-server" in offered else SSL.NO_OVERLAPPING_PROTOCOLS
+    return ALPN_S2S if ALPN_S2S in offered else SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 def client_tls_options(private_key: Any, chain: list) -> ssl.CertificateOptions:

@@ -114,6 +114,15 @@ class S2SStream(InitiatingSide, protocol.Protocol):
         settings = manager.settings
         self._read_bucket = (TokenBucket(settings.read_rate, settings.read_burst, self.reactor)
                              if settings.read_rate else None)
+        #: The read-rate bucket shared with the other streams of the remote domain
+        #: (set once the domain is authenticated).
+        self.domain_bucket: TokenBucket | None = None
+        #: Bytes read from the peer.
+        self.bytes_read = 0
+        #: After the TLS handshake: the name the peer asked for (SNI) and the
+        #: protocol agreed by ALPN (None: none).
+        self.server_name: str | None = None
+        self.alpn: str | None = None
         self._negotiation_timer: Any = None
         #: Pending dialback verifications (initiating side): id -> Deferred.
         self.pending_verifies: dict[str, list[defer.Deferred]] = {}
@@ -139,6 +148,10 @@ class S2SStream(InitiatingSide, protocol.Protocol):
         self.manager.stream_opened(self)
         if self.direct_tls:
             self.tls = True
+            if not self.initiating:
+                # XEP-0368: TLS from the first byte (the initiating side's
+                # endpoint wraps the connection itself).
+                self.transport.startTLS(self.manager.server_tls_options)
         self._new_parser()
         self._negotiation_timer = self.reactor.callLater(
             self.manager.settings.connect_timeout, self._negotiation_timed_out)
@@ -204,6 +217,7 @@ class S2SStream(InitiatingSide, protocol.Protocol):
         if self.closing or self._parser is None:
             return
         self._touch()
+        self.bytes_read += len(data)
         log.debug("s2s {peer} recv: {data}", peer=self.peer_address,
                   data=data.decode(errors="replace"))
         try:
@@ -217,12 +231,15 @@ class S2SStream(InitiatingSide, protocol.Protocol):
             self.stream_error("internal-server-error")
         self._throttle(len(data))
 
+    def _buckets(self) -> list[TokenBucket]:
+        return [b for b in (self._read_bucket, self.domain_bucket) if b is not None]
+
     def _throttle(self, size: int) -> None:
-        """Pause reading while the peer sends faster than ``read_rate``."""
-        bucket = self._read_bucket
-        if bucket is None or self.closing:
+        """Pause reading while the peer sends faster than ``read_rate`` (or its
+        domain's streams together faster than ``domain_read_rate``)."""
+        if self.closing:
             return
-        delay = bucket.consume(size)
+        delay = max((bucket.consume(size) for bucket in self._buckets()), default=0.0)
         if delay > 0 and self._resume_timer is None:
             self.read_pauses += 1
             self.transport.pauseProducing()
@@ -230,13 +247,33 @@ class S2SStream(InitiatingSide, protocol.Protocol):
 
     def _resume_reading(self) -> None:
         self._resume_timer = None
-        if self.lost or self._read_bucket is None:
+        if self.lost:
             return
-        delay = self._read_bucket.wait()
+        delay = max((bucket.wait() for bucket in self._buckets()), default=0.0)
         if delay > 0 and not self.closing:
             self._resume_timer = self.reactor.callLater(delay, self._resume_reading)
             return
         self.transport.resumeProducing()
+
+    def _note_tls(self) -> None:
+        """Record the SNI name and the ALPN protocol once the handshake is done."""
+        if not self.tls or self.server_name is not None or self.alpn is not None:
+            return
+        try:
+            connection = self.transport.getHandle()
+            name = connection.get_servername()
+            protocol_name = connection.get_alpn_proto_negotiated()
+        except Exception:
+            return  # not an OpenSSL connection (tests' fake transports)
+        # SNI carries A-labels (ASCII), as stream headers do.
+        self.server_name = name.decode("ascii", errors="replace").lower() if name else None
+        self.alpn = protocol_name.decode(errors="replace") if protocol_name else None
+
+    def domain_authenticated(self, remote: str) -> None:
+        """The stream now speaks for ``remote``: its reads also count against the
+        domain's shared bucket."""
+        if self.domain_bucket is None:
+            self.domain_bucket = self.manager.read_bucket(remote)
 
     def _guarded(self, fn: Any, *args: Any) -> None:
         try:
@@ -373,6 +410,7 @@ class S2SStream(InitiatingSide, protocol.Protocol):
     # -- receiving side -------------------------------------------------------
 
     def _receiving_header(self, root: domish.Element) -> None:
+        self._note_tls()
         self.sid = secrets.token_hex(16)
         to = root.getAttribute("to")
         local = normalised_domain(to) if to else None
@@ -381,6 +419,9 @@ class S2SStream(InitiatingSide, protocol.Protocol):
         if local is None or local not in self.manager.served:
             self.stream_error("host-unknown")
             return
+        if self.server_name is not None and self.server_name != local:
+            log.info("S2S {peer}: TLS asked for {sni}, the stream for {local}",
+                     peer=self.peer_address, sni=self.server_name, local=local)
         if self.local is not None and local != self.local:
             self.stream_error("host-unknown", "the domain changed on a stream restart")
             return
@@ -473,8 +514,11 @@ class S2SStream(InitiatingSide, protocol.Protocol):
             if normalised_domain(authzid) != remote:
                 self.write(f"<failure xmlns='{NS_SASL}'><invalid-authzid/></failure>")
                 return
+        if self._over_domain_limit(remote):
+            return
         self.sasl_done = True
         self.authenticated.add(remote)
+        self.domain_authenticated(remote)
         self.auth_method = "EXTERNAL"
         self._negotiated()
         log.info("S2S: {remote} authenticated by certificate (SASL EXTERNAL)", remote=remote)
@@ -501,13 +545,18 @@ class S2SStream(InitiatingSide, protocol.Protocol):
                        + f"><error type='cancel'><not-authorized xmlns='{NS_STANZAS}'/>"
                        "</error></db:result>")
             return
+        if remote not in self.authenticated and self._over_domain_limit(remote):
+            return
         d = self.manager.verify_dialback(local, remote, self.sid, key)
 
         def answered(valid: bool) -> None:
             if self.closing:
                 return
             if valid:
+                if remote not in self.authenticated and self._over_domain_limit(remote):
+                    return
                 self.authenticated.add(remote)
+                self.domain_authenticated(remote)
                 self._negotiated()
                 log.info("S2S: {remote} authenticated by dialback", remote=remote)
                 self.write(dialback_xml("result", {**reply, "type": "valid"}))
@@ -565,6 +614,16 @@ class S2SStream(InitiatingSide, protocol.Protocol):
         as_client_stanza(element)
         self.stanzas_in += 1
         self.manager.incoming_stanza(self, element)
+
+    def _over_domain_limit(self, remote: str) -> bool:
+        """Refuse (stream error ``conflict``, RFC 6120 4.9.3.3) one more stream for a
+        domain that has ``max_incoming_per_domain`` already."""
+        if not self.manager.incoming_limit_reached(self, remote):
+            return False
+        log.warn("S2S: refusing another stream for {remote}: max_incoming_per_domain "
+                 "reached", remote=remote)
+        self.stream_error("conflict", f"too many connections for {remote}")
+        return True
 
     def _negotiated(self) -> None:
         if self._negotiation_timer is not None and self._negotiation_timer.active():
