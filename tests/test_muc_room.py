@@ -256,6 +256,64 @@ class JoinTests(unittest.TestCase):
         self.assertEqual(self.h.take(ROMEO), [])
 
 
+class JoinerSeesCurrentStateTests(unittest.TestCase):
+    """The occupant presences a joiner gets are kept between joins: never stale."""
+
+    def setUp(self):
+        self.h = MUCHarness(self)
+        self.h.create(ROMEO, "Romeo")
+        self.h.join(JULIET, "Juliet")
+        self.joiners = iter(f"guest{i}@localhost/g" for i in range(10))
+
+    def juliet_as_seen(self):
+        """Juliet's presence in what a new joiner receives (then it leaves again)."""
+        joiner = next(self.joiners)
+        received = self.h.join(joiner, joiner.split("@")[0])
+        self.h.send(joiner, f"<presence type='unavailable' to='{ROOM}/x'/>")
+        self.h.clear()
+        [juliet] = [s for s in received if s["from"].startswith(f"{ROOM}/Juliet")]
+        return juliet
+
+    def test_changes_reach_later_joiners(self):
+        first = self.juliet_as_seen()
+        self.assertIsNone(first.getAttribute("type"))
+        again = self.juliet_as_seen()
+        del first["to"], again["to"]
+        self.assertEqual(again.toXml(), first.toXml())  # the same presence each time
+        self.h.send(JULIET, f"<presence to='{ROOM}/Juliet'><status>away</status></presence>")
+        statuses = [str(e) for e in self.juliet_as_seen().elements() if e.name == "status"]
+        self.assertEqual(statuses, ["away"])
+        self.h.send(ROMEO, f"<iq type='set' id='a1' to='{ROOM}'><query "
+                           f"xmlns='http://jabber.org/protocol/muc#admin'>"
+                           f"<item affiliation='admin' jid='juliet@localhost'/></query></iq>")
+        item = item_of(self.juliet_as_seen())
+        self.assertEqual((item["affiliation"], item["role"]), ("admin", "moderator"))
+        self.h.send(ROMEO, f"<iq type='set' id='a2' to='{ROOM}'><query "
+                           f"xmlns='http://jabber.org/protocol/muc#admin'>"
+                           f"<item affiliation='none' jid='juliet@localhost'/></query></iq>")
+        self.h.send(ROMEO, f"<iq type='set' id='a3' to='{ROOM}'><query "
+                           f"xmlns='http://jabber.org/protocol/muc#admin'>"
+                           f"<item nick='Juliet' role='visitor'/></query></iq>")
+        item = item_of(self.juliet_as_seen())
+        self.assertEqual((item["affiliation"], item["role"]), ("none", "visitor"))
+
+    def test_nick_change_and_second_session(self):
+        self.juliet_as_seen()
+        self.h.send(JULIET, f"<presence to='{ROOM}/Jules'/>")
+        joiner = next(self.joiners)
+        received = self.h.join(joiner, "g")
+        self.assertIn(f"{ROOM}/Jules", [s["from"] for s in received])
+        self.assertNotIn(f"{ROOM}/Juliet", [s["from"] for s in received])
+        # Real JIDs shown (non-anonymous room): a second session of the occupant shows too.
+        self.h.configure(ROMEO, fields={"muc#roomconfig_whois": "anyone"})
+        self.h.join("juliet@localhost/second", "Jules")
+        self.h.clear()
+        received = self.h.join(next(self.joiners), "h")
+        [jules] = [s for s in received if s["from"] == f"{ROOM}/Jules"]
+        jids = sorted(i["jid"] for i in muc_user_x(jules).elements(NS_MUC + "#user", "item"))
+        self.assertEqual(jids, ["juliet@localhost/j", "juliet@localhost/second"])
+
+
 class NewerUnicodeNickTests(unittest.TestCase):
     """A nick only newer Unicode allows reaches the room, which refuses it itself."""
 

@@ -11,6 +11,7 @@ from xmppd.stanza import (
     fast_element,
     remember_xml,
     remembered_xml,
+    share_children_xml,
     xml_text,
 )
 
@@ -167,6 +168,63 @@ class RememberedXmlTests(unittest.TestCase):
         message = self.message()
         remember_xml(message, "<message xmlns='jabber:client' noted='1'/>")
         self.assertEqual(serialise(message), "<message xmlns='jabber:client' noted='1'/>")
+
+
+class SharedChildrenTests(unittest.TestCase):
+    """share_children_xml: a broadcast's children written once for all its copies."""
+
+    def presence(self) -> domish.Element:
+        presence = domish.Element((None, "presence"), attribs={"from": "r@c.x/nick"})
+        presence.addElement("status", content="out & <about>")
+        x = presence.addElement(("http://jabber.org/protocol/muc#user", "x"))
+        x.addElement("item")["role"] = "participant"
+        presence.addChild(domish.SerializedXML("<c xmlns='urn:x' ver='1'/>"))
+        return presence
+
+    def test_copies_written_as_xml_text_writes_them(self):
+        from xmppd.muc.stanzas import shallow_copy
+
+        presence = self.presence()
+        share_children_xml(presence)
+        for to in ("a@x/r", "b@x/'quoted'&"):
+            copy = shallow_copy(presence)
+            copy["to"] = to
+            self.assertEqual(remembered_xml(copy, NS_CLIENT), xml_text(copy, None, NS_CLIENT))
+        empty = domish.Element((NS_CLIENT, "presence"), attribs={"type": "unavailable"})
+        share_children_xml(empty)
+        self.assertEqual(remembered_xml(shallow_copy(empty), NS_CLIENT),
+                         "<presence type='unavailable'/>")
+
+    def test_a_copy_with_other_children_is_written_in_full(self):
+        from xmppd.muc.stanzas import shallow_copy
+
+        presence = self.presence()
+        share_children_xml(presence)
+        added = shallow_copy(presence)
+        added.addElement("delay")
+        self.assertIsNone(remembered_xml(added, NS_CLIENT))
+        replaced = shallow_copy(presence)
+        replaced.children[0] = domish.Element((None, "status"))
+        self.assertIsNone(remembered_xml(replaced, NS_CLIENT))
+        namespaced = shallow_copy(presence)
+        namespaced[(XML_NS, "lang")] = "en"
+        self.assertIsNone(remembered_xml(namespaced, NS_CLIENT))
+
+    def test_only_for_client_streams_and_stanzas(self):
+        presence = self.presence()
+        share_children_xml(presence)
+        self.assertIsNone(remembered_xml(presence))  # the stored form: written in full
+        other = domish.Element(("urn:other", "thing"))
+        share_children_xml(other)
+        self.assertIsNone(remembered_xml(other, NS_CLIENT))
+
+    def test_shared_again_after_a_change(self):
+        """Each broadcast writes the children anew: a change in between is seen."""
+        presence = self.presence()
+        share_children_xml(presence)
+        presence.children[0].children[0] = "changed"
+        share_children_xml(presence)
+        self.assertIn(">changed</status>", remembered_xml(presence, NS_CLIENT))
 
 
 class FastElementTests(unittest.TestCase):

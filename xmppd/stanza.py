@@ -109,6 +109,8 @@ def remembered_xml(element: domish.Element, in_scope: str | None = None) -> str 
     """
     noted = element.__dict__.get("_xmppd_xml")
     if noted is None:
+        if in_scope == NS_CLIENT and element.uri in (NS_CLIENT, None):
+            return _from_shared_children(element)
         return None
     children, length, attributes, text = noted
     if (children is not element.children or length != len(children)
@@ -124,6 +126,58 @@ def remembered_xml(element: domish.Element, in_scope: str | None = None) -> str 
 
 
 _CLIENT_DECLARATION = " xmlns='" + NS_CLIENT + "'"
+
+
+def share_children_xml(element: domish.Element) -> None:
+    """Serialise the children once for every copy of a broadcast (in ``jabber:client``).
+
+    A room sends one stanza to many sessions as shallow copies that differ
+    only in their root's attributes (``to``) and share the children
+    (:func:`~xmppd.muc.stanzas.shallow_copy`). The children's text is
+    written once here; :func:`remembered_xml` then writes a copy for a
+    client stream as its root tag plus that text, as long as the copy still
+    holds exactly these children (a module that adds or removes one makes
+    it serialise in full). The shared children must not change while the
+    copies are out, which sharing them already requires. Only for a root in
+    ``jabber:client`` or in no namespace (others are left alone).
+    """
+    if element.uri not in (NS_CLIENT, None):
+        return
+    out: list[str] = []
+    for child in element.children:
+        if child.__class__ is str:
+            out.append(_escape(child))
+        elif isinstance(child, domish.SerializedXML):
+            out.append(child)
+        elif isinstance(child, str):
+            out.append(_escape(child))
+        else:
+            _write(child, child.uri, NS_CLIENT, out)
+    element._xmppd_children = (tuple(element.children), "".join(out))
+
+
+def _from_shared_children(element: domish.Element) -> str | None:
+    noted = element.__dict__.get("_xmppd_children")
+    if noted is None:
+        return None
+    shared, text = noted
+    children = element.children
+    if len(children) != len(shared):
+        return None
+    for mine, theirs in zip(children, shared, strict=True):
+        if mine is not theirs:
+            return None
+    name = element.name
+    out = ["<" + name]
+    for key, value in element.attributes.items():
+        if key.__class__ is tuple:
+            return None  # namespaced attributes: the full writer declares them
+        out.append(" " + key + "='" + escape_attribute(value) + "'")
+    if not shared:
+        out.append("/>")
+    else:
+        out.append(">" + text + "</" + name + ">")
+    return "".join(out)
 
 
 def fast_element(uri: str, name: str, attributes: dict[str, str]) -> domish.Element:

@@ -23,6 +23,8 @@ class Occupant:
         self.sessions: dict[str, domish.Element] = {}
         self.session: str = ""
         self.bucket: TokenBucket | None = None
+        #: The presence others see when they join, per real-JID visibility (Room._shown_presence).
+        self.shown: dict[bool, tuple[tuple, domish.Element]] = {}
 
     def set_presence(self, full: str, presence: domish.Element) -> None:
         """Record the presence of one session and make it the shown one."""

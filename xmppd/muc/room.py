@@ -77,6 +77,7 @@ from xmppd.muc.stanzas import (
 from xmppd.muc.stanzas import bounce_presence as _bounce_presence
 from xmppd.muc.stanzas import shallow_copy as _copy
 from xmppd.muc.stanzas import stored_presence as _stored_presence
+from xmppd.stanza import share_children_xml
 
 if TYPE_CHECKING:
     from xmppd.muc.host import RoomHost
@@ -168,7 +169,8 @@ class Room:
         self.host.send(copy)
 
     def send_to_occupants(self, element: domish.Element, occupants: Iterable[Occupant]) -> None:
-        """Send ``element`` to every session of these occupants."""
+        """Send ``element`` to every session of these occupants (its children written once)."""
+        share_children_xml(element)
         for occupant in list(occupants):
             for session in list(occupant.sessions):
                 self.send_to(element, session)
@@ -212,6 +214,7 @@ class Room:
                 element = occupant_presence(
                     self, occupant, with_jid=with_jid, is_self=is_self, **spec
                 )
+                share_children_xml(element)
                 variants[key] = element
             for session in sessions:
                 self.send_to(element, session)
@@ -300,7 +303,7 @@ class Room:
         for other in list(self.occupants.values()):
             if other is occupant or other.role not in self.config.presence_broadcast:
                 continue
-            self.send_to(occupant_presence(self, other, with_jid=sees, is_self=False), full)
+            self.send_to(self._shown_presence(other, sees), full)
         # 2. the joiner's presence to the others, 3. its self-presence
         self_codes = []
         if self.config.non_anonymous:
@@ -318,6 +321,25 @@ class Room:
         subject = subject_message(self)
         self.host.modules.fire(Point.ROOM_SUBJECT, self, subject)
         self.send_to(subject, full)
+
+    def _shown_presence(self, occupant: Occupant, with_jid: bool) -> domish.Element:
+        """An occupant's presence as a joiner sees it (no status codes), built once per state.
+
+        Every join sends the joiner every occupant's presence, so a room of
+        N occupants would build N presences per join; this one is kept on
+        the occupant (children written once, see ``share_children_xml``)
+        and built again only when something it shows changed: nick, role,
+        affiliation, shown presence or, with real JIDs, the sessions.
+        """
+        key = (occupant.nick, occupant.role, self.affiliation_of(occupant.bare),
+               occupant.presence, tuple(occupant.sessions) if with_jid else None)
+        kept = occupant.shown.get(with_jid)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        element = occupant_presence(self, occupant, with_jid=with_jid, is_self=False)
+        share_children_xml(element)
+        occupant.shown[with_jid] = (key, element)
+        return element
 
     def _leave(
         self,

@@ -51,6 +51,9 @@ def shallow_copy(element: domish.Element) -> domish.Element:
     """A shallow copy: own attributes and child list, shared children."""
     copy = domish.Element((element.uri, element.name), element.defaultUri, dict(element.attributes))
     copy.children = list(element.children)
+    shared = element.__dict__.get("_xmppd_children")
+    if shared is not None:
+        copy._xmppd_children = shared  # see xmppd.stanza.share_children_xml
     return copy
 
 

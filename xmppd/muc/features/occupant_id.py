@@ -39,6 +39,10 @@ NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 SECRET_NAME = "occupant-id"
 
 
+#: Occupant ids kept at most (then forgotten all at once and computed again).
+MAX_KEPT_IDS = 10_000
+
+
 class OccupantId(MUCModule):
     """Stamps room stanzas with the sender's occupant id (XEP-0421)."""
 
@@ -48,6 +52,7 @@ class OccupantId(MUCModule):
     def __init__(self, server: Any, settings: Any = None) -> None:
         super().__init__(server, settings)
         self.secret = base64.b64encode(os.urandom(32)).decode()
+        self._ids: dict[tuple[str, str, str], str] = {}
 
     def startService(self) -> None:  # noqa: N802 (Twisted API)
         """Read the service's secret (stored first if there is none yet)."""
@@ -63,10 +68,17 @@ class OccupantId(MUCModule):
         self.secret = secret
 
     def occupant_id(self, room: Room, bare: str) -> str:
-        """The occupant id of the user ``bare`` in ``room``."""
-        message = f"{room.jid}\0{bare}".encode()
-        digest = hmac.new(self.secret.encode(), message, hashlib.sha256).digest()
-        return base64.b64encode(digest).decode()
+        """The occupant id of the user ``bare`` in ``room`` (an HMAC, kept once computed)."""
+        key = (self.secret, room.jid, bare)
+        found = self._ids.get(key)
+        if found is None:
+            message = f"{room.jid}\0{bare}".encode()
+            digest = hmac.new(self.secret.encode(), message, hashlib.sha256).digest()
+            found = base64.b64encode(digest).decode()
+            if len(self._ids) >= MAX_KEPT_IDS:
+                self._ids.clear()
+            self._ids[key] = found
+        return found
 
     @hook(Point.ROOM_PRESENCE)
     def stamp_presence(self, room: Room, occupant: Occupant, presence: domish.Element) -> None:
