@@ -507,13 +507,16 @@ class RemoteNotificationTests(PEPTestCase):
 
     @defer.inlineCallbacks
     def test_only_interested_contacts_with_access(self):
+        yield self.ok(None, publish_xml())
         yield self.remote_caps(features=BASE + (OTHER + "+notify",))
         yield self.remote_caps(sender="erin@remote.example/pc")  # not a contact
-        yield self.ok(None, publish_xml())
+        self.assertEqual(self.remote.take(), [])  # no last item
+        yield self.ok(None, publish_xml(item_id="second"))
         self.assertEqual(self.remote.take(), [])
-        # Dave wants the node now; an outcast he would get nothing.
+        # Dave wants the node now: its last item; an outcast he gets nothing.
         yield self.remote_caps()
-        self.assertEqual([to for to, _ in self.remote_events()], [DAVE])
+        self.assertEqual([(to, items.item["id"]) for to, items in self.remote_events()],
+                         [(DAVE, "second")])
         yield self.ok(None, pubsub(f"<affiliations node='{NODE}'><affiliation "
                                    "jid='dave@remote.example' affiliation='outcast'/>"
                                    "</affiliations>", owner=True))
