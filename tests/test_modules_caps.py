@@ -545,6 +545,20 @@ class RemoteCapsTests(CapsTestCase):
         self.assertEqual(self.caps.remote_resources("dave@remote.example", "alice"), [DAVE])
 
     @defer.inlineCallbacks
+    def test_account_deleted(self):
+        """A deleted account follows nothing: its pairs are freed, REMOTE_CAPS says so."""
+        yield self.remote_presence()
+        yield self.remote_answer(self.remote_queries()[0])
+        yield self.remote_presence(to="bob@localhost")
+        self.sm.modules.fire(Point.ACCOUNT_DELETED, "alice")
+        self.assertEqual(self.recorder.remote_changes[-1],
+                         (DAVE, frozenset({"alice"}), frozenset()))
+        self.assertEqual(self.caps._remote[DAVE].accounts, {"bob"})
+        self.assertEqual(self.caps._remote_pairs, 1)
+        self.sm.modules.fire(Point.ACCOUNT_DELETED, "bob")
+        self.assertEqual((self.caps._remote, self.caps._remote_pairs), ({}, 0))
+
+    @defer.inlineCallbacks
     def test_remote_query_fails_or_changes(self):
         """A failed query leaves no features; a new ver meanwhile is asked next."""
         yield self.remote_presence()

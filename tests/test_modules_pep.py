@@ -522,3 +522,30 @@ class RemoteNotificationTests(PEPTestCase):
                                    "</affiliations>", owner=True))
         yield self.ok(None, publish_xml(item_id="again"))
         self.assertEqual(self.remote.take(), [])
+
+    @defer.inlineCallbacks
+    def test_last_item_once_the_subscription_is_approved(self):
+        """Dave's caps are known before he may see the node: the item follows approval."""
+        yield self.roster_store.save("alice", RosterItem("dave@remote.example",
+                                                         subscription="to"))
+        self.sm.drop_roster_cache("alice")
+        self.sm._rosters.pop("alice", None)
+        yield self.ok(None, publish_xml())
+        yield self.remote_caps()
+        self.assertEqual(self.remote.take(), [])
+        # Alice's presence to Dave alone changes nothing (no access yet).
+        yield self.client_sends_out(self.alice, "<presence to='dave@remote.example'/>")
+        self.assertEqual([s.name for s in self.remote.take()], ["presence"])
+        yield self.arrives("<presence from='dave@remote.example' to='alice@localhost'"
+                           " type='subscribe'/>")
+        yield self.client_sends_out(self.alice, "<presence to='dave@remote.example'"
+                                            " type='subscribed'/>")
+        routed = self.remote.take()
+        self.assertEqual(sorted((s.name, s.getAttribute("type") or "") for s in routed),
+                         [("message", "headline"), ("presence", ""), ("presence", "subscribed")])
+        self.remote.stanzas = [s for s in routed if s.name == "message"]
+        [(to, items)] = self.remote_events()
+        self.assertEqual((to, items.item["id"]), (DAVE, "current"))
+        # Sent once: Alice's next presence brings nothing more.
+        yield self.client_sends_out(self.alice, "<presence><show>away</show></presence>")
+        self.assertEqual([s.name for s in self.remote.take()], ["presence"])

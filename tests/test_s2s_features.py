@@ -210,6 +210,30 @@ class PEPTests(TwoServers):
         self.assertEqual(queued(self.bob, self.is_nick_event), [])
 
     @defer.inlineCallbacks
+    def test_last_item_once_alice_approves(self):
+        """Bob's caps reach Alice's server before he may see her node: the item
+        follows her approval of his subscription."""
+        yield self.publish_nick("Alice", "p1")
+        self.bob.send(self.caps_presence())
+        yield self.answer_caps_queries(self.bob, {"bob@b.example"})
+        # Alice subscribes to Bob: his presence (with caps) reaches her server.
+        self.alice.send(element("<presence to='bob@b.example' type='subscribe'/>"))
+        yield next_stanza(self.bob, lambda s: s.name == "presence"
+                          and s.getAttribute("type") == "subscribe")
+        self.bob.send(element("<presence to='alice@a.example' type='subscribed'/>"))
+        yield self.answer_caps_queries(self.bob, {"alice@a.example"})
+        yield next_stanza(self.alice, presence_from("bob@b.example"))
+        yield across(self.bob, "a.example")
+        self.assertEqual(queued(self.bob, self.is_nick_event), [])  # no access yet
+        # Bob subscribes to Alice, she approves: the last item comes.
+        self.bob.send(element("<presence to='alice@a.example' type='subscribe'/>"))
+        yield next_stanza(self.alice, lambda s: s.name == "presence"
+                          and s.getAttribute("type") == "subscribe")
+        self.alice.send(element("<presence to='bob@b.example' type='subscribed'/>"))
+        event = yield next_stanza(self.bob, self.is_nick_event)
+        self.assert_nick_event(event, "Alice")
+
+    @defer.inlineCallbacks
     def test_remote_contact_subscribes_explicitly(self):
         yield subscribe_both_ways(self.alice, self.bob)
         self.bob.send(element(f"<iq to='alice@a.example' type='set' id='s1'>"

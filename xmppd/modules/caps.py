@@ -365,6 +365,12 @@ class EntityCapabilities(Module):
             self._remote_unavailable(sender.full(), recipient.user)
         return False
 
+    @hook(Point.ACCOUNT_DELETED)
+    def account_deleted(self, username: str) -> None:
+        """A deleted account follows no remote resource any more."""
+        for full in [f for f, remote in self._remote.items() if username in remote.accounts]:
+            self._remote_unavailable(full, username)
+
     # -- remote resources ----------------------------------------------------------------
 
     def _remote_available(self, full: str, bare: str, username: str, caps: Caps) -> None:
