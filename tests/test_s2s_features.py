@@ -628,16 +628,42 @@ class RemoteOccupantTests(TwoServers):
         self.assertEqual(left.getAttribute("type"), "unavailable")
 
     @defer.inlineCallbacks
-    def test_remote_occupant_goes_offline(self):
-        """Bob's session ends without leaving: his server's unavailable presence reaches
-        the room (directed presence, RFC 6121 4.6.3), which tells the others."""
+    def test_remote_occupant_joins_an_existing_room(self):
+        """Bob is invited, joins (occupants, himself, then the history), and his session
+        ends without leaving: his server's unavailable presence reaches the room
+        (directed presence, RFC 6121 4.6.3), which tells the others."""
         yield self.join(self.alice, "alice", "alice@a.example/res")
         self.alice.send(element(f"<iq to='{self.ROOM}' type='set' id='instant'>"
                                 f"<query xmlns='{NS_MUC_OWNER}'>"
                                 f"<x xmlns='jabber:x:data' type='submit'/></query></iq>"))
         unlocked = yield next_stanza(self.alice, is_iq("instant"))
         self.assertEqual(unlocked["type"], "result")
-        yield self.join(self.bob, "bob", "bob@b.example/res")
+        self.alice.send(element(f"<message to='{self.ROOM}' type='groupchat' id='g1'>"
+                                f"<body>before bob</body></message>"))
+        yield next_stanza(self.alice, message_from(f"{self.ROOM}/alice"))
+        # A mediated invitation (XEP-0045 7.8.2) crosses to Bob.
+        self.alice.send(element(f"<message to='{self.ROOM}' id='inv'><x xmlns='{NS_MUC_USER}'>"
+                                f"<invite to='bob@b.example'><reason>join us</reason></invite>"
+                                f"</x></message>"))
+        invitation = yield next_stanza(self.bob, message_from(self.ROOM))
+        invite = named(next(invitation.elements(NS_MUC_USER, "x")), "invite")
+        self.assertEqual((invitation["to"], invite["from"], str(named(invite, "reason"))),
+                         ("bob@b.example", f"{self.ROOM}/alice", "join us"))  # semi-anonymous
+        # Bob joins: Alice's presence first, then his own, then the history.
+        self.bob.send(element(f"<presence to='{self.ROOM}/bob'><x xmlns='{NS_MUC}'/>"
+                              f"</presence>"))
+        occupant = yield next_stanza(self.bob, lambda s: s.name == "presence"
+                                     and s.getAttribute("from", "").startswith(self.ROOM))
+        self.assertEqual((occupant["from"], occupant.getAttribute("type")),
+                         (f"{self.ROOM}/alice", None))
+        me = yield next_stanza(self.bob, lambda s: s.name == "presence"
+                               and s.getAttribute("from", "").startswith(self.ROOM))
+        self.assertEqual((me["from"], me.getAttribute("type")), (f"{self.ROOM}/bob", None))
+        history = yield next_stanza(self.bob, lambda s: s.name == "message"
+                                    and s.getAttribute("type") == "groupchat")
+        self.assertEqual((history["from"], str(history.body)),
+                         (f"{self.ROOM}/alice", "before bob"))
+        self.assertEqual(len(children(history, "urn:xmpp:delay", "delay")), 1)
         yield next_stanza(self.alice, lambda s: s.name == "presence"
                           and s.getAttribute("from") == f"{self.ROOM}/bob")
         yield self.bob.disconnect()
