@@ -576,14 +576,25 @@ class RemoteCapsTests(CapsTestCase):
 
     @defer.inlineCallbacks
     def test_remote_pairs_bounded(self):
-        """[caps] max_remote: presence beyond it is not read."""
-        self.caps.config = dataclasses.replace(self.caps.config, max_remote=1)
+        """[caps] max_remote: the resource heard of longest ago makes room."""
+        self.caps.config = dataclasses.replace(self.caps.config, max_remote=2)
+        erin = "erin@remote.example/pc"
         yield self.remote_presence()
+        yield self.remote_answer(self.remote_queries()[0])
+        yield self.remote_presence(sender=erin)
+        self.assertEqual(len(self.remote_queries()), 0)  # the cached ver
+        # Dave's presence (without caps) is the latest now: Erin goes first.
+        yield self.arrives(f"<presence from='{DAVE}' to='alice@localhost'/>")
         yield self.remote_presence(to="bob@localhost")
-        yield self.remote_presence(sender="erin@remote.example/pc")
-        self.assertEqual(len(self.remote_queries()), 1)
         self.assertEqual(list(self.caps._remote), [DAVE])
-        self.assertEqual(self.caps._remote[DAVE].accounts, {"alice"})
+        self.assertEqual(self.caps._remote[DAVE].accounts, {"alice", "bob"})
+        self.assertEqual(self.recorder.remote_changes[-2:], [
+            (erin, frozenset({"alice"}), frozenset()),
+            (DAVE, frozenset({"bob"}), frozenset(FEATURES))])
+        # No room without dropping the resource itself: carol's pair is not followed.
+        yield self.remote_presence(to="carol@localhost")
+        self.assertEqual(self.caps._remote[DAVE].accounts, {"alice", "bob"})
+        self.assertEqual(self.caps._remote_pairs, 2)
 
     @defer.inlineCallbacks
     def test_remote_presence_not_read(self):

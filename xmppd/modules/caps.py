@@ -45,10 +45,12 @@ How it behaves (Prosody keeps its caps cache in memory too):
   makes the server follow that resource for that account; the features
   behind its ``ver`` come from the same cache, or from a disco#info query
   sent from the account's bare JID across S2S (one in flight per
-  resource). Its unavailable presence to an account ends following it for
-  that account (and forgets it when no account is left). At most
-  ``[caps] max_remote`` (resource, account) pairs are followed at once;
-  presence beyond that is not read.
+  resource). Its unavailable presence to an account, or the account's
+  deletion, ends following it for that account (and forgets it when no
+  account is left); presence without caps changes nothing. At most
+  ``[caps] max_remote`` (resource, account) pairs are followed at once:
+  beyond that, the resources whose presence came longest ago are followed
+  no more (a server that went away never sends their unavailable presence).
 * A ``hash`` the server can compute (``sha-1``, ``sha-224``, ``sha-256``,
   ``sha-384``, ``sha-512``) is verified with the XEP-0115 §5.1 algorithm
   (with §5.4's checks for ill-formed answers); a verified answer is cached
@@ -121,8 +123,8 @@ class CapsSettings:
         "is not used", minimum=1, live=True)
     max_remote: int = setting(
         10000, "(remote resource, local account) pairs whose entity capabilities are "
-        "followed at once (for PEP notifications across servers); presence beyond that "
-        "is not read", minimum=1, live=True)
+        "followed at once (for PEP notifications across servers); beyond that the "
+        "resource heard of longest ago is dropped", minimum=1, live=True)
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,8 @@ class EntityCapabilities(Module):
         #: Queries in flight for a verifiable ver: (hash, ver) -> full JIDs waiting for it.
         self._lookups: dict[tuple[str | None, str], set[str]] = {}
         #: Remote resources followed: full JID -> what is known of it.
-        self._remote: dict[str, _Remote] = {}
+        #: (The one whose presence came longest ago first.)
+        self._remote: OrderedDict[str, _Remote] = OrderedDict()
         #: Bare JID of a remote contact -> the full JIDs of it in ``_remote``.
         self._remote_of: dict[str, set[str]] = {}
         #: How many (remote resource, account) pairs are followed.
@@ -361,6 +364,8 @@ class EntityCapabilities(Module):
             caps = caps_of(stanza)
             if caps is not None:
                 self._remote_available(sender.full(), sender.userhost(), recipient.user, caps)
+            elif sender.full() in self._remote:
+                self._remote.move_to_end(sender.full())  # still there
         elif kind == "unavailable":
             self._remote_unavailable(sender.full(), recipient.user)
         return False
@@ -375,12 +380,19 @@ class EntityCapabilities(Module):
 
     def _remote_available(self, full: str, bare: str, username: str, caps: Caps) -> None:
         remote = self._remote.get(full)
+        if remote is not None:
+            self._remote.move_to_end(full)  # heard of lately: evicted last
         new_account = remote is None or username not in remote.accounts
         if new_account:
-            if self._remote_pairs >= self.config.max_remote:
-                log.debug("not following the caps of {jid}: [caps] max_remote reached",
-                          jid=full)
-                return
+            while self._remote_pairs >= self.config.max_remote:
+                oldest = next(iter(self._remote))
+                if oldest == full:
+                    log.debug("not following the caps of {jid}: [caps] max_remote reached",
+                              jid=full)
+                    return
+                log.debug("[caps] max_remote reached: no longer following {jid}", jid=oldest)
+                for account in sorted(self._remote[oldest].accounts):
+                    self._remote_unavailable(oldest, account)
             if remote is None:
                 remote = self._remote[full] = _Remote(full)
                 self._remote_of.setdefault(bare, set()).add(full)
