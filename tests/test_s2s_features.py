@@ -386,6 +386,28 @@ class MAMTests(TwoServers):
                          list(zip(stamps, ["offline 0", "offline 1"], strict=True)))
 
     @defer.inlineCallbacks
+    def test_roster_preference_with_remote_senders(self):
+        """default='roster': the remote contact's message is archived, a stranger's not."""
+        yield subscribe_both_ways(self.alice, self.bob)
+        self.alice.send(element(f"<iq type='set' id='p1'><prefs xmlns='{NS_MAM}'"
+                                f" default='roster'/></iq>"))
+        done = yield next_stanza(self.alice, is_iq("p1"))
+        self.assertEqual(done["type"], "result")
+        yield self.b.create_user("carol", "pw")
+        carol = yield login_as(self.b, "carol", "127.0.0.2", "res")
+        self.addCleanup(carol.disconnect)
+        for sender, name in ((carol, "carol"), (self.bob, "bob")):
+            sender.send(element(f"<message to='alice@a.example' type='chat' id='{name}'>"
+                                f"<body>from {name}</body></message>"))
+            got = yield next_stanza(self.alice, message_from(f"{name}@b.example/res"))
+            stamps = [s["by"] for s in children(got, NS_SID, "stanza-id")]
+            self.assertEqual(stamps, [] if name == "carol" else ["alice@a.example"])
+        found, _ = yield self.query(self.alice, "carol@b.example", "q1")
+        self.assertEqual(found, [])
+        found, _ = yield self.query(self.alice, "bob@b.example", "q2")
+        self.assertEqual([f[3] for f in found], ["from bob"])
+
+    @defer.inlineCallbacks
     def test_remote_user_cannot_query_an_archive(self):
         self.bob.send(element(f"<iq to='alice@a.example' type='set' id='q1'>"
                               f"<query xmlns='{NS_MAM}'/></iq>"))
