@@ -1,4 +1,5 @@
-"""xmppd.modules.caps: entity capabilities (XEP-0115) learnt from local sessions."""
+"""xmppd.modules.caps: entity capabilities (XEP-0115) learnt from local sessions and
+from remote contacts' resources."""
 
 import base64
 import dataclasses
@@ -141,14 +142,21 @@ class ChangeRecorder(Module):
         super().__init__(server, settings)
         self.changes = []
 
+        self.remote_changes = []
+
     @hook(Point.CAPS_CHANGED)
     def changed(self, session, features):
         """Record (full JID, features)."""
         self.changes.append((session.full, features))
 
+    @hook(Point.REMOTE_CAPS)
+    def remote(self, full, usernames, features):
+        """Record (full JID, usernames, features)."""
+        self.remote_changes.append((full, usernames, features))
 
-class CapsTests(SessionManagerTestCase):
-    """Alice's and Bob's sessions present caps; the server asks and remembers."""
+
+class CapsTestCase(SessionManagerTestCase):
+    """Alice and Bob are connected (no presence yet); helpers to present and answer caps."""
 
     @defer.inlineCallbacks
     def setUp(self):
@@ -196,6 +204,10 @@ class CapsTests(SessionManagerTestCase):
 
     def features(self, session):
         return self.caps.features_of(session.jid.full())
+
+
+class CapsTests(CapsTestCase):
+    """Alice's and Bob's sessions present caps; the server asks and remembers."""
 
     @defer.inlineCallbacks
     def test_unknown_ver_asked_then_cached(self):
@@ -445,3 +457,151 @@ class CapsTests(SessionManagerTestCase):
         for scope in (Scope.SERVER, Scope.ACCOUNT):
             self.assertNotIn(NS_CAPS, self.sm.modules.features(scope))
         self.assertEqual(list(self.caps.disco_features(Scope.SERVER)), [])
+
+
+DAVE = "dave@remote.example/phone"
+
+
+class RemoteCapsTests(CapsTestCase):
+    """Presence with caps from a remote resource: followed per local account."""
+
+    def remote_presence(self, to="alice@localhost", sender=DAVE, ver=VER, kind=None):
+        """Presence from another server's user arrives for a local account."""
+        type_attr = f" type='{kind}'" if kind else ""
+        caps = "" if kind else (f"<c xmlns='{NS_CAPS}' hash='sha-1' node='{NODE}'"
+                                f" ver='{ver}'/>")
+        return self.arrives(f"<presence from='{sender}' to='{to}'{type_attr}>{caps}</presence>")
+
+    def remote_queries(self):
+        """The disco#info queries routed to remote.example."""
+        found = self.remote.take()
+        for iq in found:
+            self.assertEqual((iq.name, iq["type"], iq.query.uri), ("iq", "get", NS_DISCO_INFO))
+        return found
+
+    def remote_answer(self, iq, features=FEATURES):
+        """The remote resource answers across S2S."""
+        return self.arrives(stanza(
+            f"<iq type='result' id='{iq['id']}' from='{iq['to']}' to='{iq['from']}'>"
+            f"{info_xml(features)}</iq>"))
+
+    @defer.inlineCallbacks
+    def test_remote_resource_asked_then_followed(self):
+        """Asked from the account's bare JID; known features fire REMOTE_CAPS."""
+        yield self.remote_presence()
+        [iq] = self.remote_queries()
+        self.assertEqual((iq["from"], iq["to"], iq.query["node"]),
+                         ("alice@localhost", DAVE, f"{NODE}#{VER}"))
+        self.assertIsNone(self.caps.features_of(DAVE))
+        self.assertEqual(self.caps.remote_resources("dave@remote.example", "alice"), [])
+        # Somebody else's answer is no answer.
+        yield self.arrives(f"<iq type='result' id='{iq['id']}' from='eve@remote.example/x'"
+                           f" to='alice@localhost'>{info_xml(FEATURES)}</iq>")
+        self.assertIsNone(self.caps.features_of(DAVE))
+        yield self.remote_answer(iq)
+        self.assertEqual(self.caps.features_of(DAVE), frozenset(FEATURES))
+        self.assertTrue(self.caps.wants(DAVE, PEP_NODE))
+        self.assertEqual(self.caps.remote_resources("dave@remote.example", "alice"), [DAVE])
+        self.assertEqual(self.caps.remote_resources("dave@remote.example", "bob"), [])
+        self.assertEqual(self.recorder.remote_changes,
+                         [(DAVE, frozenset({"alice"}), frozenset(FEATURES))])
+        self.assertEqual(self.caps.cached(), [("sha-1", VER)])
+        # The same presence again: nothing new; to Bob: known at once, for him.
+        yield self.remote_presence()
+        yield self.remote_presence(to="bob@localhost")
+        self.assertEqual(self.remote_queries(), [])
+        self.assertEqual(self.recorder.remote_changes[1:],
+                         [(DAVE, frozenset({"bob"}), frozenset(FEATURES))])
+        self.assertEqual(self.caps.remote_resources("dave@remote.example", "bob"), [DAVE])
+
+    @defer.inlineCallbacks
+    def test_remote_ver_from_the_cache(self):
+        """A ver a local client taught the server needs no query across S2S."""
+        yield self.presence(self.alice)
+        yield self.answer(self.alice, self.asked(self.alice))
+        yield self.remote_presence(to="bob@localhost")
+        self.assertEqual(self.remote_queries(), [])
+        self.assertEqual(self.caps.features_of(DAVE), frozenset(FEATURES))
+
+    @defer.inlineCallbacks
+    def test_remote_unavailable(self):
+        """Unavailable to one account ends following it there; to the last, forgets it."""
+        yield self.remote_presence()
+        yield self.remote_answer(self.remote_queries()[0])
+        yield self.remote_presence(to="bob@localhost")
+        yield self.remote_presence(kind="unavailable")
+        self.assertEqual(self.recorder.remote_changes[-1],
+                         (DAVE, frozenset({"alice"}), frozenset()))
+        self.assertEqual(self.caps.remote_resources("dave@remote.example", "alice"), [])
+        self.assertEqual(self.caps.remote_resources("dave@remote.example", "bob"), [DAVE])
+        yield self.remote_presence(to="bob@localhost", kind="unavailable")
+        self.assertIsNone(self.caps.features_of(DAVE))
+        self.assertEqual(self.caps._remote, {})
+        self.assertEqual(self.caps._remote_of, {})
+        self.assertEqual(self.caps._remote_pairs, 0)
+        # Back: known from the cache.
+        yield self.remote_presence()
+        self.assertEqual(self.remote_queries(), [])
+        self.assertEqual(self.caps.remote_resources("dave@remote.example", "alice"), [DAVE])
+
+    @defer.inlineCallbacks
+    def test_account_deleted(self):
+        """A deleted account follows nothing: its pairs are freed, REMOTE_CAPS says so."""
+        yield self.remote_presence()
+        yield self.remote_answer(self.remote_queries()[0])
+        yield self.remote_presence(to="bob@localhost")
+        self.sm.modules.fire(Point.ACCOUNT_DELETED, "alice")
+        self.assertEqual(self.recorder.remote_changes[-1],
+                         (DAVE, frozenset({"alice"}), frozenset()))
+        self.assertEqual(self.caps._remote[DAVE].accounts, {"bob"})
+        self.assertEqual(self.caps._remote_pairs, 1)
+        self.sm.modules.fire(Point.ACCOUNT_DELETED, "bob")
+        self.assertEqual((self.caps._remote, self.caps._remote_pairs), ({}, 0))
+
+    @defer.inlineCallbacks
+    def test_remote_query_fails_or_changes(self):
+        """A failed query leaves no features; a new ver meanwhile is asked next."""
+        yield self.remote_presence()
+        [first] = self.remote_queries()
+        yield self.remote_presence(ver=OTHER_VER)
+        self.assertEqual(self.remote_queries(), [])  # one query at a time
+        self.clock.advance(30)
+        [second] = self.remote_queries()
+        self.assertEqual(second.query["node"], f"{NODE}#{OTHER_VER}")
+        yield self.arrives(f"<iq type='error' id='{second['id']}' from='{DAVE}'"
+                           f" to='alice@localhost'><error type='cancel'><item-not-found"
+                           f" xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+        self.assertIsNone(self.caps.features_of(DAVE))
+        self.assertEqual(self.recorder.remote_changes, [])
+
+    @defer.inlineCallbacks
+    def test_remote_pairs_bounded(self):
+        """[caps] max_remote: the resource heard of longest ago makes room."""
+        self.caps.config = dataclasses.replace(self.caps.config, max_remote=2)
+        erin = "erin@remote.example/pc"
+        yield self.remote_presence()
+        yield self.remote_answer(self.remote_queries()[0])
+        yield self.remote_presence(sender=erin)
+        self.assertEqual(len(self.remote_queries()), 0)  # the cached ver
+        # Dave's presence (without caps) is the latest now: Erin goes first.
+        yield self.arrives(f"<presence from='{DAVE}' to='alice@localhost'/>")
+        yield self.remote_presence(to="bob@localhost")
+        self.assertEqual(list(self.caps._remote), [DAVE])
+        self.assertEqual(self.caps._remote[DAVE].accounts, {"alice", "bob"})
+        self.assertEqual(self.recorder.remote_changes[-2:], [
+            (erin, frozenset({"alice"}), frozenset()),
+            (DAVE, frozenset({"bob"}), frozenset(FEATURES))])
+        # No room without dropping the resource itself: carol's pair is not followed.
+        yield self.remote_presence(to="carol@localhost")
+        self.assertEqual(self.caps._remote[DAVE].accounts, {"alice", "bob"})
+        self.assertEqual(self.caps._remote_pairs, 2)
+
+    @defer.inlineCallbacks
+    def test_remote_presence_not_read(self):
+        """Presence to a full JID (a MUC occupant's), from the local domain or a bare JID."""
+        yield self.remote_presence(to="alice@localhost/res")
+        yield self.remote_presence(sender="dave@remote.example")
+        yield self.remote_presence(sender="remote.example/x")
+        yield self.remote_presence(sender="bob@localhost/other")
+        self.assertEqual(self.remote_queries(), [])
+        self.assertEqual(self.caps._remote, {})

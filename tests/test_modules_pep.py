@@ -445,3 +445,107 @@ class AccountTests(PEPTestCase):
         reply = yield self.ok("alice@localhost", f"<query xmlns='{DISCO_ITEMS}'/>", "get",
                               again)
         self.assertEqual(list(reply.query.elements()), [])
+
+
+DAVE = "dave@remote.example/phone"
+
+
+class RemoteNotificationTests(PEPTestCase):
+    """A remote contact's resources are notified through the caps of their presence."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        yield self.roster_store.save("alice", RosterItem("dave@remote.example",
+                                                         subscription="both"))
+        self.sm.drop_roster_cache("alice")
+        self.sm._rosters.pop("alice", None)
+        self.alice.take()
+
+    @defer.inlineCallbacks
+    def remote_caps(self, sender=DAVE, features=BASE + (NODE + "+notify",)):
+        """The remote resource's presence with caps arrives; it answers the query."""
+        ver = ver_of(features)
+        yield self.arrives(f"<presence from='{sender}' to='alice@localhost'><c xmlns='{NS_CAPS}'"
+                           f" hash='sha-1' node='{CAPS_NODE}' ver='{ver}'/></presence>")
+        routed = self.remote.take()
+        queries = [s for s in routed if s.name == "iq"]
+        self.remote.stanzas = [s for s in routed if s.name != "iq"]  # the last items
+        for query in queries:
+            yield self.arrives(f"<iq type='result' id='{query['id']}' from='{query['to']}'"
+                               f" to='{query['from']}'>{info_xml(features)}</iq>")
+        return queries
+
+    def remote_events(self):
+        """The notifications routed to remote.example: [(to, <items/>)]."""
+        found = []
+        for message in self.remote.take():
+            self.assertEqual((message.name, message["from"]), ("message", "alice@localhost"))
+            [event] = [c for c in message.elements() if c.name == "event"]
+            [child] = child_elements(event)
+            found.append((message["to"], child))
+        return found
+
+    @defer.inlineCallbacks
+    def test_last_item_then_notifications(self):
+        yield self.ok(None, publish_xml())
+        self.assertEqual(self.remote.take(), [])  # nobody remote is known yet
+        [query] = yield self.remote_caps()
+        self.assertEqual((query["from"], query["to"]), ("alice@localhost", DAVE))
+        [(to, items)] = self.remote_events()
+        self.assertEqual((to, items["node"], items.item["id"]), (DAVE, NODE, "current"))
+        # Known interests: the same presence again brings nothing.
+        yield self.remote_caps()
+        self.assertEqual(self.remote.take(), [])
+        yield self.ok(None, publish_xml(item_id="second"))
+        [(to, items)] = self.remote_events()
+        self.assertEqual((to, items.item["id"]), (DAVE, "second"))
+        # Unavailable: no more notifications.
+        yield self.arrives(f"<presence from='{DAVE}' to='alice@localhost' type='unavailable'/>")
+        yield self.ok(None, publish_xml(item_id="third"))
+        self.assertEqual(self.remote.take(), [])
+
+    @defer.inlineCallbacks
+    def test_only_interested_contacts_with_access(self):
+        yield self.ok(None, publish_xml())
+        yield self.remote_caps(features=BASE + (OTHER + "+notify",))
+        yield self.remote_caps(sender="erin@remote.example/pc")  # not a contact
+        self.assertEqual(self.remote.take(), [])  # no last item
+        yield self.ok(None, publish_xml(item_id="second"))
+        self.assertEqual(self.remote.take(), [])
+        # Dave wants the node now: its last item; an outcast he gets nothing.
+        yield self.remote_caps()
+        self.assertEqual([(to, items.item["id"]) for to, items in self.remote_events()],
+                         [(DAVE, "second")])
+        yield self.ok(None, pubsub(f"<affiliations node='{NODE}'><affiliation "
+                                   "jid='dave@remote.example' affiliation='outcast'/>"
+                                   "</affiliations>", owner=True))
+        yield self.ok(None, publish_xml(item_id="again"))
+        self.assertEqual(self.remote.take(), [])
+
+    @defer.inlineCallbacks
+    def test_last_item_once_the_subscription_is_approved(self):
+        """Dave's caps are known before he may see the node: the item follows approval."""
+        yield self.roster_store.save("alice", RosterItem("dave@remote.example",
+                                                         subscription="to"))
+        self.sm.drop_roster_cache("alice")
+        self.sm._rosters.pop("alice", None)
+        yield self.ok(None, publish_xml())
+        yield self.remote_caps()
+        self.assertEqual(self.remote.take(), [])
+        # Alice's presence to Dave alone changes nothing (no access yet).
+        yield self.client_sends_out(self.alice, "<presence to='dave@remote.example'/>")
+        self.assertEqual([s.name for s in self.remote.take()], ["presence"])
+        yield self.arrives("<presence from='dave@remote.example' to='alice@localhost'"
+                           " type='subscribe'/>")
+        yield self.client_sends_out(self.alice, "<presence to='dave@remote.example'"
+                                            " type='subscribed'/>")
+        routed = self.remote.take()
+        self.assertEqual(sorted((s.name, s.getAttribute("type") or "") for s in routed),
+                         [("message", "headline"), ("presence", ""), ("presence", "subscribed")])
+        self.remote.stanzas = [s for s in routed if s.name == "message"]
+        [(to, items)] = self.remote_events()
+        self.assertEqual((to, items.item["id"]), (DAVE, "current"))
+        # Sent once: Alice's next presence brings nothing more.
+        yield self.client_sends_out(self.alice, "<presence><show>away</show></presence>")
+        self.assertEqual([s.name for s in self.remote.take()], ["presence"])

@@ -104,6 +104,15 @@ class Point(enum.StrEnum):
     #: features were lost); fired by the ``caps`` module, not when the set
     #: stays the same nor when it is cleared on unavailable presence.
     CAPS_CHANGED = "caps-changed"
+    #: A remote resource's entity capabilities are known and its available
+    #: presence reached local accounts (full JID, the usernames: a frozenset,
+    #: its disco features: a frozenset); fired by the ``caps`` module when
+    #: the features become known or change (for every account that gets the
+    #: resource's presence) and when they are known already and its
+    #: presence reaches an account for the first time (for that account). An
+    #: empty set of features: the resource went unavailable for those
+    #: accounts (or its caps could not be learnt).
+    REMOTE_CAPS = "remote-caps"
     #: An account was deleted (username), after its rows were; modules drop
     #: what they keep of it in memory.
     ACCOUNT_DELETED = "account-deleted"

@@ -13,16 +13,22 @@ Public API, for other modules (``self.server.modules.get("caps")``):
 
 * ``features_of(full_jid: str) -> frozenset[str] | None`` — the disco
   features of a local session (its full JID as ``Session.full`` spells
-  it), None while they are not known (no caps, query pending or failed,
-  resource unavailable).
+  it) or of a remote resource, None while they are not known (no caps,
+  query pending or failed, resource unavailable).
 * ``wants(full_jid: str, node: str) -> bool`` — True when the session's
-  features include ``node + '+notify'``.
+  (or remote resource's) features include ``node + '+notify'``.
+* ``remote_resources(bare: str, username: str) -> list[str]`` — the full
+  JIDs of a remote contact's resources whose available presence (with
+  caps) reached that local account, and whose features are known.
 * The hook point :attr:`xmppd.module.Point.CAPS_CHANGED` (session,
   features frozenset) fires whenever a session's feature set becomes known
   or changes to another set, not when it stays the same; when known
   features are lost because a new ``ver`` could not be learnt, it fires
   with an empty frozenset. Clearing on unavailable presence or at the end
   of the session does not fire it.
+* The hook point :attr:`xmppd.module.Point.REMOTE_CAPS` (full JID,
+  usernames, features) is its counterpart for remote resources (see
+  below).
 
 How it behaves (Prosody keeps its caps cache in memory too):
 
@@ -30,8 +36,21 @@ How it behaves (Prosody keeps its caps cache in memory too):
   read, at ``Point.CLIENT_STANZA`` (never consumed), and processed in the
   user's serial queue, so it is ordered with the presence broadcast and
   with ``RESOURCE_UNAVAILABLE``. Presence without ``<c/>`` leaves what is
-  known as it is (XEP-0115 §8.4: not every presence carries it). Remote
-  contacts' caps are not read: there is no S2S yet.
+  known as it is (XEP-0115 §8.4: not every presence carries it).
+* Remote resources (federation, as Prosody's mod_pep): available presence
+  with caps from a remote full JID to a local account's bare JID (a
+  contact's broadcast, or directed presence; not MUC occupants' presence,
+  which goes to full JIDs), seen at ``Point.INBOUND_STANZA`` (never
+  consumed; after blocking, which drops presence from blocked addresses),
+  makes the server follow that resource for that account; the features
+  behind its ``ver`` come from the same cache, or from a disco#info query
+  sent from the account's bare JID across S2S (one in flight per
+  resource). Its unavailable presence to an account, or the account's
+  deletion, ends following it for that account (and forgets it when no
+  account is left); presence without caps changes nothing. At most
+  ``[caps] max_remote`` (resource, account) pairs are followed at once:
+  beyond that, the resources whose presence came longest ago are followed
+  no more (a server that went away never sends their unavailable presence).
 * A ``hash`` the server can compute (``sha-1``, ``sha-224``, ``sha-256``,
   ``sha-384``, ``sha-512``) is verified with the XEP-0115 §5.1 algorithm
   (with §5.4's checks for ill-formed answers); a verified answer is cached
@@ -102,6 +121,10 @@ class CapsSettings:
     max_features: int = setting(
         256, "disco features one client may announce (XEP-0115); an answer with more "
         "is not used", minimum=1, live=True)
+    max_remote: int = setting(
+        10000, "(remote resource, local account) pairs whose entity capabilities are "
+        "followed at once (for PEP notifications across servers); beyond that the "
+        "resource heard of longest ago is dropped", minimum=1, live=True)
 
 
 @dataclass(frozen=True)
@@ -239,6 +262,23 @@ class _Entity:
         self.asking = False
 
 
+class _Remote:
+    """What the module knows of one remote resource (a full JID of another server)."""
+
+    __slots__ = ("full", "features", "presented", "asking", "accounts")
+
+    def __init__(self, full: str):
+        self.full = full
+        #: The known features, or None.
+        self.features: frozenset[str] | None = None
+        #: The caps it presents now (the latest), or None.
+        self.presented: Caps | None = None
+        #: True while a query to it is in flight.
+        self.asking = False
+        #: The local usernames its available presence reached.
+        self.accounts: set[str] = set()
+
+
 class EntityCapabilities(Module):
     """Learns and caches the disco features behind local sessions' caps (XEP-0115)."""
 
@@ -252,13 +292,32 @@ class EntityCapabilities(Module):
         self._cache: OrderedDict[tuple[str | None, str], frozenset[str]] = OrderedDict()
         #: Queries in flight for a verifiable ver: (hash, ver) -> full JIDs waiting for it.
         self._lookups: dict[tuple[str | None, str], set[str]] = {}
+        #: Remote resources followed: full JID -> what is known of it.
+        #: (The one whose presence came longest ago first.)
+        self._remote: OrderedDict[str, _Remote] = OrderedDict()
+        #: Bare JID of a remote contact -> the full JIDs of it in ``_remote``.
+        self._remote_of: dict[str, set[str]] = {}
+        #: How many (remote resource, account) pairs are followed.
+        self._remote_pairs = 0
 
     # -- the public API --------------------------------------------------------------
 
     def features_of(self, full_jid: str) -> frozenset[str] | None:
-        """The known disco features of a local session, or None."""
+        """The known disco features of a local session or a remote resource, or None."""
         entity = self._entities.get(full_jid)
-        return entity.features if entity is not None else None
+        if entity is None:
+            remote = self._remote.get(full_jid)
+            return remote.features if remote is not None else None
+        return entity.features
+
+    def remote_resources(self, bare: str, username: str) -> list[str]:
+        """A remote contact's resources with known features whose presence reached the account."""
+        found = []
+        for full in sorted(self._remote_of.get(bare, ())):
+            remote = self._remote[full]
+            if remote.features is not None and username in remote.accounts:
+                found.append(full)
+        return found
 
     def wants(self, full_jid: str, node: str) -> bool:
         """True when the session's features include ``node + '+notify'`` (XEP-0163 §4)."""
@@ -292,6 +351,127 @@ class EntityCapabilities(Module):
         entity = self._entities.get(session.full)
         if entity is not None and entity.session is session:
             del self._entities[session.full]
+
+    @hook(Point.INBOUND_STANZA)
+    def inbound(self, stanza: domish.Element, sender: Any, recipient: Any) -> bool:
+        """Presence from a remote resource to a local account: follow its caps."""
+        if (stanza.name != "presence" or sender.host == self.server.domain
+                or sender.user is None or sender.resource is None
+                or recipient.resource is not None):
+            return False
+        kind = stanza.getAttribute("type")
+        if kind is None:
+            caps = caps_of(stanza)
+            if caps is not None:
+                self._remote_available(sender.full(), sender.userhost(), recipient.user, caps)
+            elif sender.full() in self._remote:
+                self._remote.move_to_end(sender.full())  # still there
+        elif kind == "unavailable":
+            self._remote_unavailable(sender.full(), recipient.user)
+        return False
+
+    @hook(Point.ACCOUNT_DELETED)
+    def account_deleted(self, username: str) -> None:
+        """A deleted account follows no remote resource any more."""
+        for full in [f for f, remote in self._remote.items() if username in remote.accounts]:
+            self._remote_unavailable(full, username)
+
+    # -- remote resources ----------------------------------------------------------------
+
+    def _remote_available(self, full: str, bare: str, username: str, caps: Caps) -> None:
+        remote = self._remote.get(full)
+        if remote is not None:
+            self._remote.move_to_end(full)  # heard of lately: evicted last
+        new_account = remote is None or username not in remote.accounts
+        if new_account:
+            while self._remote_pairs >= self.config.max_remote:
+                oldest = next(iter(self._remote))
+                if oldest == full:
+                    log.debug("not following the caps of {jid}: [caps] max_remote reached",
+                              jid=full)
+                    return
+                log.debug("[caps] max_remote reached: no longer following {jid}", jid=oldest)
+                for account in sorted(self._remote[oldest].accounts):
+                    self._remote_unavailable(oldest, account)
+            if remote is None:
+                remote = self._remote[full] = _Remote(full)
+                self._remote_of.setdefault(bare, set()).add(full)
+            remote.accounts.add(username)
+            self._remote_pairs += 1
+        if remote.presented != caps:
+            remote.presented = caps
+            self._resolve_remote(remote)
+        elif new_account and remote.features:
+            self._remote_changed(remote, frozenset((username,)), remote.features)
+
+    def _remote_unavailable(self, full: str, username: str) -> None:
+        remote = self._remote.get(full)
+        if remote is None or username not in remote.accounts:
+            return
+        remote.accounts.discard(username)
+        self._remote_pairs -= 1
+        if not remote.accounts:
+            del self._remote[full]
+            bare = full.split("/", 1)[0]
+            fulls = self._remote_of[bare]
+            fulls.discard(full)
+            if not fulls:
+                del self._remote_of[bare]
+        if remote.features:
+            self._remote_changed(remote, frozenset((username,)), frozenset())
+
+    def _resolve_remote(self, remote: _Remote) -> None:
+        """Apply the cache to the resource's current caps, or ask it (one query at a time)."""
+        caps = remote.presented
+        if caps is None:
+            return
+        if caps.verifiable:
+            known = self._cache.get(caps.key)
+            if known is not None:
+                self._cache.move_to_end(caps.key)
+                self._set_remote(remote, known)
+                return
+        if remote.asking or not remote.accounts:
+            return  # the current query's end resolves the latest caps
+        remote.asking = True
+        iq = domish.Element((None, "iq"))
+        iq["type"] = "get"
+        iq["from"] = f"{min(remote.accounts)}@{self.server.domain}"
+        iq["to"] = remote.full
+        iq.addElement((NS_DISCO_INFO, "query"))["node"] = f"{caps.node}#{caps.ver}"
+        d = self.server.sessions.request(iq, timeout=QUERY_TIMEOUT)
+        d.addBoth(self._remote_answered, remote, caps)
+        d.addErrback(lambda failure: log.failure("learning remote caps failed", failure))
+
+    def _remote_answered(self, result: Any, remote: _Remote, caps: Caps) -> None:
+        remote.asking = False
+        features, verified = self._read(result, remote.full, caps)
+        if verified:
+            self._remember(caps.key, features)
+        if self._remote.get(remote.full) is not remote:
+            return  # gone meanwhile
+        if remote.presented != caps:
+            self._resolve_remote(remote)
+        elif features is None:
+            had = remote.features
+            remote.features = None
+            if had:
+                self._remote_changed(remote, frozenset(remote.accounts), frozenset())
+        else:
+            self._set_remote(remote, features)
+
+    def _set_remote(self, remote: _Remote, features: frozenset[str]) -> None:
+        if remote.features == features:
+            return
+        remote.features = features
+        self._remote_changed(remote, frozenset(remote.accounts), features)
+
+    def _remote_changed(self, remote: _Remote, accounts: frozenset[str],
+                        features: frozenset[str]) -> None:
+        try:
+            self.server.modules.fire(Point.REMOTE_CAPS, remote.full, accounts, features)
+        except Exception:
+            log.failure("a REMOTE_CAPS hook failed for {jid}", jid=remote.full)
 
     # -- learning ----------------------------------------------------------------------
 

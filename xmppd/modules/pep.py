@@ -25,9 +25,13 @@ whose nodes the account owns:
 * **Discovery**: the account's disco#info carries ``pubsub``/``pep`` and
   the pubsub features; disco#items lists the nodes the asker may access.
 
-Only local contacts are notified for now (federation, issue 16, will bring
-remote ones). The account's nodes, items, affiliations and subscriptions are
-deleted with it.
+Remote contacts (federation) are notified the same way: the ``caps`` module
+follows the caps in the presence their resources send to the account's bare
+JID (asking them across S2S), and ``Point.REMOTE_CAPS`` tells this module
+when a remote resource's interests are known, so it is sent the last items
+it newly wants, once per account (those it may not see yet follow when the
+account's presence goes to it: the account approved its subscription). The
+account's nodes, items, affiliations and subscriptions are deleted with it.
 """
 
 from __future__ import annotations
@@ -133,8 +137,6 @@ class PEPPolicy(Policy):
         roster = yield sessions.get_roster(account)
         suffix = "@" + self.local_domain
         for contact, item in roster.items():
-            if not contact.endswith(suffix):
-                continue  # remote contacts: with federation (issue 16)
             if node.affiliations.get(contact) == "outcast":
                 continue
             if model == "whitelist":
@@ -146,9 +148,11 @@ class PEPPolicy(Policy):
                     continue
             elif model != "open" and not item.subscribed_from:
                 continue
-            for session in sessions.available_of(contact[: -len(suffix)]):
-                if caps.wants(session.full, wanted):
-                    targets.append(session.full)
+            if contact.endswith(suffix):
+                resources = [s.full for s in sessions.available_of(contact[: -len(suffix)])]
+            else:  # a remote contact: its resources whose caps reached the account
+                resources = caps.remote_resources(contact, account)
+            targets.extend(full for full in resources if caps.wants(full, wanted))
         return targets
 
     def send(self, stanza: domish.Element) -> None:
@@ -201,6 +205,13 @@ class PEP(Module):
         self._interests: dict[str, frozenset[str]] = {}
         #: Full JID -> the accounts whose last items it was sent.
         self._served: dict[str, set[str]] = {}
+        #: (remote full JID, local username) -> the nodes whose notifications
+        #: the remote resource wants (forgotten when it goes unavailable).
+        self._remote_interests: dict[tuple[str, str], frozenset[str]] = {}
+        #: (remote full JID, local username) -> the wanted nodes whose last
+        #: item it could not be sent for want of access (sent when the
+        #: account's presence goes to it: a subscription it approved).
+        self._remote_pending: dict[tuple[str, str], frozenset[str]] = {}
 
     def startService(self) -> None:  # noqa: N802 - Twisted's API
         """(Re)make the trigger dropping deleted accounts' affiliations, after the tables."""
@@ -359,6 +370,68 @@ class PEP(Module):
             allowed = yield self.engine.may_access(self.policy, owner, node, session.jid)
             if allowed and session.bound:
                 self.engine.send_last(self.policy, owner, node, session.full)
+
+    @hook(Point.REMOTE_CAPS)
+    def remote_caps(self, full: str, usernames: frozenset, features: frozenset) -> None:
+        """A remote resource's interests are known: the accounts' last items it newly wants."""
+        interests = frozenset(f[: -len("+notify")] for f in features if f.endswith("+notify"))
+        for username in sorted(usernames):
+            key = (full, username)
+            if not features:
+                self._remote_interests.pop(key, None)
+                self._remote_pending.pop(key, None)
+                continue
+            before = self._remote_interests.get(key, frozenset())
+            self._remote_interests[key] = interests
+            new = interests - before
+            if new:
+                self.server.sessions.guard(self.send_remote_items(full, username, new), None)
+
+    @defer.inlineCallbacks
+    def send_remote_items(self, full: str, username: str, wanted: frozenset):
+        """The last items of an account's wanted nodes that a remote resource may see."""
+        exists = yield self.server.sessions.user_exists(username)
+        if not exists:
+            return
+        owner = self.service_of(username)
+        nodes = yield self.engine.nodes(owner)
+        requester = jid.JID(full)
+        key = (full, username)
+        denied = set()
+        for name in sorted(wanted & nodes.keys()):
+            node = nodes[name]
+            if node.last is None or \
+                    node.config.send_last_published_item != "on_sub_and_presence":
+                continue
+            allowed = yield self.engine.may_access(self.policy, owner, node, requester)
+            interests = self._remote_interests.get(key)
+            if interests is None or name not in interests:
+                continue  # gone unavailable, or no longer interested, meanwhile
+            if allowed:
+                self.engine.send_last(self.policy, owner, node, full)
+            else:
+                denied.add(name)
+        pending = (self._remote_pending.get(key, frozenset()) - wanted) | denied
+        if pending and key in self._remote_interests:
+            self._remote_pending[key] = frozenset(pending)
+        else:
+            self._remote_pending.pop(key, None)
+
+    @hook(Point.ROUTE_PRESENCE)
+    def presence_routed(self, stanza: domish.Element) -> bool:
+        """A user's available presence goes to a remote contact (e.g. after approving its
+        subscription): its resources get the last items they were refused before."""
+        if not self._remote_pending or stanza.getAttribute("type") is not None:
+            return False
+        sender, to = stanza.getAttribute("from") or "", stanza.getAttribute("to") or ""
+        user, _, host = sender.partition("/")[0].partition("@")
+        if host != self.server.domain or not to:
+            return False
+        bare = to.split("/", 1)[0]
+        for (full, username), nodes in list(self._remote_pending.items()):
+            if username == user and full.split("/", 1)[0] == bare:
+                self.server.sessions.guard(self.send_remote_items(full, username, nodes), None)
+        return False
 
     @hook(Point.DELIVER_PRESENCE)
     def presence_delivered(self, session: Any, stanza: domish.Element) -> None:
