@@ -68,6 +68,7 @@ class FakeManager:
         self.full_domains: set[str] = set()
         #: Shared read buckets by remote domain (none unless a test sets one).
         self.buckets: dict[str, Any] = {}
+        self.stanza_buckets: dict[str, Any] = {}
 
     def requires_tls(self, remote: str | None) -> bool:
         """As the real manager."""
@@ -84,6 +85,10 @@ class FakeManager:
     def read_bucket(self, remote: str) -> Any:
         """The bucket the test set for the domain, if any."""
         return self.buckets.get(remote)
+
+    def stanza_bucket(self, remote: str) -> Any:
+        """The stanza bucket the test set for the domain, if any."""
+        return self.stanza_buckets.get(remote)
 
     def check_certificate(self, transport: Any, domain: str | None) -> str | None:
         """Whatever the test set for the domain (default: self-signed)."""

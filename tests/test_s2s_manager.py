@@ -232,6 +232,22 @@ class ManagerTests(unittest.TestCase):
         second.connectionLost(Failure(ConnectionRefusedError()))
         self.assertEqual(set(self.manager.domain_buckets), {"d.example"})
 
+    def test_stanza_bucket_shared_by_a_domain_and_forgotten_with_its_last_stream(self):
+        self.manager.settings = S2SSettings(domain_stanza_rate=5, domain_stanza_burst=7)
+        factory = self.manager.factory()
+        first = self.authenticated_stream(factory, "c.example")
+        second = self.authenticated_stream(factory, "c.example")
+        self.assertIs(first.domain_stanza_bucket, second.domain_stanza_bucket)
+        self.assertEqual((first.domain_stanza_bucket.rate, first.domain_stanza_bucket.burst),
+                         (5, 7))
+        first.connectionLost(Failure(ConnectionRefusedError()))
+        self.assertEqual(set(self.manager.domain_stanza_buckets), {"c.example"})
+        second.connectionLost(Failure(ConnectionRefusedError()))
+        self.assertEqual(self.manager.domain_stanza_buckets, {})
+        off = S2SSettings(domain_stanza_rate=0)
+        self.manager.settings = off
+        self.assertIsNone(self.authenticated_stream(factory, "c.example").domain_stanza_bucket)
+
     def test_no_domain_bucket_when_off(self):
         self.manager.settings = S2SSettings(domain_read_rate=0)
         stream = self.authenticated_stream(self.manager.factory(), "c.example")

@@ -340,6 +340,24 @@ class RemoteDomainLimitTests(Receiving, unittest.TestCase):
         self.manager.reactor.advance(3)
         self.assertEqual(self.transport.producerState, "producing")
 
+    def test_stanzas_count_against_the_domain_stanza_bucket(self):
+        """Many small stanzas: under the byte rates, over the domain's stanza rate."""
+        from xmppd.ratelimit import TokenBucket
+
+        bucket = self.manager.stanza_buckets["a.example"] = TokenBucket(
+            10, 20, self.manager.reactor)
+        self.dialback()
+        self.assertIs(self.stream.domain_stanza_bucket, bucket)
+        self.feed("<message from='x@a.example' to='y@b.example'/>" * 10)
+        self.assertEqual(self.transport.producerState, "producing")  # within the burst
+        self.feed("<message from='x@a.example' to='y@b.example'/>" * 40)  # 30 over: 3 s
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertEqual(len(self.manager.stanzas), 50)  # nothing is dropped
+        self.manager.reactor.advance(2)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.manager.reactor.advance(1.5)
+        self.assertEqual(self.transport.producerState, "producing")
+
     def test_bytes_before_authentication_do_not_count(self):
         from xmppd.ratelimit import TokenBucket
 

@@ -319,6 +319,11 @@ class S2SSettings:
                                     "connections of one remote domain may send together (its "
                                     "connections are read more slowly); 0: no limit", minimum=0)
     domain_read_burst: int = setting(8388608, "bytes they may send at once", minimum=1)
+    domain_stanza_rate: int = setting(2000, "stanzas a second all the authenticated "
+                                      "connections of one remote domain may send together "
+                                      "(its connections are read more slowly); 0: no limit",
+                                      minimum=0)
+    domain_stanza_burst: int = setting(10000, "stanzas they may send at once", minimum=1)
 
 
 #: The core sections: name -> settings class (module sections are added to these).

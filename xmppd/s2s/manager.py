@@ -128,6 +128,7 @@ class S2SManager(service.Service):
         self.outgoing: set[S2SStream] = set()
         #: Read-rate buckets shared by the streams of one remote domain.
         self.domain_buckets: dict[str, TokenBucket] = {}
+        self.domain_stanza_buckets: dict[str, TokenBucket] = {}
 
     # -- policy ------------------------------------------------------------------
 
@@ -422,15 +423,28 @@ class S2SManager(service.Service):
                 self.settings.domain_read_rate, self.settings.domain_read_burst, self.reactor)
         return bucket
 
-    def _forget_bucket(self, stream: S2SStream) -> None:
-        bucket = stream.domain_bucket
+    def stanza_bucket(self, remote: str) -> TokenBucket | None:
+        """The stanza-rate bucket all the authenticated streams of ``remote`` share
+        (None: ``domain_stanza_rate`` is 0). Forgotten with its domain's last stream."""
+        if not self.settings.domain_stanza_rate:
+            return None
+        bucket = self.domain_stanza_buckets.get(remote)
         if bucket is None:
-            return
-        if any(s.domain_bucket is bucket for s in self.incoming | self.outgoing):
-            return
-        for domain, known in list(self.domain_buckets.items()):
-            if known is bucket:
-                del self.domain_buckets[domain]
+            bucket = self.domain_stanza_buckets[remote] = TokenBucket(
+                self.settings.domain_stanza_rate, self.settings.domain_stanza_burst,
+                self.reactor)
+        return bucket
+
+    def _forget_bucket(self, stream: S2SStream) -> None:
+        streams = self.incoming | self.outgoing
+        for attribute, buckets in (("domain_bucket", self.domain_buckets),
+                                   ("domain_stanza_bucket", self.domain_stanza_buckets)):
+            bucket = getattr(stream, attribute)
+            if bucket is None or any(getattr(s, attribute) is bucket for s in streams):
+                continue
+            for domain, known in list(buckets.items()):
+                if known is bucket:
+                    del buckets[domain]
 
     # -- operations -------------------------------------------------------------
 

@@ -117,6 +117,7 @@ class S2SStream(InitiatingSide, protocol.Protocol):
         #: The read-rate bucket shared with the other streams of the remote domain
         #: (set once the domain is authenticated).
         self.domain_bucket: TokenBucket | None = None
+        self.domain_stanza_bucket: TokenBucket | None = None
         #: Bytes read from the peer.
         self.bytes_read = 0
         #: After the TLS handshake: the name the peer asked for (SNI) and the
@@ -220,6 +221,7 @@ class S2SStream(InitiatingSide, protocol.Protocol):
         self.bytes_read += len(data)
         log.debug("s2s {peer} recv: {data}", peer=self.peer_address,
                   data=data.decode(errors="replace"))
+        stanzas_before = self.stanzas_in
         try:
             self._parser.parse(data)
         except _StopParsing:
@@ -229,17 +231,22 @@ class S2SStream(InitiatingSide, protocol.Protocol):
         except Exception:
             log.failure("unexpected error on an S2S stream")
             self.stream_error("internal-server-error")
-        self._throttle(len(data))
+        self._throttle(len(data), self.stanzas_in - stanzas_before)
 
     def _buckets(self) -> list[TokenBucket]:
-        return [b for b in (self._read_bucket, self.domain_bucket) if b is not None]
+        return [b for b in (self._read_bucket, self.domain_bucket, self.domain_stanza_bucket)
+                if b is not None]
 
-    def _throttle(self, size: int) -> None:
+    def _throttle(self, size: int, stanzas: int = 0) -> None:
         """Pause reading while the peer sends faster than ``read_rate`` (or its
-        domain's streams together faster than ``domain_read_rate``)."""
+        domain's streams together faster than ``domain_read_rate`` bytes or
+        ``domain_stanza_rate`` stanzas)."""
         if self.closing:
             return
-        delay = max((bucket.consume(size) for bucket in self._buckets()), default=0.0)
+        delay = max((bucket.consume(size) for bucket in (self._read_bucket, self.domain_bucket)
+                     if bucket is not None), default=0.0)
+        if stanzas and self.domain_stanza_bucket is not None:
+            delay = max(delay, self.domain_stanza_bucket.consume(stanzas))
         if delay > 0 and self._resume_timer is None:
             self.read_pauses += 1
             self.transport.pauseProducing()
@@ -274,6 +281,8 @@ class S2SStream(InitiatingSide, protocol.Protocol):
         domain's shared bucket."""
         if self.domain_bucket is None:
             self.domain_bucket = self.manager.read_bucket(remote)
+        if self.domain_stanza_bucket is None:
+            self.domain_stanza_bucket = self.manager.stanza_bucket(remote)
 
     def _guarded(self, fn: Any, *args: Any) -> None:
         try:
