@@ -144,6 +144,24 @@ class DualStackTests(ListenerTestCase):
         self.assertIn(len(ports), (1, 2) if NO_IPV6 else (2,))
         self.assertEqual([port.backlog for port in ports], [7] * len(ports))
 
+    def test_default_backlog(self):
+        """Without a backlog, a listener queues DEFAULT_BACKLOG connections, not Twisted's 50."""
+        ports = self.listen("tcp:0") + self.listen("tcp:0:interface=127.0.0.1")
+        self.assertEqual({port.backlog for port in ports}, {listeners.DEFAULT_BACKLOG})
+        [positional] = self.listen("tcp:0:127.0.0.1:12")
+        self.assertEqual(positional.backlog, 12)
+
+    def test_with_backlog(self):
+        with_backlog = listeners.with_backlog
+        self.assertEqual(with_backlog("tcp:5222"), "tcp:5222:backlog=1024")
+        self.assertEqual(with_backlog("tcp:5222:backlog=5"), "tcp:5222:backlog=5")
+        self.assertEqual(with_backlog("tcp6:5222:interface=\\:\\:1"),
+                         "tcp6:5222:interface=\\:\\:1:backlog=1024")
+        self.assertEqual(with_backlog("ssl:443:privateKey=k.pem"),
+                         "ssl:443:privateKey=k.pem:backlog=1024")
+        for unchanged in ("unix:/run/x.sock", "systemd:domain=INET6:index=0", "tcp:1:a:7"):
+            self.assertEqual(with_backlog(unchanged), unchanged)
+
     def test_port_in_use_is_cannot_listen_error(self):
         taken = reactor.listenTCP(0, Accepting())
         self.addCleanup(taken.stopListening)
@@ -284,7 +302,7 @@ class FakeReactorTests(unittest.TestCase):
             listeners.listen(fake, "tcp:5222:interface=127.0.0.1", factory)
         )
         self.assertEqual(len(ports), 1)
-        self.assertEqual(fake.tcpServers, [(5222, factory, 50, "127.0.0.1")])
+        self.assertEqual(fake.tcpServers, [(5222, factory, listeners.DEFAULT_BACKLOG, "127.0.0.1")])
 
 
 class DescriptionTests(unittest.TestCase):

@@ -80,8 +80,9 @@ def listen(
     With a real reactor the Deferred has fired by the time it is returned
     for ``tcp``, ``ssl``, ``unix`` and ``systemd`` descriptions.
     """
-    endpoint = endpoints.serverFromString(reactor, description)
-    dual = _dual_stack(description) if type(endpoint) is endpoints.TCP4ServerEndpoint else None
+    queued = with_backlog(description)
+    endpoint = endpoints.serverFromString(reactor, queued)
+    dual = _dual_stack(queued) if type(endpoint) is endpoints.TCP4ServerEndpoint else None
     if dual is None:
         d: Deferred = endpoint.listen(factory)
         return d.addCallback(lambda port: [port])
@@ -158,6 +159,26 @@ def _reason(error: Any) -> str:
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return str(error)
+
+
+#: The accept queue of a TCP listener that names none (Twisted's default is 50):
+#: after a restart thousands of clients reconnect at once, and connections
+#: beyond the queue are dropped by the kernel and retried by clients seconds
+#: later. The kernel caps it at ``net.core.somaxconn`` (4096 on current Linux).
+DEFAULT_BACKLOG = 1024
+
+
+def with_backlog(description: str) -> str:
+    """``description`` with ``backlog=DEFAULT_BACKLOG`` added to a ``tcp``/``tcp6``/``ssl``
+    listener that sets none; anything else unchanged."""
+    try:
+        args, options = _split(description)
+    except (ValueError, IndexError):
+        return description  # serverFromString says what is wrong with it
+    positional_backlog = {"tcp": 4, "tcp6": 4, "ssl": 7}.get(args[0])
+    if positional_backlog is None or "backlog" in options or len(args) >= positional_backlog:
+        return description
+    return description + f":backlog={DEFAULT_BACKLOG}"
 
 
 def _dual_stack(description: str) -> tuple[int, int] | None:
