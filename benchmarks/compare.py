@@ -40,6 +40,7 @@ from typing import Any
 
 from servers import (
     BENCH_DIR,
+    PROSODY_FEATURES,
     EjabberdServer,
     ProsodyServer,
     Server,
@@ -465,6 +466,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--loadgen-cpu", type=int, default=1)
     ap.add_argument("--python", default=sys.executable, help="for twistd and the generator")
+    ap.add_argument("--reference-features", choices=["bare", "full"], default="bare",
+                    help="bare: Prosody and ejabberd without archiving, carbons, stream "
+                    "management, CSI and blocking (the issue 17 table); full: with them, "
+                    "as xmppd runs by default (every chat message archived)")
     ap.add_argument("--prosody-auth", default="internal_hashed",
                     choices=["internal_hashed", "internal_plain"])
     ap.add_argument("--xmppd-muc-limit", action="store_true",
@@ -500,14 +505,17 @@ def main(argv: list[str] | None = None) -> int:
                                    muc_limit=args.xmppd_muc_limit))
     if "prosody" in wanted:
         if ProsodyServer.available():
-            servers.append(ProsodyServer(base / "prosody", args.server_cpu, args.prosody_auth))
+            extra = PROSODY_FEATURES if args.reference_features == "full" else ()
+            servers.append(ProsodyServer(base / "prosody", args.server_cpu, args.prosody_auth,
+                                         extra_modules=extra))
         else:
             print("[compare] prosody is not installed (apt-get install prosody): skipped",
                   file=sys.stderr)
     if "ejabberd" in wanted:
         usable, why = EjabberdServer.available()
         if usable:
-            servers.append(EjabberdServer(base / "ejabberd", args.server_cpu))
+            servers.append(EjabberdServer(base / "ejabberd", args.server_cpu,
+                                          features=args.reference_features == "full"))
         else:
             print(f"[compare] ejabberd skipped: {why}", file=sys.stderr)
     driver = Driver(args, servers)

@@ -370,6 +370,22 @@ modules:
 """
 
 
+#: ejabberd's modules for what xmppd does by default beyond the bare set
+#: (``--reference-features full``): every chat message archived.
+EJABBERD_FEATURES = """\
+  mod_mam:
+    default: always
+  mod_carboncopy: {}
+  mod_stream_mgmt: {}
+  mod_client_state: {}
+  mod_privacy: {}
+  mod_blocking: {}
+"""
+
+#: Prosody's modules for the same (Prosody 0.12 ships all of them).
+PROSODY_FEATURES = ("mam", "carbons", "smacks", "csi_simple", "blocklist")
+
+
 def ejabberd_libs() -> Path | None:
     """The folder holding Debian's ejabberd-VERSION application folders (ERL_LIBS), or None."""
     for beam in sorted(Path("/usr/lib").glob("*/ejabberd-*/ebin/ejabberd.beam")):
@@ -392,6 +408,12 @@ class EjabberdServer(Server):
 
     name = "ejabberd"
 
+    def __init__(self, workdir: Path, cpu: int | None = 0, features: bool = False):
+        super().__init__(workdir, cpu)
+        #: Also archiving (mod_mam, every message), carbons, stream management,
+        #: client state indication and blocking, as xmppd has by default.
+        self.features = features
+
     @staticmethod
     def available() -> tuple[bool, str]:
         """(True, "") when erl and the ejabberd application are installed, else why not."""
@@ -408,7 +430,10 @@ class EjabberdServer(Server):
         pem = self.workdir / "bench-both.pem"
         pem.write_bytes(self.certificate.read_bytes() + self.key.read_bytes())
         config = self.workdir / "ejabberd.yml"
-        config.write_text(EJABBERD_CONFIG.format(port=self.port, pem=pem))
+        text = EJABBERD_CONFIG.format(port=self.port, pem=pem)
+        if self.features:
+            text += EJABBERD_FEATURES
+        config.write_text(text)
         return [shutil.which("erl") or "erl", "+K", "true", "+P", "1000000", "+S", "1:1",
                 "+SDcpu", "1:1", "-noinput", "-mnesia", "dir", f'"{spool}"', "-s", "ejabberd"]
 
