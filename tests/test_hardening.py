@@ -21,7 +21,7 @@ from twisted.trial import unittest
 from twisted.words.xish import domish
 
 import xmppd  # noqa: F401  (compat shim first)
-from tests.support import make_test_certificate, start_server
+from tests.support import make_test_certificate, pump_handshake, start_server
 from xmppd import tls
 from xmppd.testing import hostile
 from xmppd.testing.scansion.client import ConnectError, ScansionClient
@@ -346,16 +346,7 @@ def _memory_handshake(client_ctx, server_ctx) -> str:
     client.set_connect_state()
     server = SSL.Connection(server_ctx, None)
     server.set_accept_state()
-    for _ in range(20):
-        for a, b in ((client, server), (server, client)):
-            try:
-                a.do_handshake()
-            except SSL.WantReadError:
-                pass
-            try:
-                b.bio_write(a.bio_read(65536))
-            except SSL.WantReadError:
-                pass
+    pump_handshake(client, server)
     return client.get_protocol_version_name()
 
 

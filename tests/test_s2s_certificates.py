@@ -109,7 +109,7 @@ class ClientTLSCreatorTests(unittest.TestCase):
     def handshake(self, creator):
         from OpenSSL import SSL
 
-        from tests.support import make_test_certificate
+        from tests.support import make_test_certificate, pump_handshake
         from xmppd import tls
         from xmppd.s2s.manager import client_tls_options, server_tls_options
 
@@ -120,16 +120,7 @@ class ClientTLSCreatorTests(unittest.TestCase):
         creator.options = client_tls_options(tls.load_private_key(key),
                                              tls.load_certificate_chain(cert))
         client = creator.clientConnectionForTLS(None)
-        for _ in range(20):
-            for a, b in ((client, server), (server, client)):
-                try:
-                    a.do_handshake()
-                except SSL.WantReadError:
-                    pass
-                try:
-                    b.bio_write(a.bio_read(65536))
-                except SSL.WantReadError:
-                    pass
+        pump_handshake(client, server)
         return server.get_servername(), client.get_alpn_proto_negotiated(), \
             server.get_alpn_proto_negotiated()
 

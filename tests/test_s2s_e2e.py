@@ -66,6 +66,17 @@ def login(server, username, address, wait_self=True):
     return client
 
 
+@defer.inlineCallbacks
+def log_in_both(testcase):
+    """alice on a.example (127.0.0.1) and bob on b.example (127.0.0.2), logged in."""
+    yield testcase.a.create_user("alice", "pw")
+    yield testcase.b.create_user("bob", "pw")
+    testcase.alice = yield login(testcase.a, "alice", "127.0.0.1")
+    testcase.bob = yield login(testcase.b, "bob", "127.0.0.2")
+    testcase.addCleanup(testcase.alice.disconnect)
+    testcase.addCleanup(testcase.bob.disconnect)
+
+
 class TwoServers(unittest.TestCase):
     """a.example and b.example running, federating, with alice and bob logged in."""
 
@@ -84,12 +95,7 @@ class TwoServers(unittest.TestCase):
                                                     **self.b_settings))
         route_to(self.a, self.b, "127.0.0.2")
         route_to(self.b, self.a, "127.0.0.1")
-        yield self.a.create_user("alice", "pw")
-        yield self.b.create_user("bob", "pw")
-        self.alice = yield login(self.a, "alice", "127.0.0.1")
-        self.bob = yield login(self.b, "bob", "127.0.0.2")
-        self.addCleanup(self.alice.disconnect)
-        self.addCleanup(self.bob.disconnect)
+        yield log_in_both(self)
 
 
 class FederationTests(TwoServers):
@@ -392,12 +398,7 @@ class DirectTLSFederationTests(unittest.TestCase):
         self.dns = SRVAnswers({f"_xmpps-server._tcp.{DIRECT}":
                                [(0, 0, self.tls_port, "127.0.0.2")]})
         self.a.server.s2s.resolver = Resolver(dns_resolver=self.dns, reactor=reactor)
-        yield self.a.create_user("alice", "pw")
-        yield self.b.create_user("bob", "pw")
-        self.alice = yield login(self.a, "alice", "127.0.0.1")
-        self.bob = yield login(self.b, "bob", "127.0.0.2")
-        self.addCleanup(self.alice.disconnect)
-        self.addCleanup(self.bob.disconnect)
+        yield log_in_both(self)
 
     @defer.inlineCallbacks
     def chat(self, body):

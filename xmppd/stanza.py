@@ -70,6 +70,11 @@ def _write(element: domish.Element, uri: str | None, inherited: str | None,
         out.append("/>")
         return
     out.append(">")
+    _write_children(children, inherited, out)
+    out.append("</" + name + ">")
+
+
+def _write_children(children: list, inherited: str | None, out: list[str]) -> None:
     for child in children:
         if child.__class__ is str:
             out.append(_escape(child))
@@ -79,7 +84,6 @@ def _write(element: domish.Element, uri: str | None, inherited: str | None,
             out.append(_escape(child))
         else:
             _write(child, child.uri, inherited, out)
-    out.append("</" + name + ">")
 
 
 NS_CLIENT = "jabber:client"
@@ -144,15 +148,7 @@ def share_children_xml(element: domish.Element) -> None:
     if element.uri not in (NS_CLIENT, None):
         return
     out: list[str] = []
-    for child in element.children:
-        if child.__class__ is str:
-            out.append(_escape(child))
-        elif isinstance(child, domish.SerializedXML):
-            out.append(child)
-        elif isinstance(child, str):
-            out.append(_escape(child))
-        else:
-            _write(child, child.uri, NS_CLIENT, out)
+    _write_children(element.children, NS_CLIENT, out)
     element._xmppd_children = (tuple(element.children), "".join(out))
 
 

@@ -415,25 +415,16 @@ class S2SManager(service.Service):
     def read_bucket(self, remote: str) -> TokenBucket | None:
         """The read-rate bucket all the authenticated streams of ``remote`` share
         (None: ``domain_read_rate`` is 0). Forgotten with its domain's last stream."""
-        if not self.settings.domain_read_rate:
-            return None
-        bucket = self.domain_buckets.get(remote)
-        if bucket is None:
-            bucket = self.domain_buckets[remote] = TokenBucket(
-                self.settings.domain_read_rate, self.settings.domain_read_burst, self.reactor)
-        return bucket
+        settings = self.settings
+        return _shared_bucket(self.domain_buckets, remote, settings.domain_read_rate,
+                              settings.domain_read_burst, self.reactor)
 
     def stanza_bucket(self, remote: str) -> TokenBucket | None:
         """The stanza-rate bucket all the authenticated streams of ``remote`` share
         (None: ``domain_stanza_rate`` is 0). Forgotten with its domain's last stream."""
-        if not self.settings.domain_stanza_rate:
-            return None
-        bucket = self.domain_stanza_buckets.get(remote)
-        if bucket is None:
-            bucket = self.domain_stanza_buckets[remote] = TokenBucket(
-                self.settings.domain_stanza_rate, self.settings.domain_stanza_burst,
-                self.reactor)
-        return bucket
+        settings = self.settings
+        return _shared_bucket(self.domain_stanza_buckets, remote, settings.domain_stanza_rate,
+                              settings.domain_stanza_burst, self.reactor)
 
     def _forget_bucket(self, stream: S2SStream) -> None:
         streams = self.incoming | self.outgoing
@@ -489,6 +480,17 @@ class S2SManager(service.Service):
 
         check()
         return done
+
+
+def _shared_bucket(buckets: dict[str, TokenBucket], remote: str, rate: float, burst: float,
+                   clock: Any) -> TokenBucket | None:
+    """``remote``'s bucket in ``buckets``, made on first use; None when ``rate`` is 0."""
+    if not rate:
+        return None
+    bucket = buckets.get(remote)
+    if bucket is None:
+        bucket = buckets[remote] = TokenBucket(rate, burst, clock)
+    return bucket
 
 
 def server_tls_options(options: Any) -> Any:
