@@ -157,6 +157,11 @@ class AvatarHashTests(IQTestCase):
         self.bob = yield self.connect("bob")
         self.alice = yield self.connect("alice", presence=False)
 
+    def database_busy(self):
+        """Keep work under way on the database: reads then go to its pool thread, so
+        the photo hash loads asynchronously (as under load) and stanzas are held."""
+        self.patch(self.db, "_pending", self.db._pending + 1)
+
     @property
     def module(self):
         return self.sm.modules["vcard"]
@@ -263,6 +268,7 @@ class AvatarHashTests(IQTestCase):
         self.bob.take()
         yield self.db.execute("UPDATE vcards SET vcard = ? WHERE username = 'alice'",
                               with_photo("YWJjZA=="))  # changed while she was away
+        self.database_busy()
         session = FakeSession()
         session.session = self.sm.bind(session, "alice", "res")
         session.jid = session.session.jid
@@ -281,6 +287,7 @@ class AvatarHashTests(IQTestCase):
         """A logout with a status sent while the hash loads is not lost to the stream's end."""
         yield self.disconnect(self.alice)
         self.bob.take()
+        self.database_busy()
         session = FakeSession()
         session.session = self.sm.bind(session, "alice", "res")
         session.jid = session.session.jid
@@ -301,6 +308,7 @@ class AvatarHashTests(IQTestCase):
         self.module.config = dataclasses.replace(self.module.config, max_held=1)
         yield self.disconnect(self.alice)
         self.bob.take()
+        self.database_busy()
         session = FakeSession()
         session.session = self.sm.bind(session, "alice", "res")
         session.jid = session.session.jid

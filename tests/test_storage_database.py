@@ -52,3 +52,52 @@ class DatabaseTests(unittest.TestCase):
         rows = yield db.run(
             lambda cursor: [cursor.execute(f"PRAGMA {name}").fetchone()[0] for name in names])
         self.assertEqual(rows, ["wal", 1, -CACHE_KIB, CHECKPOINT_PAGES])
+
+
+class ReaderTests(unittest.TestCase):
+    """query() reads on the reactor thread when the pool has nothing under way."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.db = Database(Path(self.mktemp()) / "xmppd.sqlite")
+        self.addCleanup(self.db.close)
+        yield self.db.open()
+
+    def test_read_at_once_when_idle(self):
+        rows = self.successResultOf(self.db.query("SELECT COUNT(*) FROM accounts"))
+        self.assertEqual(rows, [(0,)])
+
+    @defer.inlineCallbacks
+    def test_reads_wait_for_the_writes_before_them(self):
+        write = self.db.execute("INSERT INTO accounts (username, created) VALUES ('a', 0)")
+        read = self.db.query("SELECT username FROM accounts")
+        self.assertNoResult(read)  # queued behind the write in the pool thread
+        rows = yield read
+        self.assertEqual(rows, [("a",)])
+        yield write
+        # Idle again: a read at once sees the committed write.
+        self.assertEqual(self.successResultOf(self.db.query("SELECT username FROM accounts")),
+                         [("a",)])
+
+    def test_errors_are_failed_deferreds(self):
+        failure = self.failureResultOf(self.db.query("SELECT x FROM nowhere"),
+                                       sqlite3.OperationalError)
+        self.assertIn("no such table", str(failure.value))
+
+    @defer.inlineCallbacks
+    def test_the_reactor_threads_connection_cannot_write(self):
+        self.failureResultOf(
+            self.db.query("INSERT INTO accounts (username, created) VALUES ('x', 0)"),
+            sqlite3.OperationalError)
+        rows = yield self.db.run(lambda cursor: cursor.execute(
+            "SELECT COUNT(*) FROM accounts").fetchall())
+        self.assertEqual(rows, [(0,)])
+
+    @defer.inlineCallbacks
+    def test_not_before_the_schema_is_there(self):
+        db = Database(Path(self.mktemp()) / "new.sqlite")
+        self.addCleanup(db.close)
+        opened = db.open()
+        read = db.query("SELECT COUNT(*) FROM accounts")  # after the migration, in order
+        yield opened
+        self.assertEqual((yield read), [(0,)])
