@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 from twisted.words.protocols.jabber import jid
 
@@ -856,6 +856,7 @@ class PersistenceTests(EngineTestCase):
     def test_cache_reload(self):
         self.engine = PubSub(self.db, self.settings, cache_size=1)
         yield self.fill()
+        yield task.deferLater(reactor, 0, lambda: None)  # the service's queue has drained
         yield self.engine.nodes("other.example")
         self.assertEqual(list(self.engine._services), ["other.example"])
         self.check((yield self.node()))

@@ -101,3 +101,20 @@ class ReaderTests(unittest.TestCase):
         read = db.query("SELECT COUNT(*) FROM accounts")  # after the migration, in order
         yield opened
         self.assertEqual((yield read), [(0,)])
+
+    @defer.inlineCallbacks
+    def test_read_runs_a_cursor_function(self):
+        def count(cursor, table):
+            return cursor.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+        self.assertEqual(self.successResultOf(self.db.read(count, "accounts")), 0)
+        write = self.db.execute("INSERT INTO accounts (username, created) VALUES ('a', 0)")
+        read = self.db.read(count, "accounts")  # behind the write, in the pool thread
+        self.assertEqual((yield read), 1)
+        yield write
+
+        def writes(cursor):
+            cursor.execute("DELETE FROM accounts")
+
+        self.failureResultOf(self.db.read(writes), sqlite3.OperationalError)
+        self.assertEqual(self.successResultOf(self.db.read(count, "accounts")), 1)

@@ -113,10 +113,7 @@ def server_tls_options(cert_path: Path, key_path: Path) -> ssl.CertificateOption
         extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]],
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
     )
-    context = options.getContext()
-    context.set_alpn_select_callback(select_alpn)
-    if not __import__("os").environ.get("NORB"):  # TEMP
-        context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    options.getContext().set_alpn_select_callback(select_alpn)
     return options
 
 

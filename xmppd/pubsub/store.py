@@ -102,7 +102,7 @@ class PubSubStore:
 
     def load(self, service: str) -> defer.Deferred:
         """Fire with the service's :class:`StoredService`."""
-        return self.database.run(_load, service)
+        return self.database.read(_load, service)
 
     def create_node(self, service: str, node: str, account: str | None, config: str,
                     owner: str | None) -> defer.Deferred:

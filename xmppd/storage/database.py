@@ -54,7 +54,7 @@ class Database:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._closed = False
-        #: Operations handed to the pool thread that have not fired yet.
+        #: Operations handed to the pool thread that may write and have not fired yet.
         self._pending = 0
         #: A read-only connection for :meth:`query` on the reactor thread.
         self._reader: sqlite3.Connection | None = None
@@ -93,27 +93,33 @@ class Database:
         return self._track(self.pool.runInteraction(function, *args, **kwargs))
 
     def query(self, sql: str, *params: Any) -> defer.Deferred:
-        """Run a SELECT; fires with the list of rows.
+        """Run a SELECT; fires with the list of rows (at once when it can: see :meth:`read`)."""
+        return self.read(_fetch_all, sql, params)
 
-        When nothing handed to the pool thread is still under way, the read
-        runs at once on a read-only connection of the reactor thread (as
-        Prosody reads SQLite): a hop to the pool thread and back costs about
-        120 µs of CPU, far more than a read by key, and a login makes about
-        nine. Waiting for the pool otherwise keeps reads after the writes
-        queued before them. In WAL mode a read never waits for a writer; one
-        that would wait for SQLite's lock (a checkpoint) goes to the pool.
+    def read(self, function: Callable[..., Any], *args: Any) -> defer.Deferred:
+        """Run function(cursor, *args), which only reads; fires with its result.
+
+        When no write (:meth:`execute`, :meth:`run`) handed to the pool
+        thread is still under way, it runs at once on a read-only connection
+        of the reactor thread (as Prosody reads SQLite): a hop to the pool
+        thread and back costs about 120 µs of CPU, far more than a read by
+        key, and a login makes about nine reads. Otherwise it queues in the
+        pool behind those writes, so a read never overtakes a write made
+        before it. In WAL mode a read does not wait for a writer; one that
+        would wait for SQLite's lock (a checkpoint) goes to the pool too. A
+        function that tries to write fails (the connection is read-only).
         """
         if self._pending == 0 and not self._closed:
             reader = self._reader if self._reader is not None else self._open_reader()
             if reader is not None:
                 try:
-                    return defer.succeed(reader.execute(sql, params).fetchall())
+                    return defer.succeed(function(reader.cursor(), *args))
                 except sqlite3.OperationalError as e:
                     if "locked" not in str(e) and "busy" not in str(e):
                         return defer.fail()
                 except Exception:
                     return defer.fail()
-        return self._track(self.pool.runQuery(sql, params))
+        return self.pool.runInteraction(function, *args)  # a read: nothing waits for it
 
     def execute(self, sql: str, *params: Any) -> defer.Deferred:
         """Run a statement that returns no rows, in its own transaction."""
@@ -144,6 +150,10 @@ class Database:
             return None
         self._reader = reader
         return reader
+
+
+def _fetch_all(cursor: sqlite3.Cursor, sql: str, params: tuple) -> list:
+    return cursor.execute(sql, params).fetchall()
 
 
 def _migrate(cursor: sqlite3.Cursor) -> int:

@@ -126,7 +126,7 @@ class RosterStore:
 
     def version(self, username: str) -> defer.Deferred:
         """Fire with the user's roster version (0 if the roster never changed)."""
-        return self.db.run(_read_version, username)
+        return self.db.read(_read_version, username)
 
     def save(self, username: str, item: RosterItem) -> defer.Deferred:
         """Insert or replace one roster item; fires with the new roster version."""
