@@ -23,7 +23,7 @@ class Occupant:
         self.sessions: dict[str, domish.Element] = {}
         self.session: str = ""
         self.bucket: TokenBucket | None = None
-        #: The presence others see when they join, per real-JID visibility (Room._shown_presence).
+        #: What others see when they join, per real-JID visibility (outgoing.shown_presence).
         self.shown: dict[bool, tuple[tuple, domish.Element]] = {}
 
     def set_presence(self, full: str, presence: domish.Element) -> None:

@@ -18,6 +18,7 @@ from xmppd.module import Point
 from xmppd.muc.affiliations import NONE
 from xmppd.muc.occupant import Occupant
 from xmppd.muc.stanzas import NS_MUC_USER, new_id
+from xmppd.stanza import share_children_xml
 
 if TYPE_CHECKING:
     from xmppd.muc.room import Room
@@ -84,6 +85,26 @@ def occupant_presence(
         x.addElement("status")["code"] = "110"
     room.host.modules.fire(Point.ROOM_PRESENCE, room, occupant, presence)
     return presence
+
+
+def shown_presence(room: Room, occupant: Occupant, with_jid: bool) -> domish.Element:
+    """An occupant's presence as a joiner sees it (no status codes), built once per state.
+
+    Every join sends the joiner every occupant's presence, so a room of N
+    occupants would build N presences per join; this one is kept on the
+    occupant (children written once, see ``share_children_xml``) and built
+    again only when something it shows changed: nick, role, affiliation,
+    shown presence or, with real JIDs, the sessions.
+    """
+    key = (occupant.nick, occupant.role, room.affiliation_of(occupant.bare),
+           occupant.presence, tuple(occupant.sessions) if with_jid else None)
+    kept = occupant.shown.get(with_jid)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    element = occupant_presence(room, occupant, with_jid=with_jid, is_self=False)
+    share_children_xml(element)
+    occupant.shown[with_jid] = (key, element)
+    return element
 
 
 def status_message(room: Room, codes: Iterable[str]) -> domish.Element:

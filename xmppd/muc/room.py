@@ -65,6 +65,7 @@ from xmppd.muc.outgoing import (
     affiliation_notice,
     destroy_presence,
     occupant_presence,
+    shown_presence,
     status_message,
     subject_message,
 )
@@ -303,7 +304,7 @@ class Room:
         for other in list(self.occupants.values()):
             if other is occupant or other.role not in self.config.presence_broadcast:
                 continue
-            self.send_to(self._shown_presence(other, sees), full)
+            self.send_to(shown_presence(self, other, sees), full)
         # 2. the joiner's presence to the others, 3. its self-presence
         self_codes = []
         if self.config.non_anonymous:
@@ -321,25 +322,6 @@ class Room:
         subject = subject_message(self)
         self.host.modules.fire(Point.ROOM_SUBJECT, self, subject)
         self.send_to(subject, full)
-
-    def _shown_presence(self, occupant: Occupant, with_jid: bool) -> domish.Element:
-        """An occupant's presence as a joiner sees it (no status codes), built once per state.
-
-        Every join sends the joiner every occupant's presence, so a room of
-        N occupants would build N presences per join; this one is kept on
-        the occupant (children written once, see ``share_children_xml``)
-        and built again only when something it shows changed: nick, role,
-        affiliation, shown presence or, with real JIDs, the sessions.
-        """
-        key = (occupant.nick, occupant.role, self.affiliation_of(occupant.bare),
-               occupant.presence, tuple(occupant.sessions) if with_jid else None)
-        kept = occupant.shown.get(with_jid)
-        if kept is not None and kept[0] == key:
-            return kept[1]
-        element = occupant_presence(self, occupant, with_jid=with_jid, is_self=False)
-        share_children_xml(element)
-        occupant.shown[with_jid] = (key, element)
-        return element
 
     def _leave(
         self,
