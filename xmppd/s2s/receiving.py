@@ -26,13 +26,11 @@ from xmppd.s2s.wire import (
     NS_SASL,
     NS_SERVER,
     NS_STANZAS,
-    NS_STREAMS,
     NS_TLS,
     STANZA_NAMES,
     as_client_stanza,
     dialback_xml,
 )
-from xmppd.stanza import escape_attribute
 
 log = logger(__name__)
 
@@ -73,13 +71,8 @@ class ReceivingSide:
         self.write(self._features())
 
     def _send_header_receiving(self) -> None:
-        # Swap for the header: we are 'from', they are 'to'.
-        attrs = {"from": self.local, "to": self.remote, "id": self.sid}
-        text = "".join(f" {k}='{escape_attribute(v)}'" for k, v in attrs.items() if v)
-        self._header_sent = True
-        self.write(f"<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' "
-                   f"xmlns:stream='{NS_STREAMS}' xmlns:db='{NS_DIALBACK}' version='1.0'"
-                   f"{text}>")
+        # Our answer: we are 'from', they are 'to', with the stream id we chose.
+        self._send_header(self.sid)
 
     def _features(self) -> str:
         remote = self.remote
