@@ -201,3 +201,16 @@ def pump_handshake(client: Any, server: Any, rounds: int = 20) -> None:
                 b.bio_write(a.bio_read(65536))
             except SSL.WantReadError:
                 pass
+
+
+def port_is_free(port: int, interface: str = "") -> bool:
+    """Whether interface:port can be bound now (as servers bind: SO_REUSEADDR)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((interface, port))
+        except OSError:
+            return False
+    return True

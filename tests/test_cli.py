@@ -9,6 +9,7 @@ from pathlib import Path
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from tests.support import port_is_free
 from xmppd import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -413,17 +414,6 @@ class MamCommandTests(CommandTestCase):
         self.assertEqual(cli.parse_age("90"), 90)
 
 
-def port_is_free(port, interface=""):
-    """Whether this host could bind interface:port now (what check should report)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((interface, port))
-        except OSError:
-            return False
-    return True
 
 
 class CheckTests(unittest.TestCase):

@@ -41,7 +41,7 @@ from twisted.names import error as names_error
 from twisted.names import server as names_server
 from twisted.trial import unittest
 
-from tests.support import make_test_certificate, start_server
+from tests.support import make_test_certificate, port_is_free, start_server
 from tests.test_s2s_e2e import domain_config, login, write_ca_signed
 from tests.test_server_e2e import element, next_stanza
 from xmppd.testing.scansion.client import ScansionClient
@@ -119,15 +119,6 @@ def free_port(address: str) -> int:
         return s.getsockname()[1]
 
 
-def port_is_free(address: str, port: int) -> bool:
-    """Whether address:port can be bound now (as servers bind: SO_REUSEADDR)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((address, port))
-        except OSError:
-            return False
-    return True
 
 
 class ProsodyFederation:
@@ -232,7 +223,7 @@ class ProsodyFederation:
     @defer.inlineCallbacks
     def wait_for_prosody(self):
         for _ in range(100):
-            if not port_is_free(self.prosody_address, self.prosody_c2s):
+            if not port_is_free(self.prosody_c2s, self.prosody_address):
                 return
             if self.process.poll() is not None:
                 log = (self.prosody_folder / "prosody.log").read_text(errors="replace")
