@@ -87,6 +87,12 @@ _OWN_HANDLERS = ("StartElementHandler", "EndElementHandler", "CharacterDataHandl
 _START_TAG_NAME = re.compile(rb"<([^\s/>]+)")
 
 
+def _drop_handlers(parser: pyexpat.XMLParserType) -> None:
+    """Clear the handlers that are a parser object's bound methods (its reference cycle)."""
+    for name in _OWN_HANDLERS:
+        setattr(parser, name, None)
+
+
 def _ignore(*_: object) -> None:
     """The events of a closed parser."""
 
@@ -158,15 +164,14 @@ class RestrictedElementStream:
         if (self.depth != 1 or self._root_qname is None or self.current is not None
                 or parser.CurrentByteIndex != self.fed):
             return False
-        for name in _OWN_HANDLERS:
-            setattr(parser, name, None)
+        _drop_handlers(parser)
         self.parser = None
         return True
 
     @property
     def hibernating(self) -> bool:
         """True while the parser is released (see :meth:`hibernate`)."""
-        return self.parser is None and not self.ended
+        return self.parser is None
 
     def _wake(self) -> pyexpat.XMLParserType:
         declarations = "".join(
@@ -195,17 +200,13 @@ class RestrictedElementStream:
         Safe inside a handler: the rest of the data being parsed is ignored.
         """
         self.DocumentStartEvent = self.ElementEvent = self.DocumentEndEvent = _ignore
-        parser = self.parser
-        if parser is not None:
-            for name in _OWN_HANDLERS:
-                setattr(parser, name, None)
+        if self.parser is not None:
+            _drop_handlers(self.parser)
 
     def parse(self, data: bytes) -> None:
         """Feed bytes; raise StreamParseError on any violation."""
         parser = self.parser
-        if parser is None:
-            if self.ended:
-                return  # a closed stream: nothing more is read
+        if parser is None:  # hibernating (so inside the root, between stanzas)
             parser = self._wake()
         before_root = self.depth == 0
         if before_root:

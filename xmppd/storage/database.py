@@ -56,7 +56,7 @@ class Database:
         self._closed = False
         #: Operations handed to the pool thread that may write and have not fired yet.
         self._pending = 0
-        #: A read-only connection for :meth:`query` on the reactor thread.
+        #: A read-only connection for :meth:`read` on the reactor thread.
         self._reader: sqlite3.Connection | None = None
         kwargs: dict[str, Any] = {}
         if reactor is not None:
@@ -115,7 +115,8 @@ class Database:
                 try:
                     return defer.succeed(function(reader.cursor(), *args))
                 except sqlite3.OperationalError as e:
-                    if "locked" not in str(e) and "busy" not in str(e):
+                    if e.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY,
+                                                         sqlite3.SQLITE_LOCKED):
                         return defer.fail()
                 except Exception:
                     return defer.fail()
