@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +203,17 @@ def pump_handshake(client: Any, server: Any, rounds: int = 20) -> None:
                 b.bio_write(a.bio_read(65536))
             except SSL.WantReadError:
                 pass
+
+
+def short_folder(testcase) -> Path:
+    """A new folder under /tmp, removed afterwards.
+
+    Short enough for UNIX socket paths (108 bytes), wherever the test run's
+    own temporary folder happens to be.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="xmppd-test-"))
+    testcase.addCleanup(shutil.rmtree, folder, True)
+    return folder
 
 
 def port_is_free(port: int, interface: str = "") -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support import port_is_free
+from tests.support import port_is_free, short_folder
 from xmppd import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -420,8 +420,8 @@ class CheckTests(unittest.TestCase):
     """xmppdctl check: a report line per finding; exit 0 when clean, 1 with problems."""
 
     def setUp(self):
-        self.folder = Path(self.mktemp()).resolve()
-        self.folder.mkdir()
+        # Short: the default control socket lies in the data folder.
+        self.folder = short_folder(self).resolve()
         self.config = self.folder / "xmppd.toml"
 
     @defer.inlineCallbacks

@@ -10,12 +10,9 @@ import errno
 import io
 import json
 import os
-import shutil
 import socket
 import stat
 import sys
-import tempfile
-from pathlib import Path
 
 from twisted.internet import defer, endpoints, error, reactor
 from twisted.internet.testing import MemoryReactorClock
@@ -23,7 +20,7 @@ from twisted.protocols import amp
 from twisted.test import iosim
 from twisted.trial import unittest
 
-from tests.support import make_test_config, start_server
+from tests.support import make_test_config, short_folder, start_server
 from tests.test_s2s_e2e import TwoServers, domain_config
 from tests.test_server_e2e import element, next_stanza
 from xmppd import cli, control
@@ -37,12 +34,6 @@ ROWS = [
     S2SConnection("in", "conference.a.example", (), False, "", "none", 2.5, 0, 0),
 ]
 
-
-def short_folder(testcase):
-    """A new folder under /tmp (short enough for UNIX socket paths), removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="xmppd-ctl-"))
-    testcase.addCleanup(shutil.rmtree, folder, True)
-    return folder
 
 
 class FakeS2S:
