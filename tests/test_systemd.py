@@ -7,6 +7,7 @@ from pathlib import Path
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
+from tests.support import short_folder
 from xmppd import systemd
 
 
@@ -21,7 +22,7 @@ class NotifyTests(unittest.TestCase):
         return sock
 
     def test_path_socket(self):
-        path = Path(self.mktemp()).resolve()
+        path = short_folder(self) / "notify"
         sock = self.receiver(str(path))
         environ = {"NOTIFY_SOCKET": str(path)}
         self.assertTrue(systemd.ready("serving localhost", environ))
