@@ -1,4 +1,4 @@
-"""xmppd.c2s.xmlparser: closing a parser (stream restarts and connection ends)."""
+"""xmppd.c2s.xmlparser: closing a parser (stream restarts and connection ends), stanza trees."""
 
 import gc
 import tracemalloc
@@ -57,6 +57,55 @@ class CloseTests(unittest.TestCase):
         stream.ElementEvent = element
         stream.parse(HEADER + b"<auth/><message/><iq/>")
         self.assertEqual(seen, ["auth"])
+
+
+class StanzaTreeTests(unittest.TestCase):
+    """Parsed stanzas are freed by reference counting; deeper elements know their parent."""
+
+    def parse(self, data):
+        stream = RestrictedElementStream()
+        elements = []
+        stream.DocumentStartEvent = lambda root: None
+        stream.ElementEvent = elements.append
+        stream.parse(HEADER + data)
+        self.addCleanup(stream.close)
+        found = list(elements)
+        elements.clear()
+        return found
+
+    def test_stanza_is_not_a_cycle(self):
+        without_collector(self)
+        [message] = self.parse(b"<message to='a@b'><body>hi</body><x xmlns='y'><z/></x></message>")
+        body, x = message.elements()
+        self.assertEqual((body.name, str(body), x.name), ("body", "hi", "x"))
+        self.assertIsNone(message.parent)
+        self.assertIsNone(body.parent)
+        gone = weakref.ref(message)
+        gone_body = weakref.ref(body)
+        del message, body, x
+        self.assertIsNone(gone())
+        self.assertIsNone(gone_body())
+
+    def test_grandchildren_link_to_their_parent(self):
+        """What wokkel's pubsub request parsing walks (verb element -> <pubsub/>)."""
+        [iq] = self.parse(b"<iq type='set' id='1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+                          b"<publish node='n'><item id='i'><entry xmlns='e'/></item></publish>"
+                          b"</pubsub></iq><iq type='get' id='2'/>")[:1]
+        pubsub = iq.firstChildElement()
+        publish = pubsub.firstChildElement()
+        item = publish.firstChildElement()
+        self.assertIs(publish.parent, pubsub)
+        self.assertIs(item.parent, publish)
+        self.assertIs(item.firstChildElement().parent, item)
+        self.assertEqual(pubsub.toXml(), "<pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+                         "<publish node='n'><item id='i'><entry xmlns='e'/></item></publish>"
+                         "</pubsub>")
+
+    def test_stanzas_in_a_row_keep_their_own_children(self):
+        elements = self.parse(b"<message><a><b/></a><c/></message><presence><d/></presence>")
+        self.assertEqual([e.toXml() for e in elements],
+                         ["<message xmlns='jabber:client'><a><b/></a><c/></message>",
+                          "<presence xmlns='jabber:client'><d/></presence>"])
 
 
 class Recorder:
