@@ -46,6 +46,31 @@ class SessionOverStreamTests(unittest.TestCase):
         self.assertEqual(message.toXml(), before)
         self.assertEqual(len(self.client.read()), 2)
 
+    def test_written_stanza_is_released(self):
+        """Once written, a built stanza is no reference cycle (xmppd.stanza.release)."""
+        message = domish.Element((None, "message"))
+        body = message.addElement("body", content="hello")
+        self.session.deliver(message)
+        self.assertIsNone(body.parent)
+        self.assertEqual(str(self.client.read()[0].body), "hello")
+
+    def test_features_are_released(self):
+        other = Client(self.factory)
+        sent = []
+        original = other.proto.send
+
+        def send(obj):
+            sent.append(obj)
+            original(obj)
+
+        other.proto.send = send
+        other.header()
+        [features] = [obj for obj in sent if isinstance(obj, domish.Element)]
+        self.assertEqual(features.name, "features")
+        self.assertTrue(list(features.elements()))
+        for child in features.elements():
+            self.assertIsNone(child.parent)
+
     def test_deliver_component_namespace(self):
         """Stanzas built in another stanza namespace reach the client as jabber:client."""
         message = domish.Element(("jabber:component:accept", "message"))

@@ -1,5 +1,8 @@
 """xmppd.stanza: writing stanzas as XML text."""
 
+import gc
+import weakref
+
 from twisted.trial import unittest
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
@@ -9,6 +12,7 @@ from xmppd.stanza import (
     XML_NS,
     describe,
     fast_element,
+    release,
     remember_xml,
     remembered_xml,
     share_children_xml,
@@ -237,3 +241,40 @@ class FastElementTests(unittest.TestCase):
                      "localPrefixes"):
             self.assertEqual(getattr(fast, name), getattr(slow, name), name)
         self.assertEqual(fast.toXml(), slow.toXml())
+
+
+class ReleaseTests(unittest.TestCase):
+    """release(): a built tree without parent links, freed by reference counting."""
+
+    def test_tree_freed_without_the_collector(self):
+        if gc.isenabled():
+            gc.disable()
+            self.addCleanup(gc.enable)
+        iq = domish.Element((None, "iq"))
+        query = iq.addElement(("jabber:iq:roster", "query"))
+        item = query.addElement("item")
+        item.addElement("group", content="Friends")
+        iq.addChild(domish.SerializedXML("<x/>"))
+        before = iq.toXml()
+        release(iq)
+        self.assertEqual(iq.toXml(), before)
+        self.assertIsNone(query.parent)
+        self.assertIsNone(item.parent)
+        self.assertIsNone(item.group.parent)
+        gone, gone_item = weakref.ref(iq), weakref.ref(item)
+        del iq, query, item
+        self.assertIsNone(gone())
+        self.assertIsNone(gone_item())
+
+    def test_built_tree_is_a_cycle_without_it(self):
+        """Why: domish links children to their parent."""
+        if gc.isenabled():
+            gc.disable()
+            self.addCleanup(gc.enable)
+        iq = domish.Element((None, "iq"))
+        iq.addElement("query")
+        gone = weakref.ref(iq)
+        del iq
+        self.assertIsNotNone(gone())
+        gc.collect()
+        self.assertIsNone(gone())

@@ -52,7 +52,7 @@ from xmppd.c2s.xmlparser import (
 from xmppd.logs import logger, peer_of
 from xmppd.ratelimit import TokenBucket
 from xmppd.sm.session import Session
-from xmppd.stanza import remembered_xml, xml_text
+from xmppd.stanza import release, remembered_xml, xml_text
 
 if TYPE_CHECKING:
     from xmppd.c2s.factory import C2SFactory
@@ -392,10 +392,15 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
     # -- output ----------------------------------------------------------------
 
     def send(self, obj: Any) -> None:
-        """Write to the client; nothing goes out after our closing tag."""
+        """Write to the client; nothing goes out after our closing tag.
+
+        An element's tree is released (:func:`xmppd.stanza.release`) once written.
+        """
         if self._footer_sent:
             return
         super().send(obj)
+        if obj.__class__ is domish.Element:
+            release(obj)
 
     def sendFooter(self) -> None:
         """Send our closing tag (once)."""
@@ -420,7 +425,10 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         self._headerSent = True
 
     def write_stanza(self, element: domish.Element) -> None:
-        """Serialise a stanza for this client (without modifying it)."""
+        """Serialise a stanza for this client (what it says is not changed).
+
+        Its tree is released (:func:`xmppd.stanza.release`) once written.
+        """
         if self.closing:
             return
         default = element.defaultUri
@@ -430,6 +438,7 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         # the stream's (so it reads as jabber:client here).
         xml = remembered_xml(element, default)
         self.send(xml if xml is not None else xml_text(element, None, default))
+        release(element)
 
     def stream_error(self, condition: str, text: str | None = None) -> None:
         """Send a stream error and close (no-op if already closing)."""
