@@ -10,6 +10,7 @@ from xmppd.config import MUCSettings
 from xmppd.mam.policy import NS_SID
 from xmppd.module import Point, Scope
 from xmppd.muc.service import MUCService
+from xmppd.muc.stanzas import shallow_copy
 from xmppd.stanza import remembered_xml, xml_text
 
 NS_MAM = "urn:xmpp:mam:2"
@@ -155,6 +156,20 @@ class ArchivingTests(MAMTestCase):
         self.assertEqual(stanza_ids(delivered),
                          [(REMOTE, "theirs"), ("bob@localhost", into.id)])
         self.assertNotEqual(into.id, "forged")
+
+    def test_room_copies_sharing_children_are_each_checked_for_their_recipient(self):
+        """The look at a message is reused across copies; the stripping is per recipient."""
+        room = "room@conference.localhost"
+        message = stanza(
+            f"<message from='{room}/n' type='groupchat'><body>g</body>"
+            f"<stanza-id xmlns='urn:xmpp:sid:0' by='{room}' id='r1'/>"
+            "<stanza-id xmlns='urn:xmpp:sid:0' by='bob@localhost' id='forged'/></message>")
+        copies = [shallow_copy(message) for _ in range(3)]
+        for user, copy in zip(("alice", "bob", "carol"), copies, strict=True):
+            self.module.incoming(user, [], copy)
+        everything = [(room, "r1"), ("bob@localhost", "forged")]
+        self.assertEqual([stanza_ids(copy) for copy in copies],
+                         [everything, [(room, "r1")], everything])
 
     @defer.inlineCallbacks
     def test_forged_ids_stripped_even_when_not_archived(self):

@@ -398,6 +398,12 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         """
         if self._footer_sent:
             return
+        if obj.__class__ is str:  # what Twisted's send does with text, minus two interface checks
+            data = obj.encode("utf-8")
+            if self.rawDataOutFn:
+                self.rawDataOutFn(data)
+            self.transport.write(data)
+            return
         super().send(obj)
         if obj.__class__ is domish.Element:
             release(obj)
@@ -427,7 +433,9 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
     def write_stanza(self, element: domish.Element) -> None:
         """Serialise a stanza for this client (what it says is not changed).
 
-        Its tree is released (:func:`xmppd.stanza.release`) once written.
+        Its tree is released (:func:`xmppd.stanza.release`) once serialised
+        (text remembered for it was made from a tree already released, or
+        from a parsed one, which is no cycle).
         """
         if self.closing:
             return
@@ -437,8 +445,11 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         # A stanza in a foreign stanza namespace is written as if that were
         # the stream's (so it reads as jabber:client here).
         xml = remembered_xml(element, default)
-        self.send(xml if xml is not None else xml_text(element, None, default))
-        release(element)
+        if xml is not None:
+            self.send(xml)
+        else:
+            self.send(xml_text(element, None, default))
+            release(element)
 
     def stream_error(self, condition: str, text: str | None = None) -> None:
         """Send a stream error and close (no-op if already closing)."""

@@ -97,7 +97,10 @@ def examine(stanza: domish.Element) -> tuple[bool, bool]:
 
 
 def _has_stanza_id(stanza: domish.Element) -> bool:
-    return any(c.uri == NS_SID and c.name == "stanza-id" for c in stanza.elements())
+    for child in stanza.children:
+        if not isinstance(child, str) and child.name == "stanza-id" and child.uri == NS_SID:
+            return True
+    return False
 
 
 def strip_stanza_ids(stanza: domish.Element, by: str) -> bool:

@@ -207,18 +207,23 @@ class MessageArchive(Module):
     def _worth(self, stanza: domish.Element, bare: str) -> bool:
         """Strip stanza-ids claiming to be ``bare``'s; whether the message is archivable.
 
-        The look at the message is kept for the next hook that sees it
-        unchanged (the recipient's, after the sender's).
+        The look at the message depends on its type and children only, so
+        it is kept for the next hook that sees the same children: the
+        recipient's after the sender's, and every occupant's copy of a room
+        message (the copies share their children).
         """
+        children = stanza.children
+        kind = stanza.attributes.get("type")
         cached = self._examined
-        if cached is not None and cached[0] is stanza and cached[1] is stanza.children:
+        # The same children, item for item (elements compare by identity).
+        if cached is not None and cached[1] == kind and cached[0] == children:
             worth, stamped = cached[2]
         else:
             worth, stamped = examine(stanza)
-        if stamped:
-            strip_stanza_ids(stanza, bare)
+            self._examined = (list(children), kind, (worth, stamped))
+        if stamped and strip_stanza_ids(stanza, bare):
             worth, stamped = examine(stanza)
-        self._examined = (stanza, stanza.children, (worth, stamped))
+            self._examined = (list(stanza.children), kind, (worth, stamped))
         return worth
 
     def _append(self, username: str, bare: str, other: str, direction: str,
