@@ -127,6 +127,19 @@ class ComponentRouteTests(unittest.TestCase):
         self.pipe.source.send(reply)
         self.assertEqual(self.local.received, [reply])
 
+    def test_inbound_is_the_same_path_without_the_pipe(self):
+        inbound = self.router.inbound(self.pipe.sink)
+        reply = message("romeo@localhost", sender="user@gw.localhost")
+        inbound(reply)
+        self.assertEqual(self.local.received, [reply])
+        errors = []
+        self.pipe.sink.sendStreamError = errors.append
+        inbound(message("juliet@localhost", sender="romeo@localhost/x"))
+        self.assertEqual([e.condition for e in errors], ["invalid-from"])
+        self.assertEqual(self.local.received, [reply])
+        self.router.removeRoute("gw.localhost", self.pipe.sink)
+        self.assertIsNone(self.router.inbound(self.pipe.sink))
+
     def test_remove_route(self):
         self.router.removeRoute("gw.localhost", self.pipe.sink)
         self.pipe.source.send(message("juliet@localhost", sender="a@gw.localhost"))

@@ -171,7 +171,7 @@ def share_children_xml(element: domish.Element) -> None:
         return
     out: list[str] = []
     _write_children(element.children, NS_CLIENT, out)
-    element._xmppd_children = (tuple(element.children), "".join(out))
+    element._xmppd_children = (list(element.children), "".join(out))
 
 
 def _from_shared_children(element: domish.Element) -> str | None:
@@ -179,12 +179,8 @@ def _from_shared_children(element: domish.Element) -> str | None:
     if noted is None:
         return None
     shared, text = noted
-    children = element.children
-    if len(children) != len(shared):
+    if element.children != shared:  # item for item (elements compare by identity)
         return None
-    for mine, theirs in zip(children, shared, strict=True):
-        if mine is not theirs:
-            return None
     name = element.name
     out = ["<" + name]
     for key, value in element.attributes.items():

@@ -160,6 +160,8 @@ class MUCService(InternalComponent):
         self._queue: deque[domish.Element] = deque()
         self._busy = False
         self._loaded = False
+        #: The router's entry for this service's stanzas (Router.inbound), once started.
+        self._inbound: Any = None
         self._writes: defer.Deferred = defer.succeed(None)
         _StanzaHandler().setHandlerParent(self)
 
@@ -194,6 +196,8 @@ class MUCService(InternalComponent):
     def startService(self) -> None:  # noqa: N802 (Twisted API)
         """Register with the router and load the persistent rooms."""
         InternalComponent.startService(self)
+        inbound = getattr(self._router, "inbound", None)  # (test routers may lack it)
+        self._inbound = inbound(self._pipe.sink) if inbound is not None else None
         if not self.modules.running:
             self.modules.startService()
         if self._loaded:
@@ -210,6 +214,7 @@ class MUCService(InternalComponent):
     def stopService(self) -> defer.Deferred:  # noqa: N802 (Twisted API)
         """Unregister from the router; fires when pending room writes are done."""
         InternalComponent.stopService(self)
+        self._inbound = None
         if self.modules.running:
             self.modules.stopService()
         return self.flush()
@@ -265,7 +270,11 @@ class MUCService(InternalComponent):
         if self.xmlstream is None:
             log.warn("MUC service stopped: dropping a {name}", name=getattr(obj, "name", "?"))
             return
-        InternalComponent.send(self, obj)
+        inbound = self._inbound
+        if inbound is not None:  # straight to the router (see Router.inbound)
+            inbound(obj)
+        else:
+            InternalComponent.send(self, obj)
 
     def is_admin(self, bare: str) -> bool:
         """True for the service administrators (owners of every room)."""

@@ -14,6 +14,7 @@ from twisted.words.xish import domish
 
 from xmppd.addresses import JID_ERRORS, relaxed_resourcepart
 from xmppd.errors import StanzaError
+from xmppd.stanza import fast_element
 
 NS_CLIENT = "jabber:client"
 NS_MUC = "http://jabber.org/protocol/muc"
@@ -49,7 +50,9 @@ def child(element: domish.Element, name: str, uri: str | None = None) -> domish.
 
 def shallow_copy(element: domish.Element) -> domish.Element:
     """A shallow copy: own attributes and child list, shared children."""
-    copy = domish.Element((element.uri, element.name), element.defaultUri, dict(element.attributes))
+    copy = fast_element(element.uri, element.name, dict(element.attributes))
+    if element.defaultUri is not None:  # (domish's rule: None means the element's uri)
+        copy.defaultUri = element.defaultUri
     copy.children = list(element.children)
     shared = element.__dict__.get("_xmppd_children")
     if shared is not None:
