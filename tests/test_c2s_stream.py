@@ -360,6 +360,25 @@ class HibernationTests(unittest.TestCase):
         self.assertFalse(client.proto.stream.hibernating)
         self.assertEqual(sweeps(factory.reactor), [])
 
+    def test_memory_handed_back_when_many_hibernate_at_once(self):
+        from xmppd import gcpolicy
+        from xmppd.c2s import factory as factory_module
+
+        trims = []
+        self.patch(gcpolicy, "return_free_memory", lambda: trims.append(True))
+        self.patch(factory_module, "TRIM_AFTER", 3)
+        for resource in ("phone", "laptop"):
+            Client(self.factory).login(resource)
+        self.clock.advance(30)
+        self.assertEqual(trims, [])  # everyone spoke during the first period
+        self.clock.advance(30)
+        self.assertEqual(trims, [True])  # three parsers freed in one sweep
+        self.clock.advance(30)
+        self.assertEqual(trims, [True])  # nothing more freed: no trim
+        self.client.send(" ")
+        self.clock.advance(60)
+        self.assertEqual(trims, [True])  # one parser: below the threshold
+
     def test_sweep_stops_with_the_factory(self):
         self.factory.doStop()
         self.factory.doStart()  # started again: one sweep, not two

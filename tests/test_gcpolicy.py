@@ -22,3 +22,20 @@ class TuneTests(unittest.TestCase):
         gcpolicy.restore(previous)
         self.assertEqual(gc.get_threshold(), before)
         self.assertEqual(gc.get_freeze_count(), 0)
+
+
+class ReturnFreeMemoryTests(unittest.TestCase):
+    """return_free_memory: glibc's malloc_trim where there is one."""
+
+    def test_on_this_system(self):
+        import ctypes
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            expected = False
+        else:
+            expected = hasattr(libc, "malloc_trim")
+        self.assertIs(gcpolicy.return_free_memory(), expected)
+        self.assertIs(gcpolicy.return_free_memory(), expected)  # (looked up once)

@@ -19,6 +19,8 @@ cut that without letting garbage grow unbounded:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 
 #: Container allocations between two young-generation collections (CPython: 700).
@@ -46,3 +48,29 @@ def restore(thresholds: tuple[int, int, int]) -> None:
     """Undo :func:`tune_for_server` (tests; a process exits instead)."""
     gc.unfreeze()
     gc.set_threshold(*thresholds)
+
+
+_malloc_trim = None
+
+
+def return_free_memory() -> bool:
+    """Hand the C allocator's free pages back to the system (glibc's ``malloc_trim``).
+
+    Memory freed in the middle of the heap (idle streams' parsers, see
+    ``limits.hibernate_after``) is otherwise kept by the process: free for
+    its own reuse, but still counted in its resident size. False where the
+    C library has no ``malloc_trim`` (not glibc).
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+        else:
+            _malloc_trim.argtypes = [ctypes.c_size_t]
+            _malloc_trim.restype = ctypes.c_int
+    if not _malloc_trim:
+        return False
+    _malloc_trim(0)
+    return True

@@ -7,11 +7,15 @@ from typing import Any
 from twisted.internet import task
 from twisted.words.protocols.jabber import jid, xmlstream
 
+from xmppd import gcpolicy
 from xmppd.c2s import sasl
 from xmppd.c2s.guard import ClientGuard
 from xmppd.c2s.negotiation import C2SAuthenticator
 from xmppd.c2s.stream import C2SStream
 from xmppd.config import Config, LimitSettings
+
+#: Parsers freed in one sweep from which the memory is handed back to the system.
+TRIM_AFTER = 64
 
 
 class C2SFactory(xmlstream.XmlStreamServerFactory):
@@ -95,10 +99,15 @@ class C2SFactory(xmlstream.XmlStreamServerFactory):
         """Every stream that received nothing since the last sweep frees its parser.
 
         A stream is therefore silent for between one and two
-        ``hibernate_after`` periods before it gives its parser back.
+        ``hibernate_after`` periods before it gives its parser back. When
+        many did at once (:data:`TRIM_AFTER`), the freed memory is handed
+        back to the system (:func:`xmppd.gcpolicy.return_free_memory`).
         """
+        freed = 0
         for xs in self.streams:
-            xs.hibernate_if_quiet()
+            freed += xs.hibernate_if_quiet()
+        if freed >= TRIM_AFTER:
+            gcpolicy.return_free_memory()
 
     @property
     def limits(self) -> LimitSettings:

@@ -297,16 +297,23 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
         self.stream.ElementEvent = self.onElement
         self.stream.DocumentEndEvent = self.onDocumentEnd
 
-    def hibernate_if_quiet(self) -> None:
-        """The factory's sweep: free the parser if nothing arrived since the last sweep."""
+    def hibernate_if_quiet(self) -> bool:
+        """The factory's sweep: free the parser if nothing arrived since the last sweep.
+
+        True when a parser was freed now.
+        """
         if not self._quiet:
             self._quiet = True
-        elif not self.closing:
-            self._release_parser()
+            return False
+        if self.closing:
+            return False
+        return self._release_parser()
 
-    def _release_parser(self) -> None:
-        if self.stream is not None:
-            self.stream.hibernate()  # does nothing in the middle of a stanza
+    def _release_parser(self) -> bool:
+        stream = self.stream
+        if stream is None or stream.hibernating:
+            return False
+        return stream.hibernate()  # does nothing in the middle of a stanza
 
     def dataReceived(self, data: bytes) -> None:
         """Parse bytes; any problem becomes a stream error sent to the client."""

@@ -122,11 +122,16 @@ class MessageParser:
         found.clear()
         return element
 
-    def close(self) -> None:
-        """Drop the parser (after an error); the next message starts a fresh one."""
+    def close(self) -> bool:
+        """Drop the parser (after an error); the next message starts a fresh one.
+
+        True if there was one.
+        """
         parser, self._parser = self._parser, None
-        if parser is not None:
-            parser.close()
+        if parser is None:
+            return False
+        parser.close()
+        return True
 
 
 def _ignore(*args: Any) -> None:
@@ -361,9 +366,10 @@ class WebSocketStream(ElementFramedStream):
             self.element_received(element)
         self._throttle(len(payload))
 
-    def _release_parser(self) -> None:
-        if self._messages is not None:
-            self._messages.close()  # between messages: the next one makes a new parser
+    def _release_parser(self) -> bool:
+        messages = self._messages
+        # Between messages: the next one makes a new parser.
+        return messages is not None and messages.close()
 
     def _process(self, element: domish.Element) -> None:
         if element.uri == NS_FRAMING and element.name == "open":
