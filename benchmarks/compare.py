@@ -57,6 +57,11 @@ class Params:
 
     login_clients: int = 500
     idle_clients: int = 1000
+    #: Seconds the idle connections stay silent before the memory is read:
+    #: idle means silent for a while (xmppd frees a silent stream's parser
+    #: after ``limits.hibernate_after``, 10 s, at the next sweep); every
+    #: server gets the same wait.
+    idle_settle: float = 25.0
     storm_users: int = 200
     storm_contacts: int = 50
     big_occupants: int = 1000
@@ -83,7 +88,7 @@ class Params:
             login_clients=100, idle_clients=100, chat_pairs=10, muc_occupants=20,
             storm_users=40, storm_contacts=10, big_occupants=100, join_occupants=100,
             pep_contacts=20, duration=2.0, warmup=0.5, scaling_occupants=[10, 50],
-            scaling_idle=[200],
+            scaling_idle=[200], idle_settle=3.0,
         )
 
 
@@ -270,7 +275,8 @@ def standard_jobs(
         Job("login", "login", ["--clients", str(p.login_clients), "--concurrency", "50"]),
         Job("storm", "storm", ["--users", str(p.storm_users),
                                "--contacts", str(p.storm_contacts)]),
-        Job("idle", "idle", ["--clients", str(p.idle_clients)]),
+        Job("idle", "idle", ["--clients", str(p.idle_clients),
+                             "--settle", str(p.idle_settle)]),
         Job("chat", "chat", chat),
         Job("muc", "muc", muc),
         Job("muc-big", "muc", [
