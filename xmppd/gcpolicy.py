@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
+from collections.abc import Callable
 
 #: Container allocations between two young-generation collections (CPython: 700).
 YOUNG_THRESHOLD = 50_000
@@ -50,7 +52,16 @@ def restore(thresholds: tuple[int, int, int]) -> None:
     gc.set_threshold(*thresholds)
 
 
-_malloc_trim = None
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once (None: not glibc)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
 
 
 def return_free_memory() -> bool:
@@ -61,16 +72,8 @@ def return_free_memory() -> bool:
     its own reuse, but still counted in its resident size. False where the
     C library has no ``malloc_trim`` (not glibc).
     """
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-        else:
-            _malloc_trim.argtypes = [ctypes.c_size_t]
-            _malloc_trim.restype = ctypes.c_int
-    if not _malloc_trim:
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    _malloc_trim(0)
+    trim(0)
     return True

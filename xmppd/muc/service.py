@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
@@ -160,8 +160,8 @@ class MUCService(InternalComponent):
         self._queue: deque[domish.Element] = deque()
         self._busy = False
         self._loaded = False
-        #: The router's entry for this service's stanzas (Router.inbound), once started.
-        self._inbound: Any = None
+        #: The router's entry for this service's stanzas (Router.inbound), while started.
+        self._inbound: Callable[[domish.Element], None] | None = None
         self._writes: defer.Deferred = defer.succeed(None)
         _StanzaHandler().setHandlerParent(self)
 
@@ -196,8 +196,7 @@ class MUCService(InternalComponent):
     def startService(self) -> None:  # noqa: N802 (Twisted API)
         """Register with the router and load the persistent rooms."""
         InternalComponent.startService(self)
-        inbound = getattr(self._router, "inbound", None)  # (test routers may lack it)
-        self._inbound = inbound(self._pipe.sink) if inbound is not None else None
+        self._inbound = self._router.inbound(self._pipe.sink)
         if not self.modules.running:
             self.modules.startService()
         if self._loaded:
@@ -270,11 +269,7 @@ class MUCService(InternalComponent):
         if self.xmlstream is None:
             log.warn("MUC service stopped: dropping a {name}", name=getattr(obj, "name", "?"))
             return
-        inbound = self._inbound
-        if inbound is not None:  # straight to the router (see Router.inbound)
-            inbound(obj)
-        else:
-            InternalComponent.send(self, obj)
+        self._inbound(obj)  # straight to the router (see Router.inbound)
 
     def is_admin(self, bare: str) -> bool:
         """True for the service administrators (owners of every room)."""
