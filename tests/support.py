@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
@@ -203,6 +204,13 @@ def pump_handshake(client: Any, server: Any, rounds: int = 20) -> None:
                 b.bio_write(a.bio_read(65536))
             except SSL.WantReadError:
                 pass
+
+
+def without_collector(testcase):
+    """Turn the cycle collector off for the test: only reference counting frees."""
+    if gc.isenabled():
+        gc.disable()
+        testcase.addCleanup(gc.enable)
 
 
 def short_folder(testcase) -> Path:

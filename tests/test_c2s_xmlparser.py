@@ -6,16 +6,12 @@ import weakref
 
 from twisted.trial import unittest
 
+from tests.support import without_collector
 from xmppd.c2s.xmlparser import RestrictedElementStream, StreamParseError
 
 HEADER = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
 
 
-def without_collector(testcase):
-    """Turn the cycle collector off for the test: only reference counting frees."""
-    if gc.isenabled():
-        gc.disable()
-        testcase.addCleanup(gc.enable)
 
 
 class CloseTests(unittest.TestCase):
@@ -88,9 +84,9 @@ class StanzaTreeTests(unittest.TestCase):
 
     def test_grandchildren_link_to_their_parent(self):
         """What wokkel's pubsub request parsing walks (verb element -> <pubsub/>)."""
-        [iq] = self.parse(b"<iq type='set' id='1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
-                          b"<publish node='n'><item id='i'><entry xmlns='e'/></item></publish>"
-                          b"</pubsub></iq><iq type='get' id='2'/>")[:1]
+        iq = self.parse(b"<iq type='set' id='1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+                        b"<publish node='n'><item id='i'><entry xmlns='e'/></item></publish>"
+                        b"</pubsub></iq><iq type='get' id='2'/>")[0]
         pubsub = iq.firstChildElement()
         publish = pubsub.firstChildElement()
         item = publish.firstChildElement()

@@ -16,6 +16,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from tests.support import make_test_certificate, make_test_config, start_server
+from tests.test_s2s_resolver import FakeDNS
 from tests.test_server_e2e import element, next_stanza
 from xmppd.testing.scansion.client import ScansionClient
 from xmppd.testing.scansion.parser import ClientAccount
@@ -355,27 +356,6 @@ class CertificateFederationTests(TwoServers):
                       summaries(self.b))
 
 
-class SRVAnswers:
-    """A fake ``twisted.names`` resolver: SRV answers by name, NXDOMAIN otherwise."""
-
-    def __init__(self, records):
-        self.records = records
-        self.asked = []
-
-    def lookupService(self, name):
-        """The SRV records set for that name (priority, weight, port, target)."""
-        from twisted.names import dns
-        from twisted.names import error as names_error
-
-        self.asked.append(name)
-        if name not in self.records:
-            return defer.fail(names_error.DomainError(name))
-        answers = [dns.RRHeader(name, dns.SRV, ttl=60,
-                                payload=dns.Record_SRV(priority, weight, port, target))
-                   for priority, weight, port, target in self.records[name]]
-        return defer.succeed((answers, [], []))
-
-
 #: A domain that is not special-use (RFC 6761), so the resolver asks "DNS" (a fake) for it.
 DIRECT = "b.xmppd-e2e.net"
 
@@ -395,7 +375,7 @@ class DirectTLSFederationTests(unittest.TestCase):
             self, DIRECT, "127.0.0.2", direct_tls_listen="tcp:0:interface=127.0.0.2"))
         route_to(self.b, self.a, "127.0.0.1")
         self.tls_port = self.b.port_of("s2s_direct_tls")
-        self.dns = SRVAnswers({f"_xmpps-server._tcp.{DIRECT}":
+        self.dns = FakeDNS({f"_xmpps-server._tcp.{DIRECT}":
                                [(0, 0, self.tls_port, "127.0.0.2")]})
         self.a.server.s2s.resolver = Resolver(dns_resolver=self.dns, reactor=reactor)
         yield log_in_both(self)
@@ -431,7 +411,7 @@ class DirectTLSFederationTests(unittest.TestCase):
         # The _xmpps-server record wrongly names the STARTTLS port: the handshake
         # fails, the _xmpp-server target is tried next.
         plain = self.b.port_of("s2s")
-        self.dns.records = {f"_xmpps-server._tcp.{DIRECT}": [(0, 0, plain, "127.0.0.2")],
+        self.dns.table = {f"_xmpps-server._tcp.{DIRECT}": [(0, 0, plain, "127.0.0.2")],
                             f"_xmpp-server._tcp.{DIRECT}": [(0, 0, plain, "127.0.0.2")]}
         yield self.chat("after falling back")
         out = [s for s in self.a.server.s2s.outgoing if s.remote == DIRECT]

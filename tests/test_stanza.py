@@ -7,6 +7,7 @@ from twisted.trial import unittest
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
+from tests.support import without_collector
 from xmppd.sm.stanzas import serialise
 from xmppd.stanza import (
     XML_NS,
@@ -247,9 +248,7 @@ class ReleaseTests(unittest.TestCase):
     """release(): a built tree without parent links, freed by reference counting."""
 
     def test_tree_freed_without_the_collector(self):
-        if gc.isenabled():
-            gc.disable()
-            self.addCleanup(gc.enable)
+        without_collector(self)
         iq = domish.Element((None, "iq"))
         query = iq.addElement(("jabber:iq:roster", "query"))
         item = query.addElement("item")
@@ -268,9 +267,7 @@ class ReleaseTests(unittest.TestCase):
 
     def test_built_tree_is_a_cycle_without_it(self):
         """Why: domish links children to their parent."""
-        if gc.isenabled():
-            gc.disable()
-            self.addCleanup(gc.enable)
+        without_collector(self)
         iq = domish.Element((None, "iq"))
         iq.addElement("query")
         gone = weakref.ref(iq)
