@@ -34,6 +34,7 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.posixbase import PosixReactorBase
 
 from xmppd import logs
+from xmppd.transport import BatchedServer, batched
 
 log = logs.logger(__name__)
 
@@ -46,6 +47,9 @@ _PORT_ZERO_ATTEMPTS = 5
 
 class IPv6OnlyPort(tcp.Port):
     """A TCP listening port whose IPv6 socket has ``IPV6_V6ONLY`` set.
+
+    Its connections are :class:`xmppd.transport.BatchedServer`, like those
+    of every port :func:`listen` opens.
 
     Construct it like ``tcp.Port`` with an IPv6 ``interface`` (``"::"``) and
     call ``startListening()``, as ``reactor.listenTCP`` does.
@@ -61,11 +65,16 @@ class IPv6OnlyPort(tcp.Port):
             raise
         return sock
 
+    transport = BatchedServer
+
 
 def listen(
     reactor: Any, description: str, factory: IProtocolFactory
 ) -> Deferred[list[IListeningPort]]:
     """Listen on an endpoint description; a Deferred firing with the list of ports.
+
+    TCP ports hand out :class:`xmppd.transport.BatchedServer` connections
+    (output written once per reactor turn, straight to the socket).
 
     ``tcp:PORT`` without an ``interface`` option gives ``[IPv4 port, IPv6
     port]`` (or only the IPv4 port if the host has no IPv6); anything else
@@ -85,7 +94,7 @@ def listen(
     dual = _dual_stack(queued) if type(endpoint) is endpoints.TCP4ServerEndpoint else None
     if dual is None:
         d: Deferred = endpoint.listen(factory)
-        return d.addCallback(lambda port: [port])
+        return d.addCallback(lambda port: [batched(port)])
     number, backlog = dual
     return defer.execute(_listen_dual_stack, reactor, description, number, backlog, factory)
 
@@ -120,7 +129,7 @@ def _listen_dual_stack(
     attempts = _PORT_ZERO_ATTEMPTS if port == 0 else 1
     while True:
         attempts -= 1
-        ipv4 = reactor.listenTCP(port, factory, backlog=backlog, interface="")
+        ipv4 = batched(reactor.listenTCP(port, factory, backlog=backlog, interface=""))
         number = ipv4.getHost().port
         try:
             ipv6 = _listen_ipv6(reactor, number, backlog, factory)
@@ -152,7 +161,7 @@ def _listen_ipv6(reactor: Any, port: int, backlog: int, factory: IProtocolFactor
         return listening
     # Not the posix TCP implementation (fakes in tests; IOCP, where IPv6
     # sockets are IPv6-only by default): the reactor's own IPv6 listener.
-    return reactor.listenTCP(port, factory, backlog=backlog, interface="::")
+    return batched(reactor.listenTCP(port, factory, backlog=backlog, interface="::"))
 
 
 def _reason(error: Any) -> str:

@@ -1,0 +1,271 @@
+"""xmppd.transport: output gathered per reactor turn and sent straight to the socket.
+
+Real loopback sockets (port 0) and the real reactor: what is tested is how
+bytes reach a peer through the kernel, with and without TLS.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, protocol, reactor, ssl, tcp
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.protocols.basic import FileSender
+from twisted.trial import unittest
+
+from tests.support import make_test_certificate
+from xmppd import listeners, transport
+
+
+class Peer(protocol.Protocol):
+    """Either end: collects what it receives; ``wait(n)`` fires once n bytes are in."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost: defer.Deferred = defer.Deferred()
+        self._waiting: list[tuple[int, defer.Deferred]] = []
+        self.on_data = None
+
+    def dataReceived(self, data: bytes) -> None:
+        """Collect, fire the waiters that have their bytes, then the test's hook."""
+        self.received += data
+        ready = [w for w in self._waiting if len(self.received) >= w[0]]
+        self._waiting = [w for w in self._waiting if len(self.received) < w[0]]
+        for _, d in ready:
+            d.callback(self.received)
+        if self.on_data is not None:
+            self.on_data(data)
+
+    def connectionLost(self, reason: object) -> None:
+        """Fire ``lost`` with what was received."""
+        self.lost.callback(self.received)
+
+    def wait(self, size: int) -> defer.Deferred:
+        """Fires with everything received once at least ``size`` bytes are in."""
+        if len(self.received) >= size:
+            return defer.succeed(self.received)
+        d: defer.Deferred = defer.Deferred()
+        self._waiting.append((size, d))
+        return d
+
+
+class ServerFactory(protocol.Factory):
+    """Hands out :class:`Peer` server ends, each also put in ``accepted`` (a queue)."""
+
+    def __init__(self) -> None:
+        self.accepted: defer.DeferredQueue = defer.DeferredQueue()
+
+    def buildProtocol(self, addr: object) -> Peer:
+        """A new server end."""
+        peer = Peer()
+        self.accepted.put(peer)
+        return peer
+
+
+class TransportTestCase(unittest.TestCase):
+    """A listener made by :func:`xmppd.listeners.listen` and clients for it."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.factory = ServerFactory()
+        ports = yield listeners.listen(reactor, "tcp:0:interface=127.0.0.1", self.factory)
+        self.port = ports[0]
+        self.addCleanup(self.port.stopListening)
+
+    @defer.inlineCallbacks
+    def connect(self):
+        """A client connected to the listener, and the server end of it."""
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        client = yield endpoint.connect(protocol.Factory.forProtocol(Peer))
+        self.addCleanup(client.transport.abortConnection)
+        server = yield self.factory.accepted.get()
+        return client, server
+
+
+class BatchedWriteTests(TransportTestCase):
+    """Plain TCP."""
+
+    def test_listeners_hand_out_batched_connections(self):
+        """Every TCP port of listeners.listen gives BatchedServer connections."""
+        self.assertIs(self.port.transport, transport.BatchedServer)
+
+        @defer.inlineCallbacks
+        def check():
+            _, server = yield self.connect()
+            self.assertIsInstance(server.transport, transport.BatchedServer)
+
+        return check()
+
+    @defer.inlineCallbacks
+    def test_one_send_per_turn_without_the_reactor(self):
+        """Writes of one turn leave in one send(), with no writability event registered."""
+        client, server = yield self.connect()
+        conn = server.transport
+        sends: list[bytes] = []
+        real_send = conn.writeSomeData
+
+        def counting(data):
+            sends.append(bytes(data))
+            return real_send(data)
+
+        conn.writeSomeData = counting
+        registered: list[bool] = []
+        real_start = conn.startWriting
+        conn.startWriting = lambda: (registered.append(True), real_start())
+        for i in range(10):
+            conn.write(b"<chunk n='%d'/>" % i)
+        self.assertEqual(sends, [], "nothing leaves before the end of the turn")
+        received = yield client.wait(10 * len(b"<chunk n='0'/>"))
+        self.assertEqual(received, b"".join(b"<chunk n='%d'/>" % i for i in range(10)))
+        self.assertEqual(sends, [received])
+        self.assertEqual(registered, [], "no writability event was needed")
+
+    @defer.inlineCallbacks
+    def test_a_full_socket_falls_back_to_twisteds_buffer_in_order(self):
+        """What the kernel does not take is queued; later writes go behind it."""
+        client, server = yield self.connect()
+        conn = server.transport
+        client.transport.pauseProducing()  # the client stops reading: the socket fills
+        big = bytes(range(256)) * (16 * 1024)  # 4 MiB, more than the socket buffers hold
+        conn.write(big)
+        yield deferLater(0)
+        self.assertTrue(conn.dataBuffer or conn._tempDataBuffer, "part of it is queued")
+        self.assertIn(conn, reactor.getWriters())
+        conn.write(b"tail")
+        yield deferLater(0)
+        client.transport.resumeProducing()
+        received = yield client.wait(len(big) + 4)
+        self.assertEqual(len(received), len(big) + 4)
+        self.assertTrue(received == big + b"tail")
+
+    @defer.inlineCallbacks
+    def test_lose_connection_writes_what_was_gathered_first(self):
+        """Writes followed by loseConnection in the same turn all arrive, then the close."""
+        client, server = yield self.connect()
+        server.transport.write(b"<stream:error/>")
+        server.transport.write(b"</stream:stream>")
+        server.transport.loseConnection()
+        received = yield client.lost
+        self.assertEqual(received, b"<stream:error/></stream:stream>")
+
+    @defer.inlineCallbacks
+    def test_large_output_is_handed_on_at_once(self):
+        """Gathering stops at FLUSH_AT bytes: a bigger write leaves within the turn."""
+        client, server = yield self.connect()
+        conn = server.transport
+        conn.write(b"a")
+        conn.write(b"b" * transport.FLUSH_AT)
+        self.assertIsNone(conn._gathered)
+        received = yield client.wait(transport.FLUSH_AT + 1)
+        self.assertEqual(received, b"a" + b"b" * transport.FLUSH_AT)
+
+    @defer.inlineCallbacks
+    def test_text_is_refused(self):
+        """Like every Twisted transport, a str is a TypeError, not silently encoded."""
+        _, server = yield self.connect()
+        self.assertRaises(TypeError, server.transport.write, "text")
+
+    @defer.inlineCallbacks
+    def test_a_pull_producer_is_paced_by_twisted(self):
+        """A connection with a producer writes through Twisted's buffer and resumes it."""
+        import io
+
+        client, server = yield self.connect()
+        payload = b"x" * (1024 * 1024)
+        sent = FileSender().beginFileTransfer(io.BytesIO(payload), server.transport)
+        yield sent
+        received = yield client.wait(len(payload))
+        self.assertEqual(len(received), len(payload))
+
+    @defer.inlineCallbacks
+    def test_one_failing_connection_does_not_stop_the_others(self):
+        """A flush that raises aborts that connection (logged); the next one is written."""
+        first_client, first = yield self.connect()
+        second_client, second = yield self.connect()
+
+        def broken():
+            raise RuntimeError("boom")
+
+        first.transport.flush_output = broken
+        first.transport.write(b"lost")
+        second.transport.write(b"kept")
+        received = yield second_client.wait(4)
+        self.assertEqual(received, b"kept")
+        yield first_client.lost
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_other_ports_are_left_alone(self):
+        """batched() changes only plain TCP ports."""
+        port = reactor.listenUNIX(self.mktemp(), ServerFactory())
+        self.addCleanup(port.stopListening)
+        self.assertIs(transport.batched(port), port)
+        self.assertIsNot(port.transport, transport.BatchedServer)
+        self.assertIs(tcp.Port.transport, tcp.Server)
+
+
+class TLSTests(TransportTestCase):
+    """STARTTLS on a batched connection."""
+
+    @defer.inlineCallbacks
+    def test_starttls_after_a_gathered_proceed(self):
+        """<proceed/> written in the same turn as startTLS leaves in the clear, then TLS works."""
+        cert, key = make_test_certificate(self)
+        server_options = ssl.PrivateCertificate.loadPEM(
+            cert.read_bytes() + key.read_bytes()
+        ).options()
+        client, server = yield self.connect()
+        conn = server.transport
+
+        def server_data(data):
+            if data == b"<starttls/>":
+                conn.write(b"<proceed/>")
+                conn.startTLS(server_options)
+            elif data == b"ping":
+                conn.write(b"pong:")
+                conn.write(data)
+
+        server.on_data = server_data
+        client.transport.write(b"<starttls/>")
+        received = yield client.wait(len(b"<proceed/>"))
+        self.assertEqual(received, b"<proceed/>")
+        client.received = b""
+        client.transport.startTLS(ssl.CertificateOptions())
+        server.received = b""
+        client.transport.write(b"ping")
+        received = yield client.wait(len(b"pong:ping"))
+        self.assertEqual(received, b"pong:ping")
+        self.assertTrue(conn.TLS)
+        self.assertNotIn(conn, reactor.getWriters())
+
+    @defer.inlineCallbacks
+    def test_tls_close_delivers_gathered_output(self):
+        """Over TLS, output written right before loseConnection arrives before the close."""
+        cert, key = make_test_certificate(self)
+        server_options = ssl.PrivateCertificate.loadPEM(
+            cert.read_bytes() + key.read_bytes()
+        ).options()
+        client, server = yield self.connect()
+        conn = server.transport
+
+        def server_data(data):
+            if data == b"<starttls/>":
+                conn.write(b"<proceed/>")
+                conn.startTLS(server_options)
+            elif data == b"bye":
+                conn.write(b"</stream:stream>")
+                conn.loseConnection()
+
+        server.on_data = server_data
+        client.transport.write(b"<starttls/>")
+        yield client.wait(len(b"<proceed/>"))
+        client.received = b""
+        client.transport.startTLS(ssl.CertificateOptions())
+        server.received = b""
+        client.transport.write(b"bye")
+        received = yield client.lost
+        self.assertEqual(received, b"</stream:stream>")
+
+
+def deferLater(seconds: float) -> defer.Deferred:
+    """A Deferred firing after ``seconds`` on the real reactor (0: the next turn)."""
+    from twisted.internet import task
+
+    return task.deferLater(reactor, seconds, lambda: None)
