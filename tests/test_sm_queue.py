@@ -41,3 +41,41 @@ class SerialQueuesTests(unittest.TestCase):
         self.failureResultOf(first, RuntimeError)
         self.failureResultOf(second, ZeroDivisionError)
         self.assertEqual(self.successResultOf(third), "ok")
+
+    def test_nested_submission_waits_for_the_running_operation(self):
+        """An operation submitted for the same key by a running one runs after it, also when
+        the running one turns out asynchronous."""
+        queues = SerialQueues()
+        log = []
+
+        def outer_sync():
+            queues.run("a", lambda: log.append("inner"))
+            log.append("outer end")
+            return "outer"
+
+        self.assertEqual(self.successResultOf(queues.run("a", outer_sync)), "outer")
+        self.assertEqual(log, ["outer end", "inner"])
+        self.assertFalse(queues.busy("a"))
+
+        del log[:]
+        gate = defer.Deferred()
+
+        def outer_async():
+            queues.run("a", lambda: log.append("inner"))
+            log.append("outer waits")
+            return gate
+
+        first = queues.run("a", outer_async)
+        self.assertEqual(log, ["outer waits"])
+        self.assertTrue(queues.busy("a"))
+        gate.callback("done")
+        self.assertEqual(log, ["outer waits", "inner"])
+        self.assertEqual(self.successResultOf(first), "done")
+        self.assertFalse(queues.busy("a"))
+
+    def test_synchronous_failure_is_a_failed_deferred(self):
+        """An idle key's operation that raises gives a failed Deferred and leaves the key idle."""
+        queues = SerialQueues()
+        self.failureResultOf(queues.run("a", lambda: 1 / 0), ZeroDivisionError)
+        self.assertFalse(queues.busy("a"))
+        self.assertEqual(self.successResultOf(queues.run("a", lambda: 5)), 5)

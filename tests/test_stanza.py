@@ -200,6 +200,17 @@ class SharedChildrenTests(unittest.TestCase):
         self.assertEqual(remembered_xml(shallow_copy(empty), NS_CLIENT),
                          "<presence type='unavailable'/>")
 
+    def test_session_manager_copies_share_them_too(self):
+        """readdress (presence broadcast, probe answers) keeps the shared children."""
+        from xmppd.sm.stanzas import readdress
+
+        presence = self.presence()
+        share_children_xml(presence)
+        copy = readdress(readdress(presence, to="a@x"), sender="b@x/r")
+        self.assertIsNotNone(remembered_xml(copy, NS_CLIENT))
+        self.assertEqual(remembered_xml(copy, NS_CLIENT), xml_text(copy, None, NS_CLIENT))
+        self.assertIsNone(remembered_xml(readdress(self.presence(), to="a@x"), NS_CLIENT))
+
     def test_a_copy_with_other_children_is_written_in_full(self):
         from xmppd.muc.stanzas import shallow_copy
 

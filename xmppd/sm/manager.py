@@ -448,17 +448,18 @@ class SessionManager(service.Service):
 
     def guard(self, d: defer.Deferred, stanza: domish.Element | None) -> defer.Deferred:
         """Track an asynchronous operation and turn its failure into a logged error."""
-
-        def failed(failure: Failure) -> None:
-            log.failure("processing a stanza failed", failure)
-            if stanza is not None:
-                self.reply_error(stanza, "internal-server-error")
-
-        d.addErrback(failed)
+        if d.called and not d.paused and not isinstance(d.result, Failure):
+            return d  # finished, and well: nothing to track or catch
+        d.addErrback(self._failed, stanza)
         if not d.called:
             self._inflight.add(d)
             d.addBoth(self._untrack, d)
         return d
+
+    def _failed(self, failure: Failure, stanza: domish.Element | None) -> None:
+        log.failure("processing a stanza failed", failure)
+        if stanza is not None:
+            self.reply_error(stanza, "internal-server-error")
 
     def _untrack(self, result: Any, d: defer.Deferred) -> Any:
         self._inflight.discard(d)
@@ -495,6 +496,10 @@ class SessionManager(service.Service):
             return items
 
         return self.roster_store.items(username).addCallback(loaded)
+
+    def cached_roster(self, username: str) -> dict[str, RosterItem] | None:
+        """The user's roster if it is in memory (the user is online and it was read), else None."""
+        return self._rosters.get(username)
 
     def get_roster_item(self, username: str, contact: str) -> defer.Deferred:
         """Fire with one item of the user's roster, or None: cached, else one row read."""

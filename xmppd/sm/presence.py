@@ -17,6 +17,7 @@ from twisted.words.xish import domish
 from xmppd.module import Point
 from xmppd.sm.session import Session
 from xmppd.sm.stanzas import SUBSCRIPTION_TYPES, presence, readdress
+from xmppd.stanza import share_children_xml
 
 if TYPE_CHECKING:
     from xmppd.sm.manager import SessionManager
@@ -101,6 +102,8 @@ class PresenceHandler:
         state.priority = priority
         state.presence = stanza
         roster = yield manager.get_roster(state.username)
+        if stanza.children:
+            share_children_xml(stanza)  # written once for every contact and probe answer
         for item in list(roster.values()):
             if item.subscribed_from:
                 manager.route(readdress(stanza, to=item.contact, sender=state.full))
@@ -204,9 +207,23 @@ class PresenceHandler:
             for state in manager.available_of(recipient.user):
                 manager.deliver(state, stanza)
 
-    @defer.inlineCallbacks
     def answer_probe(self, stanza: domish.Element, sender: jid.JID, recipient: jid.JID):
-        """Answer a probe on the user's behalf if the prober may see the user's presence."""
+        """Answer a probe on the user's behalf if the prober may see the user's presence.
+
+        At once when the user's roster is in memory (the user is online);
+        otherwise after reading the one roster item.
+        """
+        prober = sender.userhost()
+        roster = self.manager.cached_roster(recipient.user)
+        if roster is None or prober == recipient.userhost():
+            return self._answer_probe_loading(sender, recipient)
+        item = roster.get(prober)
+        if item is not None and item.subscribed_from:
+            self._presence_for_prober(recipient, sender)
+        return None
+
+    @defer.inlineCallbacks
+    def _answer_probe_loading(self, sender: jid.JID, recipient: jid.JID):
         manager = self.manager
         user = recipient.user
         owner = recipient.userhost()
@@ -220,9 +237,14 @@ class PresenceHandler:
         elif not (yield manager.user_exists(user)):
             manager.route(presence(owner, sender.full(), "unsubscribed"))
             return
-        available = manager.available_of(user)
+        self._presence_for_prober(recipient, sender)
+
+    def _presence_for_prober(self, recipient: jid.JID, sender: jid.JID) -> None:
+        """The user's current presence (each available resource's, or unavailable) to a prober."""
+        manager = self.manager
+        available = manager.available_of(recipient.user)
         if not available:
-            manager.route(presence(owner, sender.full(), "unavailable"))
+            manager.route(presence(recipient.userhost(), sender.full(), "unavailable"))
             return
         for state in available:
             if state.presence is not None:

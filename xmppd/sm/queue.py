@@ -29,15 +29,33 @@ class SerialQueues:
         return key in self._queues
 
     def run(self, key: Hashable, function: Callable[..., Any], *args: Any) -> defer.Deferred:
-        """Run function(*args) after the key's earlier operations; fires with its result."""
-        done: defer.Deferred = defer.Deferred()
+        """Run function(*args) after the key's earlier operations; fires with its result.
+
+        When the key is idle the function runs at once, and if it finishes
+        at once its own (fired) Deferred is returned: no queue is kept and
+        no Deferred made beyond the function's. Operations it submits for
+        the same key while it runs still wait for it.
+        """
         queue = self._queues.get(key)
         if queue is not None:
+            done: defer.Deferred = defer.Deferred()
             queue.append((function, args, done))
             return done
-        queue = self._queues[key] = deque([(function, args, done)])
-        self._drain(key, queue)
-        return done
+        queue = self._queues[key] = deque()
+        try:
+            result = function(*args)
+        except BaseException:
+            result = defer.fail()
+        else:
+            if not isinstance(result, defer.Deferred):
+                result = defer.succeed(result)
+        if not result.called or result.paused:
+            done = defer.Deferred()
+            queue.appendleft((function, args, done))  # the running operation's place
+            result.addBoth(self._resume, key, queue, done)
+            return done
+        self._drain(key, queue)  # what was submitted while it ran
+        return result
 
     def _drain(self, key: Hashable, queue: deque) -> None:
         while queue:

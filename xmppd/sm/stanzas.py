@@ -28,9 +28,16 @@ SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsub
 def readdress(
     stanza: domish.Element, to: str | None = None, sender: str | None = None
 ) -> domish.Element:
-    """A shallow copy of a stanza, optionally with a new 'to' and/or 'from'."""
+    """A shallow copy of a stanza, optionally with a new 'to' and/or 'from'.
+
+    Children serialised once for all copies (:func:`xmppd.stanza.share_children_xml`)
+    stay shared with the copy.
+    """
     copy = domish.Element((stanza.uri, stanza.name), stanza.defaultUri, dict(stanza.attributes))
     copy.children = list(stanza.children)
+    shared = stanza.__dict__.get("_xmppd_children")
+    if shared is not None:
+        copy._xmppd_children = shared
     if to is not None:
         copy["to"] = to
     if sender is not None:
