@@ -17,6 +17,7 @@ from xmppd.stanza import (
     remember_xml,
     remembered_xml,
     share_children_xml,
+    stream_child_text,
     xml_text,
 )
 
@@ -241,6 +242,38 @@ class SharedChildrenTests(unittest.TestCase):
         presence.children[0].children[0] = "changed"
         share_children_xml(presence)
         self.assertIn(">changed</status>", remembered_xml(presence, NS_CLIENT))
+
+
+class StreamChildTextTests(unittest.TestCase):
+    """stream_child_text writes what Twisted's XmlStream.send writes for a stream's child."""
+
+    def twisted_text(self, element: domish.Element) -> str:
+        from twisted.words.protocols.jabber import xmlstream
+
+        return element.toXml(prefixes={xmlstream.NS_STREAMS: "stream"},
+                             defaultUri=NS_CLIENT, prefixesInScope=["stream"])
+
+    def test_same_text_as_twisted(self):
+        from twisted.words.protocols.jabber import xmlstream
+
+        features = domish.Element((xmlstream.NS_STREAMS, "features"))
+        features.addElement(("urn:ietf:params:xml:ns:xmpp-tls", "starttls")).addElement(
+            "required")
+        mechanisms = features.addElement(("urn:ietf:params:xml:ns:xmpp-sasl", "mechanisms"))
+        mechanisms.addElement("mechanism", content="SCRAM-SHA-256")
+        error = domish.Element((xmlstream.NS_STREAMS, "error"))
+        error.addElement(("urn:ietf:params:xml:ns:xmpp-streams", "conflict"))
+        text = error.addElement(("urn:ietf:params:xml:ns:xmpp-streams", "text"),
+                                content="<a> & 'b'")
+        text[(XML_NS, "lang")] = "en"
+        challenge = domish.Element(("urn:ietf:params:xml:ns:xmpp-sasl", "challenge"))
+        challenge.addContent("cj0xMjM=")
+        iq = domish.Element((NS_CLIENT, "iq"), attribs={"type": "result", "id": "b&1"})
+        for element in (features, error, challenge, iq,
+                        domish.Element((xmlstream.NS_STREAMS, "features")),
+                        domish.Element(("urn:xmpp:sm:3", "r"))):
+            self.assertEqual(stream_child_text(element, NS_CLIENT), self.twisted_text(element))
+        self.assertTrue(stream_child_text(features, NS_CLIENT).startswith("<stream:features>"))
 
 
 class FastElementTests(unittest.TestCase):

@@ -47,6 +47,29 @@ def xml_text(element: domish.Element, namespace: str | None = None,
     return "".join(out)
 
 
+#: The streams namespace, written with the ``stream:`` prefix its header declares.
+NS_STREAMS = "http://etherx.jabber.org/streams"
+
+
+def stream_child_text(element: domish.Element, in_scope: str) -> str:
+    """A direct child of a stream's root (features, a SASL step, an SM ack) as XML text.
+
+    What Twisted's ``XmlStream.send`` writes for it, with :func:`xml_text`'s
+    writer: an element in the streams namespace takes the ``stream:`` prefix
+    the stream header declared (``<stream:features>``); elements in
+    ``in_scope`` (the stream's default namespace) declare nothing.
+    """
+    if element.uri != NS_STREAMS:
+        return xml_text(element, None, in_scope)
+    out: list[str] = []
+    _write(element, in_scope, in_scope, out)
+    name = element.name
+    out[0] = "<stream:" + name
+    if out[-1] != "/>":
+        out[-1] = "</stream:" + name + ">"
+    return "".join(out)
+
+
 def _write(element: domish.Element, uri: str | None, inherited: str | None,
            out: list[str]) -> None:
     name = element.name

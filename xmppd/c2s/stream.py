@@ -52,7 +52,7 @@ from xmppd.c2s.xmlparser import (
 from xmppd.logs import logger, peer_of
 from xmppd.ratelimit import TokenBucket
 from xmppd.sm.session import Session
-from xmppd.stanza import release, remembered_xml, xml_text
+from xmppd.stanza import release, remembered_xml, stream_child_text, xml_text
 
 if TYPE_CHECKING:
     from xmppd.c2s.factory import C2SFactory
@@ -411,9 +411,11 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
                 self.rawDataOutFn(data)
             self.transport.write(data)
             return
-        super().send(obj)
         if obj.__class__ is domish.Element:
+            self.send(stream_child_text(obj, self.namespace))
             release(obj)
+            return
+        super().send(obj)
 
     def sendFooter(self) -> None:
         """Send our closing tag (once)."""
