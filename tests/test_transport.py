@@ -95,6 +95,12 @@ class BatchedWriteTests(TransportTestCase):
         return check()
 
     @defer.inlineCallbacks
+    def test_nagle_is_off(self):
+        """Output is gathered per turn already: Nagle's algorithm would only delay it."""
+        _, server = yield self.connect()
+        self.assertTrue(server.transport.getTcpNoDelay())
+
+    @defer.inlineCallbacks
     def test_one_send_per_turn_without_the_reactor(self):
         """Writes of one turn leave in one send(), with no writability event registered."""
         client, server = yield self.connect()

@@ -123,6 +123,17 @@ class BatchedServer(tcp.Server):
     _gathered: list[bytes] | None = None
     _gathered_size = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Writes are gathered per reactor turn here, so Nagle's algorithm
+        # has nothing left to gather: it would only hold a turn's output
+        # until the peer acknowledged the previous one (up to its delayed
+        # ACK, 40 ms on Linux).
+        try:
+            self.setTcpNoDelay(True)
+        except OSError:
+            pass
+
     def write(self, data: bytes) -> None:
         """Gather ``data``; it leaves at the end of this reactor turn."""
         if not isinstance(data, bytes):
