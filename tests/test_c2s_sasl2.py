@@ -394,6 +394,14 @@ class LoopbackTests(unittest.TestCase):
         phone.transport.abortConnection()
         yield phone.closed
         bob.send(f"<message to='{full}' type='chat' id='m2'><body>two</body></message>")
+        # Bob's stream is processed in order: once his ping is answered, "two"
+        # waits in the phone's session (without this, a fast enough reconnection
+        # could overtake it on the loopback).
+        bob.send("<iq type='get' id='sync-2'><ping xmlns='urn:xmpp:ping'/></iq>")
+        while True:
+            answer = yield bob.next()
+            if answer.name == "iq" and answer.getAttribute("id") == "sync-2":
+                break
 
         # Reconnection: FAST token, inline resumption, one round trip after TLS.
         phone2, _ = yield self.secure_stream()
