@@ -359,3 +359,96 @@ class ProbeTests(PresenceTestCase):
         )
         [answer] = self.remote.take()
         self.assertEqual(answer["type"], "unsubscribed")
+
+
+class LoginProbeTests(SessionManagerTestCase):
+    """A login probes its offline local contacts with one roster query, not one each."""
+
+    users = ("alice", "bob", "carol", "dave", "erin")
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        # alice is subscribed to bob, carol and dave; bob and carol approved her
+        # (their rosters say 'from'), dave's roster has no item for her (stale
+        # state: she must get nothing from him), erin's account has none either.
+        for contact in ("bob", "carol", "dave", "erin"):
+            yield self.roster_store.save("alice", RosterItem(f"{contact}@localhost",
+                                                             subscription="to"))
+        yield self.roster_store.save("bob", RosterItem("alice@localhost", subscription="from"))
+        yield self.roster_store.save("carol", RosterItem("alice@localhost", subscription="both"))
+        yield self.db.execute("DELETE FROM accounts WHERE username = 'erin'")
+        self.single_reads: list[tuple[str, str]] = []
+        real_item = self.roster_store.item
+
+        def item(username, contact):
+            self.single_reads.append((username, contact))
+            return real_item(username, contact)
+
+        self.patch(self.sm.roster_store, "item", item)
+
+    @defer.inlineCallbacks
+    def test_offline_contacts_answered_from_one_query(self):
+        """Subscribed contacts answer unavailable; the others nothing (erin: unsubscribed)."""
+        queries = []
+        real_naming = self.sm.roster_store.items_naming
+        self.patch(self.sm.roster_store, "items_naming",
+                   lambda contact, users: queries.append((contact, sorted(users)))
+                   or real_naming(contact, users))
+        alice = yield self.connect("alice")
+        self.assertEqual(queries, [("alice@localhost", ["bob", "carol", "dave", "erin"])])
+        answers = sorted((p["from"], p.getAttribute("type")) for p in self._probe_answers(alice))
+        self.assertEqual(answers, [("bob@localhost", "unavailable"),
+                                   ("carol@localhost", "unavailable"),
+                                   ("erin@localhost", "unsubscribed")])
+        # Only the contacts without an item are looked at again (does the account exist?).
+        self.assertEqual(sorted(self.single_reads),
+                         [("dave", "alice@localhost"), ("erin", "alice@localhost")])
+
+    @defer.inlineCallbacks
+    def test_failed_query_falls_back_to_one_read_per_probe(self):
+        """The probes are still answered, each with its own read; the failure is logged."""
+        self.patch(self.sm.roster_store, "items_naming",
+                   lambda contact, users: defer.fail(RuntimeError("disk gone")))
+        alice = yield self.connect("alice")
+        answers = sorted((p["from"], p.getAttribute("type")) for p in self._probe_answers(alice))
+        self.assertEqual(answers, [("bob@localhost", "unavailable"),
+                                   ("carol@localhost", "unavailable"),
+                                   ("erin@localhost", "unsubscribed")])
+        self.assertEqual(len(self.single_reads), 4)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @defer.inlineCallbacks
+    def test_online_contact_answers_from_its_cached_roster(self):
+        """An online contact's roster is in memory: no query at all for its answer."""
+        bob = yield self.connect("bob")
+        yield self.client_sends(bob, "<presence><status>hi</status></presence>")
+        del self.single_reads[:]
+        alice = yield self.connect("alice")
+        answers = {p["from"]: p for p in self._probe_answers(alice)}
+        self.assertEqual(str(answers["bob@localhost/res"].status), "hi")
+        self.assertNotIn(("bob", "alice@localhost"), self.single_reads)
+
+    def _probe_answers(self, session):
+        """What the connect helper cleared: the presences the session was sent at login."""
+        return [p for p in self._sent_at_login[session] if p.name == "presence"
+                and p["from"] != session.jid.full()]
+
+    @defer.inlineCallbacks
+    def connect(self, user, resource="res", presence=True, priority=None, roster=True):
+        """Like the base class's, but keeps what the session was sent while logging in."""
+        if not hasattr(self, "_sent_at_login"):
+            self._sent_at_login = {}
+        from tests.sm_fakes import FakeSession
+
+        recorded = []
+        original = FakeSession.write_stanza
+
+        def write_stanza(fake, element):
+            recorded.append((fake, element))
+            original(fake, element)
+
+        self.patch(FakeSession, "write_stanza", write_stanza)
+        session = yield super().connect(user, resource, presence, priority, roster)
+        self._sent_at_login[session] = [e for s, e in recorded if s is session]
+        return session

@@ -8,19 +8,24 @@ available presence of each resource is kept in memory to answer probes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
+from xmppd.logs import logger
 from xmppd.module import Point
 from xmppd.sm.session import Session
 from xmppd.sm.stanzas import SUBSCRIPTION_TYPES, presence, readdress
 from xmppd.stanza import share_children_xml
+from xmppd.storage.roster import RosterItem
 
 if TYPE_CHECKING:
     from xmppd.sm.manager import SessionManager
+
+log = logger(__name__)
 
 
 def parse_priority(stanza: domish.Element) -> int | None:
@@ -52,11 +57,22 @@ def _bare(address: str) -> str:
     return address.split("/", 1)[0]
 
 
+@dataclasses.dataclass(frozen=True)
+class ProbeHints:
+    """What the prober's offline contacts' rosters say of the prober (see ``_probe_hints``)."""
+
+    prober: str
+    users: frozenset[str]
+    items: dict[str, RosterItem]
+
+
 class PresenceHandler:
     """Presence processing for the local domain's users."""
 
     def __init__(self, manager: SessionManager):
         self.manager = manager
+        #: While a login's probes are routed: the items read for them in one query.
+        self._hints: ProbeHints | None = None
 
     # -- outbound: presence sent by one of our resources ----------------------------
 
@@ -115,9 +131,13 @@ class PresenceHandler:
                     manager.deliver(
                         state, readdress(other.presence, to=state.full, sender=other.full)
                     )
-            for item in list(roster.values()):
-                if item.subscribed_to:
-                    manager.route(presence(state.bare, item.contact, "probe"))
+            probed = [item.contact for item in list(roster.values()) if item.subscribed_to]
+            self._hints = yield self._probe_hints(state.bare, probed)
+            try:
+                for contact in probed:
+                    manager.route(presence(state.bare, contact, "probe"))
+            finally:
+                self._hints = None
             yield manager.subscriptions.redeliver_pending(state)
         if priority >= 0 and (initial or was_negative):
             yield manager.modules.fire_async(Point.SESSION_AVAILABLE, state)
@@ -210,17 +230,48 @@ class PresenceHandler:
     def answer_probe(self, stanza: domish.Element, sender: jid.JID, recipient: jid.JID):
         """Answer a probe on the user's behalf if the prober may see the user's presence.
 
-        At once when the user's roster is in memory (the user is online);
+        At once when the user's roster is in memory (the user is online) or
+        its item was read for this login's probes (:meth:`_probe_hints`);
         otherwise after reading the one roster item.
         """
         prober = sender.userhost()
-        roster = self.manager.cached_roster(recipient.user)
-        if roster is None or prober == recipient.userhost():
-            return self._answer_probe_loading(sender, recipient)
-        item = roster.get(prober)
+        user = recipient.user
+        roster = self.manager.cached_roster(user)
+        if roster is not None and prober != recipient.userhost():
+            item = roster.get(prober)
+        else:
+            hints = self._hints
+            if hints is None or hints.prober != prober or user not in hints.users:
+                return self._answer_probe_loading(sender, recipient)
+            item = hints.items.get(user)
+            if item is None:  # not on the roster: does the account exist?
+                return self._answer_probe_loading(sender, recipient)
         if item is not None and item.subscribed_from:
             self._presence_for_prober(recipient, sender)
         return None
+
+    def _probe_hints(self, prober: str, contacts: list[str]) -> defer.Deferred:
+        """Fire with the roster items of the offline local contacts a login probes (or None).
+
+        One query instead of one per probe; :meth:`answer_probe` uses them
+        while the probes are routed, synchronously, right after the query.
+        A failed query only means each probe reads its item itself.
+        """
+        manager = self.manager
+        suffix = "@" + manager.domain
+        offline = [contact[:-len(suffix)] for contact in contacts
+                   if contact.endswith(suffix) and "/" not in contact
+                   and not manager.is_online(contact[:-len(suffix)])]
+        if len(offline) < 2:
+            return defer.succeed(None)
+        d = manager.roster_store.items_naming(prober, offline)
+        d.addCallback(lambda items: ProbeHints(prober, frozenset(offline), items))
+
+        def failed(failure: Any) -> None:
+            log.failure("reading the roster items for {prober}'s probes failed", failure,
+                        prober=prober)
+
+        return d.addErrback(failed)
 
     @defer.inlineCallbacks
     def _answer_probe_loading(self, sender: jid.JID, recipient: jid.JID):

@@ -124,6 +124,14 @@ class RosterStore:
         )
         return _item_from_row(rows[0]) if rows else None
 
+    def items_naming(self, contact: str, usernames: list[str]) -> defer.Deferred:
+        """Fire with {username: item} for those of the users whose roster holds ``contact``.
+
+        One query for the lot (by primary key): a user who logs in probes
+        every contact, and this answers the probes of offline ones at once.
+        """
+        return self.db.read(_read_items_naming, contact, usernames)
+
     def version(self, username: str) -> defer.Deferred:
         """Fire with the user's roster version (0 if the roster never changed)."""
         return self.db.read(_read_version, username)
@@ -201,6 +209,25 @@ def _item_from_row(row) -> RosterItem:
         approved=bool(approved),
         groups=group_list,
     )
+
+
+#: Users asked about in one query by :meth:`RosterStore.items_naming` (SQLite's
+#: bound-parameter limit is far above it).
+_NAMING_CHUNK = 500
+
+
+def _read_items_naming(cursor, contact: str, usernames: list[str]) -> dict[str, RosterItem]:
+    found: dict[str, RosterItem] = {}
+    for start in range(0, len(usernames), _NAMING_CHUNK):
+        chunk = usernames[start:start + _NAMING_CHUNK]
+        cursor.execute(
+            "SELECT username, contact, name, subscription, ask, approved, groups "
+            f"FROM roster_items WHERE contact = ? AND username IN ({','.join('?' * len(chunk))})",
+            (contact, *chunk),
+        )
+        for row in cursor.fetchall():
+            found[row[0]] = _item_from_row(row[1:])
+    return found
 
 
 def _read_version(cursor, username: str) -> int:
