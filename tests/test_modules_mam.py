@@ -10,8 +10,7 @@ from xmppd.config import MUCSettings
 from xmppd.mam.policy import NS_SID
 from xmppd.module import Point, Scope
 from xmppd.muc.service import MUCService
-from xmppd.muc.stanzas import shallow_copy
-from xmppd.stanza import remembered_xml, xml_text
+from xmppd.stanza import remembered_xml, shallow_copy, xml_text
 
 NS_MAM = "urn:xmpp:mam:2"
 NS_CLIENT = "jabber:client"

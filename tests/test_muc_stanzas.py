@@ -13,7 +13,6 @@ from xmppd.muc.stanzas import (
     child,
     parse_jid,
     resourceprep_nick,
-    shallow_copy,
     stored_presence,
 )
 
@@ -55,9 +54,3 @@ class StanzaHelperTests(unittest.TestCase):
         )
         self.assertEqual(str(child(bounce_presence(stanza), "status")), "Kicked: gone: moved")
 
-    def test_shallow_copy(self):
-        stanza = parse("<message to='a@b'><body>x</body></message>")
-        copy = shallow_copy(stanza)
-        copy["to"] = "c@d"
-        self.assertEqual(stanza["to"], "a@b")
-        self.assertIs(child(copy, "body"), child(stanza, "body"))

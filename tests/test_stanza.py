@@ -16,6 +16,7 @@ from xmppd.stanza import (
     release,
     remember_xml,
     remembered_xml,
+    shallow_copy,
     share_children_xml,
     stream_child_text,
     xml_text,
@@ -188,8 +189,6 @@ class SharedChildrenTests(unittest.TestCase):
         return presence
 
     def test_copies_written_as_xml_text_writes_them(self):
-        from xmppd.muc.stanzas import shallow_copy
-
         presence = self.presence()
         share_children_xml(presence)
         for to in ("a@x/r", "b@x/'quoted'&"):
@@ -213,8 +212,6 @@ class SharedChildrenTests(unittest.TestCase):
         self.assertIsNone(remembered_xml(readdress(self.presence(), to="a@x"), NS_CLIENT))
 
     def test_a_copy_with_other_children_is_written_in_full(self):
-        from xmppd.muc.stanzas import shallow_copy
-
         presence = self.presence()
         share_children_xml(presence)
         added = shallow_copy(presence)
@@ -274,6 +271,19 @@ class StreamChildTextTests(unittest.TestCase):
                         domish.Element(("urn:xmpp:sm:3", "r"))):
             self.assertEqual(stream_child_text(element, NS_CLIENT), self.twisted_text(element))
         self.assertTrue(stream_child_text(features, NS_CLIENT).startswith("<stream:features>"))
+
+
+class ShallowCopyTests(unittest.TestCase):
+    """shallow_copy: own attributes and child list, the children themselves shared."""
+
+    def test_shallow_copy(self):
+        stanza = parseXml("<message to='a@b'><body>x</body></message>")
+        copy = shallow_copy(stanza)
+        copy["to"] = "c@d"
+        self.assertEqual(stanza["to"], "a@b")
+        self.assertIs(copy.children[0], stanza.children[0])
+        copy.children.append("more")
+        self.assertEqual(len(stanza.children), 1)
 
 
 class FastElementTests(unittest.TestCase):

@@ -350,6 +350,13 @@ class ModuleHost(service.MultiService):
                 self._hooks.setdefault(point, []).append((-priority, order, function))
         for handlers in self._hooks.values():
             handlers.sort(key=lambda entry: entry[:2])
+        self._index_hooks()
+
+    def _index_hooks(self) -> None:
+        #: Point -> its hook functions in running order (what :meth:`fire` walks).
+        self._hook_functions: dict[Point, tuple[Callable, ...]] = {
+            point: tuple(entry[2] for entry in handlers) for point, handlers in self._hooks.items()
+        }
 
     def startService(self) -> None:  # noqa: N802 - Twisted's API
         """Create the modules' tables (queued before any query), then start them."""
@@ -422,6 +429,7 @@ class ModuleHost(service.MultiService):
         order = max((entry[1] for entry in handlers), default=0) + 1
         handlers.append((-priority, order, function))
         handlers.sort(key=lambda entry: entry[:2])
+        self._index_hooks()
 
     def has_hooks(self, point: Point) -> bool:
         """True if any module hooks that point (lets hot paths skip the call)."""
@@ -429,7 +437,7 @@ class ModuleHost(service.MultiService):
 
     def fire(self, point: Point, *args: Any) -> bool:
         """Run a point's hooks in order; True as soon as one returns True."""
-        for _, _, function in self._hooks.get(point, ()):
+        for function in self._hook_functions.get(point, ()):
             if function(*args) is True:
                 return True
         return False
@@ -440,7 +448,7 @@ class ModuleHost(service.MultiService):
 
         Fires with True as soon as one hook's result is True.
         """
-        for _, _, function in self._hooks.get(point, ()):
+        for function in self._hook_functions.get(point, ()):
             result = yield function(*args)
             if result is True:
                 return True

@@ -232,6 +232,22 @@ def fast_element(uri: str, name: str, attributes: dict[str, str]) -> domish.Elem
 _new_element = domish.Element.__new__
 
 
+def shallow_copy(element: domish.Element) -> domish.Element:
+    """A shallow copy: own attributes and child list, shared children.
+
+    Children written once for every copy (:func:`share_children_xml`) stay
+    shared with the copy.
+    """
+    copy = fast_element(element.uri, element.name, dict(element.attributes))
+    if element.defaultUri is not None:  # (domish's rule: None means the element's uri)
+        copy.defaultUri = element.defaultUri
+    copy.children = list(element.children)
+    shared = element.__dict__.get("_xmppd_children")
+    if shared is not None:
+        copy._xmppd_children = shared
+    return copy
+
+
 def _escape(text: str) -> str:
     if "&" in text:
         text = text.replace("&", "&amp;")

@@ -76,8 +76,8 @@ from xmppd.muc.stanzas import (
     resourceprep_nick,
 )
 from xmppd.muc.stanzas import bounce_presence as _bounce_presence
-from xmppd.muc.stanzas import shallow_copy as _copy
 from xmppd.muc.stanzas import stored_presence as _stored_presence
+from xmppd.stanza import shallow_copy as _copy
 from xmppd.stanza import share_children_xml
 
 if TYPE_CHECKING:

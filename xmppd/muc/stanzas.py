@@ -14,7 +14,6 @@ from twisted.words.xish import domish
 
 from xmppd.addresses import JID_ERRORS, relaxed_resourcepart
 from xmppd.errors import StanzaError
-from xmppd.stanza import fast_element
 
 NS_CLIENT = "jabber:client"
 NS_MUC = "http://jabber.org/protocol/muc"
@@ -46,18 +45,6 @@ def child(element: domish.Element, name: str, uri: str | None = None) -> domish.
         elif candidate.uri == uri:
             return candidate
     return None
-
-
-def shallow_copy(element: domish.Element) -> domish.Element:
-    """A shallow copy: own attributes and child list, shared children."""
-    copy = fast_element(element.uri, element.name, dict(element.attributes))
-    if element.defaultUri is not None:  # (domish's rule: None means the element's uri)
-        copy.defaultUri = element.defaultUri
-    copy.children = list(element.children)
-    shared = element.__dict__.get("_xmppd_children")
-    if shared is not None:
-        copy._xmppd_children = shared  # see xmppd.stanza.share_children_xml
-    return copy
 
 
 def stored_presence(stanza: domish.Element | None) -> domish.Element:

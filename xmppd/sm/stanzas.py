@@ -12,7 +12,7 @@ from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
 from xmppd.datetimes import format_stamp
-from xmppd.stanza import remembered_xml, xml_text
+from xmppd.stanza import remembered_xml, shallow_copy, xml_text
 
 NS_CLIENT = "jabber:client"
 NS_DELAY = "urn:xmpp:delay"
@@ -33,15 +33,11 @@ def readdress(
     Children serialised once for all copies (:func:`xmppd.stanza.share_children_xml`)
     stay shared with the copy.
     """
-    copy = domish.Element((stanza.uri, stanza.name), stanza.defaultUri, dict(stanza.attributes))
-    copy.children = list(stanza.children)
-    shared = stanza.__dict__.get("_xmppd_children")
-    if shared is not None:
-        copy._xmppd_children = shared
+    copy = shallow_copy(stanza)
     if to is not None:
-        copy["to"] = to
+        copy.attributes["to"] = to
     if sender is not None:
-        copy["from"] = sender
+        copy.attributes["from"] = sender
     return copy
 
 
