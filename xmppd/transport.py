@@ -120,10 +120,13 @@ def batch_of(reactor: Any) -> WriteBatch:
 class BatchedServer(tcp.Server):
     """An accepted TCP connection whose output leaves once per reactor turn (module doc)."""
 
-    _gathered: list[bytes] | None = None
-    _gathered_size = 0
+    # Slots, not the instance dict: a connection's dict is large already, and
+    # two more keys could make it grow a size (memory per idle connection).
+    __slots__ = ("_gathered", "_gathered_size")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._gathered: list[bytes] | None = None
+        self._gathered_size = 0
         super().__init__(*args, **kwargs)
         # Writes are gathered per reactor turn here, so Nagle's algorithm
         # has nothing left to gather: it would only hold a turn's output
