@@ -6,7 +6,9 @@ bytes reach a peer through the kernel, with and without TLS.
 
 from __future__ import annotations
 
-from twisted.internet import defer, protocol, reactor, ssl, tcp
+import io
+
+from twisted.internet import defer, protocol, reactor, ssl, task, tcp
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.protocols.basic import FileSender
 from twisted.trial import unittest
@@ -172,8 +174,6 @@ class BatchedWriteTests(TransportTestCase):
     @defer.inlineCallbacks
     def test_a_pull_producer_is_paced_by_twisted(self):
         """A connection with a producer writes through Twisted's buffer and resumes it."""
-        import io
-
         client, server = yield self.connect()
         payload = b"x" * (1024 * 1024)
         sent = FileSender().beginFileTransfer(io.BytesIO(payload), server.transport)
@@ -211,22 +211,24 @@ class TLSTests(TransportTestCase):
     """STARTTLS on a batched connection."""
 
     @defer.inlineCallbacks
-    def test_starttls_after_a_gathered_proceed(self):
-        """<proceed/> written in the same turn as startTLS leaves in the clear, then TLS works."""
+    def secured(self, on_application_data):
+        """A client and the server's connection after STARTTLS.
+
+        The server writes ``<proceed/>`` and starts TLS in the same turn (as
+        c2s does), so the gathered ``<proceed/>`` must leave in the clear;
+        what the client sends over TLS then goes to ``on_application_data``.
+        """
         cert, key = make_test_certificate(self)
-        server_options = ssl.PrivateCertificate.loadPEM(
-            cert.read_bytes() + key.read_bytes()
-        ).options()
+        options = ssl.PrivateCertificate.loadPEM(cert.read_bytes() + key.read_bytes()).options()
         client, server = yield self.connect()
         conn = server.transport
 
         def server_data(data):
             if data == b"<starttls/>":
                 conn.write(b"<proceed/>")
-                conn.startTLS(server_options)
-            elif data == b"ping":
-                conn.write(b"pong:")
-                conn.write(data)
+                conn.startTLS(options)
+            else:
+                on_application_data(conn, data)
 
         server.on_data = server_data
         client.transport.write(b"<starttls/>")
@@ -234,7 +236,17 @@ class TLSTests(TransportTestCase):
         self.assertEqual(received, b"<proceed/>")
         client.received = b""
         client.transport.startTLS(ssl.CertificateOptions())
-        server.received = b""
+        return client, conn
+
+    @defer.inlineCallbacks
+    def test_starttls_after_a_gathered_proceed(self):
+        """<proceed/> written in the same turn as startTLS leaves in the clear, then TLS works."""
+
+        def echo(conn, data):
+            conn.write(b"pong:")
+            conn.write(data)
+
+        client, conn = yield self.secured(echo)
         client.transport.write(b"ping")
         received = yield client.wait(len(b"pong:ping"))
         self.assertEqual(received, b"pong:ping")
@@ -244,27 +256,12 @@ class TLSTests(TransportTestCase):
     @defer.inlineCallbacks
     def test_tls_close_delivers_gathered_output(self):
         """Over TLS, output written right before loseConnection arrives before the close."""
-        cert, key = make_test_certificate(self)
-        server_options = ssl.PrivateCertificate.loadPEM(
-            cert.read_bytes() + key.read_bytes()
-        ).options()
-        client, server = yield self.connect()
-        conn = server.transport
 
-        def server_data(data):
-            if data == b"<starttls/>":
-                conn.write(b"<proceed/>")
-                conn.startTLS(server_options)
-            elif data == b"bye":
-                conn.write(b"</stream:stream>")
-                conn.loseConnection()
+        def close(conn, data):
+            conn.write(b"</stream:stream>")
+            conn.loseConnection()
 
-        server.on_data = server_data
-        client.transport.write(b"<starttls/>")
-        yield client.wait(len(b"<proceed/>"))
-        client.received = b""
-        client.transport.startTLS(ssl.CertificateOptions())
-        server.received = b""
+        client, _ = yield self.secured(close)
         client.transport.write(b"bye")
         received = yield client.lost
         self.assertEqual(received, b"</stream:stream>")
@@ -272,6 +269,4 @@ class TLSTests(TransportTestCase):
 
 def deferLater(seconds: float) -> defer.Deferred:
     """A Deferred firing after ``seconds`` on the real reactor (0: the next turn)."""
-    from twisted.internet import task
-
     return task.deferLater(reactor, seconds, lambda: None)
