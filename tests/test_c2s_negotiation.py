@@ -20,11 +20,13 @@ from tests.c2s_fakes import (
     Client,
     FakeAccounts,
     FakeSessionManager,
+    factory_config,
     make_factory,
     stanza_error_condition,
     stream_error_condition,
 )
 from tests.support import start_server
+from xmppd.c2s.negotiation import C2SAuthenticator
 from xmppd.c2s.stream import C2SStream
 from xmppd.testing.scansion.client import ScansionClient
 from xmppd.testing.scansion.parser import ClientAccount
@@ -215,6 +217,30 @@ class FeatureTests(unittest.TestCase):
         self.assertEqual(len(ver), 1)
         self.assertEqual(ver[0].name, "ver")
         self.assertEqual(list(ver[0].elements()), [])
+
+
+    def test_features_built_once_per_state_until_a_reload(self):
+        """Streams in the same state share one text; a replaced config builds it anew."""
+        factory = make_factory()
+        built = []
+        real = C2SAuthenticator.features
+
+        def counting(negotiator):
+            built.append((negotiator.tls_active, negotiator.username))
+            return real(negotiator)
+
+        self.patch(C2SAuthenticator, "features", counting)
+        first, second = Client(factory), Client(factory)
+        self.assertEqual(feature_names(self.features(first)), feature_names(self.features(second)))
+        self.assertEqual(first.auth_plain()[0].name, "success")
+        self.assertEqual((NS_BIND, "bind"), sorted(feature_names(self.features(first)))[0])
+        self.assertEqual(built, [(False, None), (False, "alice")])
+        # A reload replaces the config: registration is now offered.
+        factory.config = factory_config({"registration_enabled": True})
+        third = Client(factory)
+        self.assertIn(("http://jabber.org/features/iq-register", "register"),
+                      feature_names(self.features(third)))
+        self.assertEqual(len(built), 3)
 
 
 class StartTLSTests(unittest.TestCase):

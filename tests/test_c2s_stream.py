@@ -12,6 +12,7 @@ from tests.c2s_fakes import (
     make_factory,
     stream_error_condition,
 )
+from xmppd.c2s.negotiation import C2SAuthenticator
 
 
 def elements(events):
@@ -55,18 +56,15 @@ class SessionOverStreamTests(unittest.TestCase):
         self.assertEqual(str(self.client.read()[0].body), "hello")
 
     def test_features_are_released(self):
-        other = Client(self.factory)
-        sent = []
-        original = other.proto.send
-
-        def send(obj):
-            sent.append(obj)
-            original(obj)
-
-        other.proto.send = send
-        other.header()
-        [features] = [obj for obj in sent if isinstance(obj, domish.Element)]
-        self.assertEqual(features.name, "features")
+        """The features tree built for the stream is no reference cycle once written."""
+        built = []
+        real = C2SAuthenticator.features
+        self.patch(C2SAuthenticator, "features",
+                   lambda negotiator: built.append(real(negotiator)) or built[-1])
+        other = Client(make_factory())  # a factory that has written no features yet
+        events = other.header()
+        self.assertEqual(events[1].name, "features")
+        [features] = built
         self.assertTrue(list(features.elements()))
         for child in features.elements():
             self.assertIsNone(child.parent)

@@ -93,7 +93,7 @@ class SASL2Success:
             xs.bound(newly_bound)
         for follow_up in follow_ups:
             follow_up()
-        xs.send(self.features())
+        xs.send(self.features_text())
 
     @defer.inlineCallbacks
     def _bind2(self, bind: domish.Element, request: sasl2.Authenticate):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import task
 from twisted.words.protocols.jabber import jid, xmlstream
+from twisted.words.xish import domish
 
 from xmppd import gcpolicy
 from xmppd.c2s import sasl
@@ -13,9 +15,14 @@ from xmppd.c2s.guard import ClientGuard
 from xmppd.c2s.negotiation import C2SAuthenticator
 from xmppd.c2s.stream import C2SStream
 from xmppd.config import Config, LimitSettings
+from xmppd.stanza import release
 
 #: Parsers freed in one sweep from which the memory is handed back to the system.
 TRIM_AFTER = 64
+
+#: Stream states whose features :meth:`C2SFactory.features_text` keeps (a
+#: handful occur: before and after TLS, authenticated, bound).
+MAX_FEATURE_STATES = 32
 
 
 class C2SFactory(xmlstream.XmlStreamServerFactory):
@@ -77,6 +84,9 @@ class C2SFactory(xmlstream.XmlStreamServerFactory):
             allow_plain_without_tls=allow_plain_without_tls,
         )
         self.streams: set[C2SStream] = set()
+        #: Stream features as text, per stream state (:meth:`features_text`).
+        self._features: dict[tuple, str] = {}
+        self._features_for: tuple[Any, Any] | None = None
         #: How often reading was paused by the read-rate limit (all streams).
         self.read_pauses = 0
         self._sweep: task.LoopingCall | None = None
@@ -108,6 +118,29 @@ class C2SFactory(xmlstream.XmlStreamServerFactory):
             freed += xs.hibernate_if_quiet()
         if freed >= TRIM_AFTER:
             gcpolicy.return_free_memory()
+
+    def features_text(self, state: tuple, build: Callable[[], domish.Element],
+                      render: Callable[[domish.Element], str]) -> str:
+        """The stream features for streams in ``state``, as text, built once.
+
+        Every stream in the same state (its kind, which says how it writes
+        an element, TLS or not, its channel binding types, registration
+        offered, authenticated, bound) gets the same features until the
+        configuration or the certificate is replaced (a reload), which
+        starts the cache again.
+        """
+        if (self._features_for is None or self._features_for[0] is not self.config
+                or self._features_for[1] is not self.tls_options):
+            self._features_for = (self.config, self.tls_options)
+            self._features.clear()
+        text = self._features.get(state)
+        if text is None:
+            element = build()
+            text = render(element)
+            release(element)
+            if len(self._features) < MAX_FEATURE_STATES:
+                self._features[state] = text
+        return text
 
     @property
     def limits(self) -> LimitSettings:

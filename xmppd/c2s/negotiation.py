@@ -114,7 +114,7 @@ class C2SAuthenticator(SASL2Success, xmlstream.ListenAuthenticator):
             return
         xs.version = (1, 0)
         xs.sendHeader()
-        xs.send(self.features())
+        xs.send(self.features_text())
 
     def _serves(self, to: str | None) -> bool:
         address = parse_jid(to)
@@ -134,6 +134,13 @@ class C2SAuthenticator(SASL2Success, xmlstream.ListenAuthenticator):
         if not (major.isdigit() and minor.isdigit()):
             return False
         return int(major) == 1
+
+    def features_text(self) -> str:
+        """:meth:`features` as text, built once for every stream in the same state."""
+        xs = self.xmlstream
+        state = (type(xs), self.tls_active, tuple(self.channel_bindings()),
+                 self.registration is not None, self.username is None, self.session is None)
+        return self.factory.features_text(state, self.features, xs.element_text)
 
     def features(self) -> domish.Element:
         """The stream features for the stream's current state."""

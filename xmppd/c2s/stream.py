@@ -412,10 +412,14 @@ class C2SStream(xmlstream.XmlStream, TimeoutMixin):
             self.transport.write(data)
             return
         if obj.__class__ is domish.Element:
-            self.send(stream_child_text(obj, self.namespace))
+            self.send(self.element_text(obj))
             release(obj)
             return
         super().send(obj)
+
+    def element_text(self, element: domish.Element) -> str:
+        """How this stream writes a stream-level element (``<stream:features>``, a SASL step)."""
+        return stream_child_text(element, self.namespace)
 
     def sendFooter(self) -> None:
         """Send our closing tag (once)."""

@@ -319,6 +319,10 @@ class ElementFramedStream(C2SStream):
             obj = serialize(obj)
         super().send(obj)
 
+    def element_text(self, element: domish.Element) -> str:
+        """One element as a self-contained message (its namespaces declared)."""
+        return serialize(element)
+
     def write_stanza(self, element: domish.Element) -> None:
         """Serialise a stanza for this client as ``jabber:client`` (without modifying it)."""
         if self.closing:
