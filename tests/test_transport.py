@@ -155,6 +155,15 @@ class BatchedWriteTests(TransportTestCase):
         self.assertEqual(received, b"<stream:error/></stream:stream>")
 
     @defer.inlineCallbacks
+    def test_abort_drops_what_was_gathered(self):
+        """abortConnection drops buffered data: what was gathered in the turn too."""
+        client, server = yield self.connect()
+        server.transport.write(b"never sent")
+        server.transport.abortConnection()
+        received = yield client.lost
+        self.assertEqual(received, b"")
+
+    @defer.inlineCallbacks
     def test_large_output_is_handed_on_at_once(self):
         """Gathering stops at FLUSH_AT bytes: a bigger write leaves within the turn."""
         client, server = yield self.connect()

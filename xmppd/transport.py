@@ -165,8 +165,8 @@ class BatchedServer(tcp.Server):
             return
         self._gathered = None
         self._gathered_size = 0
-        if not self.connected:
-            return
+        if not self.connected or self._aborting:
+            return  # aborting drops buffered data, gathered data included
         data = gathered[0] if len(gathered) == 1 else b"".join(gathered)
         if not self.TLS:
             send_now(self, data)
