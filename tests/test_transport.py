@@ -145,22 +145,26 @@ class BatchedWriteTests(TransportTestCase):
         self.assertTrue(received == big + b"tail")
 
     @defer.inlineCallbacks
+    def received_when_closed(self, close: str, *chunks: bytes):
+        """What the client gets when the server writes ``chunks`` and closes in one turn."""
+        client, server = yield self.connect()
+        for chunk in chunks:
+            server.transport.write(chunk)
+        getattr(server.transport, close)()
+        received = yield client.lost
+        return received
+
+    @defer.inlineCallbacks
     def test_lose_connection_writes_what_was_gathered_first(self):
         """Writes followed by loseConnection in the same turn all arrive, then the close."""
-        client, server = yield self.connect()
-        server.transport.write(b"<stream:error/>")
-        server.transport.write(b"</stream:stream>")
-        server.transport.loseConnection()
-        received = yield client.lost
+        received = yield self.received_when_closed(
+            "loseConnection", b"<stream:error/>", b"</stream:stream>")
         self.assertEqual(received, b"<stream:error/></stream:stream>")
 
     @defer.inlineCallbacks
     def test_abort_drops_what_was_gathered(self):
         """abortConnection drops buffered data: what was gathered in the turn too."""
-        client, server = yield self.connect()
-        server.transport.write(b"never sent")
-        server.transport.abortConnection()
-        received = yield client.lost
+        received = yield self.received_when_closed("abortConnection", b"never sent")
         self.assertEqual(received, b"")
 
     @defer.inlineCallbacks
