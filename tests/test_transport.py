@@ -11,6 +11,7 @@ import io
 from twisted.internet import defer, protocol, reactor, ssl, task, tcp
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.protocols.basic import FileSender
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial import unittest
 
 from tests.support import make_test_certificate
@@ -265,6 +266,19 @@ class TLSTests(TransportTestCase):
         self.assertEqual(received, b"pong:ping")
         self.assertTrue(conn.TLS)
         self.assertNotIn(conn, reactor.getWriters())
+
+    @defer.inlineCallbacks
+    def test_nothing_leaves_an_aborted_tls_connection(self):
+        """TLS records made after an abort are dropped, not sent at once."""
+
+        def abort_then_write(conn, data):
+            conn.abortConnection()
+            TLSMemoryBIOProtocol.write(conn.protocol, b"too late")
+
+        client, _ = yield self.secured(abort_then_write)
+        client.transport.write(b"go")
+        received = yield client.lost
+        self.assertEqual(received, b"")
 
     @defer.inlineCallbacks
     def test_tls_close_delivers_gathered_output(self):

@@ -48,7 +48,8 @@ def send_now(connection: Any, data: bytes) -> None:
     """Write ``data`` to the connection's socket at once if nothing is queued before it.
 
     What the socket does not take (or all of it, when the connection has
-    queued output, is closing or has a producer) goes to Twisted's buffer.
+    queued output, is closing or aborted, or has a producer) goes to
+    Twisted's buffer.
     """
     if (
         connection.producer is None
@@ -57,6 +58,7 @@ def send_now(connection: Any, data: bytes) -> None:
         and connection.offset == len(connection.dataBuffer)
         and connection.connected
         and not connection._writeDisconnected
+        and not connection._aborting
     ):
         sent = connection.writeSomeData(data)
         if sent.__class__ is int and sent > 0:
