@@ -42,13 +42,7 @@ class SerialQueues:
             queue.append((function, args, done))
             return done
         queue = self._queues[key] = deque()
-        try:
-            result = function(*args)
-        except BaseException:
-            result = defer.fail()
-        else:
-            if not isinstance(result, defer.Deferred):
-                result = defer.succeed(result)
+        result = defer.maybeDeferred(function, *args)
         if not result.called or result.paused:
             done = defer.Deferred()
             queue.appendleft((function, args, done))  # the running operation's place
