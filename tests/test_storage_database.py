@@ -7,7 +7,13 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from xmppd.storage import schema
-from xmppd.storage.database import Database, SchemaTooNewError, migrate_file
+from xmppd.storage.database import (
+    IN_CHUNK,
+    Database,
+    SchemaTooNewError,
+    migrate_file,
+    rows_where_in,
+)
 
 
 class DatabaseTests(unittest.TestCase):
@@ -118,3 +124,24 @@ class ReaderTests(unittest.TestCase):
 
         self.failureResultOf(self.db.read(writes), sqlite3.OperationalError)
         self.assertEqual(self.successResultOf(self.db.read(count, "accounts")), 1)
+
+
+class RowsWhereInTests(unittest.TestCase):
+    """rows_where_in: an IN list of any length, bound a chunk at a time."""
+
+    def test_every_value_in_chunks(self):
+        connection = sqlite3.connect(":memory:")
+        self.addCleanup(connection.close)
+        connection.execute("CREATE TABLE t (owner TEXT, n INTEGER)")
+        connection.executemany("INSERT INTO t VALUES (?, ?)",
+                               [(owner, n) for owner in ("a", "b") for n in range(3000)])
+        wanted = list(range(0, 3000, 2))  # 1,500 values: three chunks
+        statements = []
+        connection.set_trace_callback(statements.append)
+        rows = list(rows_where_in(connection.cursor(),
+                                  "SELECT n FROM t WHERE owner = ? AND n IN ({marks})",
+                                  ("a",), wanted))
+        self.assertEqual(sorted(n for (n,) in rows), wanted)
+        self.assertEqual(len(statements), -(-len(wanted) // IN_CHUNK))
+        self.assertEqual(list(rows_where_in(connection.cursor(), "SELECT n FROM t "
+                                            "WHERE n IN ({marks})", (), [])), [])

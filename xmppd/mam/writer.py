@@ -33,6 +33,7 @@ from twisted.internet import defer
 
 from xmppd.logs import logger
 from xmppd.mam.store import INSERT, MICROSECONDS, archive_row, sequence_for
+from xmppd.storage.database import rows_where_in
 
 log = logger(__name__)
 
@@ -174,12 +175,9 @@ def _write(cursor: sqlite3.Cursor, rows: list[tuple]) -> list[bool]:
     accounts = {row[2] for row in rows if row[2] is not None}
     existing: set[str] = set()
     if accounts:
-        names = sorted(accounts)
-        for start in range(0, len(names), 500):
-            chunk = names[start:start + 500]
-            marks = ", ".join("?" * len(chunk))
-            existing.update(r[0] for r in cursor.execute(
-                f"SELECT username FROM accounts WHERE username IN ({marks})", chunk))
+        existing.update(r[0] for r in rows_where_in(
+            cursor, "SELECT username FROM accounts WHERE username IN ({marks})", (),
+            sorted(accounts)))
     stored = [row[2] is None or row[2] in existing for row in rows]
     kept = [row for row, keep in zip(rows, stored, strict=True) if keep]
     try:

@@ -8,7 +8,7 @@ single connection keeps transactions simple. WAL journal mode lets readers
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,24 @@ class Database:
             return None
         self._reader = reader
         return reader
+
+
+#: Values bound in one ``IN (...)`` list by :func:`rows_where_in` (SQLite's
+#: bound-parameter limit is far above it).
+IN_CHUNK = 500
+
+
+def rows_where_in(cursor: sqlite3.Cursor, sql: str, params: tuple,
+                  values: list) -> Iterator[tuple]:
+    """The rows of ``sql`` for every value, ``{marks}`` standing for ``?, ?, ...``.
+
+    The values are bound after ``params``, :data:`IN_CHUNK` at a time (one
+    statement per chunk).
+    """
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = values[start:start + IN_CHUNK]
+        yield from cursor.execute(sql.format(marks=", ".join("?" * len(chunk))),
+                                  (*params, *chunk))
 
 
 def _fetch_all(cursor: sqlite3.Cursor, sql: str, params: tuple) -> list:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from twisted.internet import defer
 from twisted.words.xish import domish
 
-from xmppd.storage.database import Database
+from xmppd.storage.database import Database, rows_where_in
 
 NS_ROSTER = "jabber:iq:roster"
 
@@ -211,23 +211,14 @@ def _item_from_row(row) -> RosterItem:
     )
 
 
-#: Users asked about in one query by :meth:`RosterStore.items_naming` (SQLite's
-#: bound-parameter limit is far above it).
-_NAMING_CHUNK = 500
-
-
 def _read_items_naming(cursor, contact: str, usernames: list[str]) -> dict[str, RosterItem]:
-    found: dict[str, RosterItem] = {}
-    for start in range(0, len(usernames), _NAMING_CHUNK):
-        chunk = usernames[start:start + _NAMING_CHUNK]
-        cursor.execute(
-            "SELECT username, contact, name, subscription, ask, approved, groups "
-            f"FROM roster_items WHERE contact = ? AND username IN ({','.join('?' * len(chunk))})",
-            (contact, *chunk),
-        )
-        for row in cursor.fetchall():
-            found[row[0]] = _item_from_row(row[1:])
-    return found
+    rows = rows_where_in(
+        cursor,
+        "SELECT username, contact, name, subscription, ask, approved, groups "
+        "FROM roster_items WHERE contact = ? AND username IN ({marks})",
+        (contact,), usernames,
+    )
+    return {row[0]: _item_from_row(row[1:]) for row in rows}
 
 
 def _read_version(cursor, username: str) -> int:
