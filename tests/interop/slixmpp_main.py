@@ -40,4 +40,20 @@ def run(scenario, argv, time_limit):
         return 1
     except PermissionError:
         return 2
+    finally:
+        _close(loop)
     return 0
+
+
+def _close(loop):
+    """Cancel what the clients left running and close the loop before the process exits.
+
+    A client refused at authentication leaves its partner's connection and
+    tasks running; the interpreter must not tear them down itself at exit.
+    """
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
