@@ -297,3 +297,101 @@ class TLSTests(TransportTestCase):
 def deferLater(seconds: float) -> defer.Deferred:
     """A Deferred firing after ``seconds`` on the real reactor (0: the next turn)."""
     return task.deferLater(reactor, seconds, lambda: None)
+
+
+class _Reader:
+    """A selectable on one end of a socket pair: records reads, or raises."""
+
+    def __init__(self, sock, fail: bool = False) -> None:
+        self.sock = sock
+        self.fail = fail
+        self.read: list[bytes] = []
+        self.lost: list[object] = []
+
+    def fileno(self) -> int:
+        """The socket's descriptor."""
+        return self.sock.fileno()
+
+    def logPrefix(self) -> str:
+        """What Twisted's log context would have named."""
+        return "reader"
+
+    def doRead(self) -> None:
+        """Read what is there (or fail, as a broken protocol would)."""
+        if self.fail:
+            raise RuntimeError("broken reader")
+        self.read.append(self.sock.recv(100))
+
+    def connectionLost(self, reason: object) -> None:
+        """Note how it was dropped."""
+        self.lost.append(reason)
+
+
+class LeanEventDispatchTests(unittest.TestCase):
+    """``lean_event_dispatch``: the epoll reactor's events without the legacy log context.
+
+    A fresh (not installed, not running) ``EPollReactor`` is driven one
+    iteration at a time over a real socket pair.
+    """
+
+    def setUp(self) -> None:
+        import socket
+
+        from twisted.internet.epollreactor import EPollReactor
+
+        self.reactor = EPollReactor()
+        self.addCleanup(self.reactor._poller.close)
+        self.addCleanup(self.reactor.waker.connectionLost, None)
+        self.ours, self.theirs = socket.socketpair()
+        self.addCleanup(self.ours.close)
+        self.addCleanup(self.theirs.close)
+        self.contexts: list[object] = []
+        original = transport.epollreactor.log.callWithLogger
+
+        def counting(*args, **kwargs):
+            self.contexts.append(args[0])
+            return original(*args, **kwargs)
+
+        self.patch(transport.epollreactor.log, "callWithLogger", counting)
+
+    def test_events_reach_the_connection_without_a_log_context(self) -> None:
+        """A ready reader is read, once per iteration, and no log context is set."""
+        reader = _Reader(self.ours)
+        self.reactor.addReader(reader)
+        # Twisted's own dispatch sets the context (what the change removes).
+        self.theirs.send(b"one")
+        self.reactor.doIteration(0)
+        self.assertEqual((reader.read, self.contexts), ([b"one"], [reader]))
+
+        self.assertTrue(transport.lean_event_dispatch(self.reactor))
+        self.theirs.send(b"two")
+        self.reactor.doIteration(0)
+        self.assertEqual((reader.read, self.contexts), ([b"one", b"two"], [reader]))
+        self.reactor.doIteration(0)  # nothing ready: nothing read
+        self.assertEqual(reader.read, [b"one", b"two"])
+
+    def test_a_failing_connection_is_logged_and_dropped(self) -> None:
+        """What a connection raises is logged and that connection dropped, as before."""
+        transport.lean_event_dispatch(self.reactor)
+        reader = _Reader(self.ours, fail=True)
+        self.reactor.addReader(reader)
+        self.theirs.send(b"x")
+        self.reactor.doIteration(0)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(len(reader.lost), 1)
+        self.assertNotIn(reader, self.reactor.getReaders())
+
+    def test_other_reactors_are_left_alone(self) -> None:
+        """Only Twisted's EPollReactor itself is changed: not fakes, not subclasses."""
+        from twisted.internet.epollreactor import EPollReactor
+
+        class Sub(EPollReactor):
+            pass
+
+        clock = task.Clock()
+        self.assertFalse(transport.lean_event_dispatch(clock))
+        sub = Sub()
+        self.addCleanup(sub._poller.close)
+        self.addCleanup(sub.waker.connectionLost, None)
+        self.assertFalse(transport.lean_event_dispatch(sub))
+        self.assertNotIn("doIteration", vars(sub))

@@ -30,7 +30,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from xmppd import gcpolicy, listeners, logs, systemd, tls, traffic
+from xmppd import gcpolicy, listeners, logs, systemd, tls, traffic, transport
 from xmppd.auth import make_portal
 from xmppd.config import Config
 from xmppd.logs import logger
@@ -171,6 +171,7 @@ class XMPPServer(service.MultiService):
         log.info("xmppd ready: {status}", status=status)
         if self.handle_signals:  # a server process (twistd), not a test
             gcpolicy.tune_for_server()
+            transport.lean_event_dispatch(self.reactor)
         if self.notify_systemd:
             systemd.ready(status)
         if not self.ready.called:
