@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, utils
 from twisted.internet.error import ProcessExitedAlready
 from twisted.trial import unittest
 
@@ -150,6 +150,25 @@ class TwistdProcess(protocol.ProcessProtocol):
             self.watch = None
         self.signal = getattr(reason.value, "signal", None)
         self.ended.callback(reason.value.exitCode)
+
+
+def process_output(executable: str, args: list[str], **kwargs: Any) -> defer.Deferred:
+    """``utils.getProcessOutputAndValue``, but a death by signal N is exit code -N.
+
+    Twisted errbacks with a bare ``(out, err, signal)`` tuple when a process
+    is killed, which a test would report as an unrelated error without the
+    process's output; here it fires like any other end (out, err, -N), as
+    ``subprocess`` reports it, so the test's own assertion shows the output.
+    """
+
+    def killed(reason: Any) -> Any:
+        if isinstance(reason.value, tuple) and len(reason.value) == 3:
+            out, err, signal = reason.value
+            return out, err, -signal
+        return reason
+
+    d = utils.getProcessOutputAndValue(executable, args, **kwargs)
+    return d.addErrback(killed)
 
 
 def spawn_twistd(

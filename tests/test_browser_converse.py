@@ -31,13 +31,13 @@ import sys
 from pathlib import Path
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet import defer, endpoints, protocol, reactor, utils
+from twisted.internet import defer, endpoints, protocol, reactor
 from twisted.internet.error import ProcessExitedAlready
 from twisted.python import log
 from twisted.trial import unittest
 from twisted.web import static
 
-from tests.support import REPO, start_server
+from tests.support import REPO, process_output, start_server
 
 SEND = Path(__file__).resolve().parent / "interop" / "slixmpp_send.py"
 #: Where README and .ci/run install Converse.js (npm install --prefix ...).
@@ -384,7 +384,7 @@ class ConverseTests(unittest.TestCase):
             session, "window.xmppdTest.converse.api.chats.open('juliet@localhost')"
             ".then(() => true)").addErrback(page_log)
         body = "Hello Romeo, from slixmpp over TCP"
-        out, err, code = yield utils.getProcessOutputAndValue(
+        out, err, code = yield process_output(
             sys.executable,
             [str(SEND), "127.0.0.1", str(server.port), str(server.config.tls.certificate),
              "juliet@localhost", "jul1et-pw", "romeo@localhost", body],

@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 from OpenSSL import SSL
-from twisted.internet import defer, protocol, reactor, task, utils
+from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
 import xmppd  # noqa: F401  (compat shim first)
-from tests.support import make_test_certificate, pump_handshake, start_server
+from tests.support import make_test_certificate, process_output, pump_handshake, start_server
 from xmppd import tls
 from xmppd.testing import hostile
 from xmppd.testing.scansion.client import ConnectError, ScansionClient
@@ -492,7 +492,7 @@ class GracefulCloseTests(BatteryTestCase):
             "    return d.addCallback(lambda _: print(' '.join(results)))\n"
             "task.react(main)\n"
         )
-        out, err, code = yield utils.getProcessOutputAndValue(
+        out, err, code = yield process_output(
             sys.executable, ["-c", script], env=dict(os.environ, PYTHONPATH=REPO)
         )
         self.assertEqual(code, 0, err.decode())

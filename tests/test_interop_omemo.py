@@ -53,10 +53,10 @@ import json
 import sys
 from pathlib import Path
 
-from twisted.internet import defer, reactor, utils
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from tests.support import start_server
+from tests.support import process_output, start_server
 
 INTEROP = Path(__file__).resolve().parent / "interop"
 PAIR = INTEROP / "omemo_pair.py"
@@ -112,7 +112,7 @@ class OmemoXmppdTests(unittest.TestCase):
         server = start_server(self, c2s={"require_encryption": True})
         yield server.create_user("alice", PASSWORD)
         yield server.create_user("bob", PASSWORD)
-        out, err, code = yield utils.getProcessOutputAndValue(
+        out, err, code = yield process_output(
             sys.executable,
             [str(PAIR), "--server", f"127.0.0.1:{server.port}", "--domain", "localhost",
              "--ca-cert", str(server.config.tls.certificate), "--password", PASSWORD, "--trace"],
@@ -134,7 +134,7 @@ class OmemoProsodyTests(unittest.TestCase):
 
         if not ProsodyServer.available():
             raise unittest.SkipTest("Prosody is not installed (apt-get install prosody)")
-        out, err, code = yield utils.getProcessOutputAndValue(
+        out, err, code = yield process_output(
             sys.executable, [str(PROSODY_RUN), "--trace"], reactor=reactor,
         )
         check_conversation(self, pair_result(self, out, err, code))

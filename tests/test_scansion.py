@@ -9,11 +9,11 @@ import textwrap
 from pathlib import Path
 
 from twisted.internet import defer, reactor, task
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
 from tests.scansion_fakes import FakeServer, SilentServer, is_server_ping, route_or_echo
+from tests.support import process_output
 from xmppd.testing.scansion import (
     MatchResult,
     match_stanza,
@@ -870,14 +870,14 @@ class RunnerEndToEndTests(unittest.TestCase):
             "--timeout",
             "0.5",
         ]
-        out, err, code = await getProcessOutputAndValue(
+        out, err, code = await process_output(
             sys.executable, [*argv, str(good)], env=dict(os.environ), path=str(REPO)
         )
         self.assertEqual(code, 0, err)
         self.assertIn(b"PASS good", out)
         self.assertIn(b"1 passed, 0 failed", out)
 
-        out, err, code = await getProcessOutputAndValue(
+        out, err, code = await process_output(
             sys.executable,
             [*argv, "--verbose", "--strict-order", str(good), str(bad)],
             env=dict(os.environ),

@@ -11,10 +11,10 @@ import re
 import sys
 from pathlib import Path
 
-from twisted.internet import defer, utils
+from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support import make_test_certificate, spawn_twistd
+from tests.support import make_test_certificate, process_output, spawn_twistd
 from tests.test_scenarios import LENIENT, RUN_ONCE
 from xmppd.testing.scansion import parse_script
 
@@ -48,7 +48,7 @@ class ScansionCommandLineTests(unittest.TestCase):
             for client in parse_script(path.read_text(encoding="utf-8")).clients:
                 accounts[client.username] = client.password
         for username, password in sorted(accounts.items()):
-            out, err, code = yield utils.getProcessOutputAndValue(
+            out, err, code = yield process_output(
                 sys.executable,
                 ["-m", "xmppd.cli", "--config", str(config), "adduser", username,
                  "--password", password],
@@ -71,7 +71,7 @@ class ScansionCommandLineTests(unittest.TestCase):
                 (["--strict-order"], again),
                 ([], LENIENT_SCENARIOS),
             ):
-                out, err, code = yield utils.getProcessOutputAndValue(
+                out, err, code = yield process_output(
                     sys.executable,
                     ["-m", "xmppd.testing.scansion", "--host", "127.0.0.1", "--port", str(port),
                      *options, *[str(p) for p in paths]],
