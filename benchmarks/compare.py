@@ -93,6 +93,9 @@ class Params:
 
 
 WORKLOADS = ("login", "storm", "idle", "chat", "muc", "muc-big", "join", "pep")
+#: xmppd as it runs by default, and without its message archive (like-for-like
+#: with a reference server that archives nothing: ``--servers xmppd,xmppd-no-mam,ejabberd``).
+XMPPD_VARIANTS = ("xmppd", "xmppd-no-mam")
 
 
 @dataclass
@@ -361,8 +364,10 @@ def row_label(label: str, p: Params) -> str:
 
 def comparison_table(runs: dict, servers: list[str], p: Params) -> str:
     """Markdown: workload rows × server columns (ranges over the rounds), best-vs-best ratios."""
-    others = [s for s in ("ejabberd", "prosody") if s in servers and "xmppd" in servers]
-    head = ["workload", *servers, *(f"xmppd/{s} (best)" for s in others)]
+    ours = [s for s in XMPPD_VARIANTS if s in servers]
+    others = [s for s in ("ejabberd", "prosody") if s in servers]
+    pairs = [(x, o) for x in ours for o in others]
+    head = ["workload", *servers, *(f"{x}/{o} (best)" for x, o in pairs)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, job, key, extra, better in ROWS:
         values = {s: [r.get(key) for r in runs.get((job, s), []) if "error" not in r]
@@ -377,8 +382,8 @@ def comparison_table(runs: dict, servers: list[str], p: Params) -> str:
                 cell += f" ({spread(seconds)})"
             row.append(cell)
         pick = max if better == "high" else min
-        for other in others:
-            x = [v for v in values["xmppd"] if isinstance(v, int | float)]
+        for ours_name, other in pairs:
+            x = [v for v in values[ours_name] if isinstance(v, int | float)]
             o = [v for v in values[other] if isinstance(v, int | float)]
             row.append(fmt(pick(x) / pick(o)) if x and o and pick(o) else "-")
         lines.append("| " + " | ".join(row) + " |")
@@ -454,7 +459,8 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small, short smoke run")
     ap.add_argument("--scaling", action="store_true", help="scaling runs instead of the table")
-    ap.add_argument("--servers", default="xmppd,prosody,ejabberd", help="comma-separated")
+    ap.add_argument("--servers", default="xmppd,prosody,ejabberd",
+                    help="comma-separated, of xmppd, xmppd-no-mam (archive off), prosody, ejabberd")
     ap.add_argument("--plain", action="store_true",
                     help="plain TCP and SASL PLAIN (the old mode) instead of STARTTLS + "
                     "SCRAM-SHA-256")
@@ -509,6 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     if "xmppd" in wanted:
         servers.append(XmppdServer(base / "xmppd", args.server_cpu, args.python,
                                    muc_limit=args.xmppd_muc_limit))
+    if "xmppd-no-mam" in wanted:
+        servers.append(XmppdServer(base / "xmppd-no-mam", args.server_cpu, args.python,
+                                   muc_limit=args.xmppd_muc_limit, disabled_modules=("mam",),
+                                   name="xmppd-no-mam"))
     if "prosody" in wanted:
         if ProsodyServer.available():
             extra = PROSODY_FEATURES if args.reference_features == "full" else ()
