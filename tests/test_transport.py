@@ -395,3 +395,38 @@ class LeanEventDispatchTests(unittest.TestCase):
         self.addCleanup(sub.waker.connectionLost, None)
         self.assertFalse(transport.lean_event_dispatch(sub))
         self.assertNotIn("doIteration", vars(sub))
+
+
+class _BadLoss(_Reader):
+    """A reader whose connectionLost raises after a failed read."""
+
+    def connectionLost(self, reason: object) -> None:
+        """Fail while being dropped."""
+        super().connectionLost(reason)
+        raise ValueError("connectionLost failed")
+
+
+class LeanEventDispatchFailureTests(unittest.TestCase):
+    """What escapes ``_doReadOrWrite`` is logged; the other ready connections still run."""
+
+    setUp = LeanEventDispatchTests.setUp
+
+    def test_a_failing_drop_does_not_stop_the_others(self) -> None:
+        """One connection's connectionLost raises: logged, not raised, the next event handled."""
+        import socket
+
+        transport.lean_event_dispatch(self.reactor)
+        second, peer = socket.socketpair()
+        self.addCleanup(second.close)
+        self.addCleanup(peer.close)
+        bad = _BadLoss(self.ours, fail=True)
+        good = _Reader(second)
+        self.reactor.addReader(bad)
+        self.reactor.addReader(good)
+        self.theirs.send(b"x")
+        peer.send(b"y")
+        self.reactor.doIteration(0)
+        self.assertEqual(good.read, [b"y"])
+        self.assertEqual(len(bad.lost), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)

@@ -238,7 +238,12 @@ def _lean_poll(self: Any, timeout: float | None) -> None:
     for fd, event in events:
         selectable = selectables.get(fd)
         if selectable is not None:
-            handle(selectable, fd, event)
+            try:
+                handle(selectable, fd, event)
+            except Exception:
+                # What escapes _doReadOrWrite (a failing connectionLost):
+                # logged, and the other ready connections are still handled.
+                log.failure("handling a ready connection failed")
 
 
 def lean_event_dispatch(reactor: Any) -> bool:
