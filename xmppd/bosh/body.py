@@ -25,7 +25,6 @@ from xmppd.c2s.xmlparser import RestrictedElementStream, StreamParseError
 NS_HTTPBIND = "http://jabber.org/protocol/httpbind"
 NS_XBOSH = "urn:xmpp:xbosh"
 NS_XML = "http://www.w3.org/XML/1998/namespace"
-NS_STREAMS = "http://etherx.jabber.org/streams"
 
 #: The highest XEP-0124 version we implement.
 VERSION = (1, 11)

@@ -33,9 +33,10 @@ from twisted.internet import error
 from twisted.python import failure
 from twisted.words.xish import domish
 
-from xmppd.bosh.body import NS_STREAMS, NS_XML, Body, render_body
+from xmppd.bosh.body import NS_XML, Body, render_body
 from xmppd.c2s.stream import NS_CLIENT, _new_stream_id
 from xmppd.logs import logger
+from xmppd.stanza import NS_STREAMS
 from xmppd.ws.stream import ElementFramedStream, WebSocketC2SFactory
 
 log = logger(__name__)

@@ -20,7 +20,8 @@ from xmppd.addresses import normalised_domain
 from xmppd.logs import logger
 from xmppd.s2s.certificates import ClientTLSCreator
 from xmppd.s2s.dialback import NS_DIALBACK, NS_DIALBACK_FEATURE, DialbackRefused, dialback_key
-from xmppd.s2s.wire import NS_SASL, NS_STREAMS, NS_TLS, dialback_xml
+from xmppd.s2s.wire import NS_SASL, NS_TLS, dialback_xml
+from xmppd.stanza import NS_STREAMS
 
 log = logger(__name__)
 

@@ -41,10 +41,9 @@ from xmppd.s2s.receiving import ReceivingSide
 from xmppd.s2s.wire import (
     NS_SERVER,
     NS_STREAM_ERRORS,
-    NS_STREAMS,
     stanza_xml,
 )
-from xmppd.stanza import escape_attribute
+from xmppd.stanza import NS_STREAMS, escape_attribute
 
 if TYPE_CHECKING:
     from xmppd.s2s.manager import S2SManager

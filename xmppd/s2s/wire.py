@@ -13,7 +13,6 @@ from xmppd.stanza import escape_attribute
 
 NS_SERVER = "jabber:server"
 NS_CLIENT = "jabber:client"
-NS_STREAMS = "http://etherx.jabber.org/streams"
 NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
