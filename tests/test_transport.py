@@ -7,9 +7,11 @@ bytes reach a peer through the kernel, with and without TLS.
 from __future__ import annotations
 
 import io
+import socket
 
 from twisted.internet import defer, protocol, reactor, ssl, task, tcp
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.epollreactor import EPollReactor
 from twisted.protocols.basic import FileSender
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial import unittest
@@ -327,6 +329,15 @@ class _Reader:
         self.lost.append(reason)
 
 
+class _BadLoss(_Reader):
+    """A reader whose connectionLost raises after a failed read."""
+
+    def connectionLost(self, reason: object) -> None:
+        """Fail while being dropped."""
+        super().connectionLost(reason)
+        raise ValueError("connectionLost failed")
+
+
 class LeanEventDispatchTests(unittest.TestCase):
     """``lean_event_dispatch``: the epoll reactor's events without the legacy log context.
 
@@ -335,10 +346,6 @@ class LeanEventDispatchTests(unittest.TestCase):
     """
 
     def setUp(self) -> None:
-        import socket
-
-        from twisted.internet.epollreactor import EPollReactor
-
         self.reactor = EPollReactor()
         self.addCleanup(self.reactor._poller.close)
         self.addCleanup(self.reactor.waker.connectionLost, None)
@@ -383,8 +390,6 @@ class LeanEventDispatchTests(unittest.TestCase):
 
     def test_other_reactors_are_left_alone(self) -> None:
         """Only Twisted's EPollReactor itself is changed: not fakes, not subclasses."""
-        from twisted.internet.epollreactor import EPollReactor
-
         class Sub(EPollReactor):
             pass
 
@@ -396,25 +401,8 @@ class LeanEventDispatchTests(unittest.TestCase):
         self.assertFalse(transport.lean_event_dispatch(sub))
         self.assertNotIn("doIteration", vars(sub))
 
-
-class _BadLoss(_Reader):
-    """A reader whose connectionLost raises after a failed read."""
-
-    def connectionLost(self, reason: object) -> None:
-        """Fail while being dropped."""
-        super().connectionLost(reason)
-        raise ValueError("connectionLost failed")
-
-
-class LeanEventDispatchFailureTests(unittest.TestCase):
-    """What escapes ``_doReadOrWrite`` is logged; the other ready connections still run."""
-
-    setUp = LeanEventDispatchTests.setUp
-
     def test_a_failing_drop_does_not_stop_the_others(self) -> None:
-        """One connection's connectionLost raises: logged, not raised, the next event handled."""
-        import socket
-
+        """A raising connectionLost is logged, not raised; the next ready connection still runs."""
         transport.lean_event_dispatch(self.reactor)
         second, peer = socket.socketpair()
         self.addCleanup(second.close)
